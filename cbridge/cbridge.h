@@ -1,0 +1,215 @@
+/*
+ * cbridge.h: the plain C ABI that modelstitch's Go binding uses to reach libtorch.
+ *
+ * Rules (see shared/design.md):
+ *  - Every symbol starts with tb_. Only opaque handles, integers, doubles and C
+ *    strings cross the boundary; no torch type appears here.
+ *  - Every fallible function returns a tb_error (NULL on success) and writes its
+ *    results to out-parameters. No C++ exception ever escapes.
+ *  - Tensor handles are owned by the caller and released with tb_tensor_free.
+ *  - Lists are passed as pointer + length.
+ */
+#ifndef MODELSTITCH_CBRIDGE_H
+#define MODELSTITCH_CBRIDGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tb_tensor_s* tb_tensor;
+typedef struct tb_error_s* tb_error;
+typedef struct tb_generator_s* tb_generator;
+typedef struct tb_guard_s* tb_guard;
+
+/* Error codes carried by tb_error. */
+enum {
+  TB_ERR_OTHER = 1,
+  TB_ERR_OOM = 2,
+  TB_ERR_INDEX = 3,
+  TB_ERR_TYPE = 4,
+  TB_ERR_VALUE = 5,
+  TB_ERR_NOT_IMPLEMENTED = 6,
+  TB_ERR_NO_CUDA = 7
+};
+
+/* Device types. */
+enum { TB_CPU = 0, TB_CUDA = 1 };
+
+int tb_error_code(tb_error e);
+const char* tb_error_message(tb_error e);
+void tb_error_free(tb_error e);
+
+/* ---- runtime ---- */
+void tb_set_num_threads(int n);
+int tb_get_num_threads(void);
+tb_error tb_manual_seed(uint64_t seed);
+int tb_cuda_available(void);
+int tb_cuda_device_count(void);
+int tb_built_with_cuda(void);
+tb_error tb_cuda_synchronize(int device);
+tb_error tb_cuda_empty_cache(void);
+tb_error tb_cuda_memory_allocated(int device, int64_t* out);
+/* Number of tensor handles alive (made and not yet freed). */
+int64_t tb_live_tensors(void);
+/* Returns unused heap pages to the OS (glibc malloc_trim). */
+void tb_malloc_trim(void);
+const char* tb_torch_version(void);
+
+/* Grad mode and inference mode for the calling OS thread. */
+void tb_set_grad_enabled(int enabled);
+int tb_is_grad_enabled(void);
+tb_error tb_inference_mode_enter(tb_guard* out);
+void tb_guard_free(tb_guard g);
+
+/* Generators: seedable random streams (device CPU or CUDA). */
+tb_error tb_generator_new(uint64_t seed, int device_type, int device_index, tb_generator* out);
+void tb_generator_free(tb_generator g);
+
+/* ---- tensor basics ---- */
+void tb_tensor_free(tb_tensor t);
+tb_error tb_tensor_info(tb_tensor t, int* dtype, int* device_type, int* device_index,
+                        int* ndim, int* requires_grad, int* is_leaf, int64_t* numel);
+/* shape must have room for ndim entries (at most 16). */
+tb_error tb_tensor_shape(tb_tensor t, int64_t* shape);
+tb_error tb_tensor_defined(tb_tensor t, int* out);
+
+/* Copies nbytes from data (a C-contiguous buffer of dtype) into a new CPU tensor. */
+tb_error tb_from_data(const void* data, const int64_t* shape, int ndim, int dtype, tb_tensor* out);
+/* Copies the tensor's contents (moved to CPU, made contiguous) into dst (nbytes long). */
+tb_error tb_copy_to(tb_tensor t, void* dst, int64_t nbytes);
+tb_error tb_item_double(tb_tensor t, double* out);
+tb_error tb_item_int64(tb_tensor t, int64_t* out);
+
+tb_error tb_full(const int64_t* shape, int ndim, double value, int dtype, int device_type,
+                 int device_index, tb_tensor* out);
+tb_error tb_arange(double start, double end, double step, int dtype, int device_type,
+                   int device_index, tb_tensor* out);
+/* kind: "rand" (uniform [0,1)), "randn" (standard normal). gen may be NULL. */
+tb_error tb_random(const char* kind, const int64_t* shape, int ndim, int dtype, int device_type,
+                   int device_index, tb_generator gen, tb_tensor* out);
+tb_error tb_randint(int64_t low, int64_t high, const int64_t* shape, int ndim, int device_type,
+                    int device_index, tb_generator gen, tb_tensor* out);
+tb_error tb_randperm(int64_t n, int device_type, int device_index, tb_generator gen, tb_tensor* out);
+tb_error tb_eye(int64_t n, int dtype, int device_type, int device_index, tb_tensor* out);
+/* In place: uniform_(lo, hi) or normal_(mean=a, std=b), kind "uniform" / "normal". */
+tb_error tb_fill_random_(tb_tensor t, const char* kind, double a, double b, tb_generator gen);
+
+/* ---- conversion and shape ---- */
+/* dtype < 0 keeps the dtype; device_type < 0 keeps the device. */
+tb_error tb_to(tb_tensor t, int device_type, int device_index, int dtype, tb_tensor* out);
+tb_error tb_clone(tb_tensor t, tb_tensor* out);
+tb_error tb_shallow(tb_tensor t, tb_tensor* out); /* a new handle to the same tensor */
+tb_error tb_contiguous(tb_tensor t, tb_tensor* out);
+tb_error tb_reshape(tb_tensor t, const int64_t* shape, int ndim, tb_tensor* out);
+tb_error tb_view(tb_tensor t, const int64_t* shape, int ndim, tb_tensor* out);
+tb_error tb_expand(tb_tensor t, const int64_t* shape, int ndim, tb_tensor* out);
+tb_error tb_repeat(tb_tensor t, const int64_t* reps, int ndim, tb_tensor* out);
+tb_error tb_permute(tb_tensor t, const int64_t* dims, int ndim, tb_tensor* out);
+tb_error tb_transpose(tb_tensor t, int64_t d0, int64_t d1, tb_tensor* out);
+tb_error tb_flatten(tb_tensor t, int64_t start, int64_t end, tb_tensor* out);
+tb_error tb_squeeze(tb_tensor t, int64_t dim, tb_tensor* out);
+tb_error tb_unsqueeze(tb_tensor t, int64_t dim, tb_tensor* out);
+tb_error tb_slice(tb_tensor t, int64_t dim, int64_t start, int64_t end, int64_t step, tb_tensor* out);
+tb_error tb_narrow(tb_tensor t, int64_t dim, int64_t start, int64_t length, tb_tensor* out);
+tb_error tb_select(tb_tensor t, int64_t dim, int64_t index, tb_tensor* out);
+tb_error tb_index_select(tb_tensor t, int64_t dim, tb_tensor index, tb_tensor* out);
+tb_error tb_gather(tb_tensor t, int64_t dim, tb_tensor index, tb_tensor* out);
+tb_error tb_cat(const tb_tensor* ts, int n, int64_t dim, tb_tensor* out);
+tb_error tb_stack(const tb_tensor* ts, int n, int64_t dim, tb_tensor* out);
+tb_error tb_flip(tb_tensor t, const int64_t* dims, int ndim, tb_tensor* out);
+/* constant padding, pads in PyTorch's F.pad order (last dim first). */
+tb_error tb_pad(tb_tensor t, const int64_t* pads, int npads, double value, tb_tensor* out);
+
+/* ---- elementwise ---- */
+/* name: neg exp log sqrt rsqrt abs relu sigmoid tanh sign floor ceil round square
+ * reciprocal logical_not isnan isfinite pinverse zeros_like ones_like rand_like randn_like */
+tb_error tb_unary(const char* name, tb_tensor a, tb_tensor* out);
+/* name: add sub mul div pow maximum minimum eq ne lt le gt ge logical_and logical_or
+ * matmul mm bmm remainder */
+tb_error tb_binary(const char* name, tb_tensor a, tb_tensor b, tb_tensor* out);
+/* name: add sub mul div pow eq ne lt le gt ge remainder rsub */
+tb_error tb_binary_scalar(const char* name, tb_tensor a, double s, tb_tensor* out);
+/* In place, a op= b. name: add sub mul div copy maximum */
+tb_error tb_binary_(const char* name, tb_tensor a, tb_tensor b);
+/* In place, a op= s. name: add sub mul div fill pow clamp_min clamp_max */
+tb_error tb_binary_scalar_(const char* name, tb_tensor a, double s);
+/* In place a += alpha * b. */
+tb_error tb_add_scaled_(tb_tensor a, tb_tensor b, double alpha);
+/* In place a += value * b * c. */
+tb_error tb_addcmul_(tb_tensor a, tb_tensor b, tb_tensor c, double value);
+/* In place a += value * b / c. */
+tb_error tb_addcdiv_(tb_tensor a, tb_tensor b, tb_tensor c, double value);
+/* In place a = a*w + b*(1-w)  (lerp_ toward b with weight 1-w is b + (a-b)*w). */
+tb_error tb_lerp_(tb_tensor a, tb_tensor b, double weight);
+tb_error tb_clamp(tb_tensor a, double lo, double hi, tb_tensor* out);
+tb_error tb_where(tb_tensor cond, tb_tensor a, tb_tensor b, tb_tensor* out);
+tb_error tb_masked_fill(tb_tensor a, tb_tensor mask, double value, tb_tensor* out);
+tb_error tb_addmm(tb_tensor bias, tb_tensor a, tb_tensor b, tb_tensor* out);
+
+/* ---- reductions ---- */
+/* name: sum mean amax amin prod var std logsumexp norm; ndims == 0 reduces all.
+ * arg: unbiased flag for var/std, p for norm. dtype < 0 keeps the dtype (sum/mean). */
+tb_error tb_reduce(const char* name, tb_tensor t, const int64_t* dims, int ndims, int keepdim,
+                   double arg, tb_tensor* out);
+/* max along dim: values and indices. */
+tb_error tb_max_dim(tb_tensor t, int64_t dim, int keepdim, tb_tensor* values, tb_tensor* indices);
+/* name: argmax argmin; dim < -100 means over all elements. */
+tb_error tb_arg(const char* name, tb_tensor t, int64_t dim, int keepdim, tb_tensor* out);
+tb_error tb_topk(tb_tensor t, int64_t k, int64_t dim, tb_tensor* values, tb_tensor* indices);
+tb_error tb_allclose(tb_tensor a, tb_tensor b, double rtol, double atol, int* out);
+
+/* ---- neural network functions ---- */
+/* bias may be NULL. stride, padding, dilation are 2-element arrays. */
+tb_error tb_conv2d(tb_tensor x, tb_tensor w, tb_tensor bias, const int64_t* stride,
+                   const int64_t* padding, const int64_t* dilation, int64_t groups, tb_tensor* out);
+/* weight, bias, running_mean, running_var may be NULL. */
+tb_error tb_batch_norm(tb_tensor x, tb_tensor weight, tb_tensor bias, tb_tensor running_mean,
+                       tb_tensor running_var, int training, double momentum, double eps,
+                       tb_tensor* out);
+tb_error tb_max_pool2d(tb_tensor x, const int64_t* kernel, const int64_t* stride,
+                       const int64_t* padding, const int64_t* dilation, int ceil_mode,
+                       tb_tensor* out);
+tb_error tb_avg_pool2d(tb_tensor x, const int64_t* kernel, const int64_t* stride,
+                       const int64_t* padding, tb_tensor* out);
+tb_error tb_adaptive_avg_pool2d(tb_tensor x, const int64_t* size, tb_tensor* out);
+tb_error tb_linear(tb_tensor x, tb_tensor w, tb_tensor bias, tb_tensor* out);
+tb_error tb_dropout(tb_tensor x, double p, int training, tb_tensor* out);
+tb_error tb_softmax(tb_tensor x, int64_t dim, int log, tb_tensor* out);
+/* reduction: 0 none, 1 mean, 2 sum. */
+tb_error tb_cross_entropy(tb_tensor logits, tb_tensor target, double label_smoothing,
+                          int reduction, tb_tensor* out);
+tb_error tb_mse_loss(tb_tensor a, tb_tensor b, int reduction, tb_tensor* out);
+tb_error tb_normalize(tb_tensor x, double p, int64_t dim, double eps, tb_tensor* out);
+/* mode: "nearest" "bilinear" "bicubic" "area"; align_corners < 0 leaves it unset. */
+tb_error tb_interpolate(tb_tensor x, const int64_t* size, const char* mode, int align_corners,
+                        tb_tensor* out);
+tb_error tb_affine_grid(tb_tensor theta, const int64_t* size, int ndim, int align_corners,
+                        tb_tensor* out);
+/* mode "bilinear"/"nearest", padding "zeros"/"border"/"reflection". */
+tb_error tb_grid_sample(tb_tensor x, tb_tensor grid, const char* mode, const char* padding,
+                        int align_corners, tb_tensor* out);
+tb_error tb_one_hot(tb_tensor t, int64_t classes, tb_tensor* out);
+
+/* ---- autograd ---- */
+tb_error tb_set_requires_grad(tb_tensor t, int flag);
+/* grad may be NULL (scalar output). */
+tb_error tb_backward(tb_tensor t, tb_tensor grad, int retain_graph);
+/* *out is NULL when the tensor has no gradient. */
+tb_error tb_grad(tb_tensor t, tb_tensor* out);
+tb_error tb_zero_grad(tb_tensor t); /* sets .grad to undefined */
+tb_error tb_detach(tb_tensor t, tb_tensor* out);
+
+/* ---- TorchScript ---- */
+/* Loads a torch.jit.save archive onto the CPU and returns its parameters and buffers by
+ * dotted name. names is an array of n malloc'd C strings (free with tb_free_strings). */
+tb_error tb_jit_load_named(const char* path, int* n, char*** names, tb_tensor** tensors);
+void tb_free_strings(char** s, int n);
+void tb_free_tensor_array(tb_tensor* ts);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,94 @@
+package torch
+
+/*
+#include "cbridge.h"
+*/
+import "C"
+
+import "runtime"
+
+// SetNumThreads sets the number of threads libtorch uses inside one operation.
+// The bridge applies it on every OS thread that calls into libtorch.
+func SetNumThreads(n int) { C.tb_set_num_threads(C.int(n)) }
+
+// NumThreads returns the intra-op thread count on the calling thread.
+func NumThreads() int { return int(C.tb_get_num_threads()) }
+
+// ManualSeed seeds libtorch's global random generators (CPU and CUDA).
+func ManualSeed(seed uint64) error { return takeError("manual_seed", C.tb_manual_seed(C.uint64_t(seed))) }
+
+// Version returns the libtorch version the bridge was built against, e.g. "1.13.0".
+func Version() string { return C.GoString(C.tb_torch_version()) }
+
+// Generator is a seedable random stream, independent of the global one.
+type Generator struct {
+	h C.tb_generator
+}
+
+// NewGenerator returns a generator on device d seeded with seed.
+func NewGenerator(seed uint64, d Device) (*Generator, error) {
+	var h C.tb_generator
+	if err := takeError("generator", C.tb_generator_new(C.uint64_t(seed), C.int(d.Type), C.int(d.Index), &h)); err != nil {
+		return nil, err
+	}
+	g := &Generator{h: h}
+	runtime.SetFinalizer(g, (*Generator).Close)
+	return g, nil
+}
+
+// Close releases the generator.
+func (g *Generator) Close() {
+	if g == nil || g.h == nil {
+		return
+	}
+	C.tb_generator_free(g.h)
+	g.h = nil
+	runtime.SetFinalizer(g, nil)
+}
+
+func (g *Generator) handle() C.tb_generator {
+	if g == nil {
+		return nil
+	}
+	return g.h
+}
+
+// NoGrad runs f with gradient recording off, on one locked OS thread, and
+// restores the previous mode afterwards. Use it for evaluation and for in-place
+// parameter updates.
+func NoGrad(f func()) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	prev := C.tb_is_grad_enabled()
+	C.tb_set_grad_enabled(0)
+	defer C.tb_set_grad_enabled(prev)
+	f()
+}
+
+// WithGrad runs f with gradient recording on (e.g. inside a NoGrad section).
+func WithGrad(f func()) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	prev := C.tb_is_grad_enabled()
+	C.tb_set_grad_enabled(1)
+	defer C.tb_set_grad_enabled(prev)
+	f()
+}
+
+// GradEnabled reports whether gradient recording is on for the calling thread.
+// It is only meaningful inside NoGrad/WithGrad/InferenceMode, where the goroutine is locked.
+func GradEnabled() bool { return C.tb_is_grad_enabled() != 0 }
+
+// InferenceMode runs f in libtorch's inference mode (no autograd bookkeeping at
+// all; faster than NoGrad). Tensors made inside cannot later be used in autograd.
+func InferenceMode(f func()) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var g C.tb_guard
+	if err := takeError("inference_mode", C.tb_inference_mode_enter(&g)); err != nil {
+		return err
+	}
+	defer C.tb_guard_free(g)
+	f()
+	return nil
+}
