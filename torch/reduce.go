@@ -46,7 +46,9 @@ func (t *Tensor) Std(dims []int64, unbiased, keep bool) *Tensor {
 }
 
 // Norm returns the p-norm over dims (all elements when dims is empty).
-func (t *Tensor) Norm(p float64, dims []int64, keep bool) *Tensor { return t.reduce("norm", dims, keep, p) }
+func (t *Tensor) Norm(p float64, dims []int64, keep bool) *Tensor {
+	return t.reduce("norm", dims, keep, p)
+}
 
 // LogSumExp returns log(sum(exp(t))) over dims.
 func (t *Tensor) LogSumExp(dims []int64, keep bool) *Tensor {

@@ -15,7 +15,9 @@ func SetNumThreads(n int) { C.tb_set_num_threads(C.int(n)) }
 func NumThreads() int { return int(C.tb_get_num_threads()) }
 
 // ManualSeed seeds libtorch's global random generators (CPU and CUDA).
-func ManualSeed(seed uint64) error { return takeError("manual_seed", C.tb_manual_seed(C.uint64_t(seed))) }
+func ManualSeed(seed uint64) error {
+	return takeError("manual_seed", C.tb_manual_seed(C.uint64_t(seed)))
+}
 
 // Version returns the libtorch version the bridge was built against, e.g. "1.13.0".
 func Version() string { return C.GoString(C.tb_torch_version()) }
