@@ -1,0 +1,110 @@
+package weights
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+// Checkpoint formats, as reported in Checkpoint.Format.
+const (
+	FormatTorchZip    = "torch-zip"
+	FormatTorchLegacy = "torch-legacy"
+	FormatSafetensors = "safetensors"
+	FormatTorchScript = "torchscript"
+)
+
+// MetadataKey is the Checkpoint.Metadata entry that holds modelstitch's own
+// metadata, a JSON document (architecture, data set, normalisation, training
+// configuration). In a torch.save file it travels as the attribute
+// _modelstitch of the state dict; in a safetensors file as a __metadata__ entry.
+const MetadataKey = "modelstitch"
+
+// ErrTorchScript is returned (wrapped) for TorchScript archives
+// (torch.jit.save), which must be loaded through libtorch instead.
+var ErrTorchScript = errors.New("a TorchScript archive (load it with torch::jit::load)")
+
+// ErrNoMetadata is returned (wrapped) by ModelstitchMeta when the checkpoint
+// carries no modelstitch metadata.
+var ErrNoMetadata = errors.New("no modelstitch metadata")
+
+// Checkpoint is what a file holds: its format, the state dict, and metadata.
+type Checkpoint struct {
+	// Path is the file it was read from ("" when read from memory).
+	Path string
+	// Format is FormatTorchZip, FormatTorchLegacy, FormatSafetensors or FormatTorchScript.
+	Format string
+	// State holds the tensors under normalised PyTorch names.
+	State *StateDict
+	// Metadata holds string metadata: MetadataKey for modelstitch's JSON, a
+	// safetensors file's __metadata__, and plain values found beside the
+	// state dict in a wrapper (epoch, arch, pytorch-lightning_version, ...).
+	Metadata map[string]string
+	// Notes says, one line each, what was done to find and normalise the
+	// state dict (e.g. "stripped prefix module. from 122 keys").
+	Notes []string
+}
+
+// ModelstitchMeta decodes the modelstitch metadata (Metadata[MetadataKey]) into v.
+func (c *Checkpoint) ModelstitchMeta(v any) error {
+	s, ok := c.Metadata[MetadataKey]
+	if !ok {
+		return fmt.Errorf("weights: %s: %w", c.name(), ErrNoMetadata)
+	}
+	if err := json.Unmarshal([]byte(s), v); err != nil {
+		return fmt.Errorf("weights: %s: decoding modelstitch metadata: %w", c.name(), err)
+	}
+	return nil
+}
+
+func (c *Checkpoint) name() string {
+	if c.Path == "" {
+		return "<memory>"
+	}
+	return c.Path
+}
+
+// Open reads a checkpoint, choosing the reader from the file's contents: a zip
+// archive is a torch.save file (or a TorchScript archive, which gives an error
+// wrapping ErrTorchScript), a pickle stream starting with torch's magic number
+// a legacy torch.save file, and a little-endian length followed by a JSON
+// object a safetensors file.
+func Open(path string) (*Checkpoint, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("weights: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("weights: %w", err)
+	}
+	var head [9]byte
+	n, err := io.ReadFull(f, head[:])
+	f.Close()
+	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+		return nil, fmt.Errorf("weights: %s: %w", path, err)
+	}
+	switch {
+	case st.IsDir():
+		return nil, fmt.Errorf("weights: %s: is a directory, not a checkpoint file", path)
+	case n == 0:
+		return nil, fmt.Errorf("weights: %s: empty file", path)
+	case n == 9 && head[8] == '{' && binary.LittleEndian.Uint64(head[:8]) <= uint64(st.Size()-8):
+		// Checked first: a header length of 128 mod 256 starts with 0x80 like a
+		// pickle, while a zip or pickle never has a plausible length here.
+		return ReadSafetensors(path)
+	case n >= 4 && (string(head[:4]) == "PK\x03\x04" || string(head[:4]) == "PK\x05\x06"):
+		return ReadTorchFile(path)
+	case head[0] == 0x80:
+		return ReadTorchFile(path)
+	case strings.HasSuffix(strings.ToLower(path), ".safetensors"):
+		return ReadSafetensors(path)
+	}
+	return nil, fmt.Errorf("weights: %s: unknown checkpoint format (not a torch.save zip or legacy file, "+
+		"TorchScript archive or safetensors file; starts with % x)", path, head[:n])
+}

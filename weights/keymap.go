@@ -1,0 +1,603 @@
+package weights
+
+import (
+	"errors"
+	"fmt"
+	"math/big"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/nlpodyssey/gopickle/types"
+)
+
+// preferredKeys are the wrapper entries that hold a state dict, best first.
+var preferredKeys = []string{
+	"state_dict", "model", "model_state_dict", "net", "network", "backbone", "encoder",
+	"teacher", "student", "module", "weights", "params",
+}
+
+// sideKeys are wrapper entries that hold tensors but never the model's weights.
+var sideKeys = map[string]bool{
+	"optimizer": true, "optimizer_state_dict": true, "optimizer_states": true, "optim": true,
+	"scheduler": true, "lr_scheduler": true, "lr_schedulers": true, "scaler": true, "amp": true,
+	"callbacks": true, "loops": true,
+}
+
+// headPrefixes are projection/prediction heads of self-supervised and other
+// training set-ups; their keys are dropped by NormalizeKeys.
+var headPrefixes = []string{"projector", "projection_head", "head", "heads", "prototypes", "predictor"}
+
+// wrapperPrefixes are the prefixes NormalizeKeys strips when every key has one.
+var wrapperPrefixes = []string{"module.", "_orig_mod.", "model.", "backbone.", "encoder."}
+
+// kv is one entry of a pickled dict.
+type kv struct{ key, val any }
+
+// dictEntries lists the entries of a pickled dict-like value, in order.
+func dictEntries(v any) ([]kv, bool) {
+	switch d := v.(type) {
+	case *types.OrderedDict:
+		out := make([]kv, 0, d.Len())
+		for el := d.List.Front(); el != nil; el = el.Next() {
+			if e, ok := el.Value.(*types.OrderedDictEntry); ok {
+				out = append(out, kv{e.Key, e.Value})
+			}
+		}
+		return out, true
+	case *types.Dict:
+		out := make([]kv, 0, len(*d))
+		for _, e := range *d {
+			out = append(out, kv{e.Key, e.Value})
+		}
+		return out, true
+	case *pyObject:
+		if d.Items != nil {
+			return dictEntries(d.Items)
+		}
+	}
+	return nil, false
+}
+
+// isDictLike reports whether dictEntries would accept v, without listing it.
+func isDictLike(v any) bool {
+	switch d := v.(type) {
+	case *types.OrderedDict, *types.Dict:
+		return true
+	case *pyObject:
+		return d.Items != nil
+	}
+	return false
+}
+
+// lookup finds a string key in a pickled dict-like value.
+func lookup(v any, key string) (any, bool) {
+	entries, _ := dictEntries(v)
+	for _, e := range entries {
+		if k, ok := e.key.(string); ok && k == key {
+			return e.val, true
+		}
+	}
+	return nil, false
+}
+
+// found is a state dict located in an unpickled object.
+type found struct {
+	keys    []string
+	tensors []*tensorRef
+	dict    any      // the dict the tensors came from (for its attributes)
+	path    []string // wrapper entries leading to it
+	notes   []string
+}
+
+// tensorEntries returns the tensors of v if v is a state dict: a dict with
+// string keys whose values are all tensors (a module's *_extra_state entries
+// and None values are skipped). With lenient set, non-tensor values are
+// skipped too, as long as some tensors remain.
+func tensorEntries(v any, lenient bool) (*found, bool) {
+	entries, ok := dictEntries(v)
+	if !ok || len(entries) == 0 {
+		return nil, false
+	}
+	f := &found{dict: v}
+	var skipped []string
+	for _, e := range entries {
+		k, ok := e.key.(string)
+		if !ok {
+			return nil, false
+		}
+		switch t := e.val.(type) {
+		case *tensorRef:
+			f.keys = append(f.keys, k)
+			f.tensors = append(f.tensors, t)
+		case nil:
+			skipped = append(skipped, k)
+		default:
+			if !lenient && !strings.HasSuffix(k, "_extra_state") {
+				return nil, false
+			}
+			if lenient && isDictLike(e.val) && !strings.HasSuffix(k, "_extra_state") {
+				return nil, false
+			}
+			skipped = append(skipped, k)
+		}
+	}
+	if len(f.keys) == 0 {
+		return nil, false
+	}
+	if len(skipped) > 0 {
+		f.notes = append(f.notes, fmt.Sprintf("ignored %d non-tensor entries beside the tensors (%s)", len(skipped), listSome(skipped, 5)))
+	}
+	return f, true
+}
+
+// search looks for a state dict in v: v itself, a pickled nn.Module, or an
+// entry of a wrapper dict (preferred names first, then the entry with the
+// most tensors, never optimizer state).
+func search(v any, depth int, seen map[any]bool) (*found, bool) {
+	switch v.(type) {
+	case *types.Dict, *types.OrderedDict, *pyObject:
+		if seen[v] { // shared or cyclic containers are searched once
+			return nil, false
+		}
+		seen[v] = true
+	}
+	if f, ok := tensorEntries(v, false); ok {
+		return f, true
+	}
+	if f, ok := moduleTensors(v); ok {
+		return f, true
+	}
+	entries, ok := dictEntries(v)
+	if !ok || depth >= 4 {
+		return nil, false
+	}
+	for _, name := range preferredKeys {
+		for _, e := range entries {
+			if k, _ := e.key.(string); k == name {
+				if f, ok := search(e.val, depth+1, seen); ok {
+					f.path = append([]string{name}, f.path...)
+					return f, true
+				}
+			}
+		}
+	}
+	var best *found
+	var bestKey string
+	var candidates []string
+	for _, e := range entries {
+		k, ok := e.key.(string)
+		if !ok || sideKeys[k] {
+			continue
+		}
+		if f, ok := search(e.val, depth+1, seen); ok {
+			candidates = append(candidates, k)
+			if best == nil || len(f.keys) > len(best.keys) {
+				best, bestKey = f, k
+			}
+		}
+	}
+	if best != nil {
+		best.path = append([]string{bestKey}, best.path...)
+		if len(candidates) > 1 {
+			best.notes = append(best.notes, fmt.Sprintf("several entries hold tensors (%s); chose %q, the largest",
+				strings.Join(candidates, ", "), bestKey))
+		}
+		return best, true
+	}
+	return tensorEntries(v, true)
+}
+
+// moduleTensors rebuilds the state dict of a pickled nn.Module (torch.save(model)):
+// its _parameters and persistent _buffers, then its _modules, recursively.
+func moduleTensors(v any) (*found, bool) {
+	obj, ok := v.(*pyObject)
+	if !ok || obj.State == nil {
+		return nil, false
+	}
+	if _, ok := lookup(moduleState(obj), "_modules"); !ok {
+		return nil, false
+	}
+	f := &found{}
+	visited := map[*pyObject]bool{}
+	var walk func(o any, prefix string, depth int)
+	walk = func(o any, prefix string, depth int) {
+		m, ok := o.(*pyObject)
+		if !ok || depth > 100 || visited[m] {
+			return
+		}
+		visited[m] = true
+		st := moduleState(m)
+		if params, ok := lookup(st, "_parameters"); ok {
+			entries, _ := dictEntries(params)
+			for _, e := range entries {
+				if k, ok := e.key.(string); ok {
+					if t, ok := e.val.(*tensorRef); ok {
+						f.keys = append(f.keys, prefix+k)
+						f.tensors = append(f.tensors, t)
+					}
+				}
+			}
+		}
+		nonPersistent := map[any]bool{}
+		if s, ok := lookup(st, "_non_persistent_buffers_set"); ok {
+			if set, ok := s.(*types.Set); ok {
+				for k := range *set {
+					nonPersistent[k] = true
+				}
+			}
+		}
+		if bufs, ok := lookup(st, "_buffers"); ok {
+			entries, _ := dictEntries(bufs)
+			for _, e := range entries {
+				if k, ok := e.key.(string); ok && !nonPersistent[k] {
+					if t, ok := e.val.(*tensorRef); ok {
+						f.keys = append(f.keys, prefix+k)
+						f.tensors = append(f.tensors, t)
+					}
+				}
+			}
+		}
+		if mods, ok := lookup(st, "_modules"); ok {
+			entries, _ := dictEntries(mods)
+			for _, e := range entries {
+				if k, ok := e.key.(string); ok {
+					walk(e.val, prefix+k+".", depth+1)
+				}
+			}
+		}
+	}
+	walk(obj, "", 0)
+	if len(f.keys) == 0 {
+		return nil, false
+	}
+	f.notes = append(f.notes, fmt.Sprintf("rebuilt the state dict of a pickled %s (torch.save of a whole model)", obj.Class))
+	return f, true
+}
+
+// moduleState is the __dict__ a pickled object was built with.
+func moduleState(o *pyObject) any {
+	if t, ok := o.State.(*types.Tuple); ok && t.Len() == 2 {
+		return t.Get(0)
+	}
+	return o.State
+}
+
+// checkpointFrom finds the state dict in an unpickled torch.save object,
+// materialises its tensors, collects metadata and normalises the keys.
+// The tensors of one file may take at most budgetFactor times the file's size
+// plus budgetSlack bytes once materialised: tied weights repeat a storage, but
+// a hostile file could name one big storage a million times.
+const (
+	budgetFactor = 4
+	budgetSlack  = 1 << 28
+)
+
+func checkpointFrom(root any, format string, fileSize int64) (*Checkpoint, error) {
+	f, ok := search(root, 0, map[any]bool{})
+	if !ok {
+		return nil, fmt.Errorf("no state dict found: %s", describeTop(root))
+	}
+	ck := &Checkpoint{Format: format, State: NewStateDict(), Metadata: map[string]string{}}
+	if len(f.path) > 0 {
+		var ignored []string
+		entries, _ := dictEntries(root)
+		for _, e := range entries {
+			k, ok := e.key.(string)
+			if !ok {
+				continue
+			}
+			if k != f.path[0] {
+				ignored = append(ignored, k)
+			}
+			if s, ok := scalarString(e.val); ok {
+				ck.Metadata[k] = s
+			}
+		}
+		note := fmt.Sprintf("state dict found under %s", strings.Join(f.path, "."))
+		if len(ignored) > 0 {
+			note += fmt.Sprintf("; ignored entries %s", listSome(ignored, 8))
+		}
+		ck.Notes = append(ck.Notes, note)
+	}
+	ck.Notes = append(ck.Notes, f.notes...)
+	for _, d := range []any{root, f.dict} {
+		if od, ok := d.(*types.OrderedDict); ok {
+			for k, v := range od.PyDict {
+				if s, ok := v.(string); ok && (k == "_"+MetadataKey || strings.HasPrefix(k, "_"+MetadataKey+"_")) {
+					ck.Metadata[metaKeyFromAttr(k)] = s
+				}
+			}
+		}
+	}
+	budget := budgetFactor*fileSize + budgetSlack
+	for i, k := range f.keys {
+		nb, ok := byteSize(f.tensors[i].size, f.tensors[i].st.st.dtype)
+		if !ok {
+			return nil, fmt.Errorf("tensor %q: bad size %v", k, f.tensors[i].size)
+		}
+		if budget -= nb; budget < 0 {
+			return nil, fmt.Errorf("tensor %q: the tensors would take more than %d times the file's size", k, budgetFactor)
+		}
+	}
+	for i, k := range f.keys {
+		t, err := f.tensors[i].materialize()
+		if err != nil {
+			return nil, fmt.Errorf("tensor %q: %w", k, err)
+		}
+		if _, dup := ck.State.Tensors[k]; dup {
+			return nil, fmt.Errorf("tensor %q appears twice", k)
+		}
+		ck.State.Set(k, t)
+	}
+	sd, notes := NormalizeKeys(ck.State)
+	ck.State = sd
+	ck.Notes = append(ck.Notes, notes...)
+	return ck, nil
+}
+
+// scalarString renders a plain pickled scalar (string, number, bool).
+func scalarString(v any) (string, bool) {
+	switch x := v.(type) {
+	case string:
+		return x, true
+	case int:
+		return strconv.Itoa(x), true
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64), true
+	case bool:
+		return strconv.FormatBool(x), true
+	case *big.Int:
+		return x.String(), true
+	}
+	return "", false
+}
+
+// describeTop says what an unpickled object is, for "no state dict" errors.
+func describeTop(v any) string {
+	if entries, ok := dictEntries(v); ok {
+		var keys []string
+		for _, e := range entries {
+			keys = append(keys, describe(e.key))
+		}
+		if len(keys) == 0 {
+			return "the file holds an empty dict"
+		}
+		return "the file holds a dict with entries " + listSome(keys, 10) + ", none of them a dict of tensors"
+	}
+	return "the file holds " + describe(v)
+}
+
+// listSome joins up to n items, saying how many more there are.
+func listSome(items []string, n int) string {
+	if len(items) <= n {
+		return strings.Join(items, ", ")
+	}
+	return strings.Join(items[:n], ", ") + fmt.Sprintf(" and %d more", len(items)-n)
+}
+
+// NormalizeKeys returns sd with wrapper prefixes and heads removed, and notes
+// saying what was done. It repeatedly (1) drops projection and prediction
+// heads (keys whose first component is projector, projection_head, head,
+// heads, prototypes or predictor) and (2) strips one of the prefixes module.,
+// _orig_mod., model., backbone., encoder. when every remaining key has it. A
+// prefix that only some keys have is left alone (with a note when most have it). The tensors are
+// shared with sd, which is not modified.
+func NormalizeKeys(sd *StateDict) (*StateDict, []string) {
+	keys := append([]string(nil), sd.Keys...)
+	orig := make(map[string]string, len(keys)) // current name → original name
+	for _, k := range keys {
+		orig[k] = k
+	}
+	var notes []string
+	for round := 0; round < 16; round++ {
+		changed := false
+		// Drop heads.
+		dropped := map[string]int{}
+		var kept []string
+		for _, k := range keys {
+			first, _, _ := strings.Cut(k, ".")
+			if isHead(first) && len(keys) > 1 {
+				dropped[first]++
+				continue
+			}
+			kept = append(kept, k)
+		}
+		if len(kept) > 0 && len(dropped) > 0 {
+			var names []string
+			for h := range dropped {
+				names = append(names, h)
+			}
+			sort.Strings(names)
+			for _, h := range names {
+				notes = append(notes, fmt.Sprintf("ignored %d %s.* keys (a head)", dropped[h], h))
+			}
+			keys, changed = kept, true
+		}
+		// Strip a prefix all keys share.
+		for _, p := range wrapperPrefixes {
+			n := 0
+			for _, k := range keys {
+				if strings.HasPrefix(k, p) && len(k) > len(p) {
+					n++
+				}
+			}
+			if n == 0 {
+				continue
+			}
+			if n < len(keys) {
+				if 2*n > len(keys) {
+					notes = append(notes, fmt.Sprintf("kept prefix %s: only %d of %d keys have it", p, n, len(keys)))
+				}
+				continue
+			}
+			next := make([]string, len(keys))
+			for i, k := range keys {
+				next[i] = k[len(p):]
+			}
+			if hasDuplicates(next) {
+				continue
+			}
+			renamed := make(map[string]string, len(next))
+			for i, k := range keys {
+				renamed[next[i]] = orig[k]
+			}
+			orig = renamed
+			notes = append(notes, fmt.Sprintf("stripped prefix %s from %d keys", p, len(keys)))
+			keys, changed = next, true
+			break
+		}
+		if !changed {
+			break
+		}
+	}
+	out := &StateDict{Keys: keys, Tensors: make(map[string]*RawTensor, len(keys))}
+	for _, k := range keys {
+		out.Tensors[k] = sd.Tensors[orig[k]]
+	}
+	return out, dedupe(notes)
+}
+
+func isHead(first string) bool {
+	for _, h := range headPrefixes {
+		if first == h {
+			return true
+		}
+	}
+	return false
+}
+
+func hasDuplicates(keys []string) bool {
+	seen := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		if seen[k] {
+			return true
+		}
+		seen[k] = true
+	}
+	return false
+}
+
+func dedupe(s []string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, x := range s {
+		if !seen[x] {
+			seen[x] = true
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// ShapeMismatch is a key present in both the model and the checkpoint with
+// different shapes.
+type ShapeMismatch struct {
+	Key        string
+	Want, Have []int64
+}
+
+// Mismatch lists how a checkpoint's state dict differs from a model's:
+// keys the model needs but the checkpoint lacks, keys the checkpoint has but
+// the model does not, and keys whose shapes differ. Each list is sorted.
+type Mismatch struct {
+	Missing    []string
+	Unexpected []string
+	WrongShape []ShapeMismatch
+}
+
+// CompareKeys compares the shapes a model wants (name → shape) with a state
+// dict. It returns nil when every key matches. Note that a nil *Mismatch
+// stored in an error variable is not a nil error: use m.Err().
+func CompareKeys(want map[string][]int64, have *StateDict) *Mismatch {
+	m := &Mismatch{}
+	for k, ws := range want {
+		t := have.Get(k)
+		if t == nil {
+			m.Missing = append(m.Missing, k)
+			continue
+		}
+		if !equalShape(ws, t.Shape) {
+			m.WrongShape = append(m.WrongShape, ShapeMismatch{Key: k, Want: ws, Have: t.Shape})
+		}
+	}
+	if have != nil {
+		for _, k := range have.Keys {
+			if _, ok := want[k]; !ok {
+				m.Unexpected = append(m.Unexpected, k)
+			}
+		}
+	}
+	if len(m.Missing)+len(m.Unexpected)+len(m.WrongShape) == 0 {
+		return nil
+	}
+	sort.Strings(m.Missing)
+	sort.Strings(m.Unexpected)
+	sort.Slice(m.WrongShape, func(i, j int) bool { return m.WrongShape[i].Key < m.WrongShape[j].Key })
+	return m
+}
+
+// Err returns m as an error, or nil when m is nil.
+func (m *Mismatch) Err() error {
+	if m == nil {
+		return nil
+	}
+	return m
+}
+
+// Error shows the counts and the first few keys of each kind.
+func (m *Mismatch) Error() string {
+	if m == nil {
+		return "weights: state dict matches"
+	}
+	var parts []string
+	if n := len(m.Missing); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d missing (%s)", n, listSome(m.Missing, 5)))
+	}
+	if n := len(m.Unexpected); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d unexpected (%s)", n, listSome(m.Unexpected, 5)))
+	}
+	if n := len(m.WrongShape); n > 0 {
+		var s []string
+		for _, w := range m.WrongShape {
+			s = append(s, fmt.Sprintf("%s: want %v, have %v", w.Key, w.Want, w.Have))
+		}
+		parts = append(parts, fmt.Sprintf("%d of the wrong shape (%s)", n, listSome(s, 5)))
+	}
+	return "weights: state dict does not match the model: " + strings.Join(parts, "; ")
+}
+
+// Is lets errors.Is(err, ErrMismatch) match any *Mismatch.
+func (m *Mismatch) Is(target error) bool { return target == ErrMismatch }
+
+// ErrMismatch matches every *Mismatch under errors.Is.
+var ErrMismatch = errors.New("weights: state dict does not match the model")
+
+func equalShape(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// metaKeyFromAttr maps a state-dict attribute name to a Metadata key:
+// _modelstitch → modelstitch, _modelstitch_<k> → <k>.
+func metaKeyFromAttr(attr string) string {
+	if attr == "_"+MetadataKey {
+		return MetadataKey
+	}
+	return strings.TrimPrefix(attr, "_"+MetadataKey+"_")
+}
+
+// attrFromMetaKey is the inverse of metaKeyFromAttr.
+func attrFromMetaKey(key string) string {
+	if key == MetadataKey {
+		return "_" + MetadataKey
+	}
+	return "_" + MetadataKey + "_" + key
+}

@@ -1,0 +1,468 @@
+package weights
+
+import (
+	"archive/zip"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/big"
+	"os"
+	"path"
+	"strings"
+
+	"github.com/nlpodyssey/gopickle/types"
+)
+
+// legacyMagic is the number a legacy (non-zip) torch.save file starts with.
+const legacyMagic = "1950a86a20f9469cfc6c"
+
+// ReadTorchFile reads a file written by torch.save, in the zip format (the
+// default since PyTorch 1.6) or the legacy format, finds the state dict in it
+// and normalises its keys (see NormalizeKeys). A TorchScript archive gives an
+// error wrapping ErrTorchScript.
+func ReadTorchFile(path string) (*Checkpoint, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("weights: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("weights: %w", err)
+	}
+	if st.IsDir() {
+		return nil, fmt.Errorf("weights: %s: is a directory", path)
+	}
+	ck, err := readTorch(f, st.Size())
+	if err != nil {
+		return nil, fmt.Errorf("weights: %s: %w", path, err)
+	}
+	ck.Path = path
+	return ck, nil
+}
+
+// ReadTorchBytes is ReadTorchFile for a file's contents held in memory.
+func ReadTorchBytes(data []byte) (*Checkpoint, error) {
+	ck, err := readTorch(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		return nil, fmt.Errorf("weights: %w", err)
+	}
+	return ck, nil
+}
+
+// readTorch dispatches on the first bytes: zip or legacy pickle stream.
+func readTorch(r io.ReaderAt, size int64) (*Checkpoint, error) {
+	var head [4]byte
+	n, _ := r.ReadAt(head[:], 0)
+	switch {
+	case size == 0:
+		return nil, errors.New("empty file")
+	case n >= 4 && string(head[:4]) == "PK\x03\x04" || n >= 4 && string(head[:4]) == "PK\x05\x06":
+		return readTorchZip(r, size)
+	case n >= 1 && head[0] == 0x80:
+		return readTorchLegacy(r, size)
+	}
+	return nil, errors.New("not a torch.save file (neither a zip archive nor a legacy pickle)")
+}
+
+// readTorchZip reads the zip format: <dir>/data.pkl plus <dir>/data/<key>
+// records holding the storages.
+func readTorchZip(r io.ReaderAt, size int64) (*Checkpoint, error) {
+	zr, err := zip.NewReader(r, size)
+	if err != nil {
+		return nil, fmt.Errorf("reading zip: %w", err)
+	}
+	records := make(map[string]*zip.File, len(zr.File))
+	var pkl *zip.File
+	for _, f := range zr.File {
+		records[f.Name] = f
+		dir, base := path.Split(f.Name)
+		if base == "constants.pkl" || strings.HasPrefix(f.Name, "code/") || strings.Contains(f.Name, "/code/") {
+			return nil, ErrTorchScript
+		}
+		if base == "data.pkl" && strings.Count(dir, "/") == 1 && pkl == nil {
+			pkl = f
+		}
+	}
+	if pkl == nil {
+		return nil, errors.New("zip archive has no <dir>/data.pkl: not a torch.save file")
+	}
+	prefix := strings.TrimSuffix(pkl.Name, "data.pkl")
+	bigEndian := false
+	if bo, ok := records[prefix+"byteorder"]; ok {
+		b, err := readRecord(bo, bo.UncompressedSize64, size)
+		if err != nil {
+			return nil, err
+		}
+		switch strings.TrimSpace(string(b)) {
+		case "little":
+		case "big":
+			bigEndian = true
+		default:
+			return nil, fmt.Errorf("unknown byteorder %q", b)
+		}
+	}
+	data, err := readRecord(pkl, pkl.UncompressedSize64, size)
+	if err != nil {
+		return nil, err
+	}
+	storages := map[string]*storage{}
+	persistentLoad := func(pid any) (any, error) {
+		tup, ok := pid.(*types.Tuple)
+		if !ok || tup.Len() < 5 {
+			return nil, fmt.Errorf("persistent id %v is not ('storage', type, key, location, numel)", describe(pid))
+		}
+		if s, _ := tup.Get(0).(string); s != "storage" {
+			return nil, fmt.Errorf("persistent id of kind %v, only 'storage' is supported", describe(tup.Get(0)))
+		}
+		cls, ok := tup.Get(1).(*storageClass)
+		if !ok {
+			return nil, fmt.Errorf("unsupported storage type %v", describe(tup.Get(1)))
+		}
+		key, ok := tup.Get(2).(string)
+		if !ok {
+			return nil, fmt.Errorf("storage key is %T, not a string", tup.Get(2))
+		}
+		n, ok := toInt64(tup.Get(4))
+		if !ok || n < 0 {
+			return nil, fmt.Errorf("storage %q: bad element count %v", key, describe(tup.Get(4)))
+		}
+		nbytes, ok := byteSize([]int64{n}, cls.dtype)
+		if !ok {
+			return nil, fmt.Errorf("storage %q: bad element count %d", key, n)
+		}
+		id := key + "\x00" + string(cls.dtype)
+		if st, ok := storages[id]; ok {
+			return &storageRef{st: st, numel: st.numel}, nil
+		}
+		rec, ok := records[prefix+"data/"+key]
+		if !ok {
+			return nil, fmt.Errorf("storage %q: no record %sdata/%s in the archive", key, prefix, key)
+		}
+		st := &storage{key: key, dtype: cls.dtype, numel: n}
+		st.load = func() ([]byte, error) {
+			b, err := readRecord(rec, uint64(nbytes), size)
+			if err != nil {
+				return nil, err
+			}
+			if bigEndian {
+				swapBytes(b, cls.dtype.Size())
+			}
+			return b, nil
+		}
+		storages[id] = st
+		return &storageRef{st: st, numel: n}, nil
+	}
+	obj, _, err := unpickle(data, persistentLoad)
+	var ug *UnsafeGlobalError
+	if errors.As(err, &ug) {
+		return nil, err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", pkl.Name, err)
+	}
+	return checkpointFrom(obj, FormatTorchZip, size)
+}
+
+// readRecord reads the first n bytes of a zip record, refusing sizes the
+// archive cannot hold (so a hostile header cannot make us allocate much more
+// than the file's size).
+func readRecord(f *zip.File, n uint64, fileSize int64) ([]byte, error) {
+	if n > f.UncompressedSize64 {
+		return nil, fmt.Errorf("record %s holds %d bytes, need %d", f.Name, f.UncompressedSize64, n)
+	}
+	switch f.Method {
+	case zip.Store:
+		if f.UncompressedSize64 > uint64(fileSize) {
+			return nil, fmt.Errorf("record %s claims %d bytes, more than the file's %d", f.Name, f.UncompressedSize64, fileSize)
+		}
+	case zip.Deflate:
+		if f.UncompressedSize64 > 1100*f.CompressedSize64+4096 || f.CompressedSize64 > uint64(fileSize) {
+			return nil, fmt.Errorf("record %s claims an implausible size %d", f.Name, f.UncompressedSize64)
+		}
+	default:
+		return nil, fmt.Errorf("record %s uses unsupported compression method %d", f.Name, f.Method)
+	}
+	if n > math.MaxInt32*4 {
+		return nil, fmt.Errorf("record %s is too large (%d bytes)", f.Name, n)
+	}
+	rc, err := f.Open()
+	if err != nil {
+		return nil, fmt.Errorf("record %s: %w", f.Name, err)
+	}
+	defer rc.Close()
+	b := make([]byte, n)
+	if _, err := io.ReadFull(rc, b); err != nil {
+		return nil, fmt.Errorf("record %s: %w", f.Name, err)
+	}
+	return b, nil
+}
+
+// readTorchLegacy reads the legacy format: pickles of the magic number, the
+// protocol version and system info, then the object, then the list of storage
+// keys, then each storage as an 8-byte element count and its bytes.
+func readTorchLegacy(r io.ReaderAt, size int64) (*Checkpoint, error) {
+	data := make([]byte, size)
+	if _, err := r.ReadAt(data, 0); err != nil && err != io.EOF {
+		return nil, err
+	}
+	magic, off, err := unpickle(data, nil)
+	if err != nil {
+		return nil, fmt.Errorf("legacy header: %w", err)
+	}
+	if m, ok := magic.(*big.Int); !ok || m.Text(16) != legacyMagic {
+		return nil, errors.New("a pickle, but not a torch.save file (no legacy magic number)")
+	}
+	proto, n, err := unpickle(data[off:], nil)
+	if err != nil {
+		return nil, fmt.Errorf("legacy header: %w", err)
+	}
+	off += n
+	if p, ok := proto.(int); !ok || p != 1001 {
+		return nil, fmt.Errorf("unsupported legacy protocol version %v", describe(proto))
+	}
+	sysInfo, n, err := unpickle(data[off:], nil)
+	if err != nil {
+		return nil, fmt.Errorf("legacy header: %w", err)
+	}
+	off += n
+	bigEndian := false
+	if d, ok := sysInfo.(*types.Dict); ok {
+		for _, e := range *d {
+			if e.Key == "little_endian" && e.Value == false {
+				bigEndian = true
+			}
+		}
+	}
+	storages := map[string]*storage{}
+	persistentLoad := func(pid any) (any, error) {
+		tup, ok := pid.(*types.Tuple)
+		if !ok || tup.Len() < 1 {
+			return nil, fmt.Errorf("persistent id %v is not a tuple", describe(pid))
+		}
+		if s, _ := tup.Get(0).(string); s == "module" && tup.Len() >= 2 {
+			return tup.Get(1), nil // a module's class with its source code; inert here
+		}
+		if s, _ := tup.Get(0).(string); s != "storage" || tup.Len() < 5 {
+			return nil, fmt.Errorf("persistent id %v is not ('storage', type, key, location, numel, view)", describe(pid))
+		}
+		cls, ok := tup.Get(1).(*storageClass)
+		if !ok {
+			return nil, fmt.Errorf("unsupported storage type %v", describe(tup.Get(1)))
+		}
+		key, ok := tup.Get(2).(string)
+		if !ok {
+			return nil, fmt.Errorf("storage key is %T, not a string", tup.Get(2))
+		}
+		n, ok := toInt64(tup.Get(4))
+		if !ok || n < 0 {
+			return nil, fmt.Errorf("storage %q: bad element count %v", key, describe(tup.Get(4)))
+		}
+		st, ok := storages[key]
+		if !ok {
+			st = &storage{key: key, dtype: cls.dtype, numel: n}
+			storages[key] = st
+		} else if st.dtype != cls.dtype {
+			return nil, fmt.Errorf("storage %q used as %s and %s", key, st.dtype, cls.dtype)
+		}
+		ref := &storageRef{st: st, numel: n}
+		if tup.Len() >= 6 && tup.Get(5) != nil {
+			view, ok := tup.Get(5).(*types.Tuple)
+			if !ok || view.Len() != 3 {
+				return nil, fmt.Errorf("storage %q: bad view %v", key, describe(tup.Get(5)))
+			}
+			vo, ok1 := toInt64(view.Get(1))
+			vn, ok2 := toInt64(view.Get(2))
+			if !ok1 || !ok2 || vo < 0 || vn < 0 || vo > n || vn > n-vo {
+				return nil, fmt.Errorf("storage %q: view %v out of range", key, describe(view))
+			}
+			ref.off, ref.numel = vo, vn
+		}
+		return ref, nil
+	}
+	obj, n, err := unpickle(data[off:], persistentLoad)
+	if err != nil {
+		return nil, err
+	}
+	off += n
+	keysObj, n, err := unpickle(data[off:], nil)
+	if err != nil {
+		return nil, fmt.Errorf("storage key list: %w", err)
+	}
+	off += n
+	keys, ok := keysObj.(*types.List)
+	if !ok {
+		return nil, fmt.Errorf("storage key list is %s", describe(keysObj))
+	}
+	for _, k := range *keys {
+		key, ok := k.(string)
+		if !ok {
+			return nil, fmt.Errorf("storage key %v is not a string", describe(k))
+		}
+		st, ok := storages[key]
+		if !ok {
+			return nil, fmt.Errorf("storage %q is listed but not used by the pickle", key)
+		}
+		if len(data)-off < 8 {
+			return nil, fmt.Errorf("storage %q: file truncated", key)
+		}
+		var cnt uint64
+		for i := 0; i < 8; i++ {
+			if bigEndian {
+				cnt = cnt<<8 | uint64(data[off+i])
+			} else {
+				cnt |= uint64(data[off+i]) << (8 * i)
+			}
+		}
+		off += 8
+		es := uint64(st.dtype.Size())
+		if cnt > uint64(len(data)-off)/es {
+			return nil, fmt.Errorf("storage %q: %d elements do not fit in the file", key, cnt)
+		}
+		if int64(cnt) < st.numel {
+			return nil, fmt.Errorf("storage %q: file holds %d elements, pickle says %d", key, cnt, st.numel)
+		}
+		nb := int(cnt * es)
+		st.data = append([]byte(nil), data[off:off+nb]...)
+		if bigEndian {
+			swapBytes(st.data, int(es))
+		}
+		st.numel = int64(cnt)
+		off += nb
+	}
+	return checkpointFrom(obj, FormatTorchLegacy, size)
+}
+
+// swapBytes reverses the byte order of every element of size es in b.
+func swapBytes(b []byte, es int) {
+	if es <= 1 {
+		return
+	}
+	for i := 0; i+es <= len(b); i += es {
+		for a, z := i, i+es-1; a < z; a, z = a+1, z-1 {
+			b[a], b[z] = b[z], b[a]
+		}
+	}
+}
+
+// maxExpand bounds the bytes a tensor may take beyond its storage's size (a
+// stride-0 view can describe a huge tensor over one element).
+const maxExpand = 1 << 28
+
+// materialize copies a tensor's view out of its storage into a contiguous
+// row-major RawTensor.
+func (t *tensorRef) materialize() (*RawTensor, error) {
+	st := t.st.st
+	es := int64(st.dtype.Size())
+	if es == 0 {
+		return nil, fmt.Errorf("storage %q has unknown dtype", st.key)
+	}
+	n, ok := numel(t.size)
+	if !ok {
+		return nil, fmt.Errorf("bad size %v", t.size)
+	}
+	nbytes, ok := byteSize(t.size, st.dtype)
+	if !ok {
+		return nil, fmt.Errorf("bad size %v", t.size)
+	}
+	out := &RawTensor{DType: st.dtype, Shape: append([]int64{}, t.size...)}
+	if n == 0 {
+		out.Data = []byte{}
+		return out, nil
+	}
+	// The last element the view touches must lie inside the (view of the) storage.
+	last := t.offset
+	for i, s := range t.size {
+		step := t.stride[i]
+		if step != 0 && s-1 > (math.MaxInt64/4-last)/step {
+			return nil, fmt.Errorf("size %v with stride %v overflows", t.size, t.stride)
+		}
+		last += (s - 1) * step
+	}
+	if last >= t.st.numel || t.st.off+t.st.numel > st.numel {
+		return nil, fmt.Errorf("view (offset %d, size %v, stride %v) reaches element %d of a storage of %d",
+			t.offset, t.size, t.stride, last, t.st.numel)
+	}
+	if nbytes > maxExpand && nbytes > st.numel*es {
+		return nil, fmt.Errorf("view of size %v expands a storage of %d elements to %d bytes", t.size, st.numel, nbytes)
+	}
+	src, err := st.bytes()
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(src)) < st.numel*es {
+		return nil, fmt.Errorf("storage %q holds %d bytes, need %d", st.key, len(src), st.numel*es)
+	}
+	base := (t.st.off + t.offset) * es
+	// Contiguous fast path: strides are row-major (ignoring size-1 dims).
+	contiguous, expect := true, int64(1)
+	for i := len(t.size) - 1; i >= 0; i-- {
+		if t.size[i] != 1 && t.stride[i] != expect {
+			contiguous = false
+			break
+		}
+		expect *= t.size[i]
+	}
+	if contiguous {
+		out.Data = append([]byte(nil), src[base:base+nbytes]...)
+		return out, nil
+	}
+	out.Data = make([]byte, nbytes)
+	idx := make([]int64, len(t.size))
+	pos := base
+	for o := int64(0); o < nbytes; o += es {
+		copy(out.Data[o:o+es], src[pos:pos+es])
+		for d := len(idx) - 1; d >= 0; d-- {
+			idx[d]++
+			pos += t.stride[d] * es
+			if idx[d] < t.size[d] {
+				break
+			}
+			pos -= t.size[d] * t.stride[d] * es
+			idx[d] = 0
+		}
+	}
+	return out, nil
+}
+
+// describe renders a pickled value briefly for error messages.
+func describe(v any) string { return describeDepth(v, 0) }
+
+func describeDepth(v any, depth int) string {
+	switch x := v.(type) {
+	case nil:
+		return "None"
+	case string:
+		if len(x) > 40 {
+			x = x[:40] + "..."
+		}
+		return fmt.Sprintf("%q", x)
+	case int, bool, float64:
+		return fmt.Sprint(x)
+	case *pyClass:
+		return x.String()
+	case *pyObject:
+		return x.Class.String() + " object"
+	case *storageClass:
+		return "torch." + x.name
+	case *tensorRef:
+		return fmt.Sprintf("tensor%v", x.size)
+	case *types.Tuple:
+		parts := make([]string, 0, len(*x))
+		for i, e := range *x {
+			if i == 6 {
+				parts = append(parts, "...")
+				break
+			}
+			if depth > 3 {
+				parts = append(parts, "...")
+				break
+			}
+			parts = append(parts, describeDepth(e, depth+1))
+		}
+		return "(" + strings.Join(parts, ", ") + ")"
+	}
+	return fmt.Sprintf("%T", v)
+}
