@@ -29,6 +29,15 @@ func (t *Tensor) Err() error {
 	return t.err
 }
 
+// Scope returns the scope t belongs to, or nil when it has none. Functions that
+// build several tensors from t use it to put their result where t lives.
+func (t *Tensor) Scope() *Scope {
+	if t == nil {
+		return nil
+	}
+	return t.scope
+}
+
 // Freed reports whether t's libtorch memory has already been released.
 func (t *Tensor) Freed() bool { return t != nil && t.err == nil && t.h == nil }
 
