@@ -3,6 +3,7 @@ package nn
 import (
 	"fmt"
 	"math"
+	"sync"
 
 	"modelstitch/torch"
 )
@@ -96,10 +97,28 @@ func NewBatchNorm1d(c int64) *BatchNorm { return NewBatchNorm(c) }
 // Forward normalises x; in training mode it updates the running statistics.
 func (b *BatchNorm) Forward(x *torch.Tensor) *torch.Tensor {
 	training := b.Training() || b.UseBatchStats
-	if b.Training() {
-		torch.NoGrad(func() { _ = b.NumBatches.AddScalarInPlace(1) })
+	if b.Training() && b.NumBatches != nil {
+		var err error
+		torch.NoGrad(func() { err = b.NumBatches.AddInPlace(int64One()) })
+		if err != nil {
+			return torch.ErrTensor(fmt.Errorf("nn: batch norm: counting batches: %w", err))
+		}
 	}
 	return torch.BatchNorm(x, b.Weight, b.Bias, b.RunningMean, b.RunningVar, training, b.Momentum, b.Eps)
+}
+
+var (
+	oneOnce sync.Once
+	one     *torch.Tensor
+)
+
+// int64One returns a shared 0-dim int64 CPU tensor holding 1, to add to
+// num_batches_tracked: an in-place add of a float scalar cannot update an
+// int64 tensor ("result type Float can't be cast to ... Long"), and a 0-dim
+// CPU tensor adds to a tensor on any device.
+func int64One() *torch.Tensor {
+	oneOnce.Do(func() { one = torch.FromSlice([]int64{1}).Reshape() })
+	return one
 }
 
 // Linear is a fully connected layer y = x·Wᵀ + b.
