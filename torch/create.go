@@ -236,3 +236,7 @@ func RandPerm(n int64, o ...Options) *Tensor {
 	runtime.KeepAlive(op.Generator)
 	return result("randperm", e, h)
 }
+
+// Empty returns an uninitialised tensor (its values are whatever memory held);
+// fill it before use.
+func Empty(shape []int64, o ...Options) *Tensor { return Full(shape, 0, o...) }
