@@ -125,7 +125,7 @@ tb_error tb_pad(tb_tensor t, const int64_t* pads, int npads, double value, tb_te
 
 /* ---- elementwise ---- */
 /* name: neg exp log sqrt rsqrt abs relu sigmoid tanh sign floor ceil round square
- * reciprocal logical_not isnan isfinite pinverse zeros_like ones_like rand_like randn_like */
+ * reciprocal logical_not isnan isfinite pinverse diagonal zeros_like ones_like rand_like randn_like */
 tb_error tb_unary(const char* name, tb_tensor a, tb_tensor* out);
 /* name: add sub mul div pow maximum minimum eq ne lt le gt ge logical_and logical_or
  * matmul mm bmm remainder */

@@ -310,6 +310,7 @@ tb_error tb_unary(const char* name, tb_tensor a, tb_tensor* out) {
   else if (n == "isnan") r = x.isnan();
   else if (n == "isfinite") r = x.isfinite();
   else if (n == "pinverse") r = x.pinverse();
+  else if (n == "diagonal") r = x.diagonal();
   else if (n == "zeros_like") r = at::zeros_like(x);
   else if (n == "ones_like") r = at::ones_like(x);
   else if (n == "rand_like") r = at::rand_like(x);

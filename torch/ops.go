@@ -5,7 +5,10 @@ package torch
 */
 import "C"
 
-import "sync"
+import (
+	"math"
+	"sync"
+)
 
 // cnames caches C copies of op names, a small fixed set, for the process lifetime.
 var cnames sync.Map
@@ -111,6 +114,12 @@ func (t *Tensor) IsFinite() *Tensor { return t.unary("isfinite") }
 
 // Pinverse returns the Moore–Penrose pseudo-inverse of a matrix.
 func (t *Tensor) Pinverse() *Tensor { return t.unary("pinverse") }
+
+// Diagonal returns the main diagonal of a matrix (a view).
+func (t *Tensor) Diagonal() *Tensor { return t.unary("diagonal") }
+
+// ClampMin limits values from below: max(t, lo).
+func (t *Tensor) ClampMin(lo float64) *Tensor { return t.Clamp(lo, math.Inf(1)) }
 
 // ZerosLike returns zeros with t's shape, dtype and device.
 func (t *Tensor) ZerosLike() *Tensor { return t.unary("zeros_like") }

@@ -330,3 +330,12 @@ func FreeAll(ts ...*Tensor) {
 		t.Free()
 	}
 }
+
+// Escape takes t out of whatever scope holds it, so that it outlives the
+// scope's Close (a finalizer or Free then releases it), and returns t.
+func (t *Tensor) Escape() *Tensor {
+	if t == nil || t.scope == nil {
+		return t
+	}
+	return t.scope.Keep(t)
+}

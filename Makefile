@@ -1,0 +1,66 @@
+# modelstitch: the one entry point beside CMake.
+#   make run    set up (if needed) and run the main job: stitch the shipped models on Fashion-MNIST
+#   make test   set up (if needed) and run the whole test suite
+#   make build  build the C bridge (CMake) and the Go packages
+#   make bench  run the benchmarks (Go vs PyTorch training speed, loader throughput)
+# For a CUDA build: make build TORCH_PREFIX="$$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')"
+
+SHELL := /bin/bash
+BUILD_DIR ?= build
+TORCH_PREFIX ?=
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+export PATH := $(PATH):/usr/local/go/bin
+
+# Debian packages: build tools and libtorch for the bridge; PyTorch, torchvision and
+# Fashion-MNIST for the tests and the main job.
+BUILD_PKGS := cmake g++ make libtorch-dev
+TEST_PKGS := python3-torch python3-torchvision dataset-fashion-mnist
+RUN_PKGS := dataset-fashion-mnist
+
+LIB := $(BUILD_DIR)/libcbridge.so
+
+.PHONY: all build run test bench deps-build deps-test deps-run clean vet
+
+all: build
+
+# install-missing installs the named Debian packages that are not installed yet.
+define install-missing
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "need root to apt-get install$$missing" >&2; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+endef
+
+deps-build:
+	$(call install-missing,$(BUILD_PKGS))
+
+deps-test: deps-build
+	$(call install-missing,$(TEST_PKGS))
+
+deps-run: deps-build
+	$(call install-missing,$(RUN_PKGS))
+
+$(LIB): CMakeLists.txt cbridge/*.h cbridge/*.cc
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=Release $(if $(TORCH_PREFIX),-DCMAKE_PREFIX_PATH="$(TORCH_PREFIX)")
+	cmake --build $(BUILD_DIR) -j $$(nproc)
+
+build: deps-build $(LIB)
+	$(GO) build ./...
+
+vet: build
+	$(GO) vet ./...
+
+run: deps-run build
+	$(GO) run ./cmd/stitch
+
+test: deps-test build
+	$(GO) vet ./...
+	$(GO) test -timeout 40m ./...
+
+bench: deps-test build
+	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 60m ./...
+
+clean:
+	rm -rf $(BUILD_DIR)

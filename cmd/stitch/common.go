@@ -1,0 +1,43 @@
+package main
+
+import (
+	"fmt"
+	"runtime"
+
+	"github.com/urfave/cli/v2"
+
+	"modelstitch/torch"
+)
+
+// deviceFlag is --device, shared by every subcommand.
+func deviceFlag() cli.Flag {
+	return &cli.StringFlag{Name: "device", Value: "cpu", Usage: "cpu, cuda or cuda:N"}
+}
+
+// threadsFlag is --threads, the libtorch intra-op thread count.
+func threadsFlag() cli.Flag {
+	return &cli.IntFlag{Name: "threads", Value: runtime.NumCPU(), Usage: "libtorch threads per operation"}
+}
+
+// dataFlags are the data-set flags shared by training, evaluation and stitching.
+func dataFlags(def string) []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "data", Value: def, Usage: "fashion-mnist, mnist, cifar10, cifar100 or folder:PATH"},
+		&cli.StringFlag{Name: "data-dir", Usage: "where the data set's files are (default: the packaged location)"},
+	}
+}
+
+// setup applies --threads and parses and checks --device.
+func setup(c *cli.Context) (torch.Device, error) {
+	if n := c.Int("threads"); n > 0 {
+		torch.SetNumThreads(n)
+	}
+	dev, err := torch.ParseDevice(c.String("device"))
+	if err != nil {
+		return dev, fmt.Errorf("--device: %w", err)
+	}
+	if err := torch.CheckDevice(dev); err != nil {
+		return dev, fmt.Errorf("--device %s: %w", dev, err)
+	}
+	return dev, nil
+}

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"modelstitch/experiments/models"
+	"modelstitch/experiments/train"
+)
+
+func init() {
+	flags := []cli.Flag{
+		&cli.StringFlag{Name: "checkpoint", Required: true, Usage: "model file (ours, torch.save, TorchScript or safetensors)"},
+		&cli.StringFlag{Name: "stem", Usage: "override the inferred stem (cifar or imagenet)"},
+		&cli.IntFlag{Name: "batch-size", Value: 256},
+		&cli.BoolFlag{Name: "json", Usage: "print one JSON object on stdout"},
+		&cli.BoolFlag{Name: "quiet", Usage: "no progress bar"},
+		deviceFlag(), threadsFlag(),
+	}
+	subcommands = append(subcommands, &cli.Command{
+		Name:   "eval",
+		Usage:  "report a checkpoint's test accuracy",
+		Flags:  append(flags, dataFlags("")...),
+		Action: evalAction,
+	})
+}
+
+func evalAction(c *cli.Context) error {
+	dev, err := setup(c)
+	if err != nil {
+		return err
+	}
+	m, err := models.Load(c.String("checkpoint"), models.LoadOptions{Stem: c.String("stem"), Device: dev})
+	if err != nil {
+		return err
+	}
+	defer m.Free()
+	if !m.Net.HasClassifier() {
+		return fmt.Errorf("%s is %s: it has no classifier to evaluate; fit one with `stitch probe --backbone %s`", m.Path, m.Description, m.Path)
+	}
+	name := c.String("data")
+	if name == "" {
+		name = m.Meta.Dataset
+	}
+	if name == "" {
+		return fmt.Errorf("%s does not say which data set it was trained on: pass --data", m.Path)
+	}
+	_, test, err := train.LoadSplits(train.DataConfig{Name: name, Dir: c.String("data-dir")})
+	if err != nil {
+		return err
+	}
+	if test.Classes != m.Meta.Classes {
+		return fmt.Errorf("%s has %d classes but %s has %d", m.Path, m.Meta.Classes, name, test.Classes)
+	}
+	progress := os.Stderr
+	if c.Bool("quiet") || c.Bool("json") {
+		progress = nil
+	}
+	mean, std := m.Meta.Mean, m.Meta.Std
+	if len(mean) != test.C {
+		mean, std = test.Mean, test.Std
+	}
+	var acc float64
+	if progress == nil {
+		acc, err = train.Evaluate(m.Net, test, mean, std, c.Int("batch-size"), dev, nil)
+	} else {
+		acc, err = train.Evaluate(m.Net, test, mean, std, c.Int("batch-size"), dev, progress)
+	}
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return json.NewEncoder(os.Stdout).Encode(map[string]any{"checkpoint": m.Path, "data": name, "accuracy": acc, "samples": test.N})
+	}
+	fmt.Printf("%s on %s: test accuracy %.2f%% (%d images)\n", m.Path, name, acc, test.N)
+	return nil
+}

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"modelstitch/experiments/models"
+	"modelstitch/experiments/results"
+	"modelstitch/experiments/stitch"
+	"modelstitch/experiments/train"
+)
+
+// The shipped default models (weights/defaults), stitched when no flags are given.
+const (
+	defaultBottom = "embedded:fmnist-resnet18-w0.25-sup-seed2"
+	defaultTop    = "embedded:fmnist-resnet18-w0.25-sup-seed1"
+)
+
+func stitchFlags() []cli.Flag {
+	d := stitch.Defaults()
+	flags := []cli.Flag{
+		&cli.StringFlag{Name: "bottom", Value: defaultBottom, Usage: "checkpoint whose bottom layers are used, or \"random\" (an untrained copy of the top's architecture)"},
+		&cli.StringFlag{Name: "top", Value: defaultTop, Usage: "checkpoint whose top layers are used (needs a classifier, or --probe)"},
+		&cli.StringFlag{Name: "layer", Value: d.Cuts, Usage: "cut point (stem, layer1.0 … layer4.1, pool), a comma list, or all"},
+		&cli.IntFlag{Name: "epochs", Value: d.Epochs, Usage: "epochs of fitting the stitching layer"},
+		&cli.IntFlag{Name: "batch-size", Value: d.BatchSize},
+		&cli.Float64Flag{Name: "lr", Value: d.LR, Usage: "Adam learning rate (cosine decay to 0)"},
+		&cli.Int64Flag{Name: "seed", Value: d.Seed},
+		&cli.IntFlag{Name: "fit-samples", Value: d.FitSamples, Usage: "fit the stitching layer on a class-balanced subset of N training images (0: all)"},
+		&cli.Int64Flag{Name: "kernel-size", Value: d.KernelSize, Usage: "stitching convolution's kernel size (odd)"},
+		&cli.StringFlag{Name: "init", Value: d.Init, Usage: "default, or least-squares (direct matching; its accuracy is reported too)"},
+		&cli.StringFlag{Name: "frozen-bn", Value: d.FrozenBN, Usage: "eval (frozen means frozen) or train (batch statistics, as the paper's scripts)"},
+		&cli.IntFlag{Name: "cka-samples", Value: d.CKASamples, Usage: "test images used for linear CKA (0: skip CKA)"},
+		&cli.BoolFlag{Name: "probe", Usage: "fit a linear probe on a top model that has no classifier"},
+		&cli.StringFlag{Name: "bottom-stem", Usage: "override the bottom's inferred stem (cifar or imagenet)"},
+		&cli.StringFlag{Name: "top-stem", Usage: "override the top's inferred stem (cifar or imagenet)"},
+		&cli.StringFlag{Name: "out", Value: "results/stitch.jsonl", Usage: "JSON Lines results, appended per cut; a re-run skips cuts already there"},
+		&cli.StringFlag{Name: "plot", Value: "results/penalty.png", Usage: "plot of penalty and CKA per cut (.png or .svg; empty: none)"},
+		&cli.BoolFlag{Name: "json", Usage: "print the rows as JSON Lines on stdout instead of a table"},
+		&cli.BoolFlag{Name: "quiet", Usage: "no progress bars"},
+		deviceFlag(), threadsFlag(),
+	}
+	return append(flags, dataFlags(d.Data)...)
+}
+
+func stitchAction(c *cli.Context) error {
+	if c.Args().Len() > 0 {
+		return fmt.Errorf("unexpected argument %q (use --bottom FILE --top FILE, or a subcommand: train, eval, inspect, probe)", c.Args().First())
+	}
+	dev, err := setup(c)
+	if err != nil {
+		return err
+	}
+	cfg := stitch.Defaults()
+	cfg.Cuts, cfg.Epochs, cfg.BatchSize, cfg.LR = c.String("layer"), c.Int("epochs"), c.Int("batch-size"), c.Float64("lr")
+	cfg.Seed, cfg.FitSamples, cfg.KernelSize = c.Int64("seed"), c.Int("fit-samples"), c.Int64("kernel-size")
+	cfg.Init, cfg.FrozenBN, cfg.CKASamples = c.String("init"), c.String("frozen-bn"), c.Int("cka-samples")
+	cfg.Data, cfg.Device = c.String("data"), dev
+	if c.Bool("quiet") {
+		cfg.Progress = nil
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	start := time.Now()
+	top, err := models.Load(c.String("top"), models.LoadOptions{Stem: c.String("top-stem"), Device: dev})
+	if err != nil {
+		return fmt.Errorf("--top: %w", err)
+	}
+	defer top.Free()
+	var bottom *models.Model
+	if c.String("bottom") == "random" {
+		bottom, err = models.NewRandom(top.Meta, cfg.Seed, dev)
+	} else {
+		bottom, err = models.Load(c.String("bottom"), models.LoadOptions{Stem: c.String("bottom-stem"), Device: dev})
+	}
+	if err != nil {
+		return fmt.Errorf("--bottom: %w", err)
+	}
+	defer bottom.Free()
+	trainSet, testSet, err := train.LoadSplits(train.DataConfig{Name: cfg.Data, Dir: c.String("data-dir")})
+	if err != nil {
+		return fmt.Errorf("--data: %w", err)
+	}
+	if !top.Net.HasClassifier() {
+		if !c.Bool("probe") {
+			return fmt.Errorf("--top %s is %s: it has no classifier to stitch into; pass --probe to fit a linear probe on it first", top.Path, top.Description)
+		}
+		if err := fitProbe(top, trainSet, testSet, cfg); err != nil {
+			return fmt.Errorf("--probe: %w", err)
+		}
+	}
+	if out := c.String("out"); out != "" {
+		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+			return err
+		}
+	}
+	store, err := results.Open(c.String("out"))
+	if err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
+	say := func(format string, args ...any) {
+		if cfg.Progress != nil {
+			fmt.Fprintf(cfg.Progress, format, args...)
+		}
+	}
+	say("bottom: %s (%s)\ntop:    %s (%s)\ndata:   %s, %d train / %d test images; fitting on %s\n",
+		bottom.Path, bottom.Description, top.Path, top.Description, cfg.Data, trainSet.N, testSet.N, fitWhat(cfg.FitSamples, trainSet.N))
+	asJSON := c.Bool("json")
+	r := &stitch.Runner{Bottom: bottom, Top: top, Train: trainSet, Test: testSet, Config: cfg, Store: store,
+		OnRow: func(row results.Row) {
+			if asJSON {
+				_ = json.NewEncoder(os.Stdout).Encode(row)
+				return
+			}
+			say("cut %-9s stitched %.2f%%  top %.2f%%  penalty %+.2f pp  CKA %.3f  (%.0f s)\n", row.Cut, row.StitchedAcc, row.TopAcc, row.Penalty, row.CKA, row.Seconds)
+		}}
+	rows, err := r.Run()
+	if len(rows) > 0 && !asJSON {
+		fmt.Printf("\n%s → %s on %s (penalty = top accuracy − stitched accuracy, percentage points)\n", bottom.Name, top.Name, cfg.Data)
+		_ = results.WriteTable(os.Stdout, rows)
+	}
+	if len(rows) > 0 && c.String("plot") != "" {
+		title := fmt.Sprintf("stitching %s → %s (%s)", bottom.Name, top.Name, cfg.Data)
+		if perr := results.PlotPenalty(c.String("plot"), title, []results.Series{{Label: bottom.Name + " → " + top.Name, Rows: rows}}); perr != nil {
+			say("plot: %v\n", perr)
+		} else {
+			say("plot written to %s\n", c.String("plot"))
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if c.String("out") != "" {
+		say("results in %s\n", c.String("out"))
+	}
+	say("wall time %s\n", time.Since(start).Round(time.Second))
+	return nil
+}
+
+func fitWhat(n, all int) string {
+	if n <= 0 || n >= all {
+		return "all training images"
+	}
+	return fmt.Sprintf("%d training images", n)
+}
+
+// fitProbe is replaced once linear probes exist; see probe.go.
+var fitProbe = func(top *models.Model, _, _ any, _ stitch.Config) error {
+	return fmt.Errorf("linear probes are not available in this build")
+}
+
+var _ = strings.TrimSpace

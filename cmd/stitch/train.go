@@ -1,0 +1,125 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"modelstitch/experiments/train"
+	"modelstitch/torch"
+)
+
+func init() {
+	d, sd := train.Defaults(), train.SimCLRDefaults()
+	flags := []cli.Flag{
+		&cli.StringFlag{Name: "objective", Value: "supervised", Usage: "supervised (cross-entropy) or simclr (self-supervised; ends with a linear probe)"},
+		&cli.Float64Flag{Name: "temperature", Value: sd.Temperature, Usage: "simclr: NT-Xent temperature"},
+		&cli.IntFlag{Name: "probe-epochs", Value: sd.Probe.Epochs, Usage: "simclr: epochs of the final linear probe"},
+		&cli.IntFlag{Name: "probe-samples", Usage: "simclr: fit the final linear probe on a class-balanced subset of N training images (0: all)"},
+		&cli.StringFlag{Name: "arch", Value: d.Arch, Usage: "resnet18, resnet34, resnet50 or resnet101"},
+		&cli.Float64Flag{Name: "width", Value: d.Width, Usage: "width multiplier of the base 64 channels (0.25, 0.5, 1, 2 ...)"},
+		&cli.StringFlag{Name: "stem", Value: d.Stem, Usage: "cifar (3×3 conv, no maxpool) or imagenet (7×7/2 conv + maxpool)"},
+		&cli.IntFlag{Name: "train-samples", Usage: "train on a class-balanced subset of N images (0: all)"},
+		&cli.Float64Flag{Name: "label-noise", Usage: "replace this fraction of training labels with random ones"},
+		&cli.StringFlag{Name: "labels", Value: "original", Usage: "original, or objects-vs-animals (CIFAR-10's two-class task)"},
+		&cli.IntFlag{Name: "epochs", Value: d.Epochs, Usage: "epochs (0 writes the untrained random model)"},
+		&cli.IntFlag{Name: "batch-size", Value: d.BatchSize, Usage: fmt.Sprintf("images per batch (simclr default %d, each seen as two views)", sd.BatchSize)},
+		&cli.Float64Flag{Name: "lr", Value: d.LR, Usage: fmt.Sprintf("SGD learning rate (simclr: Adam, default %g)", sd.LR)},
+		&cli.Float64Flag{Name: "momentum", Value: d.Momentum},
+		&cli.Float64Flag{Name: "weight-decay", Value: d.WeightDecay, Usage: fmt.Sprintf("(simclr default %g)", sd.WeightDecay)},
+		&cli.StringFlag{Name: "schedule", Value: d.Schedule, Usage: "cosine, onecycle, step or constant"},
+		&cli.BoolFlag{Name: "augment", Value: d.Augment, Usage: "random crop and flip"},
+		&cli.Int64Flag{Name: "seed", Value: 0},
+		&cli.StringFlag{Name: "out", Required: true, Usage: "checkpoint to write (.pt, loads in PyTorch)"},
+		&cli.BoolFlag{Name: "json", Usage: "print the result as one JSON object on stdout"},
+		deviceFlag(), threadsFlag(),
+	}
+	flags = append(flags, dataFlags(d.Data.Name)...)
+	subcommands = append(subcommands, &cli.Command{
+		Name:   "train",
+		Usage:  "train a ResNet, supervised or with SimCLR (resumes an interrupted run)",
+		Flags:  flags,
+		Action: trainAction,
+	})
+}
+
+func trainAction(c *cli.Context) error {
+	dev, err := setup(c)
+	if err != nil {
+		return err
+	}
+	switch c.String("objective") {
+	case "supervised":
+	case "simclr":
+		return simclrAction(c, dev)
+	default:
+		return fmt.Errorf("--objective must be supervised or simclr, got %q", c.String("objective"))
+	}
+	cfg := train.Defaults()
+	cfg.Arch, cfg.Width, cfg.Stem = c.String("arch"), c.Float64("width"), c.String("stem")
+	cfg.Data = train.DataConfig{Name: c.String("data"), Dir: c.String("data-dir"), TrainSamples: c.Int("train-samples"),
+		LabelNoise: c.Float64("label-noise"), Seed: c.Int64("seed")}
+	switch c.String("labels") {
+	case "original":
+	case "objects-vs-animals":
+		cfg.Data.ObjectsVsAnimals = true
+	default:
+		return fmt.Errorf("--labels must be original or objects-vs-animals, got %q", c.String("labels"))
+	}
+	if cfg.Stem != "cifar" && cfg.Stem != "imagenet" {
+		return fmt.Errorf("--stem must be cifar or imagenet, got %q", cfg.Stem)
+	}
+	cfg.Epochs, cfg.BatchSize, cfg.LR = c.Int("epochs"), c.Int("batch-size"), c.Float64("lr")
+	cfg.Momentum, cfg.WeightDecay, cfg.Schedule = c.Float64("momentum"), c.Float64("weight-decay"), c.String("schedule")
+	cfg.Augment, cfg.Seed, cfg.Device, cfg.Out = c.Bool("augment"), c.Int64("seed"), dev, c.String("out")
+	res, err := train.Supervised(cfg)
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return json.NewEncoder(os.Stdout).Encode(map[string]any{"checkpoint": res.Path, "accuracy": res.TestAccuracy,
+			"seconds": res.Seconds, "images_per_sec": res.ImagesPerSec, "resumed_epochs": res.Resumed})
+	}
+	fmt.Printf("%s: test accuracy %.2f%% (%.0f s, %.0f images/s)\n", res.Path, res.TestAccuracy, res.Seconds, res.ImagesPerSec)
+	return nil
+}
+
+// simclrAction runs `stitch train --objective simclr`. Flags left unset take
+// SimCLR's defaults rather than the supervised ones shown in --help.
+func simclrAction(c *cli.Context, dev torch.Device) error {
+	cfg := train.SimCLRDefaults()
+	cfg.Arch, cfg.Width, cfg.Stem = c.String("arch"), c.Float64("width"), c.String("stem")
+	if cfg.Stem != "cifar" && cfg.Stem != "imagenet" {
+		return fmt.Errorf("--stem must be cifar or imagenet, got %q", cfg.Stem)
+	}
+	if c.IsSet("label-noise") || c.String("labels") != "original" {
+		return fmt.Errorf("--objective simclr uses no labels: --label-noise and --labels apply to supervised training")
+	}
+	cfg.Data = train.DataConfig{Name: c.String("data"), Dir: c.String("data-dir"), TrainSamples: c.Int("train-samples"), Seed: c.Int64("seed")}
+	cfg.Epochs = c.Int("epochs")
+	if c.IsSet("batch-size") {
+		cfg.BatchSize = c.Int("batch-size")
+	}
+	if c.IsSet("lr") {
+		cfg.LR = c.Float64("lr")
+	}
+	if c.IsSet("weight-decay") {
+		cfg.WeightDecay = c.Float64("weight-decay")
+	}
+	cfg.Temperature, cfg.Seed, cfg.Device, cfg.Out = c.Float64("temperature"), c.Int64("seed"), dev, c.String("out")
+	cfg.Probe.Epochs, cfg.Probe.Seed, cfg.ProbeSamples = c.Int("probe-epochs"), c.Int64("seed"), c.Int("probe-samples")
+	res, err := train.SimCLR(cfg)
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return json.NewEncoder(os.Stdout).Encode(map[string]any{"checkpoint": res.Path, "head": train.HeadPath(res.Path),
+			"accuracy": res.TestAccuracy, "accuracy_is": "linear probe", "seconds": res.Seconds,
+			"images_per_sec": res.ImagesPerSec, "resumed_epochs": res.Resumed})
+	}
+	fmt.Printf("%s: linear probe test accuracy %.2f%% (SimCLR %.0f s, %.0f images/s, each as two views; head in %s)\n",
+		res.Path, res.TestAccuracy, res.Seconds, res.ImagesPerSec, train.HeadPath(res.Path))
+	return nil
+}

@@ -1,0 +1,50 @@
+package stitch
+
+import (
+	"fmt"
+
+	"modelstitch/torch"
+	"modelstitch/torch/vision/data"
+)
+
+// Progress receives a count of finished samples; nil means no progress display.
+type Progress func(done int)
+
+// Accuracy returns the percentage (0–100) of the loader's samples that
+// forward classifies correctly, with gradients off.
+func Accuracy(forward func(x *torch.Tensor) *torch.Tensor, loader *data.Loader, progress Progress) (float64, error) {
+	var correct, total int64
+	var ferr error
+	torch.NoGrad(func() {
+		for b, err := range loader.Batches(0) {
+			if err != nil {
+				ferr = err
+				return
+			}
+			c, err := countCorrect(forward(b.X), b.Y)
+			n := b.Y.Size(0)
+			b.Close()
+			if err != nil {
+				ferr = err
+				return
+			}
+			correct += c
+			total += n
+			if progress != nil {
+				progress(int(n))
+			}
+		}
+	})
+	if ferr != nil {
+		return 0, ferr
+	}
+	if total == 0 {
+		return 0, fmt.Errorf("stitch: no test samples")
+	}
+	return 100 * float64(correct) / float64(total), nil
+}
+
+// countCorrect counts rows of logits whose argmax equals the label.
+func countCorrect(logits, y *torch.Tensor) (int64, error) {
+	return logits.Argmax(1, false).Eq(y).Sum().ItemInt()
+}

@@ -1,0 +1,120 @@
+package stitch
+
+import (
+	"fmt"
+	"math"
+
+	"modelstitch/torch"
+)
+
+// lstsq accumulates the normal equations of the direct-matching problem
+// (Csiszárik et al. 2021): every pixel of the bottom's activations is a
+// sample x ∈ R^C1 to be mapped onto the top's own activations y ∈ R^C2 at the
+// same place, y ≈ x·W + b.
+type lstsq struct {
+	c1, c2   int64
+	xtx, xty *torch.Tensor // float64 [C1+1, C1+1] and [C1+1, C2] (last row/column: the constant 1)
+}
+
+// rows flattens [N,C,H,W] or [N,C] activations to [samples, C] float64.
+func rows(t *torch.Tensor) *torch.Tensor {
+	if t.Dim() == 4 {
+		c := t.Size(1)
+		return t.Permute(0, 2, 3, 1).Reshape(-1, c).To(torch.Float64)
+	}
+	return t.To(torch.Float64)
+}
+
+// add accumulates one batch of bottom activations x and top activations y.
+func (a *lstsq) add(x, y *torch.Tensor) error {
+	xr := rows(x)
+	yr := rows(y)
+	ones := xr.Narrow(1, 0, 1).OnesLike()
+	aug := torch.Cat([]*torch.Tensor{xr, ones}, 1)
+	xtx := aug.T().Mm(aug)
+	xty := aug.T().Mm(yr)
+	if err := torch.FirstError(xtx, xty); err != nil {
+		return err
+	}
+	if a.xtx == nil {
+		a.c1, a.c2 = xr.Size(1), yr.Size(1)
+		a.xtx = xtx.Detach().Clone().Escape()
+		a.xty = xty.Detach().Clone().Escape()
+		return torch.FirstError(a.xtx, a.xty)
+	}
+	if err := a.xtx.AddInPlace(xtx); err != nil {
+		return err
+	}
+	return a.xty.AddInPlace(xty)
+}
+
+func (a *lstsq) free() { torch.FreeAll(a.xtx, a.xty) }
+
+// solve returns the least-squares map and the statistics needed to set the
+// stitching layer's batch norms so the whole layer computes x·W + b exactly.
+func (a *lstsq) solve(l *Layer) error {
+	if a.xtx == nil {
+		return fmt.Errorf("stitch: least-squares init saw no data")
+	}
+	s := torch.NewScope()
+	defer s.Close()
+	xtx, xty := s.Track(a.xtx.Ref()), s.Track(a.xty.Ref())
+	c1 := a.c1
+	sol := xtx.Pinverse().Mm(xty) // [C1+1, C2]
+	w := sol.Narrow(0, 0, c1)     // [C1, C2]
+	b := sol.Select(0, c1)        // [C2]
+	n := xtx.Select(0, c1).Select(0, c1)
+	mu := xtx.Select(0, c1).Narrow(0, 0, c1).Div(n)     // [C1]
+	exx := xtx.Narrow(0, 0, c1).Narrow(1, 0, c1).Div(n) // [C1, C1]
+	cov := exx.Sub(mu.Unsqueeze(1).Mm(mu.Unsqueeze(0))) // [C1, C1]
+	varX := cov.Diagonal().ClampMin(0)                  // [C1]
+	eps := l.Pre.Eps
+	sx := varX.AddScalar(eps).Sqrt()                                // [C1]
+	wNorm := w.Mul(sx.Unsqueeze(1))                                 // W' = diag(σ) W
+	bNorm := mu.Unsqueeze(0).Mm(w).Squeeze(0).Add(b)                // b' = μW + b: the mean of z
+	varZ := w.Mul(cov.Mm(w)).SumDims([]int64{0}, false).ClampMin(0) // diag(Wᵀ Cov W)
+	if err := torch.FirstError(wNorm, bNorm, varZ, sx); err != nil {
+		return fmt.Errorf("stitch: least-squares init: %w", err)
+	}
+	dev := l.Pre.Weight.Device()
+	f32 := func(t *torch.Tensor) *torch.Tensor { return t.ToDeviceDType(dev, torch.Float32) }
+	var err error
+	torch.NoGrad(func() {
+		set := func(dst, src *torch.Tensor) {
+			if err == nil {
+				err = dst.CopyFrom(f32(src))
+			}
+		}
+		set(l.Pre.RunningMean, mu)
+		set(l.Pre.RunningVar, varX)
+		if err == nil {
+			err = l.Pre.Weight.Fill(1)
+		}
+		if err == nil {
+			err = l.Pre.Bias.Fill(0)
+		}
+		mw, mb := l.Map()
+		if l.Conv != nil {
+			k := mw.Size(2)
+			if err == nil {
+				err = mw.Fill(0)
+			}
+			centre := mw.Narrow(2, k/2, 1).Narrow(3, k/2, 1).Squeeze(3).Squeeze(2) // [C2, C1] view
+			set(centre, wNorm.T())
+		} else {
+			set(mw, wNorm.T())
+		}
+		set(mb, bNorm)
+		set(l.Post.RunningMean, bNorm)
+		set(l.Post.RunningVar, varZ)
+		set(l.Post.Weight, varZ.AddScalar(l.Post.Eps).Sqrt())
+		set(l.Post.Bias, bNorm)
+	})
+	if err != nil {
+		return fmt.Errorf("stitch: least-squares init: %w", err)
+	}
+	return nil
+}
+
+// finite reports whether v is a usable number.
+func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }

@@ -1,0 +1,44 @@
+package stitch
+
+import (
+	"modelstitch/torch"
+	"modelstitch/torch/nn"
+	"modelstitch/torch/vision"
+)
+
+// Model is a stitched network: Top above Cut, fed by Bottom below Cut through
+// Layer. Only Layer learns.
+type Model struct {
+	Bottom, Top *vision.ResNet
+	Cut         string
+	Layer       *Layer
+	// BatchStats runs the frozen halves' BatchNorms on batch statistics while
+	// fitting (the paper authors' scripts); otherwise they stay in eval mode.
+	BatchStats bool
+}
+
+// BottomFeatures returns the bottom's activations at the cut, without
+// recording gradients (the bottom is frozen).
+func (m *Model) BottomFeatures(x *torch.Tensor) *torch.Tensor {
+	var h *torch.Tensor
+	torch.NoGrad(func() { h = m.Bottom.ForwardTo(x, m.Cut) })
+	return h
+}
+
+// Forward computes the stitched network's logits.
+func (m *Model) Forward(x *torch.Tensor) *torch.Tensor {
+	return m.FromFeatures(m.BottomFeatures(x))
+}
+
+// FromFeatures runs the stitching layer and the top on bottom activations h.
+func (m *Model) FromFeatures(h *torch.Tensor) *torch.Tensor {
+	return m.Top.ForwardFrom(m.Layer.Forward(h), m.Cut)
+}
+
+// SetFitting puts the model in fitting mode (true) or evaluation mode: the
+// stitching layer trains; the halves stay in eval mode unless BatchStats.
+func (m *Model) SetFitting(on bool) {
+	nn.SetTraining(m.Bottom, on && m.BatchStats)
+	nn.SetTraining(m.Top, on && m.BatchStats)
+	nn.SetTraining(m.Layer, on)
+}

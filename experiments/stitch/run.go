@@ -1,0 +1,359 @@
+package stitch
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+
+	"modelstitch/experiments/models"
+	"modelstitch/experiments/results"
+	"modelstitch/torch"
+	"modelstitch/torch/nn"
+	"modelstitch/torch/vision/data"
+	"modelstitch/torch/vision/datasets"
+)
+
+// Init names how the stitching layer starts.
+const (
+	InitDefault      = "default"       // PyTorch's default initialisation
+	InitLeastSquares = "least-squares" // direct matching (Csiszárik et al. 2021)
+)
+
+// Config is one stitching experiment's settings.
+type Config struct {
+	// Cuts is a cut name, a comma list, or "all".
+	Cuts       string
+	Epochs     int
+	BatchSize  int
+	LR         float64
+	Seed       int64
+	FitSamples int // 0: the whole training split
+	KernelSize int64
+	Init       string
+	// FrozenBN is "eval" (frozen halves use running statistics) or "train"
+	// (batch statistics while fitting, as in the paper authors' scripts).
+	FrozenBN   string
+	CKASamples int
+	Data       string
+	Device     torch.Device
+	// Progress, when set, receives progress bars (usually os.Stderr).
+	Progress io.Writer
+}
+
+// Defaults returns the settings of the paper's recipe sized for a CPU:
+// Adam, LR 1e-3 with cosine decay, batch 128.
+func Defaults() Config {
+	return Config{Cuts: "all", Epochs: 2, BatchSize: 128, LR: 1e-3, Seed: 0, FitSamples: 6000,
+		KernelSize: 1, Init: InitDefault, FrozenBN: "eval", CKASamples: 500, Data: "fashion-mnist",
+		Device: torch.CPU, Progress: os.Stderr}
+}
+
+// Validate checks the settings and names the flag at fault.
+func (c Config) Validate() error {
+	switch {
+	case c.Epochs < 1:
+		return fmt.Errorf("--epochs must be at least 1, got %d", c.Epochs)
+	case c.BatchSize < 2:
+		return fmt.Errorf("--batch-size must be at least 2 (batch norm needs a batch), got %d", c.BatchSize)
+	case !(c.LR > 0):
+		return fmt.Errorf("--lr must be positive, got %g", c.LR)
+	case c.FitSamples < 0:
+		return fmt.Errorf("--fit-samples must be ≥ 0, got %d", c.FitSamples)
+	case c.Init != InitDefault && c.Init != InitLeastSquares:
+		return fmt.Errorf("--init must be %q or %q, got %q", InitDefault, InitLeastSquares, c.Init)
+	case c.FrozenBN != "eval" && c.FrozenBN != "train":
+		return fmt.Errorf("--frozen-bn must be eval or train, got %q", c.FrozenBN)
+	case c.CKASamples < 0:
+		return fmt.Errorf("--cka-samples must be ≥ 0, got %d", c.CKASamples)
+	}
+	return nil
+}
+
+// Runner stitches Bottom into Top at each requested cut and records results.
+type Runner struct {
+	Bottom, Top *models.Model
+	Train, Test *datasets.Dataset
+	Config      Config
+	Store       *results.Store
+	// OnRow is called after each cut finishes (e.g. to print it).
+	OnRow func(results.Row)
+}
+
+// Run fits and scores a stitching layer at every cut, skipping cuts the store
+// already holds, and returns the rows in cut order.
+func (r *Runner) Run() ([]results.Row, error) {
+	cfg := r.Config
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if !r.Top.Net.HasClassifier() {
+		return nil, fmt.Errorf("top model %s has no classifier (%s): pass --probe to fit a linear probe on it first", r.Top.Path, r.Top.Description)
+	}
+	cuts, err := r.Top.Net.ParseCuts(cfg.Cuts)
+	if err != nil {
+		return nil, fmt.Errorf("--layer: %w", err)
+	}
+	if _, err := r.Bottom.Net.ParseCuts(cfg.Cuts); err != nil {
+		return nil, fmt.Errorf("--layer: bottom model: %w", err)
+	}
+	input := []int64{int64(r.Test.C), int64(r.Test.H), int64(r.Test.W)}
+	if int64(r.Top.Meta.InChannels) != input[0] || int64(r.Bottom.Meta.InChannels) != input[0] {
+		return nil, fmt.Errorf("data set %s has %d channels but the bottom takes %d and the top %d", cfg.Data, input[0], r.Bottom.Meta.InChannels, r.Top.Meta.InChannels)
+	}
+	bottomShapes, err := shapesByName(r.Bottom, input)
+	if err != nil {
+		return nil, err
+	}
+	topShapes, err := shapesByName(r.Top, input)
+	if err != nil {
+		return nil, err
+	}
+	nn.Eval(r.Bottom.Net)
+	nn.Eval(r.Top.Net)
+	if err := nn.Freeze(r.Bottom.Net); err != nil {
+		return nil, err
+	}
+	if err := nn.Freeze(r.Top.Net); err != nil {
+		return nil, err
+	}
+
+	fitSet := r.Train
+	if cfg.FitSamples > 0 && cfg.FitSamples < r.Train.N {
+		if fitSet, err = r.Train.Subset(cfg.FitSamples, cfg.Seed); err != nil {
+			return nil, fmt.Errorf("--fit-samples: %w", err)
+		}
+	}
+	bottomNorm, topNorm := normOf(r.Bottom, r.Test), normOf(r.Top, r.Test)
+	testBottom, err := r.loader(r.Test, bottomNorm, false)
+	if err != nil {
+		return nil, err
+	}
+	testTop, err := r.loader(r.Test, topNorm, false)
+	if err != nil {
+		return nil, err
+	}
+	fit, err := r.loader(fitSet, bottomNorm, true)
+	if err != nil {
+		return nil, err
+	}
+
+	var rows []results.Row
+	var topAcc float64
+	var bottomAcc *float64
+	haveAcc := false
+	for i, cut := range cuts {
+		row := results.Row{Bottom: r.Bottom.Name, Top: r.Top.Name, Cut: cut, CutIndex: cutIndex(r.Top, cut),
+			Init: cfg.Init, Epochs: cfg.Epochs, Seed: cfg.Seed, LR: cfg.LR, BatchSize: cfg.BatchSize,
+			FitSamples: fitSet.N, KernelSize: cfg.KernelSize, FrozenBN: cfg.FrozenBN, Data: cfg.Data,
+			Device: cfg.Device.String(), BottomPath: r.Bottom.Path, TopPath: r.Top.Path}
+		if done, ok := r.Store.Done(row); ok {
+			rows = append(rows, done)
+			r.say("cut %s: already in results, skipped\n", cut)
+			continue
+		}
+		if !haveAcc {
+			if topAcc, err = Accuracy(r.Top.Net.Forward, testTop, r.bar(r.Test.N, "top model accuracy")); err != nil {
+				return rows, fmt.Errorf("top model accuracy: %w", err)
+			}
+			if r.Bottom.Net.HasClassifier() {
+				a, err := Accuracy(r.Bottom.Net.Forward, testBottom, r.bar(r.Test.N, "bottom model accuracy"))
+				if err != nil {
+					return rows, fmt.Errorf("bottom model accuracy: %w", err)
+				}
+				bottomAcc = &a
+			}
+			haveAcc = true
+		}
+		start := time.Now()
+		row.TopAcc, row.BottomAcc = topAcc, bottomAcc
+		if err := r.stitchCut(&row, cut, bottomShapes[cut], topShapes[cut], fit, testBottom, fmt.Sprintf("[%d/%d]", i+1, len(cuts))); err != nil {
+			return rows, fmt.Errorf("cut %s: %w", cut, err)
+		}
+		row.Seconds = time.Since(start).Seconds()
+		row.Time = time.Now().UTC().Format(time.RFC3339)
+		if err := r.Store.Append(row); err != nil {
+			return rows, fmt.Errorf("writing results: %w", err)
+		}
+		rows = append(rows, row)
+		if r.OnRow != nil {
+			r.OnRow(row)
+		}
+	}
+	return rows, nil
+}
+
+// stitchCut builds, initialises, fits and scores the stitching layer at one cut.
+func (r *Runner) stitchCut(row *results.Row, cut string, in, out []int64, fit, test *data.Loader, tag string) error {
+	cfg := r.Config
+	if err := torch.ManualSeed(uint64(cfg.Seed)); err != nil {
+		return err
+	}
+	layer, err := NewLayer(in, out, cfg.KernelSize)
+	if err != nil {
+		return err
+	}
+	defer nn.Free(layer)
+	if err := nn.ToDevice(layer, cfg.Device); err != nil {
+		return err
+	}
+	m := &Model{Bottom: r.Bottom.Net, Top: r.Top.Net, Cut: cut, Layer: layer, BatchStats: cfg.FrozenBN == "train"}
+	var restore func() error
+	if m.BatchStats {
+		// Batch statistics move the frozen halves' running averages; put them back
+		// after this cut so every cut starts from the same models.
+		if restore, err = snapshotBuffers(r.Bottom.Net, r.Top.Net); err != nil {
+			return err
+		}
+		defer func() {
+			if rerr := restore(); rerr != nil && err == nil {
+				err = rerr
+			}
+		}()
+	}
+	if cfg.Init == InitLeastSquares {
+		if err := LeastSquaresInit(m, fit, r.bar(fit.Dataset().N, tag+" "+cut+" least squares")); err != nil {
+			return err
+		}
+		m.SetFitting(false)
+		acc, err := Accuracy(m.Forward, test, r.bar(r.Test.N, tag+" "+cut+" direct match"))
+		if err != nil {
+			return err
+		}
+		row.DirectAcc = &acc
+	}
+	if err := Fit(m, fit, FitConfig{Epochs: cfg.Epochs, LR: cfg.LR}, r.bar(fit.Len()*cfg.Epochs*fit.Config().BatchSize, tag+" "+cut+" fit")); err != nil {
+		return err
+	}
+	m.SetFitting(false)
+	if row.StitchedAcc, err = Accuracy(m.Forward, test, r.bar(r.Test.N, tag+" "+cut+" test")); err != nil {
+		return err
+	}
+	row.Penalty = row.TopAcc - row.StitchedAcc
+	if cfg.CKASamples > 0 {
+		if row.CKA, err = r.cka(cut, test); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// cka compares the bottom's and the top's own activations at cut on the first
+// CKASamples test images.
+func (r *Runner) cka(cut string, test *data.Loader) (float64, error) {
+	var xs, ys []*torch.Tensor
+	defer func() { torch.FreeAll(xs...); torch.FreeAll(ys...) }()
+	n := 0
+	var ferr error
+	torch.NoGrad(func() {
+		for b, err := range test.Batches(0) {
+			if err != nil {
+				ferr = err
+				return
+			}
+			x := b.X
+			if take := r.Config.CKASamples - n; int64(take) < x.Size(0) {
+				x = x.Narrow(0, 0, int64(take))
+			}
+			bx := b.Scope.Keep(r.Bottom.Net.ForwardTo(x, cut).Flatten(1, -1))
+			ty := b.Scope.Keep(r.Top.Net.ForwardTo(x, cut).Flatten(1, -1))
+			n += int(x.Size(0))
+			b.Close()
+			xs, ys = append(xs, bx), append(ys, ty)
+			if ferr = torch.FirstError(bx, ty); ferr != nil || n >= r.Config.CKASamples {
+				return
+			}
+		}
+	})
+	if ferr != nil {
+		return 0, ferr
+	}
+	if len(xs) == 0 {
+		return 0, fmt.Errorf("cka: no test samples")
+	}
+	x, y := torch.Cat(xs, 0), torch.Cat(ys, 0)
+	defer torch.FreeAll(x, y)
+	return LinearCKA(x, y)
+}
+
+func (r *Runner) loader(ds *datasets.Dataset, norm [2][]float64, shuffle bool) (*data.Loader, error) {
+	return data.NewLoader(ds, data.Config{BatchSize: r.Config.BatchSize, Shuffle: shuffle, Seed: r.Config.Seed,
+		DropLast: shuffle && ds.N > r.Config.BatchSize, Device: r.Config.Device, Mean: norm[0], Std: norm[1]})
+}
+
+func (r *Runner) say(format string, args ...any) {
+	if r.Config.Progress != nil {
+		fmt.Fprintf(r.Config.Progress, format, args...)
+	}
+}
+
+// bar returns a progress callback drawing a bar of total samples, or nil when quiet.
+func (r *Runner) bar(total int, what string) Progress {
+	if r.Config.Progress == nil {
+		return nil
+	}
+	b := progressbar.NewOptions(total, progressbar.OptionSetWriter(r.Config.Progress),
+		progressbar.OptionSetDescription(what), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
+		progressbar.OptionSetItsString("img"), progressbar.OptionThrottle(200*time.Millisecond),
+		progressbar.OptionClearOnFinish(), progressbar.OptionSetWidth(30))
+	return func(n int) { _ = b.Add(n) }
+}
+
+// normOf returns the input normalisation a model was trained with, or the data set's.
+func normOf(m *models.Model, ds *datasets.Dataset) [2][]float64 {
+	if len(m.Meta.Mean) == ds.C && len(m.Meta.Std) == ds.C {
+		return [2][]float64{m.Meta.Mean, m.Meta.Std}
+	}
+	return [2][]float64{ds.Mean, ds.Std}
+}
+
+func shapesByName(m *models.Model, input []int64) (map[string][]int64, error) {
+	cs, err := m.Net.CutShapes(input)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", m.Path, err)
+	}
+	out := map[string][]int64{}
+	for _, c := range cs {
+		out[c.Name] = c.Shape
+	}
+	return out, nil
+}
+
+func cutIndex(m *models.Model, cut string) int {
+	for i, c := range m.Net.CutPoints() {
+		if c == cut {
+			return i
+		}
+	}
+	return -1
+}
+
+// snapshotBuffers copies the buffers of the given modules and returns a
+// function that writes the copies back.
+func snapshotBuffers(ms ...nn.Module) (func() error, error) {
+	type saved struct{ dst, copy *torch.Tensor }
+	var all []saved
+	for _, m := range ms {
+		for _, b := range nn.NamedBuffers(m) {
+			c := b.Tensor.Clone()
+			if err := c.Err(); err != nil {
+				return nil, err
+			}
+			all = append(all, saved{b.Tensor, c})
+		}
+	}
+	return func() error {
+		var err error
+		torch.NoGrad(func() {
+			for _, s := range all {
+				if e := s.dst.CopyFrom(s.copy); e != nil && err == nil {
+					err = e
+				}
+				s.copy.Free()
+			}
+		})
+		return err
+	}, nil
+}

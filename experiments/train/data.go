@@ -1,0 +1,63 @@
+// Package train trains the models the paper compares: supervised ResNets
+// (with subsets, label noise and relabelled tasks), and evaluates checkpoints.
+package train
+
+import (
+	"fmt"
+
+	"modelstitch/torch/vision/datasets"
+)
+
+// DataConfig picks a data set and what is done to its training labels.
+type DataConfig struct {
+	// Name: fashion-mnist, mnist, cifar10, cifar100 or folder:PATH.
+	Name string
+	// Dir overrides where the files are.
+	Dir string
+	// TrainSamples > 0 takes a class-balanced subset of the training split.
+	TrainSamples int
+	// LabelNoise replaces this fraction of training labels with random ones.
+	LabelNoise float64
+	// ObjectsVsAnimals relabels CIFAR-10 into the two-class task.
+	ObjectsVsAnimals bool
+	// ImageSize is the side of folder images (0: the data set's default).
+	ImageSize int
+	// Seed seeds the subset and the label noise.
+	Seed int64
+}
+
+// LoadSplits reads the training and test splits with the configured subset,
+// label noise and relabelling applied (relabelling to both splits, the rest to
+// training only).
+func LoadSplits(c DataConfig) (train, test *datasets.Dataset, err error) {
+	opts := datasets.Options{Root: c.Dir, ImageSize: c.ImageSize}
+	if train, err = datasets.Load(c.Name, "train", opts); err != nil {
+		return nil, nil, err
+	}
+	if test, err = datasets.Load(c.Name, "test", opts); err != nil {
+		return nil, nil, err
+	}
+	if c.ObjectsVsAnimals {
+		if train, err = train.ObjectsVsAnimals(); err != nil {
+			return nil, nil, fmt.Errorf("--labels objects-vs-animals: %w", err)
+		}
+		if test, err = test.ObjectsVsAnimals(); err != nil {
+			return nil, nil, fmt.Errorf("--labels objects-vs-animals: %w", err)
+		}
+	}
+	if c.TrainSamples < 0 || c.TrainSamples > train.N {
+		return nil, nil, fmt.Errorf("--train-samples %d: the training split has %d images", c.TrainSamples, train.N)
+	}
+	if c.TrainSamples > 0 && c.TrainSamples < train.N {
+		if train, err = train.Subset(c.TrainSamples, c.Seed); err != nil {
+			return nil, nil, fmt.Errorf("--train-samples: %w", err)
+		}
+	}
+	if c.LabelNoise < 0 || c.LabelNoise > 1 {
+		return nil, nil, fmt.Errorf("--label-noise must be in [0, 1], got %g", c.LabelNoise)
+	}
+	if c.LabelNoise > 0 {
+		train = train.WithLabelNoise(c.LabelNoise, c.Seed)
+	}
+	return train, test, nil
+}
