@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <atomic>
+#include <stdexcept>
 #include <string>
 
 #include "cbridge.h"
@@ -33,6 +34,20 @@ inline tb_tensor wrap(at::Tensor t) {
 }
 
 tb_error make_error(int code, const char* op, const char* what);
+
+// Thrown when a CUDA device is asked for but this build or machine has none;
+// TB_CATCH reports it as TB_ERR_NO_CUDA.
+struct no_cuda_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Reports whether a c10::Error is libtorch's CPU allocator failing (it throws a
+// plain c10::Error, not c10::OutOfMemoryError), so Go sees it as out of memory.
+inline bool is_cpu_oom(const c10::Error& e) {
+  const std::string& m = e.msg();
+  return m.find("DefaultCPUAllocator: can't allocate memory") != std::string::npos ||
+         m.find("DefaultCPUAllocator: not enough memory") != std::string::npos;
+}
 
 // Applies per-thread settings (intra-op thread count) before any work on this OS thread.
 inline void thread_setup() {
@@ -91,10 +106,14 @@ void check_cuda(int device_type);
     return tb::make_error(TB_ERR_NOT_IMPLEMENTED, op, e.what_without_backtrace()); \
   }                                                                         \
   catch (const c10::Error& e) {                                             \
-    return tb::make_error(TB_ERR_OTHER, op, e.what_without_backtrace());    \
+    return tb::make_error(tb::is_cpu_oom(e) ? TB_ERR_OOM : TB_ERR_OTHER, op, \
+                          e.what_without_backtrace());                      \
   }                                                                         \
   catch (const std::bad_alloc& e) {                                         \
     return tb::make_error(TB_ERR_OOM, op, "out of memory (std::bad_alloc)"); \
+  }                                                                         \
+  catch (const tb::no_cuda_error& e) {                                      \
+    return tb::make_error(TB_ERR_NO_CUDA, op, e.what());                    \
   }                                                                         \
   catch (const std::exception& e) {                                         \
     return tb::make_error(TB_ERR_OTHER, op, e.what());                      \

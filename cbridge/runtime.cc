@@ -32,12 +32,12 @@ at::TensorOptions options(int dtype, int device_type, int device_index) {
 void check_cuda(int device_type) {
   if (device_type != TB_CUDA) return;
 #ifndef TB_WITH_CUDA
-  throw std::runtime_error(
+  throw no_cuda_error(
       "this modelstitch bridge was built without CUDA (libtorch has no torch_cuda); "
       "rebuild it against a CUDA libtorch (see README)");
 #else
   if (!torch::cuda::is_available())
-    throw std::runtime_error("CUDA is not available on this machine (no GPU or driver)");
+    throw no_cuda_error("CUDA is not available on this machine (no GPU or driver)");
 #endif
 }
 
