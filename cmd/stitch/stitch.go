@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -36,6 +35,7 @@ func stitchFlags() []cli.Flag {
 		&cli.Int64Flag{Name: "kernel-size", Value: d.KernelSize, Usage: "stitching convolution's kernel size (odd)"},
 		&cli.StringFlag{Name: "init", Value: d.Init, Usage: "default, or least-squares (direct matching; its accuracy is reported too)"},
 		&cli.StringFlag{Name: "frozen-bn", Value: d.FrozenBN, Usage: "eval (frozen means frozen) or train (batch statistics, as the paper's scripts)"},
+		&cli.IntFlag{Name: "test-samples", Usage: "score on a class-balanced subset of N test images (0: the whole test split)"},
 		&cli.IntFlag{Name: "cka-samples", Value: d.CKASamples, Usage: "test images used for linear CKA (0: skip CKA)"},
 		&cli.BoolFlag{Name: "probe", Usage: "fit a linear probe on a top model that has no classifier"},
 		&cli.StringFlag{Name: "bottom-stem", Usage: "override the bottom's inferred stem (cifar or imagenet)"},
@@ -84,7 +84,7 @@ func stitchAction(c *cli.Context) error {
 		return fmt.Errorf("--bottom: %w", err)
 	}
 	defer bottom.Free()
-	trainSet, testSet, err := train.LoadSplits(train.DataConfig{Name: cfg.Data, Dir: c.String("data-dir")})
+	trainSet, testSet, err := train.LoadSplits(train.DataConfig{Name: cfg.Data, Dir: c.String("data-dir"), TestSamples: c.Int("test-samples"), Seed: cfg.Seed})
 	if err != nil {
 		return fmt.Errorf("--data: %w", err)
 	}
@@ -119,7 +119,11 @@ func stitchAction(c *cli.Context) error {
 				_ = json.NewEncoder(os.Stdout).Encode(row)
 				return
 			}
-			say("cut %-9s stitched %.2f%%  top %.2f%%  penalty %+.2f pp  CKA %.3f  (%.0f s)\n", row.Cut, row.StitchedAcc, row.TopAcc, row.Penalty, row.CKA, row.Seconds)
+			cka := "-"
+			if row.CKA != nil {
+				cka = fmt.Sprintf("%.3f", *row.CKA)
+			}
+			say("cut %-9s stitched %.2f%%  top %.2f%%  penalty %+.2f pp  CKA %s  (%.0f s)\n", row.Cut, row.StitchedAcc, row.TopAcc, row.Penalty, cka, row.Seconds)
 		}}
 	rows, err := r.Run()
 	if len(rows) > 0 && !asJSON {
@@ -150,10 +154,3 @@ func fitWhat(n, all int) string {
 	}
 	return fmt.Sprintf("%d training images", n)
 }
-
-// fitProbe is replaced once linear probes exist; see probe.go.
-var fitProbe = func(top *models.Model, _, _ any, _ stitch.Config) error {
-	return fmt.Errorf("linear probes are not available in this build")
-}
-
-var _ = strings.TrimSpace

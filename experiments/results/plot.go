@@ -42,15 +42,20 @@ func PlotPenalty(path, title string, series []Series) error {
 	cka.Y.Min, cka.Y.Max = 0, 1
 	for i, s := range series {
 		pp := make(plotter.XYs, len(s.Rows))
-		cp := make(plotter.XYs, len(s.Rows))
+		var cp plotter.XYs
 		for j, r := range s.Rows {
 			pp[j] = plotter.XY{X: float64(j), Y: r.Penalty}
-			cp[j] = plotter.XY{X: float64(j), Y: r.CKA}
+			if r.CKA != nil {
+				cp = append(cp, plotter.XY{X: float64(j), Y: *r.CKA})
+			}
 		}
 		for _, pair := range []struct {
 			p   *plot.Plot
 			xys plotter.XYs
 		}{{pen, pp}, {cka, cp}} {
+			if len(pair.xys) == 0 {
+				continue
+			}
 			line, points, err := plotter.NewLinePoints(pair.xys)
 			if err != nil {
 				return err

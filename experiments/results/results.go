@@ -31,7 +31,9 @@ type Row struct {
 	// DirectAcc is the accuracy of the least-squares (direct matching) layer
 	// before any training, when Init is "least-squares".
 	DirectAcc *float64 `json:"direct_acc,omitempty"`
-	CKA       float64  `json:"cka"`
+	// CKA is the linear CKA between the bottom's and the top's own activations
+	// at the cut (null when not computed).
+	CKA       *float64 `json:"cka"`
 	Init      string   `json:"init"`
 	Epochs    int      `json:"epochs"`
 	Seed      int64    `json:"seed"`
@@ -150,7 +152,7 @@ func WriteTable(w io.Writer, rows []Row) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "cut\ttop acc %\tbottom acc %\tstitched acc %\tpenalty pp\tdirect acc %\tCKA\t")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%.2f\t%s\t%.2f\t%+.2f\t%s\t%.3f\t\n", r.Cut, r.TopAcc, opt(r.BottomAcc), r.StitchedAcc, r.Penalty, opt(r.DirectAcc), r.CKA)
+		fmt.Fprintf(tw, "%s\t%.2f\t%s\t%.2f\t%+.2f\t%s\t%s\t\n", r.Cut, r.TopAcc, opt(r.BottomAcc), r.StitchedAcc, r.Penalty, opt(r.DirectAcc), optCKA(r.CKA))
 	}
 	return tw.Flush()
 }
@@ -160,4 +162,11 @@ func opt(v *float64) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.2f", *v)
+}
+
+func optCKA(v *float64) string {
+	if v == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.3f", *v)
 }

@@ -43,10 +43,13 @@ type Config struct {
 	Progress io.Writer
 }
 
-// Defaults returns the settings of the paper's recipe sized for a CPU:
-// Adam, LR 1e-3 with cosine decay, batch 128.
+// Defaults returns the paper's recipe sized for a CPU: Adam with cosine decay,
+// batch 128, 2 epochs over 6,000 training images. The paper's LR of 1e-3 is
+// for many epochs; in this budget it does not converge (a model stitched to
+// itself at layer2.0 lost 14.5 points at 1e-3 and none at 1e-2), so the
+// default is 1e-2.
 func Defaults() Config {
-	return Config{Cuts: "all", Epochs: 2, BatchSize: 128, LR: 1e-3, Seed: 0, FitSamples: 6000,
+	return Config{Cuts: "all", Epochs: 2, BatchSize: 128, LR: 1e-2, Seed: 0, FitSamples: 6000,
 		KernelSize: 1, Init: InitDefault, FrozenBN: "eval", CKASamples: 500, Data: "fashion-mnist",
 		Device: torch.CPU, Progress: os.Stderr}
 }
@@ -233,9 +236,11 @@ func (r *Runner) stitchCut(row *results.Row, cut string, in, out []int64, fit, t
 	}
 	row.Penalty = row.TopAcc - row.StitchedAcc
 	if cfg.CKASamples > 0 {
-		if row.CKA, err = r.cka(cut, test); err != nil {
+		v, err := r.cka(cut, test)
+		if err != nil {
 			return err
 		}
+		row.CKA = &v
 	}
 	return nil
 }

@@ -20,6 +20,9 @@ type DataConfig struct {
 	LabelNoise float64
 	// ObjectsVsAnimals relabels CIFAR-10 into the two-class task.
 	ObjectsVsAnimals bool
+	// TestSamples > 0 evaluates on a class-balanced subset of the test split
+	// (quick runs and tests); 0 uses all of it.
+	TestSamples int
 	// ImageSize is the side of folder images (0: the data set's default).
 	ImageSize int
 	// Seed seeds the subset and the label noise.
@@ -51,6 +54,14 @@ func LoadSplits(c DataConfig) (train, test *datasets.Dataset, err error) {
 	if c.TrainSamples > 0 && c.TrainSamples < train.N {
 		if train, err = train.Subset(c.TrainSamples, c.Seed); err != nil {
 			return nil, nil, fmt.Errorf("--train-samples: %w", err)
+		}
+	}
+	if c.TestSamples < 0 || c.TestSamples > test.N {
+		return nil, nil, fmt.Errorf("--test-samples %d: the test split has %d images", c.TestSamples, test.N)
+	}
+	if c.TestSamples > 0 && c.TestSamples < test.N {
+		if test, err = test.Subset(c.TestSamples, c.Seed); err != nil {
+			return nil, nil, fmt.Errorf("--test-samples: %w", err)
 		}
 	}
 	if c.LabelNoise < 0 || c.LabelNoise > 1 {

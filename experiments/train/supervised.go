@@ -36,6 +36,10 @@ type Config struct {
 	Seed     int64
 	Device   torch.Device
 	Out      string
+	// StopAfter > 0 ends the run after that many epochs of the schedule, leaving
+	// a checkpoint that a later run with the same recipe resumes (as after an
+	// interruption).
+	StopAfter int
 	// Progress receives progress bars and messages (nil: silent).
 	Progress io.Writer
 }
@@ -54,7 +58,8 @@ type Result struct {
 	TestAccuracy float64 // percent
 	Seconds      float64
 	ImagesPerSec float64
-	Resumed      int // epochs found done in an earlier, interrupted run
+	Resumed      int  // epochs found done in an earlier, interrupted run
+	Stopped      bool // ended early by StopAfter; TestAccuracy is not set
 }
 
 // Supervised trains a ResNet with cross-entropy and writes it to cfg.Out after
@@ -151,6 +156,11 @@ func Supervised(cfg Config) (*Result, error) {
 		meta.Recipe.EpochsDone = epoch + 1
 		if err := models.Save(cfg.Out, net, meta); err != nil {
 			return nil, fmt.Errorf("writing %s: %w", cfg.Out, err)
+		}
+		if cfg.StopAfter > 0 && epoch+1 >= cfg.StopAfter && epoch+1 < cfg.Epochs {
+			res.Seconds = time.Since(start).Seconds()
+			res.Stopped = true
+			return res, nil
 		}
 	}
 	res.Seconds = time.Since(start).Seconds()

@@ -1,0 +1,353 @@
+package train
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+
+	"modelstitch/experiments/models"
+	"modelstitch/torch"
+	"modelstitch/torch/nn"
+	"modelstitch/torch/optim"
+	"modelstitch/torch/vision"
+	"modelstitch/torch/vision/data"
+	"modelstitch/torch/vision/datasets"
+)
+
+// ProbeConfig is a linear probe: a linear classifier trained on the frozen
+// pooled features of a backbone.
+type ProbeConfig struct {
+	// Epochs over the cached training features.
+	Epochs    int
+	BatchSize int
+	// LR is Adam's initial learning rate (cosine decay to 0); WeightDecay its
+	// L2 penalty.
+	LR          float64
+	WeightDecay float64
+	Seed        int64
+	Device      torch.Device
+	// Progress receives progress bars and messages (nil: silent).
+	Progress io.Writer
+}
+
+// ProbeDefaults returns the default probe: 30 epochs of Adam, LR 1e-3 with
+// cosine decay, batch 256, no weight decay.
+func ProbeDefaults() ProbeConfig {
+	return ProbeConfig{Epochs: 30, BatchSize: 256, LR: 1e-3, Device: torch.CPU, Progress: os.Stderr}
+}
+
+// Probe fits a linear probe on backbone's frozen features and returns the
+// resulting classifier with its test accuracy (percent).
+//
+// The pooled features of every training and test image are computed once,
+// with backbone in eval mode and no augmentation, normalised with backbone's
+// mean and std (the data set's own when backbone records none). The
+// classifier sees them standardised (per-feature mean and std of the
+// training features) and is trained with Adam on mini-batches drawn from the
+// cached features. The standardisation is then folded into the classifier's
+// weights, so the returned model is a plain torchvision-style ResNet:
+// backbone's weights plus fc.weight and fc.bias, with Meta.Objective
+// models.Probe, Meta.Backbone backbone.Path and Meta.TestAccuracy set. Its
+// Path is empty until the caller saves it. backbone may have a classifier of
+// its own; it is ignored. backbone is left in eval mode and otherwise
+// unchanged.
+func Probe(backbone *models.Model, train, test *datasets.Dataset, cfg ProbeConfig) (*models.Model, float64, error) {
+	if backbone == nil || backbone.Net == nil {
+		return nil, 0, errors.New("probe: no backbone")
+	}
+	if train == nil || test == nil {
+		return nil, 0, errors.New("probe: need a training and a test split")
+	}
+	if cfg.Epochs < 1 {
+		return nil, 0, fmt.Errorf("probe: epochs must be at least 1, got %d", cfg.Epochs)
+	}
+	if cfg.BatchSize < 1 {
+		return nil, 0, fmt.Errorf("probe: batch size must be at least 1, got %d", cfg.BatchSize)
+	}
+	if !(cfg.LR > 0) {
+		return nil, 0, fmt.Errorf("probe: learning rate must be positive, got %g", cfg.LR)
+	}
+	if cfg.WeightDecay < 0 {
+		return nil, 0, fmt.Errorf("probe: weight decay must be ≥ 0, got %g", cfg.WeightDecay)
+	}
+	if train.Classes < 1 || test.Classes != train.Classes {
+		return nil, 0, fmt.Errorf("probe: training split has %d classes, test split %d", train.Classes, test.Classes)
+	}
+	net := backbone.Net
+	if train.C != net.Config.InChannels || test.C != net.Config.InChannels {
+		return nil, 0, fmt.Errorf("probe: %s takes %d-channel images, the data has %d", backbone.Name, net.Config.InChannels, train.C)
+	}
+	if err := torch.CheckDevice(cfg.Device); err != nil {
+		return nil, 0, err
+	}
+	mean, std := backbone.Meta.Mean, backbone.Meta.Std
+	if len(mean) != train.C || len(std) != train.C {
+		mean, std = train.Mean, train.Std
+	}
+
+	trainX, trainY, err := Features(net, train, mean, std, cfg.BatchSize, cfg.Device, cfg.Progress)
+	if err != nil {
+		return nil, 0, fmt.Errorf("probe: %w", err)
+	}
+	defer torch.FreeAll(trainX, trainY)
+	testX, testY, err := Features(net, test, mean, std, cfg.BatchSize, cfg.Device, cfg.Progress)
+	if err != nil {
+		return nil, 0, fmt.Errorf("probe: %w", err)
+	}
+	defer torch.FreeAll(testX, testY)
+
+	// Standardise with the training features' statistics.
+	var mu, sigma, xs *torch.Tensor
+	torch.NoGrad(func() {
+		mu = trainX.MeanDims([]int64{0}, true)
+		sigma = trainX.Var([]int64{0}, false, true).AddScalar(1e-5).Sqrt()
+		xs = trainX.Sub(mu).Div(sigma)
+	})
+	defer torch.FreeAll(mu, sigma, xs)
+	if err := torch.FirstError(mu, sigma, xs); err != nil {
+		return nil, 0, fmt.Errorf("probe: standardising features: %w", err)
+	}
+
+	if err := torch.ManualSeed(uint64(cfg.Seed)); err != nil {
+		return nil, 0, err
+	}
+	d := net.FeatureDim()
+	fc := nn.NewLinear(d, int64(train.Classes), true)
+	defer nn.Free(fc)
+	if err := nn.ToDevice(fc, cfg.Device); err != nil {
+		return nil, 0, fmt.Errorf("probe: %w", err)
+	}
+	if err := fitLinear(fc, xs, trainY, cfg); err != nil {
+		return nil, 0, fmt.Errorf("probe: %w", err)
+	}
+
+	// Fold the standardisation in: W(x−μ)/σ + b = (W/σ)x + (b − (W/σ)μ).
+	var w, b *torch.Tensor
+	torch.NoGrad(func() {
+		w = fc.Weight.Div(sigma)
+		b = fc.Bias.Sub(w.Mm(mu.T()).Flatten(0, -1))
+	})
+	defer torch.FreeAll(w, b)
+	acc, err := linearAccuracy(testX, testY, w, b)
+	if err != nil {
+		return nil, 0, fmt.Errorf("probe: test accuracy: %w", err)
+	}
+	say(cfg.Progress, "linear probe on %s: test accuracy %.2f%% (%d training, %d test images)\n", backbone.Name, acc, train.N, test.N)
+
+	out, err := probeModel(backbone, w, b, cfg.Device)
+	if err != nil {
+		return nil, 0, fmt.Errorf("probe: %w", err)
+	}
+	meta := backbone.Meta
+	meta.Classes = train.Classes
+	meta.Dataset, meta.Mean, meta.Std = train.Name, mean, std
+	meta.Objective = models.Probe
+	meta.Backbone = backbone.Path
+	meta.TestAccuracy = &acc
+	meta.Created, meta.Tool = "", ""
+	meta.Recipe = &models.Recipe{Epochs: cfg.Epochs, BatchSize: cfg.BatchSize, Optimizer: "adam", LR: cfg.LR,
+		WeightDecay: cfg.WeightDecay, Schedule: "cosine", Augment: "none", TrainSamples: train.N, Seed: cfg.Seed, EpochsDone: cfg.Epochs}
+	meta.Note = "linear probe: fc trained on the frozen backbone's standardised pooled features (standardisation folded into fc)"
+	desc := backbone.Description
+	if desc == "" {
+		desc = net.Config.String()
+	}
+	return &models.Model{Name: backbone.Name + "+probe", Net: out, Meta: meta, Format: backbone.Format,
+		Description: fmt.Sprintf("a linear probe (%d classes) on %s", train.Classes, desc), HasMeta: true}, acc, nil
+}
+
+// Features returns the pooled features [N, FeatureDim] and labels [N] of
+// every image of ds, in order, computed by net in eval mode without
+// gradients or augmentation, with inputs normalised by mean and std (the
+// data set's own when nil). The tensors live on dev and belong to the caller.
+func Features(net *vision.ResNet, ds *datasets.Dataset, mean, std []float64, batch int, dev torch.Device, progress io.Writer) (x, y *torch.Tensor, err error) {
+	if batch < 1 {
+		batch = 256
+	}
+	loader, err := data.NewLoader(ds, data.Config{BatchSize: batch, Device: dev, Mean: mean, Std: std})
+	if err != nil {
+		return nil, nil, err
+	}
+	nn.Eval(net)
+	bar := newBar(progress, loader.Len(), fmt.Sprintf("features (%s)", ds.Split))
+	var xs, ys []*torch.Tensor
+	defer func() {
+		torch.FreeAll(xs...)
+		torch.FreeAll(ys...)
+	}()
+	torch.NoGrad(func() {
+		for b, berr := range loader.Batches(0) {
+			if berr != nil {
+				err = berr
+				return
+			}
+			f := net.ForwardTo(b.X, "pool")
+			if ferr := f.Err(); ferr != nil {
+				b.Close()
+				err = ferr
+				return
+			}
+			xs = append(xs, b.Scope.Keep(f))
+			ys = append(ys, b.Scope.Keep(b.Y))
+			b.Close()
+			if bar != nil {
+				_ = bar.Add(1)
+			}
+		}
+		if err == nil {
+			x, y = torch.Cat(xs, 0), torch.Cat(ys, 0)
+		}
+	})
+	if bar != nil {
+		_ = bar.Finish()
+		fmt.Fprintln(progress)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := torch.FirstError(x, y); err != nil {
+		torch.FreeAll(x, y)
+		return nil, nil, err
+	}
+	return x, y, nil
+}
+
+// fitLinear trains fc on the cached features x [N, d] and labels y [N] with
+// Adam and cosine decay, shuffling every epoch.
+func fitLinear(fc *nn.Linear, x, y *torch.Tensor, cfg ProbeConfig) error {
+	n := int(x.Size(0))
+	if n < 1 {
+		return errors.New("no training images")
+	}
+	opt, err := optim.NewAdam(optim.Params(nn.Parameters(fc), cfg.LR, cfg.WeightDecay), optim.AdamConfig{})
+	if err != nil {
+		return err
+	}
+	defer opt.Close()
+	steps := (n + cfg.BatchSize - 1) / cfg.BatchSize
+	sched, err := optim.NewScheduler(opt, optim.CosineAnnealingLR{TMax: steps * cfg.Epochs})
+	if err != nil {
+		return err
+	}
+	rng := rand.New(rand.NewPCG(uint64(cfg.Seed), 0x50524f4245)) // "PROBE"
+	order := make([]int64, n)
+	for i := range order {
+		order[i] = int64(i)
+	}
+	bar := newBar(cfg.Progress, cfg.Epochs, "linear probe")
+	for epoch := 0; epoch < cfg.Epochs; epoch++ {
+		rng.Shuffle(n, func(i, j int) { order[i], order[j] = order[j], order[i] })
+		var lossSum float64
+		var correct int64
+		for k := 0; k < steps; k++ {
+			lo, hi := k*cfg.BatchSize, min((k+1)*cfg.BatchSize, n)
+			s := torch.NewScope()
+			idx := s.Track(torch.FromSlice(order[lo:hi])).ToDevice(cfg.Device)
+			xb, yb := x.IndexSelect(0, idx), y.IndexSelect(0, idx)
+			logits := fc.Forward(xb)
+			loss := torch.CrossEntropy(logits, yb, 0, torch.ReduceMean)
+			err := loss.Backward()
+			if err == nil {
+				err = opt.Step()
+			}
+			if err == nil {
+				err = opt.ZeroGrad()
+			}
+			if err == nil {
+				err = sched.Step()
+			}
+			var l float64
+			var c int64
+			if err == nil {
+				l, err = loss.Item()
+			}
+			if err == nil {
+				c, err = logits.Argmax(1, false).Eq(yb).Sum().ItemInt()
+			}
+			s.Close()
+			if err != nil {
+				return fmt.Errorf("epoch %d: %w", epoch+1, err)
+			}
+			if math.IsNaN(l) || math.IsInf(l, 0) {
+				return fmt.Errorf("epoch %d: loss is %v", epoch+1, l)
+			}
+			lossSum += l * float64(hi-lo)
+			correct += c
+		}
+		if bar != nil {
+			bar.Describe(fmt.Sprintf("linear probe loss %.3f train acc %.1f%%", lossSum/float64(n), 100*float64(correct)/float64(n)))
+			_ = bar.Add(1)
+		}
+	}
+	if bar != nil {
+		_ = bar.Finish()
+		fmt.Fprintln(cfg.Progress)
+	}
+	return nil
+}
+
+// linearAccuracy returns the accuracy (percent) of logits x·wᵀ + b against y.
+func linearAccuracy(x, y, w, b *torch.Tensor) (float64, error) {
+	n := x.Size(0)
+	if n < 1 {
+		return 0, errors.New("empty test set")
+	}
+	var c int64
+	var err error
+	torch.NoGrad(func() {
+		s := torch.NewScope()
+		defer s.Close()
+		pred := s.Track(torch.Linear(x, w, b)).Argmax(1, false)
+		c, err = pred.Eq(y).Sum().ItemInt()
+	})
+	if err != nil {
+		return 0, err
+	}
+	return 100 * float64(c) / float64(n), nil
+}
+
+// probeModel builds a new ResNet with backbone's weights (its fc, if any,
+// left out) and a classifier with weight w and bias b, on dev.
+func probeModel(backbone *models.Model, w, b *torch.Tensor, dev torch.Device) (*vision.ResNet, error) {
+	cfg := backbone.Net.Config
+	cfg.Classes = 0
+	net, err := vision.NewResNet(cfg)
+	if err != nil {
+		return nil, err
+	}
+	sd := map[string]*torch.Tensor{}
+	for _, n := range nn.StateDict(backbone.Net) {
+		if len(n.Name) >= 3 && n.Name[:3] == "fc." {
+			continue
+		}
+		sd[n.Name] = n.Tensor
+	}
+	if err := nn.LoadStateDict(net, sd, true); err != nil {
+		nn.Free(net)
+		return nil, err
+	}
+	fc := nn.NewLinear(w.Size(1), w.Size(0), true)
+	var cerr error
+	torch.NoGrad(func() {
+		if cerr = fc.Weight.CopyFrom(w); cerr == nil {
+			cerr = fc.Bias.CopyFrom(b)
+		}
+	})
+	if cerr == nil {
+		cerr = net.SetClassifier(fc)
+	}
+	if cerr != nil {
+		nn.Free(fc)
+		nn.Free(net)
+		return nil, cerr
+	}
+	if err := nn.ToDevice(net, dev); err != nil {
+		nn.Free(net)
+		return nil, err
+	}
+	nn.Eval(net)
+	return net, nil
+}

@@ -1,0 +1,413 @@
+package train
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+
+	"modelstitch/experiments/models"
+	"modelstitch/torch"
+	"modelstitch/torch/nn"
+	"modelstitch/torch/optim"
+	"modelstitch/torch/vision"
+	"modelstitch/torch/vision/data"
+	"modelstitch/weights"
+)
+
+// SimCLRConfig is a self-supervised (SimCLR) training run of a ResNet
+// backbone, followed by a linear probe that measures it.
+type SimCLRConfig struct {
+	Arch  string // resnet18, resnet34, resnet50, resnet101
+	Width float64
+	Stem  string // cifar or imagenet
+	// Data's TrainSamples subsets the images SimCLR trains on (labels unused).
+	Data DataConfig
+	// Epochs 0 writes the untrained ("random") backbone, probed like a trained one.
+	Epochs    int
+	BatchSize int
+	// Optimizer is "adam" (LR, WeightDecay as an L2 penalty) or "sgd"
+	// (LR, Momentum, WeightDecay); either with cosine decay to 0.
+	Optimizer   string
+	LR          float64
+	Momentum    float64
+	WeightDecay float64
+	// Temperature of the NT-Xent loss.
+	Temperature float64
+	// ProjectionDim is the output size of the projection head
+	// Linear(d,d) → ReLU → Linear(d,ProjectionDim).
+	ProjectionDim int
+	Seed          int64
+	Device        torch.Device
+	// Out is the backbone checkpoint to write; the projection head goes to
+	// HeadPath(Out).
+	Out string
+	// Probe configures the linear probe run at the end; ProbeSamples > 0 fits
+	// it on a class-balanced subset of that many training images (0: the whole
+	// training split, whatever Data.TrainSamples says).
+	Probe        ProbeConfig
+	ProbeSamples int
+	// NoProbe skips the final probe: the checkpoint gets no TestAccuracy and
+	// the result's is 0 (for callers that probe on their own terms).
+	NoProbe bool
+	// Progress receives progress bars and messages (nil: silent).
+	Progress io.Writer
+	// OnStep, if set, is called after every optimizer step; an error stops
+	// training (the epochs already written stay, as after an interruption).
+	OnStep func(SimCLRStep) error
+}
+
+// SimCLRStep describes one finished optimizer step, for SimCLRConfig.OnStep.
+type SimCLRStep struct {
+	Epoch, Step int // Epoch counts from 0; Step counts all steps from 0, across epochs
+	Loss        float64
+	// Backbone is the network being trained; a callback may evaluate it
+	// (training mode is restored before the next step) but not keep it.
+	Backbone *vision.ResNet
+}
+
+// SimCLRDefaults returns the default SimCLR recipe for a small ResNet on a
+// CPU: Adam, LR 1e-3 with cosine decay, weight decay 1e-6, batch 256,
+// temperature 0.5, 128-d projections, and the default linear probe.
+func SimCLRDefaults() SimCLRConfig {
+	return SimCLRConfig{Arch: "resnet18", Width: 0.25, Stem: "cifar", Data: DataConfig{Name: "fashion-mnist"},
+		Epochs: 5, BatchSize: 256, Optimizer: "adam", LR: 1e-3, Momentum: 0.9, WeightDecay: 1e-6,
+		Temperature: 0.5, ProjectionDim: 128, Device: torch.CPU, Probe: ProbeDefaults(), Progress: os.Stderr}
+}
+
+// HeadPath is where SimCLR keeps the projection head of the backbone written
+// to out: out + ".head.pt", a torch.save file with the state dict of
+// nn.Sequential(Linear(d,d), ReLU(), Linear(d,p)) ("0.weight", "0.bias",
+// "2.weight", "2.bias") and a JSON attribute _modelstitch_simclr_head.
+func HeadPath(out string) string { return out + ".head.pt" }
+
+// headKey is the metadata key of the head file's description.
+const headKey = "simclr_head"
+
+// headMeta describes a projection head file.
+type headMeta struct {
+	Layers     string `json:"layers"`
+	Backbone   string `json:"backbone"`
+	EpochsDone int    `json:"epochs_done"`
+}
+
+// SimCLR trains a ResNet backbone (no classifier) with SimCLR: two views of
+// every image are augmented on the training device (data.SimCLRAugment), both
+// go through the backbone and a projection head in one batch, and the NT-Xent
+// loss pulls the two views of an image together. After every epoch the
+// backbone is written to cfg.Out (torchvision names, no fc; Objective
+// models.SimCLR) and the head to HeadPath(cfg.Out), so an interrupted run
+// resumes from its last finished epoch. At the end a linear probe is fit on
+// the frozen backbone; its test accuracy is the result's and the checkpoint's
+// TestAccuracy (Meta.Note says so).
+func SimCLR(cfg SimCLRConfig) (*Result, error) {
+	if cfg.Out == "" {
+		return nil, errors.New("--out: give the checkpoint file to write")
+	}
+	if cfg.BatchSize < 2 {
+		return nil, fmt.Errorf("--batch-size must be at least 2 (NT-Xent needs negatives), got %d", cfg.BatchSize)
+	}
+	if cfg.Epochs < 0 {
+		return nil, fmt.Errorf("--epochs must be ≥ 0, got %d", cfg.Epochs)
+	}
+	if !(cfg.Temperature > 0) || math.IsInf(cfg.Temperature, 0) {
+		return nil, fmt.Errorf("--temperature must be positive, got %g", cfg.Temperature)
+	}
+	if !(cfg.LR > 0) {
+		return nil, fmt.Errorf("--lr must be positive, got %g", cfg.LR)
+	}
+	if cfg.Optimizer != "adam" && cfg.Optimizer != "sgd" {
+		return nil, fmt.Errorf("optimizer must be adam or sgd, got %q", cfg.Optimizer)
+	}
+	if cfg.ProjectionDim == 0 {
+		cfg.ProjectionDim = 128
+	}
+	if cfg.ProjectionDim < 1 {
+		return nil, fmt.Errorf("projection size must be positive, got %d", cfg.ProjectionDim)
+	}
+	if cfg.Data.LabelNoise != 0 || cfg.Data.ObjectsVsAnimals {
+		return nil, errors.New("SimCLR uses no labels: --label-noise and --labels apply to supervised training only")
+	}
+	if err := torch.CheckDevice(cfg.Device); err != nil {
+		return nil, err
+	}
+	depth, err := vision.ParseArch(cfg.Arch)
+	if err != nil {
+		return nil, fmt.Errorf("--arch: %w", err)
+	}
+	trainSet, _, err := LoadSplits(cfg.Data)
+	if err != nil {
+		return nil, err
+	}
+	if trainSet.N < 2 {
+		return nil, fmt.Errorf("SimCLR needs at least 2 training images, got %d", trainSet.N)
+	}
+	netCfg := vision.ResNetConfig{Depth: depth, Width: cfg.Width, Stem: cfg.Stem, InChannels: trainSet.C}
+	meta := models.MetaFor(netCfg)
+	meta.Dataset, meta.Mean, meta.Std = cfg.Data.Name, trainSet.Mean, trainSet.Std
+	meta.Objective = models.SimCLR
+	if cfg.Epochs == 0 {
+		meta.Objective = models.Random
+	}
+	aug := data.SimCLRAugment(trainSet)
+	meta.Recipe = &models.Recipe{Epochs: cfg.Epochs, BatchSize: cfg.BatchSize, Optimizer: cfg.Optimizer, LR: cfg.LR,
+		WeightDecay: cfg.WeightDecay, Schedule: "cosine", Augment: "simclr: " + fmt.Sprint(aug),
+		TrainSamples: cfg.Data.TrainSamples, Temperature: cfg.Temperature, Seed: cfg.Seed}
+	if cfg.Optimizer == "sgd" {
+		meta.Recipe.Momentum = cfg.Momentum
+	}
+
+	if err := torch.ManualSeed(uint64(cfg.Seed)); err != nil {
+		return nil, err
+	}
+	net, err := vision.NewResNet(netCfg)
+	if err != nil {
+		return nil, err
+	}
+	defer nn.Free(net)
+	d := net.FeatureDim()
+	head := nn.NewSequential(nn.NewLinear(d, d, true), nn.NewReLU(), nn.NewLinear(d, int64(cfg.ProjectionDim), true))
+	defer nn.Free(head)
+	for _, n := range nn.StateDict(head) {
+		if err := n.Tensor.Err(); err != nil {
+			return nil, fmt.Errorf("projection head %s: %w", n.Name, err)
+		}
+	}
+	res := &Result{Path: cfg.Out}
+	done, err := simclrResumePoint(cfg, meta, net, head)
+	if err != nil {
+		return nil, err
+	}
+	if done > 0 {
+		res.Resumed = done
+		meta.Recipe.EpochsDone = done
+		say(cfg.Progress, "resuming %s after epoch %d of %d\n", cfg.Out, done, cfg.Epochs)
+	}
+	if err := nn.ToDevice(net, cfg.Device); err != nil {
+		return nil, err
+	}
+	if err := nn.ToDevice(head, cfg.Device); err != nil {
+		return nil, err
+	}
+
+	loader, err := data.NewLoader(trainSet, data.Config{BatchSize: min(cfg.BatchSize, trainSet.N), Shuffle: true, Seed: cfg.Seed,
+		DropLast: true, Device: cfg.Device, Augment: aug, Views: 2})
+	if err != nil {
+		return nil, err
+	}
+	params := append(nn.Parameters(net), nn.Parameters(head)...)
+	var opt optim.Optimizer
+	if cfg.Optimizer == "sgd" {
+		opt, err = optim.NewSGD(optim.Params(params, cfg.LR, cfg.WeightDecay), optim.SGDConfig{Momentum: cfg.Momentum})
+	} else {
+		opt, err = optim.NewAdam(optim.Params(params, cfg.LR, cfg.WeightDecay), optim.AdamConfig{})
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer opt.Close()
+	sched, err := optim.NewScheduler(opt, optim.CosineAnnealingLR{TMax: max(1, loader.Len()*cfg.Epochs)})
+	if err != nil {
+		return nil, err
+	}
+	for i := 0; i < min(res.Resumed, cfg.Epochs)*loader.Len(); i++ {
+		if err := sched.Step(); err != nil {
+			return nil, err
+		}
+	}
+
+	start := time.Now()
+	images := 0
+	for epoch := res.Resumed; epoch < cfg.Epochs; epoch++ {
+		n, err := simclrEpoch(net, head, loader, opt, sched, epoch, cfg)
+		images += n
+		if err != nil {
+			return nil, err
+		}
+		meta.Recipe.EpochsDone = epoch + 1
+		if err := saveSimCLR(cfg.Out, net, head, meta); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Epochs == 0 || res.Resumed < cfg.Epochs && images == 0 {
+		if err := saveSimCLR(cfg.Out, net, head, meta); err != nil {
+			return nil, err
+		}
+	}
+	res.Seconds = time.Since(start).Seconds()
+	if res.Seconds > 0 {
+		res.ImagesPerSec = float64(images) / res.Seconds
+	}
+
+	if cfg.NoProbe {
+		return res, nil
+	}
+	// Measure the backbone with a linear probe on labelled data.
+	probeTrain, probeTest, err := LoadSplits(DataConfig{Name: cfg.Data.Name, Dir: cfg.Data.Dir, ImageSize: cfg.Data.ImageSize,
+		TrainSamples: cfg.ProbeSamples, Seed: cfg.Seed})
+	if err != nil {
+		return nil, fmt.Errorf("linear probe: %w", err)
+	}
+	pc := cfg.Probe
+	pc.Device = cfg.Device
+	if pc.Progress == nil {
+		pc.Progress = cfg.Progress
+	}
+	bb := &models.Model{Name: filepath.Base(cfg.Out), Path: cfg.Out, Net: net, Meta: meta, Description: net.Config.String()}
+	probe, acc, err := Probe(bb, probeTrain, probeTest, pc)
+	if err != nil {
+		return nil, err
+	}
+	probe.Free()
+	res.TestAccuracy = acc
+	meta.TestAccuracy = &acc
+	meta.Note = fmt.Sprintf("test_accuracy is a linear probe's: %d epochs of Adam (LR %g, batch %d) on the frozen backbone's "+
+		"standardised pooled features of %d training images, tested on %d", pc.Epochs, pc.LR, pc.BatchSize, probeTrain.N, probeTest.N)
+	if err := models.Save(cfg.Out, net, meta); err != nil {
+		return nil, fmt.Errorf("writing %s: %w", cfg.Out, err)
+	}
+	return res, nil
+}
+
+// simclrEpoch runs one epoch of SimCLR and returns the number of images seen
+// (each as two views).
+func simclrEpoch(net *vision.ResNet, head *nn.Sequential, loader *data.Loader, opt optim.Optimizer, sched *optim.Scheduler, epoch int, cfg SimCLRConfig) (int, error) {
+	nn.Train(head)
+	bar := newBar(cfg.Progress, loader.Len(), fmt.Sprintf("epoch %d/%d", epoch+1, cfg.Epochs))
+	var lossSum float64
+	var seen int64
+	step := epoch * loader.Len()
+	for b, err := range loader.Batches(epoch) {
+		if err != nil {
+			return int(seen), err
+		}
+		nn.Train(net)
+		n := int64(b.Len())
+		// Both views in one batch: batch norm sees all 2N images, as in SimCLR.
+		z := head.Forward(net.Forward(torch.Cat(b.Views, 0)))
+		loss := NTXent(z.Narrow(0, 0, n), z.Narrow(0, n, n), cfg.Temperature)
+		err = loss.Backward()
+		var l float64
+		if err == nil {
+			l, err = loss.Item()
+		}
+		if err == nil && (math.IsNaN(l) || math.IsInf(l, 0)) {
+			err = fmt.Errorf("loss is %v (try a smaller --lr)", l)
+		}
+		if err == nil {
+			err = opt.Step()
+		}
+		if err == nil {
+			err = opt.ZeroGrad()
+		}
+		if err == nil {
+			err = sched.Step()
+		}
+		b.Close()
+		if err != nil {
+			return int(seen), fmt.Errorf("SimCLR epoch %d: %w", epoch+1, err)
+		}
+		lossSum += l * float64(n)
+		seen += n
+		if bar != nil {
+			bar.Describe(fmt.Sprintf("epoch %d/%d NT-Xent %.3f", epoch+1, cfg.Epochs, lossSum/float64(seen)))
+			_ = bar.Add(1)
+		}
+		if cfg.OnStep != nil {
+			if err := cfg.OnStep(SimCLRStep{Epoch: epoch, Step: step, Loss: l, Backbone: net}); err != nil {
+				return int(seen), err
+			}
+		}
+		step++
+	}
+	if bar != nil {
+		_ = bar.Finish()
+		fmt.Fprintln(cfg.Progress)
+	}
+	return int(seen), nil
+}
+
+// saveSimCLR writes the head, then the backbone (whose EpochsDone marks the
+// epoch finished).
+func saveSimCLR(out string, net *vision.ResNet, head *nn.Sequential, meta models.Meta) error {
+	if err := saveHead(HeadPath(out), head, headMeta{Backbone: filepath.Base(out), EpochsDone: meta.Recipe.EpochsDone}); err != nil {
+		return fmt.Errorf("writing %s: %w", HeadPath(out), err)
+	}
+	if err := models.Save(out, net, meta); err != nil {
+		return fmt.Errorf("writing %s: %w", out, err)
+	}
+	return nil
+}
+
+func saveHead(path string, head *nn.Sequential, hm headMeta) error {
+	l0, l2 := head.Layers[0].(*nn.Linear), head.Layers[2].(*nn.Linear)
+	hm.Layers = fmt.Sprintf("Linear(%d,%d) ReLU Linear(%d,%d)", l0.In, l0.Out, l2.In, l2.Out)
+	js, err := json.Marshal(hm)
+	if err != nil {
+		return err
+	}
+	sd, err := models.FromModule(head)
+	if err != nil {
+		return err
+	}
+	return weights.WriteTorchFile(path, sd, map[string]string{headKey: string(js)})
+}
+
+// simclrResumePoint loads an interrupted run's backbone and head into net and
+// head when they were made by the same recipe, returning the number of
+// finished epochs (0: start afresh). A finished run whose probe did not
+// complete returns Epochs, so only the probe runs again.
+func simclrResumePoint(cfg SimCLRConfig, want models.Meta, net *vision.ResNet, head *nn.Sequential) (int, error) {
+	path := cfg.Out
+	if _, err := os.Stat(path); err != nil {
+		return 0, nil
+	}
+	prev, err := models.Load(path, models.LoadOptions{})
+	if err != nil {
+		return 0, fmt.Errorf("%s exists but cannot be resumed (%v); remove it or choose another --out", path, err)
+	}
+	defer prev.Free()
+	r, w := prev.Meta.Recipe, want.Recipe
+	if r == nil || prev.Meta.Objective != want.Objective || prev.Meta.Arch != want.Arch || prev.Meta.Width != want.Width ||
+		prev.Meta.Stem != want.Stem || prev.Meta.Dataset != want.Dataset || r.Seed != w.Seed || r.Epochs != w.Epochs ||
+		r.LR != w.LR || r.BatchSize != w.BatchSize || r.Optimizer != w.Optimizer || r.TrainSamples != w.TrainSamples ||
+		r.Temperature != w.Temperature {
+		return 0, fmt.Errorf("%s exists and was made by a different recipe; remove it or choose another --out", path)
+	}
+	if r.EpochsDone >= w.Epochs && (prev.Meta.TestAccuracy != nil || cfg.NoProbe) {
+		return r.EpochsDone, fmt.Errorf("%s is already finished (linear probe accuracy %.2f%%); remove it to train again", path, *prev.Meta.TestAccuracy)
+	}
+	sd := map[string]*torch.Tensor{}
+	for _, n := range nn.StateDict(prev.Net) {
+		sd[n.Name] = n.Tensor
+	}
+	if err := nn.LoadStateDict(net, sd, true); err != nil {
+		return 0, err
+	}
+	hp := HeadPath(path)
+	ck, err := weights.Open(hp)
+	if err != nil {
+		return 0, fmt.Errorf("%s exists but its projection head cannot be read (%v); remove both to start afresh", path, err)
+	}
+	var hm headMeta
+	if s, ok := ck.Metadata[headKey]; !ok || json.Unmarshal([]byte(s), &hm) != nil || hm.EpochsDone != r.EpochsDone {
+		return 0, fmt.Errorf("%s is not the projection head of %s after epoch %d; remove both to start afresh", hp, path, r.EpochsDone)
+	}
+	hsd, err := models.ToTensors(ck.State)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", hp, err)
+	}
+	defer func() {
+		for _, t := range hsd {
+			t.Free()
+		}
+	}()
+	if err := nn.LoadStateDict(head, hsd, true); err != nil {
+		return 0, fmt.Errorf("%s: %w", hp, err)
+	}
+	return r.EpochsDone, nil
+}

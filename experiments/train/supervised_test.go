@@ -1,0 +1,165 @@
+package train
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"modelstitch/experiments/models"
+	"modelstitch/torch"
+	"modelstitch/torch/nn"
+	"modelstitch/torch/vision/datasets"
+)
+
+const fmnistDir = "/usr/share/datasets/fashion-mnist"
+
+func needFashionMNIST(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(fmnistDir, "train-labels-idx1-ubyte.gz")); err != nil {
+		t.Skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+	}
+}
+
+// smallConfig is a quick run on a real Fashion-MNIST subset.
+func smallConfig(t *testing.T, out string) Config {
+	cfg := Defaults()
+	cfg.Data = DataConfig{Name: "fashion-mnist", TrainSamples: 1000, TestSamples: 1000, Seed: 3}
+	cfg.Epochs, cfg.BatchSize, cfg.Seed, cfg.Out, cfg.Progress = 1, 32, 3, out, nil
+	return cfg
+}
+
+func TestSupervisedLearnsFashionMNIST(t *testing.T) {
+	needFashionMNIST(t)
+	out := filepath.Join(t.TempDir(), "m.pt")
+	res, err := Supervised(smallConfig(t, out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("1000 images, 1 epoch: test accuracy %.2f%%, %.0f images/s", res.TestAccuracy, res.ImagesPerSec)
+	if res.TestAccuracy < 35 {
+		t.Errorf("test accuracy %.2f%% is not well above chance (10%%)", res.TestAccuracy)
+	}
+	m, err := models.Load(out, models.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Free()
+	if m.Meta.TestAccuracy == nil || *m.Meta.TestAccuracy != res.TestAccuracy {
+		t.Errorf("checkpoint metadata accuracy %v, want %v", m.Meta.TestAccuracy, res.TestAccuracy)
+	}
+	if m.Meta.Recipe == nil || m.Meta.Recipe.TrainSamples != 1000 || m.Meta.Recipe.Seed != 3 || m.Meta.Dataset != "fashion-mnist" {
+		t.Errorf("metadata does not record the recipe: %+v", m.Meta)
+	}
+	acc, err := Evaluate(m.Net, mustTest(t), m.Meta.Mean, m.Meta.Std, 256, torch.CPU, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acc != res.TestAccuracy {
+		t.Errorf("reloaded model scores %.2f%%, training reported %.2f%%", acc, res.TestAccuracy)
+	}
+}
+
+func mustTest(t *testing.T) *datasets.Dataset {
+	_, test, err := LoadSplits(DataConfig{Name: "fashion-mnist", TestSamples: 1000, Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return test
+}
+
+func TestSupervisedDeterministic(t *testing.T) {
+	needFashionMNIST(t)
+	dir := t.TempDir()
+	var sds [2]map[string][]float32
+	for i := range sds {
+		cfg := smallConfig(t, filepath.Join(dir, []string{"a.pt", "b.pt"}[i]))
+		cfg.Data.TrainSamples, cfg.Data.TestSamples = 200, 100
+		if _, err := Supervised(cfg); err != nil {
+			t.Fatal(err)
+		}
+		m, err := models.Load(cfg.Out, models.LoadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sds[i] = map[string][]float32{}
+		for _, n := range nn.StateDict(m.Net) {
+			v, err := n.Tensor.Float32s()
+			if err != nil {
+				t.Fatal(err)
+			}
+			sds[i][n.Name] = v
+		}
+		m.Free()
+	}
+	for k, a := range sds[0] {
+		b := sds[1][k]
+		for j := range a {
+			if a[j] != b[j] {
+				t.Fatalf("same seed, different weights: %s[%d] = %v vs %v", k, j, a[j], b[j])
+			}
+		}
+	}
+}
+
+func TestSupervisedResumes(t *testing.T) {
+	needFashionMNIST(t)
+	out := filepath.Join(t.TempDir(), "r.pt")
+	cfg := smallConfig(t, out)
+	cfg.Data.TrainSamples, cfg.Data.TestSamples, cfg.Epochs, cfg.StopAfter = 200, 100, 2, 1
+	res, err := Supervised(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Stopped {
+		t.Fatal("StopAfter did not stop the run")
+	}
+	m, err := models.Load(out, models.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Meta.Recipe.EpochsDone != 1 || m.Meta.TestAccuracy != nil {
+		t.Errorf("interrupted checkpoint: epochs done %d, accuracy %v", m.Meta.Recipe.EpochsDone, m.Meta.TestAccuracy)
+	}
+	m.Free()
+	cfg.StopAfter = 0
+	res, err = Supervised(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Resumed != 1 {
+		t.Errorf("resumed after %d epochs, want 1", res.Resumed)
+	}
+	if _, err := Supervised(cfg); err == nil {
+		t.Error("training into a finished checkpoint should say it is finished")
+	}
+	other := cfg
+	other.LR = 0.01
+	other.Out = out
+	if _, err := Supervised(other); err == nil {
+		t.Error("a different recipe into an existing checkpoint should be refused")
+	}
+}
+
+func TestLoadSplitsErrors(t *testing.T) {
+	needFashionMNIST(t)
+	cases := []DataConfig{
+		{Name: "fashion-mnist", TrainSamples: 70000},
+		{Name: "fashion-mnist", LabelNoise: 1.5},
+		{Name: "fashion-mnist", ObjectsVsAnimals: true},
+		{Name: "no-such-data"},
+	}
+	for _, c := range cases {
+		if _, _, err := LoadSplits(c); err == nil {
+			t.Errorf("%+v: no error", c)
+		} else {
+			t.Logf("%+v: %v", c, err)
+		}
+	}
+	train, _, err := LoadSplits(DataConfig{Name: "fashion-mnist", TrainSamples: 1000, LabelNoise: 0.5, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if train.N != 1000 || train.Noise == nil || len(train.Noise.Replaced) != 500 {
+		t.Errorf("subset %d, noise %+v", train.N, train.Noise)
+	}
+}
