@@ -49,8 +49,15 @@ var benchConfig = ResNetConfig{Depth: 18, Width: 0.25, Stem: StemCIFAR, InChanne
 // b.N sets the number of rounds (2·b.N+1), so `make bench` (-benchtime 3x)
 // gives a 3-round probe and then 7 rounds; MODELSTITCH_BENCH_ROUNDS
 // overrides. Without python3-torch/python3-torchvision only Go is timed.
+//
+// On a machine whose cores are oversubscribed (load average above the core
+// count, logged), OpenMP's default spin-waiting makes both sides erratic and
+// PyTorch far slower than Go (seen: 4–5×); OMP_WAIT_POLICY=PASSIVE in the
+// environment, which both processes then share, gives comparable figures.
 func BenchmarkResNet18TrainStep(b *testing.B) {
 	b.StopTimer()
+	b.Logf("load average at start: %s (%d CPUs); OMP_WAIT_POLICY=%q", loadAverage(), runtime.NumCPU(), os.Getenv("OMP_WAIT_POLICY"))
+	defer func() { b.Logf("load average at end: %s", loadAverage()) }()
 	rounds := 2*b.N + 1
 	if s := os.Getenv("MODELSTITCH_BENCH_ROUNDS"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -337,6 +344,19 @@ func (p *pyBench) close() {
 		p.cmd.Process.Kill()
 		<-done
 	}
+}
+
+// loadAverage returns the 1-, 5- and 15-minute load averages, or "unknown".
+func loadAverage() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func median(xs []float64) float64 {
