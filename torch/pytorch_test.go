@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"modelstitch/torch"
-	"modelstitch/torch/internal/reftest"
+	"modelstitch/internal/reftest"
 )
 
 // opsScript builds each case's inputs with a fixed seed, runs the op in

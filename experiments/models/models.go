@@ -119,7 +119,8 @@ type LoadOptions struct {
 
 // Load reads a checkpoint (torch.save zip or legacy, TorchScript, safetensors),
 // builds the ResNet it holds and loads its weights. Our own files carry their
-// configuration; others have it inferred from the weights' shapes.
+// configuration; others have it inferred from the weights' shapes. The model
+// comes back in evaluation mode.
 func Load(path string, opt LoadOptions) (*Model, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("model %s: %w", path, errors.Unwrap(err))
@@ -180,6 +181,7 @@ func Load(path string, opt LoadOptions) (*Model, error) {
 		nn.Free(net)
 		return nil, fmt.Errorf("model %s: %w", path, err)
 	}
+	nn.Eval(net)
 	m.Net = net
 	return m, nil
 }
@@ -200,6 +202,7 @@ func NewRandom(meta Meta, seed int64, dev torch.Device) (*Model, error) {
 	if err := nn.ToDevice(net, dev); err != nil {
 		return nil, err
 	}
+	nn.Eval(net)
 	meta.Objective = Random
 	meta.TestAccuracy = nil
 	meta.Recipe = &Recipe{Seed: seed}

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"modelstitch/torch"
-	"modelstitch/torch/internal/reftest"
+	"modelstitch/internal/reftest"
 	"modelstitch/torch/nn"
 )
 

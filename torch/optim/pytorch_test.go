@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"modelstitch/torch"
-	"modelstitch/torch/internal/reftest"
+	"modelstitch/internal/reftest"
 	"modelstitch/torch/optim"
 )
 
