@@ -389,10 +389,14 @@ tb_error tb_binary_(const char* name, tb_tensor a, tb_tensor b) {
   TB_CATCH(name)
 }
 
-tb_error tb_binary_scalar_(const char* name, tb_tensor a, double s) {
+tb_error tb_binary_scalar_(const char* name, tb_tensor a, double v) {
   TB_TRY
   at::Tensor& x = a->t;
   std::string n(name);
+  // An integer tensor takes an integer scalar in place (a double would not cast back).
+  at::Scalar s = at::isIntegralType(x.scalar_type(), /*includeBool=*/false)
+                     ? at::Scalar(static_cast<int64_t>(v))
+                     : at::Scalar(v);
   if (n == "add") x.add_(s);
   else if (n == "sub") x.sub_(s);
   else if (n == "mul") x.mul_(s);
