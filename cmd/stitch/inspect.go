@@ -46,26 +46,20 @@ func inspectAction(c *cli.Context) error {
 	}
 	path := c.Args().First()
 	rep := inspectReport{File: path, Groups: map[string]int{}}
-	ck, err := weights.Open(path)
-	if errors.Is(err, weights.ErrTorchScript) {
-		rep.Format = weights.FormatTorchScript
-	} else if err != nil {
+	ck, err := models.Open(path)
+	if err != nil {
 		return err
-	} else {
-		rep.Format = ck.Format
-		rep.Tensors = ck.State.Len()
-		rep.Notes = ck.Notes
-		for _, k := range ck.State.Keys {
-			rep.Groups[strings.SplitN(k, ".", 2)[0]]++
-			if r := ck.State.Get(k); r.DType.IsFloat() && !strings.HasSuffix(k, "running_mean") && !strings.HasSuffix(k, "running_var") {
-				rep.Parameters += r.Numel()
-			}
-		}
-		rep.Metadata = map[string]string{}
-		for k, v := range ck.Metadata {
-			if k != weights.MetadataKey {
-				rep.Metadata[k] = v
-			}
+	}
+	rep.Format = ck.Format
+	rep.Tensors = ck.State.Len()
+	rep.Notes = ck.Notes
+	for _, k := range ck.State.Keys {
+		rep.Groups[strings.SplitN(k, ".", 2)[0]]++
+	}
+	rep.Metadata = map[string]string{}
+	for k, v := range ck.Metadata {
+		if k != weights.MetadataKey {
+			rep.Metadata[k] = v
 		}
 	}
 	if m, err := models.Load(path, models.LoadOptions{}); err == nil {

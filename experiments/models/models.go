@@ -15,6 +15,7 @@ import (
 	"modelstitch/torch/nn"
 	"modelstitch/torch/vision"
 	"modelstitch/weights"
+	"modelstitch/weights/defaults"
 )
 
 // Objectives recorded in Meta.Objective.
@@ -122,13 +123,7 @@ type LoadOptions struct {
 // configuration; others have it inferred from the weights' shapes. The model
 // comes back in evaluation mode.
 func Load(path string, opt LoadOptions) (*Model, error) {
-	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("model %s: %w", path, errors.Unwrap(err))
-	}
-	ck, err := weights.Open(path)
-	if errors.Is(err, weights.ErrTorchScript) {
-		ck, err = readTorchScript(path)
-	}
+	ck, err := Open(path)
 	if err != nil {
 		return nil, err
 	}
@@ -244,7 +239,33 @@ func (m *Model) Free() {
 	}
 }
 
+// Open reads a checkpoint file, a shipped default ("embedded:NAME"), or a
+// TorchScript archive.
+func Open(path string) (*weights.Checkpoint, error) {
+	if strings.HasPrefix(path, defaults.Prefix) {
+		b, err := defaults.Bytes(path)
+		if err != nil {
+			return nil, fmt.Errorf("model %s: %w", path, err)
+		}
+		ck, err := weights.ReadTorchBytes(b)
+		if err != nil {
+			return nil, fmt.Errorf("model %s: %w", path, err)
+		}
+		ck.Path = path
+		return ck, nil
+	}
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("model %s: %w", path, errors.Unwrap(err))
+	}
+	ck, err := weights.Open(path)
+	if errors.Is(err, weights.ErrTorchScript) {
+		ck, err = readTorchScript(path)
+	}
+	return ck, err
+}
+
 func baseName(path string) string {
+	path = strings.TrimPrefix(path, defaults.Prefix)
 	b := filepath.Base(path)
 	return strings.TrimSuffix(b, filepath.Ext(b))
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"modelstitch/experiments/evaluate"
 	"modelstitch/torch"
 	"modelstitch/torch/nn"
 	"modelstitch/torch/optim"
@@ -18,7 +19,7 @@ type FitConfig struct {
 }
 
 // Fit trains only m's stitching layer on the loader's batches.
-func Fit(m *Model, loader *data.Loader, cfg FitConfig, progress Progress) error {
+func Fit(m *Model, loader *data.Loader, cfg FitConfig, progress evaluate.Progress) error {
 	params := nn.Parameters(m.Layer)
 	opt, err := optim.NewAdam(optim.Params(params, cfg.LR, 0), optim.AdamConfig{})
 	if err != nil {
@@ -79,7 +80,7 @@ func checkLoss(loss *torch.Tensor) error {
 // LeastSquaresInit sets m's stitching layer to the least-squares map from the
 // bottom's activations to the top's own activations at the cut, over the
 // loader's samples (direct matching, Csiszárik et al. 2021).
-func LeastSquaresInit(m *Model, loader *data.Loader, progress Progress) error {
+func LeastSquaresInit(m *Model, loader *data.Loader, progress evaluate.Progress) error {
 	var acc lstsq
 	defer acc.free()
 	var ferr error

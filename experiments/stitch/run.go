@@ -8,6 +8,7 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 
+	"modelstitch/experiments/evaluate"
 	"modelstitch/experiments/models"
 	"modelstitch/experiments/results"
 	"modelstitch/torch"
@@ -158,11 +159,11 @@ func (r *Runner) Run() ([]results.Row, error) {
 			continue
 		}
 		if !haveAcc {
-			if topAcc, err = Accuracy(r.Top.Net.Forward, testTop, r.bar(r.Test.N, "top model accuracy")); err != nil {
+			if topAcc, err = evaluate.Accuracy(r.Top.Net.Forward, testTop, r.bar(r.Test.N, "top model accuracy")); err != nil {
 				return rows, fmt.Errorf("top model accuracy: %w", err)
 			}
 			if r.Bottom.Net.HasClassifier() {
-				a, err := Accuracy(r.Bottom.Net.Forward, testBottom, r.bar(r.Test.N, "bottom model accuracy"))
+				a, err := evaluate.Accuracy(r.Bottom.Net.Forward, testBottom, r.bar(r.Test.N, "bottom model accuracy"))
 				if err != nil {
 					return rows, fmt.Errorf("bottom model accuracy: %w", err)
 				}
@@ -221,7 +222,7 @@ func (r *Runner) stitchCut(row *results.Row, cut string, in, out []int64, fit, t
 			return err
 		}
 		m.SetFitting(false)
-		acc, err := Accuracy(m.Forward, test, r.bar(r.Test.N, tag+" "+cut+" direct match"))
+		acc, err := evaluate.Accuracy(m.Forward, test, r.bar(r.Test.N, tag+" "+cut+" direct match"))
 		if err != nil {
 			return err
 		}
@@ -231,7 +232,7 @@ func (r *Runner) stitchCut(row *results.Row, cut string, in, out []int64, fit, t
 		return err
 	}
 	m.SetFitting(false)
-	if row.StitchedAcc, err = Accuracy(m.Forward, test, r.bar(r.Test.N, tag+" "+cut+" test")); err != nil {
+	if row.StitchedAcc, err = evaluate.Accuracy(m.Forward, test, r.bar(r.Test.N, tag+" "+cut+" test")); err != nil {
 		return err
 	}
 	row.Penalty = row.TopAcc - row.StitchedAcc
@@ -295,7 +296,7 @@ func (r *Runner) say(format string, args ...any) {
 }
 
 // bar returns a progress callback drawing a bar of total samples, or nil when quiet.
-func (r *Runner) bar(total int, what string) Progress {
+func (r *Runner) bar(total int, what string) evaluate.Progress {
 	if r.Config.Progress == nil {
 		return nil
 	}

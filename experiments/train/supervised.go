@@ -9,6 +9,7 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 
+	"modelstitch/experiments/evaluate"
 	"modelstitch/experiments/models"
 	"modelstitch/torch"
 	"modelstitch/torch/nn"
@@ -214,7 +215,7 @@ func trainEpoch(net *vision.ResNet, loader *data.Loader, opt optim.Optimizer, sc
 			l, err = loss.Item()
 		}
 		if err == nil {
-			c, err = logits.Argmax(1, false).Eq(b.Y).Sum().ItemInt()
+			c, err = evaluate.Correct(logits, b.Y)
 		}
 		n := int64(b.Len())
 		b.Close()
@@ -246,39 +247,12 @@ func Evaluate(net nn.Module, ds *datasets.Dataset, mean, std []float64, batch in
 		return 0, err
 	}
 	nn.Eval(net)
-	bar := newBar(progress, loader.Len(), "test accuracy")
-	var correct, total int64
-	var ferr error
-	torch.NoGrad(func() {
-		for b, err := range loader.Batches(0) {
-			if err != nil {
-				ferr = err
-				return
-			}
-			c, err := net.Forward(b.X).Argmax(1, false).Eq(b.Y).Sum().ItemInt()
-			total += int64(b.Len())
-			b.Close()
-			if err != nil {
-				ferr = err
-				return
-			}
-			correct += c
-			if bar != nil {
-				_ = bar.Add(1)
-			}
-		}
-	})
-	if bar != nil {
-		_ = bar.Finish()
-		fmt.Fprintln(progress)
+	var tick evaluate.Progress
+	if bar := newBar(progress, ds.N, "test accuracy"); bar != nil {
+		defer func() { _ = bar.Finish(); fmt.Fprintln(progress) }()
+		tick = func(n int) { _ = bar.Add(n) }
 	}
-	if ferr != nil {
-		return 0, ferr
-	}
-	if total == 0 {
-		return 0, errors.New("evaluate: empty test set")
-	}
-	return 100 * float64(correct) / float64(total), nil
+	return evaluate.Accuracy(net.Forward, loader, tick)
 }
 
 // resumePoint loads an interrupted run's checkpoint into net when it was made

@@ -1,17 +1,19 @@
-package stitch
+// Package evaluate scores classifiers on a data loader's batches.
+package evaluate
 
 import (
-	"fmt"
+	"errors"
 
 	"modelstitch/torch"
 	"modelstitch/torch/vision/data"
 )
 
-// Progress receives a count of finished samples; nil means no progress display.
+// Progress receives the number of samples just finished; nil means no display.
 type Progress func(done int)
 
 // Accuracy returns the percentage (0–100) of the loader's samples that
-// forward classifies correctly, with gradients off.
+// forward classifies correctly (argmax of its logits), with gradients off.
+// Put the model in evaluation mode first.
 func Accuracy(forward func(x *torch.Tensor) *torch.Tensor, loader *data.Loader, progress Progress) (float64, error) {
 	var correct, total int64
 	var ferr error
@@ -21,7 +23,7 @@ func Accuracy(forward func(x *torch.Tensor) *torch.Tensor, loader *data.Loader, 
 				ferr = err
 				return
 			}
-			c, err := countCorrect(forward(b.X), b.Y)
+			c, err := Correct(forward(b.X), b.Y)
 			n := b.Y.Size(0)
 			b.Close()
 			if err != nil {
@@ -39,12 +41,12 @@ func Accuracy(forward func(x *torch.Tensor) *torch.Tensor, loader *data.Loader, 
 		return 0, ferr
 	}
 	if total == 0 {
-		return 0, fmt.Errorf("stitch: no test samples")
+		return 0, errors.New("evaluate: no samples")
 	}
 	return 100 * float64(correct) / float64(total), nil
 }
 
-// countCorrect counts rows of logits whose argmax equals the label.
-func countCorrect(logits, y *torch.Tensor) (int64, error) {
-	return logits.Argmax(1, false).Eq(y).Sum().ItemInt()
+// Correct counts the rows of logits whose argmax equals the label.
+func Correct(logits, labels *torch.Tensor) (int64, error) {
+	return logits.Argmax(1, false).Eq(labels).Sum().ItemInt()
 }
