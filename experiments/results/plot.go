@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"image/color"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -68,6 +69,11 @@ func PlotPenalty(path, title string, series []Series) error {
 				pen.Legend.Add(s.Label, line, points)
 			}
 		}
+	}
+	// Keep the zero line (no penalty) in view, and the end points off the frame.
+	pen.Y.Min, pen.Y.Max = math.Min(pen.Y.Min, -1), math.Max(pen.Y.Max, 1)
+	for _, p := range []*plot.Plot{pen, cka} {
+		p.X.Min, p.X.Max = -0.3, float64(len(names)-1)+0.3
 	}
 	zero := plotter.NewFunction(func(float64) float64 { return 0 })
 	zero.Dashes = []vg.Length{vg.Points(3), vg.Points(3)}
