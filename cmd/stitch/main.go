@@ -23,6 +23,18 @@ import (
 var subcommands []*cli.Command
 
 func main() {
+	if err := run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "stitch:", err)
+		var ec cli.ExitCoder
+		if errors.As(err, &ec) {
+			os.Exit(ec.ExitCode())
+		}
+		os.Exit(1)
+	}
+}
+
+// run runs the command line args (args[0] is the program name).
+func run(args []string) error {
 	app := &cli.App{
 		Name:            "stitch",
 		Usage:           "compare neural network representations by model stitching",
@@ -31,13 +43,5 @@ func main() {
 		Commands:        subcommands,
 		HideHelpCommand: true,
 	}
-	if err := app.Run(os.Args); err != nil {
-		var ec cli.ExitCoder
-		if errors.As(err, &ec) {
-			fmt.Fprintln(os.Stderr, "stitch:", err)
-			os.Exit(ec.ExitCode())
-		}
-		fmt.Fprintln(os.Stderr, "stitch:", err)
-		os.Exit(1)
-	}
+	return app.Run(args)
 }
