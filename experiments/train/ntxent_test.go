@@ -1,40 +1,19 @@
 package train
 
 import (
-	"context"
-	"encoding/json"
-	"math"
+	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
-	"time"
 
+	"modelstitch/internal/reftest"
 	"modelstitch/torch"
 )
-
-// pythonTorch is Debian's interpreter with python3-torch ($MODELSTITCH_PYTHON overrides).
-func pythonTorch(t *testing.T) string {
-	t.Helper()
-	py := os.Getenv("MODELSTITCH_PYTHON")
-	if py == "" {
-		py = "/usr/bin/python3"
-	}
-	if out, err := exec.Command(py, "-c", "import torch").CombinedOutput(); err != nil {
-		t.Skipf("PyTorch reference unavailable: %s -c 'import torch': %v: %s (apt-get install python3-torch)",
-			py, err, strings.TrimSpace(string(out)))
-	}
-	return py
-}
 
 // ntxentScript computes NT-Xent the way the common PyTorch SimCLR code does
 // (positives and negatives gathered with a mask, cross-entropy with the
 // positive as class 0, summed and divided by 2N) — a formulation independent
 // of ours — with gradients, for several shapes and temperatures.
 const ntxentScript = `
-import json, sys, torch
-import torch.nn.functional as F
 torch.manual_seed(0)
 
 def nt_xent(z_i, z_j, t):
@@ -52,91 +31,50 @@ def nt_xent(z_i, z_j, t):
     labels = torch.zeros(2 * n, dtype=torch.long)
     return F.cross_entropy(logits, labels, reduction="sum") / (2 * n)
 
-out = []
-for n, d, t, scale in [(8, 16, 0.5, 1.0), (5, 3, 0.1, 3.0), (16, 32, 0.5, 0.2), (2, 4, 1.0, 1.0)]:
-    z1 = (torch.randn(n, d) * scale).requires_grad_(True)
-    z2 = (torch.randn(n, d) * scale).requires_grad_(True)
-    z2.data[0] = z1.data[0] * 2  # one exact positive pair
+for k, (n, d, t, scale) in enumerate([(8, 16, 0.5, 1.0), (5, 3, 0.1, 3.0), (16, 32, 0.5, 0.2), (2, 4, 1.0, 1.0)]):
+    z1 = torch.randn(n, d) * scale
+    z2 = torch.randn(n, d) * scale
+    z2[0] = z1[0] * 2  # one exact positive pair
+    save(f"{k}.z1", z1)
+    save(f"{k}.z2", z2)
+    save(f"{k}.t", t)
+    z1.requires_grad_(True)
+    z2.requires_grad_(True)
     loss = nt_xent(z1, z2, t)
     loss.backward()
-    out.append({"n": n, "d": d, "t": t, "z1": z1.detach().flatten().tolist(), "z2": z2.detach().flatten().tolist(),
-                "loss": loss.item(), "g1": z1.grad.flatten().tolist(), "g2": z2.grad.flatten().tolist()})
-json.dump(out, open(sys.argv[1], "w"))
+    save(f"{k}.loss", loss)
+    save(f"{k}.g1", z1.grad)
+    save(f"{k}.g2", z2.grad)
 `
 
+// TestNTXentMatchesPyTorch checks the loss and its gradients with respect to
+// both views' projections against a PyTorch implementation, to 1e-5.
 func TestNTXentMatchesPyTorch(t *testing.T) {
-	py := pythonTorch(t)
-	dir := t.TempDir()
-	script, res := filepath.Join(dir, "ntxent.py"), filepath.Join(dir, "ntxent.json")
-	if err := os.WriteFile(script, []byte(ntxentScript), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, py, script, res)
-	cmd.Env = append(os.Environ(), "OMP_NUM_THREADS=1", "PYTHONWARNINGS=ignore")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("PyTorch reference failed: %v\n%s", err, out)
-	}
-	raw, err := os.ReadFile(res)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cases []struct {
-		N, D   int64
-		T      float64
-		Z1, Z2 []float64
-		Loss   float64
-		G1, G2 []float64
-	}
-	if err := json.Unmarshal(raw, &cases); err != nil {
-		t.Fatal(err)
-	}
+	refs := reftest.Run(t, ntxentScript)
+	cases := refs.Names("")
 	if len(cases) == 0 {
 		t.Fatal("no reference cases")
 	}
-	const tol = 1e-5
-	for _, c := range cases {
+	for k := 0; refs.Has(fmt.Sprintf("%d.loss", k)); k++ {
+		name := func(s string) string { return fmt.Sprintf("%d.%s", k, s) }
 		s := torch.NewScope()
-		z1 := s.Track(torch.FromSlice(f32(c.Z1), c.N, c.D))
-		z2 := s.Track(torch.FromSlice(f32(c.Z2), c.N, c.D))
+		z1 := s.Track(refs.Tensor(t, name("z1")))
+		z2 := s.Track(refs.Tensor(t, name("z2")))
 		if err := z1.SetRequiresGrad(true); err != nil {
 			t.Fatal(err)
 		}
 		if err := z2.SetRequiresGrad(true); err != nil {
 			t.Fatal(err)
 		}
-		loss := NTXent(z1, z2, c.T)
+		temp := refs.Float(t, name("t"))
+		what := fmt.Sprintf("N=%d d=%d τ=%g", z1.Size(0), z1.Size(1), temp)
+		loss := NTXent(z1, z2, temp)
 		if err := loss.Backward(); err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s: %v", what, err)
 		}
-		got, err := loss.Item()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if math.Abs(got-c.Loss) > tol*math.Max(1, math.Abs(c.Loss)) {
-			t.Errorf("N=%d d=%d τ=%g: loss %.7f, PyTorch %.7f", c.N, c.D, c.T, got, c.Loss)
-		}
-		for _, g := range []struct {
-			name string
-			x    *torch.Tensor
-			want []float64
-		}{{"z1", z1, c.G1}, {"z2", z2, c.G2}} {
-			gv, err := s.Track(g.x.Grad()).Float64s()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(gv) != len(g.want) {
-				t.Fatalf("grad %s: %d values, want %d", g.name, len(gv), len(g.want))
-			}
-			worst := 0.0
-			for k := range gv {
-				worst = math.Max(worst, math.Abs(gv[k]-g.want[k]))
-			}
-			if worst > tol {
-				t.Errorf("N=%d d=%d τ=%g: grad %s differs from PyTorch by up to %.2g", c.N, c.D, c.T, g.name, worst)
-			}
-		}
+		reftest.Compare(t, what+" loss", loss, refs.Get(t, name("loss")), 1e-5, 1e-5)
+		reftest.Compare(t, what+" ∂loss/∂z1", s.Track(z1.Grad()), refs.Get(t, name("g1")), 1e-5, 0)
+		reftest.Compare(t, what+" ∂loss/∂z2", s.Track(z2.Grad()), refs.Get(t, name("g2")), 1e-5, 0)
 		s.Close()
 	}
 }
@@ -167,12 +105,4 @@ func TestNTXentErrors(t *testing.T) {
 	if got := torch.LiveTensors() - before; got != 2 {
 		t.Errorf("NTXent left %d live tensors, want 2 (the new operand and the loss)", got)
 	}
-}
-
-func f32(v []float64) []float32 {
-	out := make([]float32, len(v))
-	for i, x := range v {
-		out[i] = float32(x)
-	}
-	return out
 }

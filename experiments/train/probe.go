@@ -33,10 +33,10 @@ type ProbeConfig struct {
 	Progress io.Writer
 }
 
-// ProbeDefaults returns the default probe: 30 epochs of Adam, LR 1e-3 with
+// ProbeDefaults returns the default probe: 30 epochs of Adam, LR 1e-2 with
 // cosine decay, batch 256, no weight decay.
 func ProbeDefaults() ProbeConfig {
-	return ProbeConfig{Epochs: 30, BatchSize: 256, LR: 1e-3, Device: torch.CPU, Progress: os.Stderr}
+	return ProbeConfig{Epochs: 30, BatchSize: 256, LR: 1e-2, Device: torch.CPU, Progress: os.Stderr}
 }
 
 // Probe fits a linear probe on backbone's frozen features and returns the

@@ -378,8 +378,11 @@ func simclrResumePoint(cfg SimCLRConfig, want models.Meta, net *vision.ResNet, h
 		r.Temperature != w.Temperature {
 		return 0, fmt.Errorf("%s exists and was made by a different recipe; remove it or choose another --out", path)
 	}
-	if r.EpochsDone >= w.Epochs && (prev.Meta.TestAccuracy != nil || cfg.NoProbe) {
+	if r.EpochsDone >= w.Epochs && prev.Meta.TestAccuracy != nil {
 		return r.EpochsDone, fmt.Errorf("%s is already finished (linear probe accuracy %.2f%%); remove it to train again", path, *prev.Meta.TestAccuracy)
+	}
+	if r.EpochsDone >= w.Epochs && cfg.NoProbe {
+		return r.EpochsDone, fmt.Errorf("%s is already finished; remove it to train again", path)
 	}
 	sd := map[string]*torch.Tensor{}
 	for _, n := range nn.StateDict(prev.Net) {
