@@ -12,7 +12,7 @@ import (
 // that each error names the flag, file or value at fault.
 func TestBadInputGivesClearErrors(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "missing.pt")
-	sup := defaults.Prefix + defaults.Names()[0]
+	sup := defaults.Prefix + "fmnist-resnet18-w0.25-sup-seed1" // a classifier (the SimCLR default is a backbone)
 	cases := []struct {
 		args []string
 		want string

@@ -90,9 +90,18 @@ func probeAction(c *cli.Context) error {
 }
 
 // fitProbe turns top, a backbone without a classifier, into a classifier by
-// fitting a linear probe on train and measuring it on test (the stitching
-// run's data); top's network, metadata and description are replaced in place.
+// fitting a linear probe on the stitching run's training images (the same
+// class-balanced --fit-samples subset the stitching layer is fit on) and
+// measuring it on its test images; top's network, metadata and description
+// are replaced in place.
 func fitProbe(top *models.Model, trainSet, testSet *datasets.Dataset, cfg stitch.Config) error {
+	if cfg.FitSamples > 0 && cfg.FitSamples < trainSet.N {
+		sub, err := trainSet.Subset(cfg.FitSamples, cfg.Seed)
+		if err != nil {
+			return err
+		}
+		trainSet = sub
+	}
 	pc := train.ProbeDefaults()
 	pc.Seed, pc.Device, pc.Progress = cfg.Seed, cfg.Device, cfg.Progress
 	probe, acc, err := train.Probe(top, trainSet, testSet, pc)

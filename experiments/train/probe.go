@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"strings"
 
 	"modelstitch/experiments/models"
 	"modelstitch/torch"
@@ -151,7 +152,7 @@ func Probe(backbone *models.Model, train, test *datasets.Dataset, cfg ProbeConfi
 	meta.Recipe = &models.Recipe{Epochs: cfg.Epochs, BatchSize: cfg.BatchSize, Optimizer: "adam", LR: cfg.LR,
 		WeightDecay: cfg.WeightDecay, Schedule: "cosine", Augment: "none", TrainSamples: train.N, Seed: cfg.Seed, EpochsDone: cfg.Epochs}
 	meta.Note = "linear probe: fc trained on the frozen backbone's standardised pooled features (standardisation folded into fc)"
-	desc := backbone.Description
+	desc := strings.TrimSuffix(backbone.Description, ", no classifier")
 	if desc == "" {
 		desc = net.Config.String()
 	}

@@ -233,7 +233,7 @@ func SimCLR(cfg SimCLRConfig) (*Result, error) {
 			return nil, err
 		}
 	}
-	if cfg.Epochs == 0 || res.Resumed < cfg.Epochs && images == 0 {
+	if cfg.Epochs == 0 { // the untrained backbone, probed like a trained one
 		if err := saveSimCLR(cfg.Out, net, head, meta); err != nil {
 			return nil, err
 		}
