@@ -267,7 +267,12 @@ func Open(path string) (*weights.Checkpoint, error) {
 func baseName(path string) string {
 	path = strings.TrimPrefix(path, defaults.Prefix)
 	b := filepath.Base(path)
-	return strings.TrimSuffix(b, filepath.Ext(b))
+	for _, ext := range []string{".pt", ".pth", ".ckpt", ".safetensors", ".bin", ".tar", ".pth.tar"} {
+		if strings.HasSuffix(strings.ToLower(b), ext) {
+			return b[:len(b)-len(ext)]
+		}
+	}
+	return b
 }
 
 func freeMap(m map[string]*torch.Tensor) {

@@ -44,14 +44,19 @@ type Config struct {
 	Progress io.Writer
 }
 
-// Defaults returns the paper's recipe sized for a CPU: Adam with cosine decay,
-// batch 128, 2 epochs over 6,000 training images. The paper's LR of 1e-3 is
-// for many epochs; in this budget it does not converge (a model stitched to
-// itself at layer2.0 lost 14.5 points at 1e-3 and none at 1e-2), so the
-// default is 1e-2.
+// Defaults returns the paper's recipe sized for a CPU: the stitching layer
+// starts from the least-squares (direct) match, then Adam with cosine decay
+// fine-tunes it for one epoch over 6,000 training images, batch 128, LR 1e-2.
+//
+// The paper starts from PyTorch's default initialisation and trains for many
+// epochs at LR 1e-3. In a CPU-sized budget that does not converge: stitching
+// the shipped seed-2 model into seed 1 at layer1.0 (2,000 test images) lost
+// 10.2 points from the default init (2 epochs, LR 1e-2; worse at 1e-3), but
+// 1.2 points from the least-squares init after one epoch and 0.7 after two.
+// Pass --init default (and more --epochs) for the paper's setting.
 func Defaults() Config {
-	return Config{Cuts: "all", Epochs: 2, BatchSize: 128, LR: 1e-2, Seed: 0, FitSamples: 6000,
-		KernelSize: 1, Init: InitDefault, FrozenBN: "eval", CKASamples: 500, Data: "fashion-mnist",
+	return Config{Cuts: "all", Epochs: 1, BatchSize: 128, LR: 1e-2, Seed: 0, FitSamples: 6000,
+		KernelSize: 1, Init: InitLeastSquares, FrozenBN: "eval", CKASamples: 500, Data: "fashion-mnist",
 		Device: torch.CPU, Progress: os.Stderr}
 }
 

@@ -93,12 +93,13 @@ func TestSelfStitchHasNoPenalty(t *testing.T) {
 	for _, row := range rows {
 		t.Logf("%-9s top %.1f stitched %.1f direct %.1f penalty %+.2f CKA %.3f", row.Cut, row.TopAcc, row.StitchedAcc, *row.DirectAcc, row.Penalty, *row.CKA)
 		// The least-squares map of a model onto itself is the identity: the
-		// direct match must reproduce the top model exactly, and fitting must
-		// not lose more than a point.
+		// direct match must reproduce the top model exactly. One epoch of
+		// fine-tuning on 500 images may move it a little: on 500 test images
+		// one image is 0.2 points, so allow 3.
 		if math.Abs(*row.DirectAcc-row.TopAcc) > 0.5 {
 			t.Errorf("%s: direct match %.2f%% vs top %.2f%%", row.Cut, *row.DirectAcc, row.TopAcc)
 		}
-		if math.Abs(row.Penalty) > 2 {
+		if math.Abs(row.Penalty) > 3 {
 			t.Errorf("%s: self-stitching penalty %.2f pp", row.Cut, row.Penalty)
 		}
 		if row.CKA == nil || *row.CKA < 0.999 {
@@ -254,4 +255,29 @@ func TestLinearCKA(t *testing.T) {
 	if !(other < mixed && mixed < 1) {
 		t.Errorf("CKA ordering: independent %.3f, linear map %.3f", other, mixed)
 	}
+}
+
+func TestWideBottomIntoThinTop(t *testing.T) {
+	path := trained(t)
+	tr, te := splits(t)
+	top := load(t, path)
+	wide := top.Meta
+	wide.Width = 0.5
+	bottom, err := models.NewRandom(wide, 3, torch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(bottom.Free)
+	store, _ := results.Open("")
+	cfg := quickConfig("layer2.0,pool")
+	cfg.FitSamples, cfg.CKASamples = 200, 100
+	r := &Runner{Bottom: bottom, Top: top, Train: tr, Test: te, Config: cfg, Store: store}
+	rows, err := r.Run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 || rows[0].StitchedAcc <= 0 {
+		t.Fatalf("rows %+v", rows)
+	}
+	t.Logf("width 0.5 (random) into 0.25: layer2.0 %.1f%%, pool %.1f%%", rows[0].StitchedAcc, rows[1].StitchedAcc)
 }
