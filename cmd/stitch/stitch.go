@@ -33,7 +33,7 @@ func stitchFlags() []cli.Flag {
 		&cli.Int64Flag{Name: "seed", Value: d.Seed},
 		&cli.IntFlag{Name: "fit-samples", Value: d.FitSamples, Usage: "fit the stitching layer on a class-balanced subset of N training images (0: all)"},
 		&cli.Int64Flag{Name: "kernel-size", Value: d.KernelSize, Usage: "stitching convolution's kernel size (odd)"},
-		&cli.StringFlag{Name: "init", Value: d.Init, Usage: "default, or least-squares (direct matching; its accuracy is reported too)"},
+		&cli.StringFlag{Name: "init", Value: d.Init, Usage: "least-squares (start from the direct match, reported as direct_acc, then fine-tune) or default (PyTorch init, as the paper; needs more --epochs)"},
 		&cli.StringFlag{Name: "frozen-bn", Value: d.FrozenBN, Usage: "eval (frozen means frozen) or train (batch statistics, as the paper's scripts)"},
 		&cli.IntFlag{Name: "test-samples", Usage: "score on a class-balanced subset of N test images (0: the whole test split)"},
 		&cli.IntFlag{Name: "cka-samples", Value: d.CKASamples, Usage: "test images used for linear CKA (0: skip CKA)"},
