@@ -4,8 +4,8 @@ import (
 	"strings"
 	"testing"
 
-	"modelstitch/torch"
 	"modelstitch/internal/reftest"
+	"modelstitch/torch"
 )
 
 // opsScript builds each case's inputs with a fixed seed, runs the op in

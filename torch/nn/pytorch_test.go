@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"modelstitch/torch"
 	"modelstitch/internal/reftest"
+	"modelstitch/torch"
 	"modelstitch/torch/nn"
 )
 

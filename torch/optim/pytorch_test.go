@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"testing"
 
-	"modelstitch/torch"
 	"modelstitch/internal/reftest"
+	"modelstitch/torch"
 	"modelstitch/torch/optim"
 )
 
