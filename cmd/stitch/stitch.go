@@ -35,6 +35,7 @@ func stitchFlags() []cli.Flag {
 		&cli.Int64Flag{Name: "kernel-size", Value: d.KernelSize, Usage: "stitching convolution's kernel size (odd)"},
 		&cli.StringFlag{Name: "init", Value: d.Init, Usage: "least-squares (start from the direct match, reported as direct_acc, then fine-tune) or default (PyTorch init, as the paper; needs more --epochs)"},
 		&cli.StringFlag{Name: "frozen-bn", Value: d.FrozenBN, Usage: "eval (frozen means frozen) or train (batch statistics, as the paper's scripts)"},
+		&cli.IntFlag{Name: "ls-samples", Value: d.LSSamples, Usage: "training images the least-squares start is solved on (0: all fitting images)"},
 		&cli.IntFlag{Name: "test-samples", Usage: "score on a class-balanced subset of N test images (0: the whole test split)"},
 		&cli.IntFlag{Name: "cka-samples", Value: d.CKASamples, Usage: "test images used for linear CKA (0: skip CKA)"},
 		&cli.BoolFlag{Name: "probe", Usage: "fit a linear probe on a top model that has no classifier"},
@@ -61,7 +62,7 @@ func stitchAction(c *cli.Context) error {
 	cfg.Cuts, cfg.Epochs, cfg.BatchSize, cfg.LR = c.String("layer"), c.Int("epochs"), c.Int("batch-size"), c.Float64("lr")
 	cfg.Seed, cfg.FitSamples, cfg.KernelSize = c.Int64("seed"), c.Int("fit-samples"), c.Int64("kernel-size")
 	cfg.Init, cfg.FrozenBN, cfg.CKASamples = c.String("init"), c.String("frozen-bn"), c.Int("cka-samples")
-	cfg.Data, cfg.Device = c.String("data"), dev
+	cfg.Data, cfg.Device, cfg.LSSamples = c.String("data"), dev, c.Int("ls-samples")
 	if c.Bool("quiet") {
 		cfg.Progress = nil
 	}

@@ -40,7 +40,10 @@ type Row struct {
 	LR        float64  `json:"lr"`
 	BatchSize int      `json:"batch_size"`
 	// FitSamples is the number of training images the layer was fit on (0: all).
-	FitSamples int    `json:"fit_samples"`
+	FitSamples int `json:"fit_samples"`
+	// LSSamples is the number of training images the least-squares start was
+	// solved on (0 when Init is not least-squares).
+	LSSamples  int    `json:"ls_samples,omitempty"`
 	KernelSize int64  `json:"kernel_size"`
 	FrozenBN   string `json:"frozen_bn"`
 	Data       string `json:"data"`
@@ -54,8 +57,8 @@ type Row struct {
 
 // Key identifies what a row measured, so a re-run can skip it.
 func (r Row) Key() string {
-	return fmt.Sprintf("%s|%s|%s|%s|%d|%d|%g|%d|%d|%d|%s|%s", r.BottomPath, r.TopPath, r.Cut, r.Init,
-		r.Epochs, r.Seed, r.LR, r.BatchSize, r.FitSamples, r.KernelSize, r.FrozenBN, r.Data)
+	return fmt.Sprintf("%s|%s|%s|%s|%d|%d|%g|%d|%d|%d|%d|%s|%s", r.BottomPath, r.TopPath, r.Cut, r.Init,
+		r.Epochs, r.Seed, r.LR, r.BatchSize, r.FitSamples, r.LSSamples, r.KernelSize, r.FrozenBN, r.Data)
 }
 
 // Read loads every row of a JSON Lines file; a missing file has no rows. A

@@ -38,8 +38,12 @@ type Config struct {
 	// (batch statistics while fitting, as in the paper authors' scripts).
 	FrozenBN   string
 	CKASamples int
-	Data       string
-	Device     torch.Device
+	// LSSamples caps the training images the least-squares start is solved
+	// on (every pixel is a sample, so a few thousand images are plenty); 0: all
+	// the fitting images.
+	LSSamples int
+	Data      string
+	Device    torch.Device
 	// Progress, when set, receives progress bars (usually os.Stderr).
 	Progress io.Writer
 }
@@ -56,7 +60,7 @@ type Config struct {
 // Pass --init default (and more --epochs) for the paper's setting.
 func Defaults() Config {
 	return Config{Cuts: "all", Epochs: 1, BatchSize: 128, LR: 1e-2, Seed: 0, FitSamples: 6000,
-		KernelSize: 1, Init: InitLeastSquares, FrozenBN: "eval", CKASamples: 500, Data: "fashion-mnist",
+		KernelSize: 1, Init: InitLeastSquares, FrozenBN: "eval", CKASamples: 500, LSSamples: 2000, Data: "fashion-mnist",
 		Device: torch.CPU, Progress: os.Stderr}
 }
 
@@ -77,6 +81,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--frozen-bn must be eval or train, got %q", c.FrozenBN)
 	case c.CKASamples < 0:
 		return fmt.Errorf("--cka-samples must be ≥ 0, got %d", c.CKASamples)
+	case c.LSSamples < 0:
+		return fmt.Errorf("--ls-samples must be ≥ 0, got %d", c.LSSamples)
 	}
 	return nil
 }
@@ -148,7 +154,21 @@ func (r *Runner) Run() ([]results.Row, error) {
 	if err != nil {
 		return nil, err
 	}
+	lsFit := fit
+	if cfg.Init == InitLeastSquares && cfg.LSSamples > 0 && cfg.LSSamples < fitSet.N {
+		lsSet, err := fitSet.Subset(cfg.LSSamples, cfg.Seed)
+		if err != nil {
+			return nil, fmt.Errorf("--ls-samples: %w", err)
+		}
+		if lsFit, err = r.loader(lsSet, bottomNorm, false); err != nil {
+			return nil, err
+		}
+	}
 
+	lsN := 0
+	if cfg.Init == InitLeastSquares {
+		lsN = lsFit.Dataset().N
+	}
 	var rows []results.Row
 	var topAcc float64
 	var bottomAcc *float64
@@ -156,7 +176,7 @@ func (r *Runner) Run() ([]results.Row, error) {
 	for i, cut := range cuts {
 		row := results.Row{Bottom: r.Bottom.Name, Top: r.Top.Name, Cut: cut, CutIndex: cutIndex(r.Top, cut),
 			Init: cfg.Init, Epochs: cfg.Epochs, Seed: cfg.Seed, LR: cfg.LR, BatchSize: cfg.BatchSize,
-			FitSamples: fitSet.N, KernelSize: cfg.KernelSize, FrozenBN: cfg.FrozenBN, Data: cfg.Data,
+			FitSamples: fitSet.N, LSSamples: lsN, KernelSize: cfg.KernelSize, FrozenBN: cfg.FrozenBN, Data: cfg.Data,
 			Device: cfg.Device.String(), BottomPath: r.Bottom.Path, TopPath: r.Top.Path}
 		if done, ok := r.Store.Done(row); ok {
 			rows = append(rows, done)
@@ -178,7 +198,7 @@ func (r *Runner) Run() ([]results.Row, error) {
 		}
 		start := time.Now()
 		row.TopAcc, row.BottomAcc = topAcc, bottomAcc
-		if err := r.stitchCut(&row, cut, bottomShapes[cut], topShapes[cut], fit, testBottom, fmt.Sprintf("[%d/%d]", i+1, len(cuts))); err != nil {
+		if err := r.stitchCut(&row, cut, bottomShapes[cut], topShapes[cut], fit, lsFit, testBottom, fmt.Sprintf("[%d/%d]", i+1, len(cuts))); err != nil {
 			return rows, fmt.Errorf("cut %s: %w", cut, err)
 		}
 		row.Seconds = time.Since(start).Seconds()
@@ -195,7 +215,7 @@ func (r *Runner) Run() ([]results.Row, error) {
 }
 
 // stitchCut builds, initialises, fits and scores the stitching layer at one cut.
-func (r *Runner) stitchCut(row *results.Row, cut string, in, out []int64, fit, test *data.Loader, tag string) error {
+func (r *Runner) stitchCut(row *results.Row, cut string, in, out []int64, fit, lsFit, test *data.Loader, tag string) error {
 	cfg := r.Config
 	if err := torch.ManualSeed(uint64(cfg.Seed)); err != nil {
 		return err
@@ -223,7 +243,7 @@ func (r *Runner) stitchCut(row *results.Row, cut string, in, out []int64, fit, t
 		}()
 	}
 	if cfg.Init == InitLeastSquares {
-		if err := LeastSquaresInit(m, fit, r.bar(fit.Dataset().N, tag+" "+cut+" least squares")); err != nil {
+		if err := LeastSquaresInit(m, lsFit, r.bar(lsFit.Dataset().N, tag+" "+cut+" least squares")); err != nil {
 			return err
 		}
 		m.SetFitting(false)
