@@ -3,6 +3,7 @@ package stitch
 import (
 	"fmt"
 	"math"
+	"runtime"
 
 	"modelstitch/experiments/evaluate"
 	"modelstitch/torch"
@@ -31,6 +32,9 @@ func Fit(m *Model, loader *data.Loader, cfg FitConfig, progress evaluate.Progres
 	if err != nil {
 		return err
 	}
+	// One OS thread for the whole fit: libtorch's thread pools are per OS thread.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	m.SetFitting(true)
 	defer m.SetFitting(false)
 	for epoch := 0; epoch < cfg.Epochs; epoch++ {

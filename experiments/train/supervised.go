@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -189,6 +190,10 @@ func augmentName(on bool) string {
 
 // trainEpoch runs one epoch and returns the number of images seen.
 func trainEpoch(net *vision.ResNet, loader *data.Loader, opt optim.Optimizer, sched *optim.Scheduler, epoch int, cfg Config) (int, error) {
+	// One OS thread for the whole epoch: libtorch's thread pools are per OS
+	// thread, and a migrating goroutine measurably slows training.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	nn.Train(net)
 	bar := newBar(cfg.Progress, loader.Len(), fmt.Sprintf("epoch %d/%d", epoch+1, cfg.Epochs))
 	var lossSum float64

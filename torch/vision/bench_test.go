@@ -55,6 +55,10 @@ var benchConfig = ResNetConfig{Depth: 18, Width: 0.25, Stem: StemCIFAR, InChanne
 // PyTorch far slower than Go (seen: 4–5×); OMP_WAIT_POLICY=PASSIVE in the
 // environment, which both processes then share, gives comparable figures.
 func BenchmarkResNet18TrainStep(b *testing.B) {
+	if os.Getenv("MODELSTITCH_BENCH_LOCK") != "" {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+	}
 	b.StopTimer()
 	b.Logf("load average at start: %s (%d CPUs); OMP_WAIT_POLICY=%q", loadAverage(), runtime.NumCPU(), os.Getenv("OMP_WAIT_POLICY"))
 	defer func() { b.Logf("load average at end: %s", loadAverage()) }()
