@@ -339,3 +339,15 @@ func (t *Tensor) Escape() *Tensor {
 	}
 	return t.scope.Keep(t)
 }
+
+// Then applies f to t and frees t, returning f's result: for chaining layers
+// on intermediate activations that nothing else holds, so that each is
+// released as soon as the next one exists (autograd keeps its own references
+// to what it saved). Do not use it on a tensor the caller still needs.
+func (t *Tensor) Then(f func(*Tensor) *Tensor) *Tensor {
+	y := f(t)
+	if y != t {
+		t.Free()
+	}
+	return y
+}

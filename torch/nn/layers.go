@@ -209,12 +209,18 @@ func (s *Sequential) Append(m Module) {
 	s.Layers = append(s.Layers, m)
 }
 
-// Forward runs every layer in turn.
+// Forward runs every layer in turn, freeing each intermediate result as soon
+// as the next layer has used it (never the input x).
 func (s *Sequential) Forward(x *torch.Tensor) *torch.Tensor {
+	h := x
 	for _, m := range s.Layers {
-		x = m.Forward(x)
+		if h == x {
+			h = m.Forward(h)
+		} else {
+			h = h.Then(m.Forward)
+		}
 	}
-	return x
+	return h
 }
 
 // KaimingNormalFanOut initialises a conv weight as torchvision's ResNet does:

@@ -201,10 +201,11 @@ func (bd *builder) basicBlock(in, planes, stride int64) *BasicBlock {
 func (b *BasicBlock) OutChannels() int64 { return b.BN2.Features }
 
 // Forward computes relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)).
+// Intermediates are freed as soon as they are used (see torch.Tensor.Then).
 func (b *BasicBlock) Forward(x *torch.Tensor) *torch.Tensor {
-	out := b.BN1.Forward(b.Conv1.Forward(x)).Relu()
-	out = b.BN2.Forward(b.Conv2.Forward(out))
-	return out.Add(shortcut(b.Downsample, x)).Relu()
+	out := b.Conv1.Forward(x).Then(b.BN1.Forward).Then((*torch.Tensor).Relu).
+		Then(b.Conv2.Forward).Then(b.BN2.Forward)
+	return residual(out, b.Downsample, x)
 }
 
 func (bd *builder) bottleneck(in, planes, stride int64) *Bottleneck {
@@ -230,18 +231,26 @@ func (bd *builder) bottleneck(in, planes, stride int64) *Bottleneck {
 func (b *Bottleneck) OutChannels() int64 { return b.BN3.Features }
 
 // Forward computes relu(bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x)))))))) + shortcut(x)).
+// Intermediates are freed as soon as they are used (see torch.Tensor.Then).
 func (b *Bottleneck) Forward(x *torch.Tensor) *torch.Tensor {
-	out := b.BN1.Forward(b.Conv1.Forward(x)).Relu()
-	out = b.BN2.Forward(b.Conv2.Forward(out)).Relu()
-	out = b.BN3.Forward(b.Conv3.Forward(out))
-	return out.Add(shortcut(b.Downsample, x)).Relu()
+	out := b.Conv1.Forward(x).Then(b.BN1.Forward).Then((*torch.Tensor).Relu).
+		Then(b.Conv2.Forward).Then(b.BN2.Forward).Then((*torch.Tensor).Relu).
+		Then(b.Conv3.Forward).Then(b.BN3.Forward)
+	return residual(out, b.Downsample, x)
 }
 
-func shortcut(ds *nn.Sequential, x *torch.Tensor) *torch.Tensor {
-	if ds == nil {
-		return x
+// residual returns relu(out + shortcut(x)), freeing out and the shortcut's result.
+func residual(out *torch.Tensor, ds *nn.Sequential, x *torch.Tensor) *torch.Tensor {
+	sc := x
+	if ds != nil {
+		sc = ds.Forward(x)
 	}
-	return ds.Forward(x)
+	sum := out.Add(sc)
+	out.Free()
+	if sc != x {
+		sc.Free()
+	}
+	return sum.Then((*torch.Tensor).Relu)
 }
 
 // ResNet is a torchvision-compatible residual network. Its state dict has
@@ -352,29 +361,28 @@ func (r *ResNet) layers() []*nn.Sequential {
 
 // stem applies conv1, bn1, ReLU and, for the ImageNet stem, the 3×3/2 max pool.
 func (r *ResNet) stem(x *torch.Tensor) *torch.Tensor {
-	h := r.BN1.Forward(r.Conv1.Forward(x)).Relu()
+	h := r.Conv1.Forward(x).Then(r.BN1.Forward).Then((*torch.Tensor).Relu)
 	if r.Config.Stem == StemImageNet {
-		h = torch.MaxPool2d(h, torch.P(3), torch.P(2), torch.P(1), torch.P(1), false)
+		h = h.Then(func(t *torch.Tensor) *torch.Tensor {
+			return torch.MaxPool2d(t, torch.P(3), torch.P(2), torch.P(1), torch.P(1), false)
+		})
 	}
 	return h
 }
 
 // pool averages over all positions and flattens to [N, C].
 func pool(h *torch.Tensor) *torch.Tensor {
-	return torch.AdaptiveAvgPool2d(h, torch.P(1)).Flatten(1, -1)
+	return torch.AdaptiveAvgPool2d(h, torch.P(1)).Then(func(t *torch.Tensor) *torch.Tensor { return t.Flatten(1, -1) })
 }
 
 // Forward maps images [N, InChannels, H, W] to logits [N, Classes], or to the
 // pooled features [N, FeatureDim] for a backbone.
 func (r *ResNet) Forward(x *torch.Tensor) *torch.Tensor {
-	h := x
-	for _, s := range r.stages {
-		h = s.f(h)
-	}
+	h := r.run(x, r.stages)
 	if r.FC == nil {
 		return h
 	}
-	return r.FC.Forward(h)
+	return h.Then(r.FC.Forward)
 }
 
 // CutPoints returns the names of the places the network can be cut, in
@@ -409,9 +417,18 @@ func (r *ResNet) ForwardTo(x *torch.Tensor, cut string) *torch.Tensor {
 	if err != nil {
 		return torch.ErrTensor(err)
 	}
+	return r.run(x, r.stages[:k+1])
+}
+
+// run applies stages in turn to x, freeing every intermediate result (never x).
+func (r *ResNet) run(x *torch.Tensor, stages []stage) *torch.Tensor {
 	h := x
-	for _, s := range r.stages[:k+1] {
-		h = s.f(h)
+	for _, s := range stages {
+		if h == x {
+			h = s.f(h)
+		} else {
+			h = h.Then(s.f)
+		}
 	}
 	return h
 }
@@ -427,10 +444,11 @@ func (r *ResNet) ForwardFrom(h *torch.Tensor, cut string) *torch.Tensor {
 	if r.FC == nil {
 		return torch.ErrTensor(fmt.Errorf("vision: ForwardFrom(%q): %v has no classifier (fc)", cut, r.Config))
 	}
-	for _, s := range r.stages[k+1:] {
-		h = s.f(h)
+	out := r.run(h, r.stages[k+1:])
+	if out == h {
+		return r.FC.Forward(h)
 	}
-	return r.FC.Forward(h)
+	return out.Then(r.FC.Forward)
 }
 
 // FeatureDim returns the number of channels entering fc (the pooled feature size).
