@@ -79,6 +79,10 @@ func (t *Tensor) Abs() *Tensor { return t.unary("abs") }
 // Relu returns max(t, 0) elementwise.
 func (t *Tensor) Relu() *Tensor { return t.unary("relu") }
 
+// ReluInPlace applies max(t, 0) to t's own memory and returns a new handle
+// to it (like PyTorch's relu_ / ReLU(inplace=True)).
+func (t *Tensor) ReluInPlace() *Tensor { return t.unary("relu_") }
+
 // Sigmoid returns the logistic function elementwise.
 func (t *Tensor) Sigmoid() *Tensor { return t.unary("sigmoid") }
 

@@ -203,7 +203,7 @@ func (b *BasicBlock) OutChannels() int64 { return b.BN2.Features }
 // Forward computes relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)).
 // Intermediates are freed as soon as they are used (see torch.Tensor.Then).
 func (b *BasicBlock) Forward(x *torch.Tensor) *torch.Tensor {
-	out := b.Conv1.Forward(x).Then(b.BN1.Forward).Then((*torch.Tensor).Relu).
+	out := b.Conv1.Forward(x).Then(b.BN1.Forward).Then((*torch.Tensor).ReluInPlace).
 		Then(b.Conv2.Forward).Then(b.BN2.Forward)
 	return residual(out, b.Downsample, x)
 }
@@ -233,24 +233,29 @@ func (b *Bottleneck) OutChannels() int64 { return b.BN3.Features }
 // Forward computes relu(bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x)))))))) + shortcut(x)).
 // Intermediates are freed as soon as they are used (see torch.Tensor.Then).
 func (b *Bottleneck) Forward(x *torch.Tensor) *torch.Tensor {
-	out := b.Conv1.Forward(x).Then(b.BN1.Forward).Then((*torch.Tensor).Relu).
-		Then(b.Conv2.Forward).Then(b.BN2.Forward).Then((*torch.Tensor).Relu).
+	out := b.Conv1.Forward(x).Then(b.BN1.Forward).Then((*torch.Tensor).ReluInPlace).
+		Then(b.Conv2.Forward).Then(b.BN2.Forward).Then((*torch.Tensor).ReluInPlace).
 		Then(b.Conv3.Forward).Then(b.BN3.Forward)
 	return residual(out, b.Downsample, x)
 }
 
-// residual returns relu(out + shortcut(x)), freeing out and the shortcut's result.
+// residual returns relu(out + shortcut(x)) computed in out's memory, freeing
+// the shortcut's result.
 func residual(out *torch.Tensor, ds *nn.Sequential, x *torch.Tensor) *torch.Tensor {
 	sc := x
 	if ds != nil {
 		sc = ds.Forward(x)
 	}
-	sum := out.Add(sc)
-	out.Free()
+	// In place, as torchvision does (out += identity; relu(inplace=True)).
+	err := out.AddInPlace(sc)
 	if sc != x {
 		sc.Free()
 	}
-	return sum.Then((*torch.Tensor).Relu)
+	if err != nil {
+		out.Free()
+		return torch.ErrTensor(err)
+	}
+	return out.Then((*torch.Tensor).ReluInPlace)
 }
 
 // ResNet is a torchvision-compatible residual network. Its state dict has
@@ -361,7 +366,7 @@ func (r *ResNet) layers() []*nn.Sequential {
 
 // stem applies conv1, bn1, ReLU and, for the ImageNet stem, the 3×3/2 max pool.
 func (r *ResNet) stem(x *torch.Tensor) *torch.Tensor {
-	h := r.Conv1.Forward(x).Then(r.BN1.Forward).Then((*torch.Tensor).Relu)
+	h := r.Conv1.Forward(x).Then(r.BN1.Forward).Then((*torch.Tensor).ReluInPlace)
 	if r.Config.Stem == StemImageNet {
 		h = h.Then(func(t *torch.Tensor) *torch.Tensor {
 			return torch.MaxPool2d(t, torch.P(3), torch.P(2), torch.P(1), torch.P(1), false)
