@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -517,7 +518,7 @@ func CompareKeys(want map[string][]int64, have *StateDict) *Mismatch {
 			m.Missing = append(m.Missing, k)
 			continue
 		}
-		if !equalShape(ws, t.Shape) {
+		if !slices.Equal(ws, t.Shape) {
 			m.WrongShape = append(m.WrongShape, ShapeMismatch{Key: k, Want: ws, Have: t.Shape})
 		}
 	}
@@ -572,18 +573,6 @@ func (m *Mismatch) Is(target error) bool { return target == ErrMismatch }
 
 // ErrMismatch matches every *Mismatch under errors.Is.
 var ErrMismatch = errors.New("weights: state dict does not match the model")
-
-func equalShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
 
 // metaKeyFromAttr maps a state-dict attribute name to a Metadata key:
 // _modelstitch → modelstitch, _modelstitch_<k> → <k>.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 )
@@ -281,7 +282,7 @@ func checkState(t *testing.T, sd *StateDict, e *expected) {
 		if string(got.DType) != e.DTypes[i] {
 			t.Errorf("%s: dtype %s, want %s", k, got.DType, e.DTypes[i])
 		}
-		if !equalShape(got.Shape, e.Shapes[i]) {
+		if !slices.Equal(got.Shape, e.Shapes[i]) {
 			t.Errorf("%s: shape %v, want %v", k, got.Shape, e.Shapes[i])
 		}
 		if !bytes.Equal(got.Data, e.data[k]) {

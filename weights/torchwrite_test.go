@@ -3,6 +3,7 @@ package weights
 import (
 	"bytes"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -98,7 +99,7 @@ func assertSameState(t *testing.T, got, want *StateDict) {
 	}
 	for _, k := range want.Keys {
 		g, w := got.Tensors[k], want.Tensors[k]
-		if g.DType != w.DType || !equalShape(g.Shape, w.Shape) || !bytes.Equal(g.Data, w.Data) {
+		if g.DType != w.DType || !slices.Equal(g.Shape, w.Shape) || !bytes.Equal(g.Data, w.Data) {
 			t.Errorf("%s: got %s%v, want %s%v (or values differ)", k, g.DType, g.Shape, w.DType, w.Shape)
 		}
 	}

@@ -5,6 +5,9 @@ package train
 import (
 	"fmt"
 
+	"modelstitch/experiments/models"
+	"modelstitch/torch"
+	"modelstitch/torch/vision"
 	"modelstitch/torch/vision/datasets"
 )
 
@@ -71,4 +74,40 @@ func LoadSplits(c DataConfig) (train, test *datasets.Dataset, err error) {
 		train = train.WithLabelNoise(c.LabelNoise, c.Seed)
 	}
 	return train, test, nil
+}
+
+// run is what every training objective starts from: the data splits, the
+// network's configuration and the checkpoint metadata describing them.
+type run struct {
+	train, test *datasets.Dataset
+	net         vision.ResNetConfig
+	meta        models.Meta
+}
+
+// newRun checks the device and architecture, reads the data and fills in the
+// architecture, data set and objective of the metadata (models.Random when
+// no epochs will be trained). The network gets a classifier when classify.
+func newRun(arch string, width float64, stem string, dc DataConfig, dev torch.Device, epochs int, objective string, classify bool) (*run, error) {
+	if err := torch.CheckDevice(dev); err != nil {
+		return nil, err
+	}
+	depth, err := vision.ParseArch(arch)
+	if err != nil {
+		return nil, fmt.Errorf("--arch: %w", err)
+	}
+	r := &run{}
+	if r.train, r.test, err = LoadSplits(dc); err != nil {
+		return nil, err
+	}
+	r.net = vision.ResNetConfig{Depth: depth, Width: width, Stem: stem, InChannels: r.train.C}
+	if classify {
+		r.net.Classes = r.train.Classes
+	}
+	r.meta = models.MetaFor(r.net)
+	r.meta.Dataset, r.meta.Mean, r.meta.Std = dc.Name, r.train.Mean, r.train.Std
+	r.meta.Objective = objective
+	if epochs == 0 {
+		r.meta.Objective = models.Random
+	}
+	return r, nil
 }

@@ -132,26 +132,13 @@ func SimCLR(cfg SimCLRConfig) (*Result, error) {
 	if cfg.Data.LabelNoise != 0 || cfg.Data.ObjectsVsAnimals {
 		return nil, errors.New("SimCLR uses no labels: --label-noise and --labels apply to supervised training only")
 	}
-	if err := torch.CheckDevice(cfg.Device); err != nil {
-		return nil, err
-	}
-	depth, err := vision.ParseArch(cfg.Arch)
-	if err != nil {
-		return nil, fmt.Errorf("--arch: %w", err)
-	}
-	trainSet, _, err := LoadSplits(cfg.Data)
+	r, err := newRun(cfg.Arch, cfg.Width, cfg.Stem, cfg.Data, cfg.Device, cfg.Epochs, models.SimCLR, false)
 	if err != nil {
 		return nil, err
 	}
+	trainSet, netCfg, meta := r.train, r.net, r.meta
 	if trainSet.N < 2 {
 		return nil, fmt.Errorf("SimCLR needs at least 2 training images, got %d", trainSet.N)
-	}
-	netCfg := vision.ResNetConfig{Depth: depth, Width: cfg.Width, Stem: cfg.Stem, InChannels: trainSet.C}
-	meta := models.MetaFor(netCfg)
-	meta.Dataset, meta.Mean, meta.Std = cfg.Data.Name, trainSet.Mean, trainSet.Std
-	meta.Objective = models.SimCLR
-	if cfg.Epochs == 0 {
-		meta.Objective = models.Random
 	}
 	aug := data.SimCLRAugment(trainSet)
 	meta.Recipe = &models.Recipe{Epochs: cfg.Epochs, BatchSize: cfg.BatchSize, Optimizer: cfg.Optimizer, LR: cfg.LR,

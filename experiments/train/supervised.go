@@ -76,24 +76,11 @@ func Supervised(cfg Config) (*Result, error) {
 	if cfg.Epochs < 0 {
 		return nil, fmt.Errorf("--epochs must be ≥ 0, got %d", cfg.Epochs)
 	}
-	if err := torch.CheckDevice(cfg.Device); err != nil {
-		return nil, err
-	}
-	depth, err := vision.ParseArch(cfg.Arch)
-	if err != nil {
-		return nil, fmt.Errorf("--arch: %w", err)
-	}
-	trainSet, testSet, err := LoadSplits(cfg.Data)
+	r, err := newRun(cfg.Arch, cfg.Width, cfg.Stem, cfg.Data, cfg.Device, cfg.Epochs, models.Supervised, true)
 	if err != nil {
 		return nil, err
 	}
-	netCfg := vision.ResNetConfig{Depth: depth, Width: cfg.Width, Stem: cfg.Stem, InChannels: trainSet.C, Classes: trainSet.Classes}
-	meta := models.MetaFor(netCfg)
-	meta.Dataset, meta.Mean, meta.Std = cfg.Data.Name, trainSet.Mean, trainSet.Std
-	meta.Objective = models.Supervised
-	if cfg.Epochs == 0 {
-		meta.Objective = models.Random
-	}
+	trainSet, testSet, netCfg, meta := r.train, r.test, r.net, r.meta
 	meta.Recipe = &models.Recipe{Epochs: cfg.Epochs, BatchSize: cfg.BatchSize, Optimizer: "sgd", LR: cfg.LR,
 		Momentum: cfg.Momentum, WeightDecay: cfg.WeightDecay, Schedule: cfg.Schedule, Augment: augmentName(cfg.Augment),
 		TrainSamples: cfg.Data.TrainSamples, LabelNoise: cfg.Data.LabelNoise, Seed: cfg.Seed}

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -244,7 +245,7 @@ func Compare(t testing.TB, what string, got *torch.Tensor, want Ref, atol, rtol 
 		t.Errorf("%s: %v", what, err)
 		return math.Inf(1)
 	}
-	if gs := got.Shape(); !sameShape(gs, want.Shape) {
+	if gs := got.Shape(); !slices.Equal(gs, want.Shape) {
 		t.Errorf("%s: shape %v, PyTorch %v", what, gs, want.Shape)
 		return math.Inf(1)
 	}
@@ -276,16 +277,4 @@ func CompareFloats(t testing.TB, what string, got []float64, want Ref, atol, rto
 		t.Logf("%s: max abs diff vs PyTorch %.3g", what, maxAbs)
 	}
 	return maxAbs
-}
-
-func sameShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -6,6 +6,7 @@ package nn
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 
@@ -324,7 +325,7 @@ func LoadStateDict(m Module, sd map[string]*torch.Tensor, strict bool) error {
 			}
 			seen[s.name] = true
 			have, want := src.Shape(), (*s.p).Shape()
-			if !sameShape(have, want) {
+			if !slices.Equal(have, want) {
 				le.WrongShape = append(le.WrongShape, fmt.Sprintf("%s: file %v, model %v", s.name, have, want))
 				return
 			}
@@ -346,18 +347,6 @@ func LoadStateDict(m Module, sd map[string]*torch.Tensor, strict bool) error {
 		return le
 	}
 	return nil
-}
-
-func sameShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // kaimingUniformBound is PyTorch's default bound for Conv and Linear weights:

@@ -2,6 +2,7 @@ package vision
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -186,7 +187,7 @@ func checkShapes(c ResNetConfig, shapes map[string][]int64) error {
 		switch {
 		case !ok && !strings.HasSuffix(k, ".num_batches_tracked"):
 			missing = append(missing, k)
-		case ok && !sameShape(have, want[k]):
+		case ok && !slices.Equal(have, want[k]):
 			wrong = append(wrong, fmt.Sprintf("%s %v (want %v)", k, have, want[k]))
 		}
 	}
@@ -226,18 +227,6 @@ func inResNetNamespace(k string) bool {
 		}
 	}
 	return false
-}
-
-func sameShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // describe words a configuration for people, e.g. "a ResNet-18 (width 0.25,

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 
 	"modelstitch/torch"
 	"modelstitch/torch/nn"
@@ -142,7 +143,7 @@ func maxAbsDiff(a, b *torch.Tensor) (diff, scale float64, err error) {
 	if err := torch.FirstError(a, b); err != nil {
 		return 0, 0, err
 	}
-	if !sameShape(a.Shape(), b.Shape()) {
+	if !slices.Equal(a.Shape(), b.Shape()) {
 		return 0, 0, fmt.Errorf("shape %v, want %v", a.Shape(), b.Shape())
 	}
 	av, err := a.Float64s()

@@ -5,6 +5,7 @@ import (
 	"math"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -68,7 +69,7 @@ func TestStateDictMatchesArithmetic(t *testing.T) {
 				t.Fatalf("%d state-dict entries, want %d", len(sd), len(names))
 			}
 			for i, n := range sd {
-				if n.Name != names[i] || !sameShape(n.Tensor.Shape(), shapes[n.Name]) {
+				if n.Name != names[i] || !slices.Equal(n.Tensor.Shape(), shapes[n.Name]) {
 					t.Fatalf("entry %d: %s %v, want %s %v", i, n.Name, n.Tensor.Shape(), names[i], shapes[names[i]])
 				}
 			}
@@ -93,7 +94,7 @@ func TestStateDictMatchesArithmetic(t *testing.T) {
 	}
 	_, shapes, _ := stateDictShapes(ResNetConfig{Depth: 18, Classes: 1000})
 	for k, s := range want {
-		if got, ok := shapes[k]; !ok || !sameShape(got, s) {
+		if got, ok := shapes[k]; !ok || !slices.Equal(got, s) {
 			t.Errorf("resnet18 %s = %v (present %v), want %v", k, got, ok, s)
 		}
 	}
@@ -103,7 +104,7 @@ func TestStateDictMatchesArithmetic(t *testing.T) {
 		"layer3.5.conv2.weight":        {256, 256, 3, 3},
 		"layer4.2.conv3.weight":        {2048, 512, 1, 1},
 	} {
-		if got := shapes[k]; !sameShape(got, s) {
+		if got := shapes[k]; !slices.Equal(got, s) {
 			t.Errorf("resnet50 %s = %v, want %v", k, got, s)
 		}
 	}
@@ -218,7 +219,7 @@ func TestCuts(t *testing.T) {
 				}
 				for i, cut := range cuts {
 					h := r.ForwardTo(x, cut)
-					if shapes[i].Name != cut || !sameShape(h.Shape(), append([]int64{2}, shapes[i].Shape...)) {
+					if shapes[i].Name != cut || !slices.Equal(h.Shape(), append([]int64{2}, shapes[i].Shape...)) {
 						t.Errorf("%s: ForwardTo shape %v, CutShapes %s %v", cut, h.Shape(), shapes[i].Name, shapes[i].Shape)
 					}
 					if !r.HasClassifier() {
@@ -289,7 +290,7 @@ func TestCutShapesImageNet(t *testing.T) {
 	want := map[string][]int64{"stem": {4, 56, 56}, "layer1.2": {16, 56, 56}, "layer2.0": {32, 28, 28},
 		"layer3.5": {64, 14, 14}, "layer4.2": {128, 7, 7}, "pool": {128}}
 	for _, s := range shapes {
-		if w, ok := want[s.Name]; ok && !sameShape(w, s.Shape) {
+		if w, ok := want[s.Name]; ok && !slices.Equal(w, s.Shape) {
 			t.Errorf("%s: %v, want %v", s.Name, s.Shape, w)
 		}
 	}
