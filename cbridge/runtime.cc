@@ -3,6 +3,8 @@
 #include <malloc.h>
 #include <torch/cuda.h>
 
+#include <climits>
+
 #ifdef TB_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -134,6 +136,23 @@ tb_error tb_cuda_memory_allocated(int device, int64_t* out) {
 int64_t tb_live_tensors(void) { return tb::live_tensors.load(); }
 
 void tb_malloc_trim(void) { malloc_trim(0); }
+
+int tb_malloc_set_thresholds(int64_t mmap_threshold, int64_t trim_threshold, int64_t top_pad) {
+#ifdef __GLIBC__
+  for (int64_t v : {mmap_threshold, trim_threshold, top_pad})
+    if (v < 0 || v > INT_MAX) return 0;
+  if (mmap_threshold == 0) return 0;
+  int ok = mallopt(M_MMAP_THRESHOLD, (int)mmap_threshold);
+  ok = mallopt(M_TRIM_THRESHOLD, (int)trim_threshold) && ok;
+  ok = mallopt(M_TOP_PAD, (int)top_pad) && ok;
+  return ok ? 1 : 0;
+#else
+  (void)mmap_threshold;
+  (void)trim_threshold;
+  (void)top_pad;
+  return 0;
+#endif
+}
 
 const char* tb_torch_version(void) {
   static const std::string v = std::to_string(TORCH_VERSION_MAJOR) + "." +

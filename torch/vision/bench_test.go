@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -38,9 +39,10 @@ var benchConfig = ResNetConfig{Depth: 18, Width: 0.25, Stem: StemCIFAR, InChanne
 // (testdata/resnet_ref.py) started with the same intra-op thread count, the
 // same initial weights and the same batch, with torch.optim.SGD. It also times
 // a frozen copy's forward pass (eval mode, no grad) both ways. Go and PyTorch
-// rounds alternate, since this kind of machine is ±15% noisy, and the medians
-// are reported: images/s for each, the ratio Go/PyTorch, and as ns/op the
-// median Go training step.
+// rounds alternate, taking turns to go first, since this kind of machine is
+// ±15% noisy. Reported: median images/s for each, the median of the rounds'
+// Go/PyTorch ratios with its quartiles, minor page faults per training step
+// on each side, and as ns/op the median Go training step.
 //
 // Run it alone with
 //
@@ -141,14 +143,17 @@ func BenchmarkResNet18TrainStep(b *testing.B) {
 		})
 		return err
 	}
-	timeGo := func(f func() error, steps int) float64 {
+	// timeGo runs steps of f and returns the seconds they took and the minor
+	// page faults the process took meanwhile.
+	timeGo := func(f func() error, steps int) measure {
+		faults := minorFaults()
 		start := time.Now()
 		for i := 0; i < steps; i++ {
 			if err := f(); err != nil {
 				b.Fatal(err)
 			}
 		}
-		return time.Since(start).Seconds()
+		return measure{time.Since(start).Seconds(), minorFaults() - faults}
 	}
 
 	// PyTorch's side, in one process that answers timing requests.
@@ -175,62 +180,105 @@ func BenchmarkResNet18TrainStep(b *testing.B) {
 			b.Fatalf("PyTorch runs %d threads, Go %d", py.threads, threads)
 		}
 	}
+	timePy := func(what string, steps int) measure {
+		m, err := py.time(what, steps)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return m
+	}
 
-	// Warm up both (allocator, first-call costs), then alternate.
+	// Warm up both (allocator, first-call costs), then alternate, Go first in
+	// even rounds and PyTorch first in odd ones, so that neither always runs
+	// right after the other (whose OpenMP threads may still be spinning).
 	timeGo(trainStep, 1)
 	timeGo(evalStep, 1)
 	if py != nil {
-		if _, err := py.time("train", 1); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := py.time("eval", 1); err != nil {
-			b.Fatal(err)
-		}
+		timePy("train", 1)
+		timePy("eval", 1)
 	}
-	var goTrain, pyTrain, goEval, pyEval []float64 // images/s per round
-	imgs := func(steps int, sec float64) float64 { return float64(steps*benchBatch) / sec }
+	var goTrain, pyTrain, goEval, pyEval series
 	for r := 0; r < rounds; r++ {
-		b.StartTimer()
-		sec := timeGo(trainStep, benchTrainSteps)
-		b.StopTimer()
-		goTrain = append(goTrain, imgs(benchTrainSteps, sec))
-		if py != nil {
-			sec, err := py.time("train", benchTrainSteps)
-			if err != nil {
-				b.Fatal(err)
-			}
-			pyTrain = append(pyTrain, imgs(benchTrainSteps, sec))
+		goFirst := r%2 == 0
+		if py != nil && !goFirst {
+			pyTrain.add(timePy("train", benchTrainSteps), benchTrainSteps)
 		}
-		goEval = append(goEval, imgs(benchEvalSteps, timeGo(evalStep, benchEvalSteps)))
-		if py != nil {
-			sec, err := py.time("eval", benchEvalSteps)
-			if err != nil {
-				b.Fatal(err)
-			}
-			pyEval = append(pyEval, imgs(benchEvalSteps, sec))
+		b.StartTimer()
+		goTrain.add(timeGo(trainStep, benchTrainSteps), benchTrainSteps)
+		b.StopTimer()
+		if py != nil && goFirst {
+			pyTrain.add(timePy("train", benchTrainSteps), benchTrainSteps)
+		}
+		if py != nil && !goFirst {
+			pyEval.add(timePy("eval", benchEvalSteps), benchEvalSteps)
+		}
+		goEval.add(timeGo(evalStep, benchEvalSteps), benchEvalSteps)
+		if py != nil && goFirst {
+			pyEval.add(timePy("eval", benchEvalSteps), benchEvalSteps)
 		}
 	}
 
-	gt, ge := median(goTrain), median(goEval)
+	gt, ge := median(goTrain.rates), median(goEval.rates)
 	b.ReportMetric(1e9*benchBatch/gt, "ns/op")
 	b.ReportMetric(gt, "go-train-img/s")
 	b.ReportMetric(ge, "go-eval-img/s")
 	b.ReportMetric(float64(threads), "threads")
 	b.Logf("%v, batch %d, %d threads, %d interleaved rounds of %d training steps and %d frozen forward passes",
 		benchConfig, benchBatch, threads, rounds, benchTrainSteps, benchEvalSteps)
-	b.Logf("Go train img/s per round: %s", formatRates(goTrain))
-	b.Logf("Go eval  img/s per round: %s", formatRates(goEval))
+	b.Logf("heap thresholds tuned: %v (MODELSTITCH_MALLOC=%q, GLIBC_TUNABLES=%q)",
+		torch.HeapTuned(), os.Getenv("MODELSTITCH_MALLOC"), os.Getenv("GLIBC_TUNABLES"))
+	b.Logf("Go train img/s per round: %s", formatRates(goTrain.rates))
+	b.Logf("Go eval  img/s per round: %s", formatRates(goEval.rates))
 	if py != nil {
-		pt, pe := median(pyTrain), median(pyEval)
+		pt, pe := median(pyTrain.rates), median(pyEval.rates)
+		rt, re := median(ratios(goTrain.rates, pyTrain.rates)), median(ratios(goEval.rates, pyEval.rates))
 		b.ReportMetric(pt, "py-train-img/s")
 		b.ReportMetric(pe, "py-eval-img/s")
-		b.ReportMetric(gt/pt, "go/py-train")
-		b.ReportMetric(ge/pe, "go/py-eval")
-		b.Logf("Py train img/s per round: %s", formatRates(pyTrain))
-		b.Logf("Py eval  img/s per round: %s", formatRates(pyEval))
-		b.Logf("median: train Go %.0f img/s, PyTorch %.0f img/s, Go/PyTorch %.2f; frozen forward Go %.0f, PyTorch %.0f, Go/PyTorch %.2f",
-			gt, pt, gt/pt, ge, pe, ge/pe)
+		b.ReportMetric(rt, "go/py-train")
+		b.ReportMetric(re, "go/py-eval")
+		b.Logf("Py train img/s per round: %s", formatRates(pyTrain.rates))
+		b.Logf("Py eval  img/s per round: %s", formatRates(pyEval.rates))
+		b.Logf("minor page faults per step, median: training Go %.0f, PyTorch %.0f; frozen forward Go %.0f, PyTorch %.0f",
+			median(goTrain.faults), median(pyTrain.faults), median(goEval.faults), median(pyEval.faults))
+		b.Logf("median: train Go %.0f img/s, PyTorch %.0f img/s; frozen forward Go %.0f, PyTorch %.0f", gt, pt, ge, pe)
+		b.Logf("Go/PyTorch, median of the rounds' ratios: train %.2f (quartiles %.2f–%.2f), frozen forward %.2f (quartiles %.2f–%.2f)",
+			rt, quantile(ratios(goTrain.rates, pyTrain.rates), 0.25), quantile(ratios(goTrain.rates, pyTrain.rates), 0.75),
+			re, quantile(ratios(goEval.rates, pyEval.rates), 0.25), quantile(ratios(goEval.rates, pyEval.rates), 0.75))
 	}
+}
+
+// measure is one timed round: seconds and minor page faults.
+type measure struct {
+	sec    float64
+	faults int64
+}
+
+// series collects rounds as images/s and page faults per step.
+type series struct {
+	rates, faults []float64
+}
+
+func (s *series) add(m measure, steps int) {
+	s.rates = append(s.rates, float64(steps*benchBatch)/m.sec)
+	s.faults = append(s.faults, float64(m.faults)/float64(steps))
+}
+
+// ratios returns a[i]/b[i] for each round.
+func ratios(a, b []float64) []float64 {
+	r := make([]float64, min(len(a), len(b)))
+	for i := range r {
+		r[i] = a[i] / b[i]
+	}
+	return r
+}
+
+// minorFaults returns this process's minor page faults so far.
+func minorFaults() int64 {
+	var r syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &r); err != nil {
+		return 0
+	}
+	return r.Minflt
 }
 
 // inlineSGD is torch.optim.SGD's update (momentum, dampening 0, weight decay,
@@ -329,16 +377,21 @@ func (p *pyBench) line() (string, error) {
 	return strings.TrimSpace(p.out.Text()), nil
 }
 
-// time runs steps "train" or "eval" steps in PyTorch and returns the seconds they took.
-func (p *pyBench) time(what string, steps int) (float64, error) {
+// time runs steps "train" or "eval" steps in PyTorch and returns the seconds
+// they took and the page faults its process took meanwhile.
+func (p *pyBench) time(what string, steps int) (measure, error) {
 	if _, err := fmt.Fprintf(p.in, "%s %d\n", what, steps); err != nil {
-		return 0, err
+		return measure{}, err
 	}
 	line, err := p.line()
 	if err != nil {
-		return 0, err
+		return measure{}, err
 	}
-	return strconv.ParseFloat(line, 64)
+	var m measure
+	if _, err := fmt.Sscanf(line, "%g %d", &m.sec, &m.faults); err != nil {
+		return measure{}, fmt.Errorf("resnet_ref.py bench said %q: %v", line, err)
+	}
+	return m, nil
 }
 
 func (p *pyBench) close() {
@@ -366,16 +419,21 @@ func loadAverage() string {
 	return strings.Join(f[:3], " ")
 }
 
-func median(xs []float64) float64 {
+func median(xs []float64) float64 { return quantile(xs, 0.5) }
+
+// quantile returns the q-quantile of xs, interpolating between neighbours.
+func quantile(xs []float64, q float64) float64 {
 	if len(xs) == 0 {
 		return math.NaN()
 	}
 	s := append([]float64(nil), xs...)
 	sort.Float64s(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
+	pos := q * float64(len(s)-1)
+	i := int(pos)
+	if i+1 >= len(s) {
+		return s[len(s)-1]
 	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	return s[i] + (pos-float64(i))*(s[i+1]-s[i])
 }
 
 func formatRates(xs []float64) string {

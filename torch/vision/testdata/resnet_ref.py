@@ -10,6 +10,7 @@ Entries named "sd/KEY" are the model's state dict in torchvision's order.
 """
 import json
 import os
+import resource
 import sys
 import time
 
@@ -172,7 +173,8 @@ def export(outdir, threads):
 def bench(dirname, threads):
     """Loads the model Go wrote (state dict, input, targets), says
     "ready THREADS LOSS" (the frozen model's loss on the batch), then answers
-    "train K" and "eval K" lines on stdin with the seconds K steps took."""
+    "train K" and "eval K" lines on stdin with the seconds K steps took and the
+    minor page faults the process took meanwhile."""
     torch.set_num_threads(threads)
     cfg, t, order = read(dirname, "bench")
     m = build(cfg)
@@ -200,10 +202,13 @@ def bench(dirname, threads):
     for line in sys.stdin:
         what, k = line.split()
         f = train_step if what == "train" else eval_step
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         t0 = time.perf_counter()
         for _ in range(int(k)):
             f()
-        print("%.6f" % (time.perf_counter() - t0), flush=True)
+        sec = time.perf_counter() - t0
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+        print("%.6f %d" % (sec, faults), flush=True)
 
 
 if __name__ == "__main__":
