@@ -6,7 +6,6 @@
 #include <climits>
 
 #ifdef TB_WITH_CUDA
-#include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <ATen/cuda/CUDAGeneratorImpl.h>
 #endif
