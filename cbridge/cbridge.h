@@ -60,6 +60,9 @@ void tb_malloc_trim(void);
    returns 1 when all were accepted, 0 otherwise (or when the C library is not glibc). */
 int tb_malloc_set_thresholds(int64_t mmap_threshold, int64_t trim_threshold, int64_t top_pad);
 const char* tb_torch_version(void);
+/* Sets whether CUDA convolutions (cuDNN) and matrix products (cuBLAS) may use
+   TF32; returns the previous cuDNN setting. */
+int tb_set_allow_tf32(int allow);
 
 /* Grad mode and inference mode for the calling OS thread. */
 void tb_set_grad_enabled(int enabled);

@@ -1,4 +1,5 @@
 // runtime.cc: errors, threads, seeds, generators, grad/inference mode and CUDA queries.
+#include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <malloc.h>
 #include <torch/cuda.h>
@@ -151,6 +152,14 @@ int tb_malloc_set_thresholds(int64_t mmap_threshold, int64_t trim_threshold, int
   (void)top_pad;
   return 0;
 #endif
+}
+
+int tb_set_allow_tf32(int allow) {
+  auto& ctx = at::globalContext();
+  int prev = ctx.allowTF32CuDNN() ? 1 : 0;
+  ctx.setAllowTF32CuDNN(allow != 0);
+  ctx.setAllowTF32CuBLAS(allow != 0);
+  return prev;
 }
 
 const char* tb_torch_version(void) {

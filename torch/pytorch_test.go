@@ -193,18 +193,37 @@ func opCases() []opCase {
 // TestOpsMatchPyTorch checks forward values, input and weight gradients, and
 // in-place side effects of the functional ops against PyTorch 1.13.
 func TestOpsMatchPyTorch(t *testing.T) {
-	refs := reftest.Run(t, refScript)
+	runOpCases(t, reftest.Run(t, refScript), torch.CPU, 1e-5)
+}
+
+// TestOpsMatchPyTorchOnCUDA runs the same cases on a CUDA device (inputs
+// copied there, results copied back) against PyTorch's CPU values, with TF32
+// off and tolerances of 1e-4: GPU kernels sum in other orders.
+func TestOpsMatchPyTorchOnCUDA(t *testing.T) {
+	requireCUDA(t)
+	defer torch.SetTF32(torch.SetTF32(false))
+	runOpCases(t, reftest.Run(t, refScript), torch.CUDA, 1e-4)
+}
+
+// requireCUDA skips t unless the bridge was built with CUDA and a device is there.
+func requireCUDA(t *testing.T) {
+	t.Helper()
+	if !torch.BuiltWithCUDA() {
+		t.Skip("the bridge was built against a CPU-only libtorch (build it against a CUDA libtorch: README, Building for CUDA)")
+	}
+	if !torch.CUDAAvailable() {
+		t.Skip("no CUDA device on this machine")
+	}
+}
+
+// runOpCases runs every opCase on device dev and compares the forward value,
+// input gradients and updated inputs with PyTorch's, to at least tol.
+func runOpCases(t *testing.T, refs reftest.Refs, dev torch.Device, tol float64) {
 	for _, c := range opCases() {
 		t.Run(c.name, func(t *testing.T) {
 			s := torch.NewScope()
 			defer s.Close()
-			atol, rtol := c.atol, c.rtol
-			if atol == 0 {
-				atol = 1e-5
-			}
-			if rtol == 0 {
-				rtol = 1e-5
-			}
+			atol, rtol := max(c.atol, tol), max(c.rtol, tol)
 			prefix := c.name + ".in."
 			names := refs.Names(prefix)
 			if len(names) == 0 {
@@ -213,7 +232,7 @@ func TestOpsMatchPyTorch(t *testing.T) {
 			in := map[string]*torch.Tensor{}
 			for _, n := range names {
 				k := strings.TrimPrefix(n, prefix)
-				x := s.Track(refs.Tensor(t, n))
+				x := s.Track(refs.Tensor(t, n)).ToDevice(dev)
 				if refs.Has(c.name + ".grad." + k) {
 					if err := x.SetRequiresGrad(true); err != nil {
 						t.Fatal(err)
@@ -222,9 +241,12 @@ func TestOpsMatchPyTorch(t *testing.T) {
 				in[k] = x
 			}
 			y := c.fn(in)
+			if got := y.Device(); y.Err() == nil && got != dev {
+				t.Errorf("result on %v, inputs on %v", got, dev)
+			}
 			reftest.Compare(t, "forward", y, refs.Get(t, c.name+".out"), atol, rtol)
 			if refs.Has(c.name + ".gout") {
-				if err := y.BackwardWith(s.Track(refs.Tensor(t, c.name+".gout")), false); err != nil {
+				if err := y.BackwardWith(s.Track(refs.Tensor(t, c.name+".gout")).ToDevice(dev), false); err != nil {
 					t.Fatal(err)
 				}
 				for _, n := range refs.Names(c.name + ".grad.") {

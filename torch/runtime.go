@@ -19,6 +19,13 @@ func ManualSeed(seed uint64) error {
 	return takeError("manual_seed", C.tb_manual_seed(C.uint64_t(seed)))
 }
 
+// SetTF32 sets whether CUDA convolutions and matrix products may use
+// TensorFloat-32 (faster on Ampere and later GPUs, at about 1e-3 relative
+// error), and returns the previous setting for convolutions. libtorch allows
+// it for convolutions and not for matrix products by default; SetTF32
+// sets both. It has no effect on the CPU.
+func SetTF32(allowed bool) bool { return C.tb_set_allow_tf32(cBool(allowed)) != 0 }
+
 // Version returns the libtorch version the bridge was built against, e.g. "1.13.0".
 func Version() string { return C.GoString(C.tb_torch_version()) }
 
