@@ -18,6 +18,7 @@ import (
 
 	"modelstitch/torch"
 	"modelstitch/torch/nn"
+	"modelstitch/torch/optim"
 )
 
 // Benchmark settings: the design's reference workload.
@@ -33,11 +34,12 @@ const (
 var benchConfig = ResNetConfig{Depth: 18, Width: 0.25, Stem: StemCIFAR, InChannels: 1, Classes: 10}
 
 // BenchmarkResNet18TrainStep times training steps (forward, cross-entropy,
-// backward, SGD with momentum and weight decay done inline with in-place
-// updates under NoGrad) of a ResNet-18 with the CIFAR stem and base width 16
-// on 1×28×28 inputs, batch 128, 10 classes, in Go and, in a PyTorch process
-// (testdata/resnet_ref.py) started with the same intra-op thread count, the
-// same initial weights and the same batch, with torch.optim.SGD. It also times
+// backward, SGD with momentum and weight decay) of a ResNet-18 with the CIFAR
+// stem and base width 16 on 1×28×28 inputs, batch 128, 10 classes, in Go
+// with optim.SGD and, in a PyTorch process (testdata/resnet_ref.py) started
+// with the same intra-op thread count, the same initial weights and the same
+// batch, with torch.optim.SGD. MODELSTITCH_BENCH_DEVICE=cuda runs both on a
+// GPU (each timed round ends with a device synchronisation). It also times
 // a frozen copy's forward pass (eval mode, no grad) both ways. Go and PyTorch
 // rounds alternate, taking turns to go first, since this kind of machine is
 // ±15% noisy. Reported: median images/s for each, the median of the rounds'
@@ -65,8 +67,9 @@ func BenchmarkResNet18TrainStep(b *testing.B) {
 		defer runtime.UnlockOSThread()
 	}
 	b.StopTimer()
-	b.Logf("load average at start: %s (%d CPUs); OMP_WAIT_POLICY=%q", loadAverage(), runtime.NumCPU(), os.Getenv("OMP_WAIT_POLICY"))
-	defer func() { b.Logf("load average at end: %s", loadAverage()) }()
+	// Go's benchmark output keeps 10 log lines: these are 10 at most.
+	loadAtStart := loadAverage()
+	defer func() { b.Logf("load average at start %s, at end %s (%d CPUs)", loadAtStart, loadAverage(), runtime.NumCPU()) }()
 	rounds := 2*b.N + 1
 	if s := os.Getenv("MODELSTITCH_BENCH_ROUNDS"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -76,6 +79,16 @@ func BenchmarkResNet18TrainStep(b *testing.B) {
 		rounds = n
 	}
 	threads := torch.NumThreads()
+	dev := torch.CPU
+	if v := os.Getenv("MODELSTITCH_BENCH_DEVICE"); v != "" {
+		var err error
+		if dev, err = torch.ParseDevice(v); err != nil {
+			b.Fatalf("MODELSTITCH_BENCH_DEVICE: %v", err)
+		}
+		if err := torch.CheckDevice(dev); err != nil {
+			b.Fatalf("MODELSTITCH_BENCH_DEVICE=%s: %v", v, err)
+		}
+	}
 
 	if err := torch.ManualSeed(0); err != nil {
 		b.Fatal(err)
@@ -110,6 +123,24 @@ func BenchmarkResNet18TrainStep(b *testing.B) {
 		b.Fatal(err)
 	}
 	entries = append(entries, nn.Named{Name: "input", Tensor: x}, nn.Named{Name: "target", Tensor: y})
+	// PyTorch's copy of the model and batch, written while they are on the CPU.
+	dir := b.TempDir()
+	config := map[string]any{"Depth": benchConfig.Depth, "Width": benchConfig.Width, "Stem": benchConfig.Stem,
+		"InChannels": benchConfig.InChannels, "Classes": benchConfig.Classes,
+		"LR": benchLR, "Momentum": benchMomentum, "WeightDecay": benchWeightDecay}
+	if err := writeRefCase(dir, "bench", config, entries); err != nil {
+		b.Fatal(err)
+	}
+	if dev != torch.CPU {
+		for _, m := range []*ResNet{model, frozen} {
+			if err := nn.ToDevice(m, dev); err != nil {
+				b.Fatal(err)
+			}
+		}
+		xd, yd := x.ToDevice(dev), y.ToDevice(dev)
+		torch.FreeAll(x, y)
+		x, y = xd, yd
+	}
 
 	// The frozen model's loss, to check that PyTorch got the same model and batch.
 	var goLoss float64
@@ -120,19 +151,23 @@ func BenchmarkResNet18TrainStep(b *testing.B) {
 		b.Fatal(err)
 	}
 
-	// Go's training step and frozen forward pass.
-	sgd := newInlineSGD(benchLR, benchMomentum, benchWeightDecay)
+	// Go's training step (with the project's SGD) and frozen forward pass.
+	sgd, err := optim.NewSGD(optim.Params(nn.Parameters(model), benchLR, benchWeightDecay), optim.SGDConfig{Momentum: benchMomentum})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sgd.Close()
 	trainStep := func() error {
 		s := torch.NewScope()
 		defer s.Close()
-		if err := nn.ZeroGrad(model); err != nil {
+		if err := sgd.ZeroGrad(); err != nil {
 			return err
 		}
 		loss := torch.CrossEntropy(model.Forward(s.Track(x.Ref())), y, 0, torch.ReduceMean)
 		if err := loss.Backward(); err != nil {
 			return err
 		}
-		return sgd.step(s, nn.Parameters(model))
+		return sgd.Step()
 	}
 	evalStep := func() error {
 		var err error
@@ -143,8 +178,8 @@ func BenchmarkResNet18TrainStep(b *testing.B) {
 		})
 		return err
 	}
-	// timeGo runs steps of f and returns the seconds they took and the minor
-	// page faults the process took meanwhile.
+	// timeGo runs steps of f and returns the seconds they took (to the end of
+	// the device's work) and the minor page faults the process took meanwhile.
 	timeGo := func(f func() error, steps int) measure {
 		faults := minorFaults()
 		start := time.Now()
@@ -152,6 +187,9 @@ func BenchmarkResNet18TrainStep(b *testing.B) {
 			if err := f(); err != nil {
 				b.Fatal(err)
 			}
+		}
+		if err := torch.Synchronize(dev); err != nil {
+			b.Fatal(err)
 		}
 		return measure{time.Since(start).Seconds(), minorFaults() - faults}
 	}
@@ -161,14 +199,7 @@ func BenchmarkResNet18TrainStep(b *testing.B) {
 	if ok, why := haveTorchvision(); !ok {
 		b.Log("PyTorch side skipped: " + why)
 	} else {
-		dir := b.TempDir()
-		config := map[string]any{"Depth": benchConfig.Depth, "Width": benchConfig.Width, "Stem": benchConfig.Stem,
-			"InChannels": benchConfig.InChannels, "Classes": benchConfig.Classes,
-			"LR": benchLR, "Momentum": benchMomentum, "WeightDecay": benchWeightDecay}
-		if err := writeRefCase(dir, "bench", config, entries); err != nil {
-			b.Fatal(err)
-		}
-		py, err = startPyBench(dir, threads)
+		py, err = startPyBench(dir, threads, dev)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -218,15 +249,37 @@ func BenchmarkResNet18TrainStep(b *testing.B) {
 		}
 	}
 
+	// Both sides have now taken the same training steps from the same start:
+	// their models must agree, or they did not do the same work.
+	if py != nil {
+		var goTrained float64
+		nn.Eval(model)
+		torch.NoGrad(func() {
+			goTrained, err = torch.CrossEntropy(model.Forward(x), y, 0, torch.ReduceMean).Item()
+		})
+		nn.Train(model)
+		if err != nil {
+			b.Fatal(err)
+		}
+		pyTrained := timePy("loss", 0).sec
+		tol := 1e-3
+		if dev != torch.CPU {
+			tol = 1e-2 // cuDNN's backward kernels are not deterministic
+		}
+		b.Logf("after %d training steps each, eval-mode loss: Go %.6f, PyTorch %.6f", 1+rounds*benchTrainSteps, goTrained, pyTrained)
+		if math.Abs(goTrained-pyTrained) > tol*math.Max(1, math.Abs(pyTrained)) {
+			b.Fatalf("after the same training steps Go's model has loss %.6f, PyTorch's %.6f: the two sides did not train alike", goTrained, pyTrained)
+		}
+	}
+
 	gt, ge := median(goTrain.rates), median(goEval.rates)
 	b.ReportMetric(1e9*benchBatch/gt, "ns/op")
 	b.ReportMetric(gt, "go-train-img/s")
 	b.ReportMetric(ge, "go-eval-img/s")
 	b.ReportMetric(float64(threads), "threads")
-	b.Logf("%v, batch %d, %d threads, %d interleaved rounds of %d training steps and %d frozen forward passes",
-		benchConfig, benchBatch, threads, rounds, benchTrainSteps, benchEvalSteps)
-	b.Logf("heap thresholds tuned: %v (MODELSTITCH_MALLOC=%q, GLIBC_TUNABLES=%q)",
-		torch.HeapTuned(), os.Getenv("MODELSTITCH_MALLOC"), os.Getenv("GLIBC_TUNABLES"))
+	b.Logf("%v on %v, batch %d, %d threads, %d interleaved rounds of %d training steps and %d frozen forward passes; heap tuned %v (MODELSTITCH_MALLOC=%q, GLIBC_TUNABLES=%q), OMP_WAIT_POLICY=%q",
+		benchConfig, dev, benchBatch, threads, rounds, benchTrainSteps, benchEvalSteps,
+		torch.HeapTuned(), os.Getenv("MODELSTITCH_MALLOC"), os.Getenv("GLIBC_TUNABLES"), os.Getenv("OMP_WAIT_POLICY"))
 	b.Logf("Go train img/s per round: %s", formatRates(goTrain.rates))
 	b.Logf("Go eval  img/s per round: %s", formatRates(goEval.rates))
 	if py != nil {
@@ -281,54 +334,6 @@ func minorFaults() int64 {
 	return r.Minflt
 }
 
-// inlineSGD is torch.optim.SGD's update (momentum, dampening 0, weight decay,
-// no Nesterov) written with in-place tensor operations, for the benchmark only.
-type inlineSGD struct {
-	lr, momentum, weightDecay float64
-	bufs                      map[*torch.Tensor]*torch.Tensor
-}
-
-func newInlineSGD(lr, momentum, weightDecay float64) *inlineSGD {
-	return &inlineSGD{lr: lr, momentum: momentum, weightDecay: weightDecay, bufs: map[*torch.Tensor]*torch.Tensor{}}
-}
-
-// step updates params from their gradients: d = g + wd·p; buf = m·buf + d
-// (buf = d on the first step); p −= lr·buf. Gradient handles join scope s.
-func (o *inlineSGD) step(s *torch.Scope, params []*torch.Tensor) error {
-	var err error
-	torch.NoGrad(func() {
-		for _, p := range params {
-			g := p.Grad()
-			if g == nil {
-				continue
-			}
-			s.Track(g)
-			if err = g.AddScaledInPlace(p, o.weightDecay); err != nil {
-				return
-			}
-			buf, ok := o.bufs[p]
-			if !ok {
-				buf = s.Keep(g.Detach().Clone()) // lives across steps
-				if err = buf.Err(); err != nil {
-					return
-				}
-				o.bufs[p] = buf
-			} else {
-				if err = buf.MulScalarInPlace(o.momentum); err != nil {
-					return
-				}
-				if err = buf.AddInPlace(g); err != nil {
-					return
-				}
-			}
-			if err = p.AddScaledInPlace(buf, -o.lr); err != nil {
-				return
-			}
-		}
-	})
-	return err
-}
-
 // pyBench is a running `resnet_ref.py bench` process.
 type pyBench struct {
 	cmd     *exec.Cmd
@@ -338,10 +343,10 @@ type pyBench struct {
 	loss    float64
 }
 
-func startPyBench(dir string, threads int) (*pyBench, error) {
+func startPyBench(dir string, threads int, dev torch.Device) (*pyBench, error) {
 	_, self, _, _ := runtime.Caller(0)
 	script := filepath.Join(filepath.Dir(self), "testdata", "resnet_ref.py")
-	cmd := exec.Command(python, script, "bench", dir, strconv.Itoa(threads))
+	cmd := exec.Command(python, script, "bench", dir, strconv.Itoa(threads), dev.String())
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"modelstitch/internal/reftest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,8 +19,9 @@ import (
 // testdata/resnet_ref.py: NAME.bin (little-endian tensor bytes, concatenated)
 // and NAME.json ({"config": {...}, "entries": [{name, dtype, shape, offset}]}).
 
-// python is Debian's interpreter that has PyTorch and torchvision.
-const python = "/usr/bin/python3"
+// python is the interpreter with PyTorch and torchvision: Debian's, or
+// $MODELSTITCH_PYTHON (see reftest.Python).
+var python = reftest.Python()
 
 // refEntry locates one tensor in a case's .bin file.
 type refEntry struct {

@@ -6,7 +6,7 @@ NAME.json: {"config": {...}, "entries": [{"name", "dtype", "shape", "offset"}]}.
 Entries named "sd/KEY" are the model's state dict in torchvision's order.
 
     /usr/bin/python3 resnet_ref.py export OUTDIR [THREADS]  # the test cases
-    /usr/bin/python3 resnet_ref.py bench DIR THREADS        # serve benchmark timings
+    /usr/bin/python3 resnet_ref.py bench DIR THREADS [DEVICE]  # serve benchmark timings
 """
 import json
 import os
@@ -170,22 +170,26 @@ def export(outdir, threads):
                 train=False)
 
 
-def bench(dirname, threads):
-    """Loads the model Go wrote (state dict, input, targets), says
+def bench(dirname, threads, device="cpu"):
+    """Loads the model Go wrote (state dict, input, targets) onto device, says
     "ready THREADS LOSS" (the frozen model's loss on the batch), then answers
-    "train K" and "eval K" lines on stdin with the seconds K steps took and the
-    minor page faults the process took meanwhile."""
+    "train K" and "eval K" lines on stdin with the seconds K steps took (to the
+    end of the device's work) and the minor page faults the process took
+    meanwhile, and "loss 0" with the trained model's eval-mode loss."""
     torch.set_num_threads(threads)
+    dev = torch.device(device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     cfg, t, order = read(dirname, "bench")
     m = build(cfg)
     m.load_state_dict({k[3:]: t[k] for k in order if k.startswith("sd/")}, strict=True)
-    x, y = t["input"], t["target"]
-    opt = torch.optim.SGD(m.parameters(), lr=cfg["LR"], momentum=cfg["Momentum"], weight_decay=cfg["WeightDecay"])
     frozen = build(cfg)
     frozen.load_state_dict(m.state_dict())
-    frozen.eval()
+    m.to(dev)
+    frozen.to(dev).eval()
     for p in frozen.parameters():
         p.requires_grad_(False)
+    x, y = t["input"].to(dev), t["target"].to(dev)
+    opt = torch.optim.SGD(m.parameters(), lr=cfg["LR"], momentum=cfg["Momentum"], weight_decay=cfg["WeightDecay"])
 
     def train_step():
         opt.zero_grad(set_to_none=True)
@@ -201,11 +205,18 @@ def bench(dirname, threads):
     print("ready %d %.8f" % (torch.get_num_threads(), loss), flush=True)
     for line in sys.stdin:
         what, k = line.split()
+        if what == "loss":  # the trained model's eval-mode loss on the batch
+            m.eval()
+            with torch.no_grad():
+                print("%.8f 0" % F.cross_entropy(m(x), y).item(), flush=True)
+            m.train()
+            continue
         f = train_step if what == "train" else eval_step
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         t0 = time.perf_counter()
         for _ in range(int(k)):
             f()
+        sync()
         sec = time.perf_counter() - t0
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
         print("%.6f %d" % (sec, faults), flush=True)
@@ -215,6 +226,6 @@ if __name__ == "__main__":
     if sys.argv[1] == "export":
         export(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 1)
     elif sys.argv[1] == "bench":
-        bench(sys.argv[2], int(sys.argv[3]))
+        bench(sys.argv[2], int(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else "cpu")
     else:
-        sys.exit("usage: resnet_ref.py export OUTDIR [THREADS] | bench DIR THREADS")
+        sys.exit("usage: resnet_ref.py export OUTDIR [THREADS] | bench DIR THREADS [DEVICE]")
