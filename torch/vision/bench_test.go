@@ -69,7 +69,9 @@ func BenchmarkResNet18TrainStep(b *testing.B) {
 	b.StopTimer()
 	// Go's benchmark output keeps 10 log lines: these are 10 at most.
 	loadAtStart := loadAverage()
-	defer func() { b.Logf("load average at start %s, at end %s (%d CPUs)", loadAtStart, loadAverage(), runtime.NumCPU()) }()
+	defer func() {
+		b.Logf("load average at start %s, at end %s (%d CPUs)", loadAtStart, loadAverage(), runtime.NumCPU())
+	}()
 	rounds := 2*b.N + 1
 	if s := os.Getenv("MODELSTITCH_BENCH_ROUNDS"); s != "" {
 		n, err := strconv.Atoi(s)
