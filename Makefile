@@ -3,6 +3,7 @@
 #   make test   set up (if needed) and run the whole test suite
 #   make build  build the C bridge (CMake) and the Go packages
 #   make bench  run the benchmarks (Go vs PyTorch training speed, loader throughput)
+#   make device-bundle  prepare device/ for scripts/device-check.sh on a GPU machine
 # For a CUDA build: make build TORCH_PREFIX="$$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')"
 
 SHELL := /bin/bash
@@ -19,7 +20,7 @@ RUN_PKGS := dataset-fashion-mnist
 
 LIB := $(BUILD_DIR)/libcbridge.so
 
-.PHONY: all build run test bench deps-build deps-test deps-run clean vet
+.PHONY: all build run test bench device-bundle deps-build deps-test deps-run clean vet
 
 all: build
 
@@ -62,5 +63,11 @@ test: deps-test build
 bench: deps-test build
 	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 60m ./...
 
+# The Go test binaries and a Fashion-MNIST subset for scripts/device-check.sh,
+# which builds the bridge against a CUDA libtorch and runs the CUDA checks on a
+# GPU machine without Go.
+device-bundle: deps-test build
+	bash scripts/device-bundle.sh
+
 clean:
-	rm -rf $(BUILD_DIR)
+	rm -rf $(BUILD_DIR) build-cuda device
