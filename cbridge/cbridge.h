@@ -144,6 +144,13 @@ tb_error tb_binary_(const char* name, tb_tensor a, tb_tensor b);
 tb_error tb_binary_scalar_(const char* name, tb_tensor a, double s);
 /* In place a += alpha * b. */
 tb_error tb_add_scaled_(tb_tensor a, tb_tensor b, double alpha);
+/* Multi-tensor ("foreach") updates over n tensors at once (one kernel per
+   chunk of tensors on CUDA): xs[i] += alpha*ys[i]; outs[i] = xs[i] + alpha*ys[i];
+   xs[i] *= s. */
+tb_error tb_foreach_add_scaled_(const tb_tensor* xs, const tb_tensor* ys, int n, double alpha);
+tb_error tb_foreach_add_scaled(const tb_tensor* xs, const tb_tensor* ys, int n, double alpha,
+                               tb_tensor* outs);
+tb_error tb_foreach_mul_scalar_(const tb_tensor* xs, int n, double s);
 /* In place a += value * b * c. */
 tb_error tb_addcmul_(tb_tensor a, tb_tensor b, tb_tensor c, double value);
 /* In place a += value * b / c. */

@@ -415,6 +415,37 @@ tb_error tb_add_scaled_(tb_tensor a, tb_tensor b, double alpha) {
   TB_CATCH("add_")
 }
 
+namespace {
+std::vector<at::Tensor> tensor_list(const tb_tensor* xs, int n) {
+  std::vector<at::Tensor> v;
+  v.reserve(n);
+  for (int i = 0; i < n; i++) v.push_back(xs[i]->t);
+  return v;
+}
+}  // namespace
+
+tb_error tb_foreach_add_scaled_(const tb_tensor* xs, const tb_tensor* ys, int n, double alpha) {
+  TB_TRY
+  auto a = tensor_list(xs, n);
+  at::_foreach_add_(a, tensor_list(ys, n), alpha);
+  TB_CATCH("_foreach_add_")
+}
+
+tb_error tb_foreach_add_scaled(const tb_tensor* xs, const tb_tensor* ys, int n, double alpha,
+                               tb_tensor* outs) {
+  TB_TRY
+  auto r = at::_foreach_add(tensor_list(xs, n), tensor_list(ys, n), alpha);
+  for (int i = 0; i < n; i++) outs[i] = tb::wrap(std::move(r[i]));
+  TB_CATCH("_foreach_add")
+}
+
+tb_error tb_foreach_mul_scalar_(const tb_tensor* xs, int n, double s) {
+  TB_TRY
+  auto a = tensor_list(xs, n);
+  at::_foreach_mul_(a, s);
+  TB_CATCH("_foreach_mul_")
+}
+
 tb_error tb_addcmul_(tb_tensor a, tb_tensor b, tb_tensor c, double value) {
   TB_TRY
   a->t.addcmul_(b->t, c->t, value);

@@ -223,6 +223,45 @@ func (c *core) step(update func(g *Group, p, grad *torch.Tensor, s *torch.Scope)
 	return err
 }
 
+// stepGroups is step for multi-tensor updates: it calls update once per group
+// with the group's parameters that have a gradient and those gradients
+// (which belong to the scope).
+func (c *core) stepGroups(update func(g *Group, params, grads []*torch.Tensor, s *torch.Scope) error) error {
+	if c.closed {
+		return ErrClosed
+	}
+	s := torch.NewScope()
+	defer s.Close()
+	var err error
+	torch.NoGrad(func() {
+		for gi := range c.groups {
+			g := &c.groups[gi]
+			var params, grads []*torch.Tensor
+			for pi, p := range g.Params {
+				grad := p.Grad()
+				if grad == nil {
+					continue // no gradient: PyTorch skips the parameter
+				}
+				s.Track(grad)
+				if err = grad.Err(); err != nil {
+					err = fmt.Errorf("optim: %s step, group %d parameter %d: %w", c.name, gi, pi, err)
+					return
+				}
+				params = append(params, p)
+				grads = append(grads, grad)
+			}
+			if len(params) == 0 {
+				continue
+			}
+			if err = update(g, params, grads, s); err != nil {
+				err = fmt.Errorf("optim: %s step, group %d: %w", c.name, gi, err)
+				return
+			}
+		}
+	})
+	return err
+}
+
 // addScaled returns a + alpha·b as a new tensor (PyTorch's a.add(b, alpha=alpha)).
 func addScaled(a, b *torch.Tensor, alpha float64) (*torch.Tensor, error) {
 	out := a.Clone()

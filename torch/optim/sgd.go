@@ -65,44 +65,59 @@ func (o *SGD) SetMomentum(m float64) error {
 	return nil
 }
 
-// Step updates every parameter that has a gradient.
+// Step updates every parameter that has a gradient. Like torch.optim.SGD
+// with foreach=True (its default on CUDA), it updates a group's parameters
+// together: a few multi-tensor operations per group rather than a few
+// operations per parameter.
 func (o *SGD) Step() error {
 	mom, damp := o.cfg.Momentum, o.cfg.Dampening
-	return o.step(func(g *Group, p, grad *torch.Tensor, s *torch.Scope) error {
-		d := grad
+	return o.stepGroups(func(g *Group, params, grads []*torch.Tensor, s *torch.Scope) error {
+		d := grads
 		var err error
 		if o.cfg.Maximize {
-			d = grad.Neg()
+			d = make([]*torch.Tensor, len(grads))
+			for i, gr := range grads {
+				d[i] = gr.Neg()
+			}
+			if err := torch.FirstError(d...); err != nil {
+				return err
+			}
 		}
 		if g.WeightDecay != 0 {
-			if d, err = addScaled(d, p, g.WeightDecay); err != nil {
+			if d, err = torch.ForeachAddScaled(d, params, g.WeightDecay); err != nil {
 				return err
 			}
 		}
 		if mom != 0 {
-			b := o.buf[p]
-			if b == nil {
-				if b, err = keep(s, d.Clone()); err != nil {
+			bufs := make([]*torch.Tensor, len(params))
+			var old, oldD []*torch.Tensor // buffers from earlier steps, and their updates
+			for i, p := range params {
+				if b := o.buf[p]; b != nil {
+					bufs[i] = b
+					old = append(old, b)
+					oldD = append(oldD, d[i])
+					continue
+				}
+				if bufs[i], err = keep(s, d[i].Clone()); err != nil {
 					return err
 				}
-				o.buf[p] = b
-			} else {
-				if err := b.MulScalarInPlace(mom); err != nil {
-					return err
-				}
-				if err := b.AddScaledInPlace(d, 1-damp); err != nil {
-					return err
-				}
+				o.buf[p] = bufs[i]
+			}
+			if err := torch.ForeachMulScalarInPlace(old, mom); err != nil {
+				return err
+			}
+			if err := torch.ForeachAddScaledInPlace(old, oldD, 1-damp); err != nil {
+				return err
 			}
 			if o.cfg.Nesterov {
-				if d, err = addScaled(d, b, mom); err != nil {
+				if d, err = torch.ForeachAddScaled(d, bufs, mom); err != nil {
 					return err
 				}
 			} else {
-				d = b
+				d = bufs
 			}
 		}
-		return p.AddScaledInPlace(d, -g.LR)
+		return torch.ForeachAddScaledInPlace(params, d, -g.LR)
 	})
 }
 
