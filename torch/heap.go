@@ -58,7 +58,7 @@ func heapTuningWanted() bool {
 // each, from malloc and frees them by the end of the step. With glibc's
 // dynamic defaults the heap is trimmed, or a per-thread heap deleted, and
 // then faulted in again page by page every step: the benchmark's ResNet-18
-// training step (batch 128) took 4,000–23,000 page faults, depending on the
+// training step (batch 128) took 11,000–28,000 page faults, depending on the
 // arena its thread got, and up to 10% of its time. The binding therefore
 // applies TrainingHeap at start-up, unless the environment sets
 // MODELSTITCH_MALLOC=system or GLIBC_TUNABLES names glibc.malloc settings.
