@@ -4,6 +4,7 @@ import (
 	"slices"
 	"testing"
 
+	"modelstitch/internal/reftest"
 	"modelstitch/torch"
 )
 
@@ -23,7 +24,7 @@ func TestSetTF32(t *testing.T) {
 // generators on the device, copies both ways, the allocator's counter and
 // cache, and synchronisation.
 func TestCUDARuntime(t *testing.T) {
-	requireCUDA(t)
+	reftest.RequireCUDA(t)
 	if n := torch.CUDADeviceCount(); n < 1 {
 		t.Fatalf("CUDAAvailable but %d devices", n)
 	}

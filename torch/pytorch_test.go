@@ -200,20 +200,9 @@ func TestOpsMatchPyTorch(t *testing.T) {
 // copied there, results copied back) against PyTorch's CPU values, with TF32
 // off and tolerances of 1e-4: GPU kernels sum in other orders.
 func TestOpsMatchPyTorchOnCUDA(t *testing.T) {
-	requireCUDA(t)
+	reftest.RequireCUDA(t)
 	defer torch.SetTF32(torch.SetTF32(false))
 	runOpCases(t, reftest.Run(t, refScript), torch.CUDA, 1e-4)
-}
-
-// requireCUDA skips t unless the bridge was built with CUDA and a device is there.
-func requireCUDA(t *testing.T) {
-	t.Helper()
-	if !torch.BuiltWithCUDA() {
-		t.Skip("the bridge was built against a CPU-only libtorch (build it against a CUDA libtorch: README, Building for CUDA)")
-	}
-	if !torch.CUDAAvailable() {
-		t.Skip("no CUDA device on this machine")
-	}
 }
 
 // runOpCases runs every opCase on device dev and compares the forward value,

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"modelstitch/experiments/results"
+	"modelstitch/internal/reftest"
 	"modelstitch/torch"
 	"modelstitch/torch/vision/datasets"
 	"modelstitch/weights/defaults"
@@ -60,9 +61,7 @@ func TestInspectShippedDefault(t *testing.T) {
 // 1.5 points (GPU kernels round differently, and fitting amplifies it).
 // Fashion-MNIST comes from $MODELSTITCH_FASHION_MNIST_DIR when set.
 func TestStitchOnCUDA(t *testing.T) {
-	if !torch.BuiltWithCUDA() || !torch.CUDAAvailable() {
-		t.Skip("needs a CUDA build of the bridge and a GPU")
-	}
+	reftest.RequireCUDA(t)
 	dataDir := os.Getenv("MODELSTITCH_FASHION_MNIST_DIR")
 	if dataDir == "" {
 		dataDir = datasets.DefaultFashionMNISTDir

@@ -62,6 +62,18 @@ func Require(t testing.TB) {
 	}
 }
 
+// RequireCUDA skips t unless the bridge was built against a CUDA libtorch and
+// a GPU is there: the CUDA tests' common guard.
+func RequireCUDA(t testing.TB) {
+	t.Helper()
+	if !torch.BuiltWithCUDA() {
+		t.Skip("the bridge was built against a CPU-only libtorch (build it against a CUDA libtorch: README, Building for CUDA)")
+	}
+	if !torch.CUDAAvailable() {
+		t.Skip("no CUDA device on this machine")
+	}
+}
+
 // prelude is prepended to every script. save() accepts tensors, numbers and
 // lists of numbers.
 const prelude = `

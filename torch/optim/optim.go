@@ -30,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"modelstitch/torch"
 )
@@ -195,32 +196,14 @@ func (c *core) ZeroGrad() error {
 // (freed on return) and with gradient recording off. The gradient handed to
 // update belongs to the scope.
 func (c *core) step(update func(g *Group, p, grad *torch.Tensor, s *torch.Scope) error) error {
-	if c.closed {
-		return ErrClosed
-	}
-	s := torch.NewScope()
-	defer s.Close()
-	var err error
-	torch.NoGrad(func() {
-		for gi := range c.groups {
-			g := &c.groups[gi]
-			for pi, p := range g.Params {
-				grad := p.Grad()
-				if grad == nil {
-					continue // no gradient: PyTorch skips the parameter
-				}
-				s.Track(grad)
-				if err = grad.Err(); err == nil {
-					err = update(g, p, grad, s)
-				}
-				if err != nil {
-					err = fmt.Errorf("optim: %s step, group %d parameter %d: %w", c.name, gi, pi, err)
-					return
-				}
+	return c.stepGroups(func(g *Group, params, grads []*torch.Tensor, s *torch.Scope) error {
+		for i, p := range params {
+			if err := update(g, p, grads[i], s); err != nil {
+				return fmt.Errorf("parameter %d: %w", slices.Index(g.Params, p), err)
 			}
 		}
+		return nil
 	})
-	return err
 }
 
 // stepGroups is step for multi-tensor updates: it calls update once per group

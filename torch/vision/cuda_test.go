@@ -5,21 +5,11 @@ import (
 	"math"
 	"testing"
 
+	"modelstitch/internal/reftest"
 	"modelstitch/torch"
 	"modelstitch/torch/nn"
 	"modelstitch/torch/optim"
 )
-
-// requireCUDA skips t unless the bridge was built with CUDA and a device is there.
-func requireCUDA(t *testing.T) {
-	t.Helper()
-	if !torch.BuiltWithCUDA() {
-		t.Skip("the bridge was built against a CPU-only libtorch (build it against a CUDA libtorch: README, Building for CUDA)")
-	}
-	if !torch.CUDAAvailable() {
-		t.Skip("no CUDA device on this machine")
-	}
-}
 
 // TestResNetOnCUDAMatchesCPU trains the same ResNet-18 (CIFAR stem, width
 // 0.25, 1 channel) from the same weights on the same batch for three SGD
@@ -27,7 +17,7 @@ func requireCUDA(t *testing.T) {
 // first step's gradients, the updated weights and running statistics, and the
 // eval-mode logits agree to 1e-3.
 func TestResNetOnCUDAMatchesCPU(t *testing.T) {
-	requireCUDA(t)
+	reftest.RequireCUDA(t)
 	defer torch.SetTF32(torch.SetTF32(false))
 	cfg := ResNetConfig{Depth: 18, Width: 0.25, Stem: StemCIFAR, InChannels: 1, Classes: 10}
 	if err := torch.ManualSeed(3); err != nil {
