@@ -4,11 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"math/rand/v2"
 	"os"
 	"strings"
 
+	"modelstitch/experiments/evaluate"
 	"modelstitch/experiments/models"
 	"modelstitch/torch"
 	"modelstitch/torch/nn"
@@ -249,31 +249,14 @@ func fitLinear(fc *nn.Linear, x, y *torch.Tensor, cfg ProbeConfig) error {
 			idx := s.Track(torch.FromSlice(order[lo:hi])).ToDevice(cfg.Device)
 			xb, yb := x.IndexSelect(0, idx), y.IndexSelect(0, idx)
 			logits := fc.Forward(xb)
-			loss := torch.CrossEntropy(logits, yb, 0, torch.ReduceMean)
-			err := loss.Backward()
-			if err == nil {
-				err = opt.Step()
-			}
-			if err == nil {
-				err = opt.ZeroGrad()
-			}
-			if err == nil {
-				err = sched.Step()
-			}
-			var l float64
+			l, err := optimize(torch.CrossEntropy(logits, yb, 0, torch.ReduceMean), opt, sched)
 			var c int64
 			if err == nil {
-				l, err = loss.Item()
-			}
-			if err == nil {
-				c, err = logits.Argmax(1, false).Eq(yb).Sum().ItemInt()
+				c, err = evaluate.Correct(logits, yb)
 			}
 			s.Close()
 			if err != nil {
 				return fmt.Errorf("epoch %d: %w", epoch+1, err)
-			}
-			if math.IsNaN(l) || math.IsInf(l, 0) {
-				return fmt.Errorf("epoch %d: loss is %v", epoch+1, l)
 			}
 			lossSum += l * float64(hi-lo)
 			correct += c

@@ -277,23 +277,7 @@ func simclrEpoch(net *vision.ResNet, head *nn.Sequential, loader *data.Loader, o
 		// Both views in one batch: batch norm sees all 2N images, as in SimCLR.
 		z := head.Forward(net.Forward(torch.Cat(b.Views, 0)))
 		loss := NTXent(z.Narrow(0, 0, n), z.Narrow(0, n, n), cfg.Temperature)
-		err = loss.Backward()
-		var l float64
-		if err == nil {
-			l, err = loss.Item()
-		}
-		if err == nil && (math.IsNaN(l) || math.IsInf(l, 0)) {
-			err = fmt.Errorf("loss is %v (try a smaller --lr)", l)
-		}
-		if err == nil {
-			err = opt.Step()
-		}
-		if err == nil {
-			err = opt.ZeroGrad()
-		}
-		if err == nil {
-			err = sched.Step()
-		}
+		l, err := optimize(loss, opt, sched)
 		b.Close()
 		if err != nil {
 			return int(seen), fmt.Errorf("SimCLR epoch %d: %w", epoch+1, err)

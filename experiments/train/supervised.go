@@ -190,22 +190,8 @@ func trainEpoch(net *vision.ResNet, loader *data.Loader, opt optim.Optimizer, sc
 			return int(seen), err
 		}
 		logits := net.Forward(b.X)
-		loss := torch.CrossEntropy(logits, b.Y, 0, torch.ReduceMean)
-		err = loss.Backward()
-		if err == nil {
-			err = opt.Step()
-		}
-		if err == nil {
-			err = opt.ZeroGrad()
-		}
-		if err == nil {
-			err = sched.Step()
-		}
-		var l float64
+		l, err := optimize(torch.CrossEntropy(logits, b.Y, 0, torch.ReduceMean), opt, sched)
 		var c int64
-		if err == nil {
-			l, err = loss.Item()
-		}
 		if err == nil {
 			c, err = evaluate.Correct(logits, b.Y)
 		}

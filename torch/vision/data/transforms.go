@@ -107,8 +107,17 @@ func fail(name, format string, args ...any) *torch.Tensor {
 	return torch.ErrTensor(fmt.Errorf("data: %s: %s", name, fmt.Sprintf(format, args...)))
 }
 
-// probability checks that p is in [0, 1].
-func probability(p float64) bool { return p >= 0 && p <= 1 }
+// beginEach checks that p is a probability and starts operation name on x,
+// for the transforms that change each sample with probability p.
+func beginEach(name string, p float64, x *torch.Tensor, g *torch.Generator) (*opScope, error) {
+	if !(p >= 0 && p <= 1) {
+		return nil, fmt.Errorf("data: %s: probability %v, want [0, 1]", name, p)
+	}
+	return begin(name, x, g)
+}
+
+// chosen returns an [N,1,1,1] mask that picks each sample with probability p.
+func (o *opScope) chosen(p float64) *torch.Tensor { return o.uniform(0, 1, o.n, 1, 1, 1).LtScalar(p) }
 
 // identity returns a new handle to x (no copy), in x's scope.
 func identity(x *torch.Tensor) *torch.Tensor { return x.Ref() }
@@ -160,15 +169,11 @@ type HorizontalFlip struct {
 // Apply flips a random subset of the samples.
 func (t HorizontalFlip) Apply(x *torch.Tensor, g *torch.Generator) *torch.Tensor {
 	const name = "horizontal flip"
-	if !probability(t.P) {
-		return fail(name, "probability %v, want [0, 1]", t.P)
-	}
-	o, err := begin(name, x, g)
+	o, err := beginEach(name, t.P, x, g)
 	if err != nil {
 		return torch.ErrTensor(err)
 	}
-	flip := o.uniform(0, 1, o.n, 1, 1, 1).LtScalar(t.P)
-	return o.finish(torch.Where(flip, o.x.Flip(3), o.x))
+	return o.finish(torch.Where(o.chosen(t.P), o.x.Flip(3), o.x))
 }
 
 // String describes the transform.
@@ -319,10 +324,7 @@ func (t ColorJitter) Apply(x *torch.Tensor, g *torch.Generator) *torch.Tensor {
 	if !(t.Hue >= 0 && t.Hue <= 0.5) {
 		return fail(name, "hue %v, want [0, 0.5]", t.Hue)
 	}
-	if !probability(t.P) {
-		return fail(name, "probability %v, want [0, 1]", t.P)
-	}
-	o, err := begin(name, x, g)
+	o, err := beginEach(name, t.P, x, g)
 	if err != nil {
 		return torch.ErrTensor(err)
 	}
@@ -365,8 +367,7 @@ func (t ColorJitter) Apply(x *torch.Tensor, g *torch.Generator) *torch.Tensor {
 			y = op.apply(y, f)
 		}
 	}
-	apply := o.uniform(0, 1, n, 1, 1, 1).LtScalar(t.P)
-	return o.finish(torch.Where(apply, y, o.x))
+	return o.finish(torch.Where(o.chosen(t.P), y, o.x))
 }
 
 // randomOrder returns a random permutation of 0..m-1 for each sample, [N,m] int64:
@@ -443,10 +444,7 @@ type RandomGrayscale struct {
 // Apply converts a random subset of the samples to gray.
 func (t RandomGrayscale) Apply(x *torch.Tensor, g *torch.Generator) *torch.Tensor {
 	const name = "random grayscale"
-	if !probability(t.P) {
-		return fail(name, "probability %v, want [0, 1]", t.P)
-	}
-	o, err := begin(name, x, g)
+	o, err := beginEach(name, t.P, x, g)
 	if err != nil {
 		return torch.ErrTensor(err)
 	}
@@ -458,8 +456,7 @@ func (t RandomGrayscale) Apply(x *torch.Tensor, g *torch.Generator) *torch.Tenso
 		o.s.Close()
 		return fail(name, "want 1 or 3 channels, got %d", o.c)
 	}
-	mask := o.uniform(0, 1, o.n, 1, 1, 1).LtScalar(t.P)
-	return o.finish(torch.Where(mask, gray(o.x).Expand(o.n, 3, o.h, o.w), o.x))
+	return o.finish(torch.Where(o.chosen(t.P), gray(o.x).Expand(o.n, 3, o.h, o.w), o.x))
 }
 
 // String describes the transform.
@@ -525,9 +522,6 @@ func (t RandomErasing) withDefaults() RandomErasing {
 func (t RandomErasing) Apply(x *torch.Tensor, g *torch.Generator) *torch.Tensor {
 	const name = "random erasing"
 	t = t.withDefaults()
-	if !probability(t.P) {
-		return fail(name, "probability %v, want [0, 1]", t.P)
-	}
 	if !(t.Scale[0] >= 0 && t.Scale[0] <= t.Scale[1] && t.Scale[1] <= 1) {
 		return fail(name, "scale %v, want 0 <= min <= max <= 1", t.Scale)
 	}
@@ -537,7 +531,7 @@ func (t RandomErasing) Apply(x *torch.Tensor, g *torch.Generator) *torch.Tensor 
 	if math.IsNaN(t.Value) {
 		return fail(name, "value is NaN")
 	}
-	o, err := begin(name, x, g)
+	o, err := beginEach(name, t.P, x, g)
 	if err != nil {
 		return torch.ErrTensor(err)
 	}
