@@ -42,31 +42,11 @@ type safetensorsEntry struct {
 // optional __metadata__ string map) and the tensor bytes. Keys keep the
 // header's order and are normalised as by NormalizeKeys; __metadata__ becomes
 // Checkpoint.Metadata.
-func ReadSafetensors(path string) (*Checkpoint, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("weights: %w", err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("weights: %w", err)
-	}
-	ck, err := readSafetensors(f, st.Size())
-	if err != nil {
-		return nil, fmt.Errorf("weights: %s: %w", path, err)
-	}
-	ck.Path = path
-	return ck, nil
-}
+func ReadSafetensors(path string) (*Checkpoint, error) { return readPath(path, readSafetensors) }
 
 // ReadSafetensorsBytes is ReadSafetensors for a file's contents held in memory.
 func ReadSafetensorsBytes(data []byte) (*Checkpoint, error) {
-	ck, err := readSafetensors(bytes.NewReader(data), int64(len(data)))
-	if err != nil {
-		return nil, fmt.Errorf("weights: %w", err)
-	}
-	return ck, nil
+	return readMemory(data, readSafetensors)
 }
 
 func readSafetensors(r io.ReaderAt, size int64) (*Checkpoint, error) {

@@ -22,7 +22,13 @@ const legacyMagic = "1950a86a20f9469cfc6c"
 // default since PyTorch 1.6) or the legacy format, finds the state dict in it
 // and normalises its keys (see NormalizeKeys). A TorchScript archive gives an
 // error wrapping ErrTorchScript.
-func ReadTorchFile(path string) (*Checkpoint, error) {
+func ReadTorchFile(path string) (*Checkpoint, error) { return readPath(path, readTorch) }
+
+// ReadTorchBytes is ReadTorchFile for a file's contents held in memory.
+func ReadTorchBytes(data []byte) (*Checkpoint, error) { return readMemory(data, readTorch) }
+
+// readPath opens path and reads it with read, naming the file in errors.
+func readPath(path string, read func(r io.ReaderAt, size int64) (*Checkpoint, error)) (*Checkpoint, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("weights: %w", err)
@@ -35,7 +41,7 @@ func ReadTorchFile(path string) (*Checkpoint, error) {
 	if st.IsDir() {
 		return nil, fmt.Errorf("weights: %s: is a directory", path)
 	}
-	ck, err := readTorch(f, st.Size())
+	ck, err := read(f, st.Size())
 	if err != nil {
 		return nil, fmt.Errorf("weights: %s: %w", path, err)
 	}
@@ -43,9 +49,9 @@ func ReadTorchFile(path string) (*Checkpoint, error) {
 	return ck, nil
 }
 
-// ReadTorchBytes is ReadTorchFile for a file's contents held in memory.
-func ReadTorchBytes(data []byte) (*Checkpoint, error) {
-	ck, err := readTorch(bytes.NewReader(data), int64(len(data)))
+// readMemory reads a file's contents held in memory with read.
+func readMemory(data []byte, read func(r io.ReaderAt, size int64) (*Checkpoint, error)) (*Checkpoint, error) {
+	ck, err := read(bytes.NewReader(data), int64(len(data)))
 	if err != nil {
 		return nil, fmt.Errorf("weights: %w", err)
 	}
