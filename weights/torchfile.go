@@ -58,6 +58,25 @@ func readMemory(data []byte, read func(r io.ReaderAt, size int64) (*Checkpoint, 
 	return ck, nil
 }
 
+// storageID reads the storage class, key and element count of a persistent
+// id ('storage', class, key, location, numel, ...), already checked to have
+// five entries.
+func storageID(tup *types.Tuple) (*storageClass, string, int64, error) {
+	cls, ok := tup.Get(1).(*storageClass)
+	if !ok {
+		return nil, "", 0, fmt.Errorf("unsupported storage type %v", describe(tup.Get(1)))
+	}
+	key, ok := tup.Get(2).(string)
+	if !ok {
+		return nil, "", 0, fmt.Errorf("storage key is %T, not a string", tup.Get(2))
+	}
+	n, ok := toInt64(tup.Get(4))
+	if !ok || n < 0 {
+		return nil, "", 0, fmt.Errorf("storage %q: bad element count %v", key, describe(tup.Get(4)))
+	}
+	return cls, key, n, nil
+}
+
 // readTorch dispatches on the first bytes: zip or legacy pickle stream.
 func readTorch(r io.ReaderAt, size int64) (*Checkpoint, error) {
 	var head [4]byte
@@ -123,17 +142,9 @@ func readTorchZip(r io.ReaderAt, size int64) (*Checkpoint, error) {
 		if s, _ := tup.Get(0).(string); s != "storage" {
 			return nil, fmt.Errorf("persistent id of kind %v, only 'storage' is supported", describe(tup.Get(0)))
 		}
-		cls, ok := tup.Get(1).(*storageClass)
-		if !ok {
-			return nil, fmt.Errorf("unsupported storage type %v", describe(tup.Get(1)))
-		}
-		key, ok := tup.Get(2).(string)
-		if !ok {
-			return nil, fmt.Errorf("storage key is %T, not a string", tup.Get(2))
-		}
-		n, ok := toInt64(tup.Get(4))
-		if !ok || n < 0 {
-			return nil, fmt.Errorf("storage %q: bad element count %v", key, describe(tup.Get(4)))
+		cls, key, n, err := storageID(tup)
+		if err != nil {
+			return nil, err
 		}
 		nbytes, ok := byteSize([]int64{n}, cls.dtype)
 		if !ok {
@@ -254,17 +265,9 @@ func readTorchLegacy(r io.ReaderAt, size int64) (*Checkpoint, error) {
 		if s, _ := tup.Get(0).(string); s != "storage" || tup.Len() < 5 {
 			return nil, fmt.Errorf("persistent id %v is not ('storage', type, key, location, numel, view)", describe(pid))
 		}
-		cls, ok := tup.Get(1).(*storageClass)
-		if !ok {
-			return nil, fmt.Errorf("unsupported storage type %v", describe(tup.Get(1)))
-		}
-		key, ok := tup.Get(2).(string)
-		if !ok {
-			return nil, fmt.Errorf("storage key is %T, not a string", tup.Get(2))
-		}
-		n, ok := toInt64(tup.Get(4))
-		if !ok || n < 0 {
-			return nil, fmt.Errorf("storage %q: bad element count %v", key, describe(tup.Get(4)))
+		cls, key, n, err := storageID(tup)
+		if err != nil {
+			return nil, err
 		}
 		st, ok := storages[key]
 		if !ok {
