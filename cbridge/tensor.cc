@@ -427,14 +427,14 @@ std::vector<at::Tensor> tensor_list(const tb_tensor* xs, int n) {
 tb_error tb_foreach_add_scaled_(const tb_tensor* xs, const tb_tensor* ys, int n, double alpha) {
   TB_TRY
   auto a = tensor_list(xs, n);
-  at::_foreach_add_(a, tensor_list(ys, n), alpha);
+  at::_foreach_add_(a, tensor_list(ys, n), at::Scalar(alpha));
   TB_CATCH("_foreach_add_")
 }
 
 tb_error tb_foreach_add_scaled(const tb_tensor* xs, const tb_tensor* ys, int n, double alpha,
                                tb_tensor* outs) {
   TB_TRY
-  auto r = at::_foreach_add(tensor_list(xs, n), tensor_list(ys, n), alpha);
+  auto r = at::_foreach_add(tensor_list(xs, n), tensor_list(ys, n), at::Scalar(alpha));
   for (int i = 0; i < n; i++) outs[i] = tb::wrap(std::move(r[i]));
   TB_CATCH("_foreach_add")
 }
@@ -442,7 +442,7 @@ tb_error tb_foreach_add_scaled(const tb_tensor* xs, const tb_tensor* ys, int n, 
 tb_error tb_foreach_mul_scalar_(const tb_tensor* xs, int n, double s) {
   TB_TRY
   auto a = tensor_list(xs, n);
-  at::_foreach_mul_(a, s);
+  at::_foreach_mul_(a, at::Scalar(s));
   TB_CATCH("_foreach_mul_")
 }
 
