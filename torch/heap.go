@@ -31,11 +31,6 @@ type HeapConfig struct {
 // process.
 var TrainingHeap = HeapConfig{MmapThreshold: 32 << 20, TrimThreshold: 256 << 20, TopPad: 64 << 20}
 
-// GlibcStartHeap is glibc's starting setting (128 KiB for each), held fixed;
-// glibc itself raises the thresholds as large blocks are freed, unless they
-// were set.
-var GlibcStartHeap = HeapConfig{MmapThreshold: 128 << 10, TrimThreshold: 128 << 10, TopPad: 128 << 10}
-
 // heapTuned records whether TrainingHeap is in force from start-up.
 var heapTuned bool
 
