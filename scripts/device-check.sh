@@ -9,7 +9,9 @@
 #   3. runs the training benchmark on the GPU (Go against PyTorch);
 #   4. times the stitch command at every cut on the GPU and on the CPU.
 # Logs go to $OUT (or device/out); summary.txt lists each step's exit status.
-# Steps go on after a failure, so one run shows everything.
+# Steps go on after a failure, so one run shows everything. ONLY="build torch"
+# runs just the named steps (build, torch, vision, cli, bench, stitch-cuda,
+# stitch-cpu).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUT=${OUT:-device/out}
@@ -21,6 +23,7 @@ summary="$OUT/summary.txt"
 # step NAME CMD...: runs CMD with its output in $OUT/NAME.log and notes its status and time.
 step() {
   local name=$1; shift
+  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return 0; fi
   local t0=$SECONDS
   echo "== $name: $*" >>"$OUT/$name.log"
   "$@" >>"$OUT/$name.log" 2>&1
@@ -40,7 +43,25 @@ step() {
 cat "$OUT/machine.txt"
 
 PREFIX=$("$PY" -c 'import torch; print(torch.utils.cmake_prefix_path)')
-step build bash -c "cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH='$PREFIX' && cmake --build build-cuda -j \$(nproc)"
+configure() {
+  cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$PREFIX" "$@"
+}
+# A pip torch's CMake files look for cuDNN, which pip installs as a Python
+# package (nvidia/cudnn, with libcudnn.so.N but no libcudnn.so): if the plain
+# configure fails, point them at it.
+cudnn_hints() {
+  local d
+  d=$("$PY" -c 'import nvidia.cudnn, os; print(os.path.dirname(nvidia.cudnn.__file__ or list(nvidia.cudnn.__path__)[0]))' 2>/dev/null) || return 0
+  [ -d "$d/include" ] || return 0
+  mkdir -p build-cuda/cudnn-lib
+  for f in "$d"/lib/libcudnn.so*; do ln -sf "$f" build-cuda/cudnn-lib/libcudnn.so; break; done
+  echo "-DCUDNN_INCLUDE_PATH=$d/include -DCUDNN_LIBRARY_PATH=$PWD/build-cuda/cudnn-lib/libcudnn.so"
+}
+build() {
+  configure || { rm -rf build-cuda/CMakeCache.txt; configure $(cudnn_hints); } || return 1
+  cmake --build build-cuda -j "$(nproc)"
+}
+step build build
 rm -rf device/bin && tar -C device -xzf device/bin.tar.gz
 
 export LD_LIBRARY_PATH="$PWD/build-cuda${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
