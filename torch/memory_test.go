@@ -42,7 +42,13 @@ func TestTrainingLoopDoesNotLeak(t *testing.T) {
 	// process are not counted as leaks.
 	warm := nn.NewBatchNorm2d(1)
 	in := torch.Ones([]int64{2, 1, 1, 1})
-	torch.NoGrad(func() { warm.Forward(in).Free() })
+	if err := torch.NoGrad(func() error {
+		out := warm.Forward(in)
+		defer out.Free()
+		return out.Err()
+	}); err != nil {
+		t.Fatal(err)
+	}
 	nn.Free(warm)
 	in.Free()
 	start := torch.LiveTensors()

@@ -63,25 +63,27 @@ func (g *Generator) handle() C.tb_generator {
 }
 
 // NoGrad runs f with gradient recording off, on one locked OS thread, and
-// restores the previous mode afterwards. Use it for evaluation and for in-place
-// parameter updates.
-func NoGrad(f func()) {
+// restores the previous mode afterwards. It returns f's error, so that a
+// caller need not carry the error out in a variable. Use it for evaluation and
+// for in-place parameter updates.
+func NoGrad(f func() error) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	prev := C.tb_is_grad_enabled()
 	C.tb_set_grad_enabled(0)
 	defer C.tb_set_grad_enabled(prev)
-	f()
+	return f()
 }
 
-// WithGrad runs f with gradient recording on (e.g. inside a NoGrad section).
-func WithGrad(f func()) {
+// WithGrad runs f with gradient recording on (e.g. inside a NoGrad section)
+// and returns f's error.
+func WithGrad(f func() error) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	prev := C.tb_is_grad_enabled()
 	C.tb_set_grad_enabled(1)
 	defer C.tb_set_grad_enabled(prev)
-	f()
+	return f()
 }
 
 // GradEnabled reports whether gradient recording is on for the calling thread.
@@ -89,8 +91,10 @@ func WithGrad(f func()) {
 func GradEnabled() bool { return C.tb_is_grad_enabled() != 0 }
 
 // InferenceMode runs f in libtorch's inference mode (no autograd bookkeeping at
-// all; faster than NoGrad). Tensors made inside cannot later be used in autograd.
-func InferenceMode(f func()) error {
+// all; faster than NoGrad) and returns f's error, or the error of entering the
+// mode (then f does not run). Tensors made inside cannot later be used in
+// autograd.
+func InferenceMode(f func() error) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	var g C.tb_guard
@@ -98,6 +102,5 @@ func InferenceMode(f func()) error {
 		return err
 	}
 	defer C.tb_guard_free(g)
-	f()
-	return nil
+	return f()
 }

@@ -16,19 +16,16 @@ type Progress func(done int)
 // Put the model in evaluation mode first.
 func Accuracy(forward func(x *torch.Tensor) *torch.Tensor, loader *data.Loader, progress Progress) (float64, error) {
 	var correct, total int64
-	var ferr error
-	torch.NoGrad(func() {
+	err := torch.NoGrad(func() error {
 		for b, err := range loader.Batches(0) {
 			if err != nil {
-				ferr = err
-				return
+				return err
 			}
 			c, err := Correct(forward(b.X), b.Y)
 			n := b.Y.Size(0)
 			b.Close()
 			if err != nil {
-				ferr = err
-				return
+				return err
 			}
 			correct += c
 			total += n
@@ -36,9 +33,10 @@ func Accuracy(forward func(x *torch.Tensor) *torch.Tensor, loader *data.Loader, 
 				progress(int(n))
 			}
 		}
+		return nil
 	})
-	if ferr != nil {
-		return 0, ferr
+	if err != nil {
+		return 0, err
 	}
 	if total == 0 {
 		return 0, errors.New("evaluate: no samples")

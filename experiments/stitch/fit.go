@@ -87,31 +87,30 @@ func checkLoss(loss *torch.Tensor) error {
 func LeastSquaresInit(m *Model, loader *data.Loader, progress evaluate.Progress) error {
 	var acc lstsq
 	defer acc.free()
-	var ferr error
-	torch.NoGrad(func() {
+	err := torch.NoGrad(func() error {
 		for b, err := range loader.Batches(0) {
 			if err != nil {
-				ferr = err
-				return
+				return err
 			}
 			x := m.Bottom.ForwardTo(b.X, m.Cut)
 			y := m.Top.ForwardTo(b.X, m.Cut)
-			ferr = torch.FirstError(x, y)
-			if ferr == nil {
-				ferr = acc.add(x, y)
+			err = torch.FirstError(x, y)
+			if err == nil {
+				err = acc.add(x, y)
 			}
 			n := b.Len()
 			b.Close()
-			if ferr != nil {
-				return
+			if err != nil {
+				return err
 			}
 			if progress != nil {
 				progress(n)
 			}
 		}
+		return nil
 	})
-	if ferr != nil {
-		return fmt.Errorf("least-squares init: %w", ferr)
+	if err != nil {
+		return fmt.Errorf("least-squares init: %w", err)
 	}
 	return acc.solve(m.Layer)
 }

@@ -78,8 +78,8 @@ func (a *lstsq) solve(l *Layer) error {
 	}
 	dev := l.Pre.Weight.Device()
 	f32 := func(t *torch.Tensor) *torch.Tensor { return t.ToDeviceDType(dev, torch.Float32) }
-	var err error
-	torch.NoGrad(func() {
+	err := torch.NoGrad(func() error {
+		var err error
 		set := func(dst, src *torch.Tensor) {
 			if err == nil {
 				err = dst.CopyFrom(f32(src))
@@ -109,6 +109,7 @@ func (a *lstsq) solve(l *Layer) error {
 		set(l.Post.RunningVar, varZ)
 		set(l.Post.Weight, varZ.AddScalar(l.Post.Eps).Sqrt())
 		set(l.Post.Bias, bNorm)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("stitch: least-squares init: %w", err)

@@ -277,12 +277,10 @@ func (r *Runner) cka(cut string, test *data.Loader) (float64, error) {
 	var xs, ys []*torch.Tensor
 	defer func() { torch.FreeAll(xs...); torch.FreeAll(ys...) }()
 	n := 0
-	var ferr error
-	torch.NoGrad(func() {
+	err := torch.NoGrad(func() error {
 		for b, err := range test.Batches(0) {
 			if err != nil {
-				ferr = err
-				return
+				return err
 			}
 			x := b.X
 			if take := r.Config.CKASamples - n; int64(take) < x.Size(0) {
@@ -293,13 +291,14 @@ func (r *Runner) cka(cut string, test *data.Loader) (float64, error) {
 			n += int(x.Size(0))
 			b.Close()
 			xs, ys = append(xs, bx), append(ys, ty)
-			if ferr = torch.FirstError(bx, ty); ferr != nil || n >= r.Config.CKASamples {
-				return
+			if err := torch.FirstError(bx, ty); err != nil || n >= r.Config.CKASamples {
+				return err
 			}
 		}
+		return nil
 	})
-	if ferr != nil {
-		return 0, ferr
+	if err != nil {
+		return 0, err
 	}
 	if len(xs) == 0 {
 		return 0, fmt.Errorf("cka: no test samples")
@@ -376,15 +375,15 @@ func snapshotBuffers(ms ...nn.Module) (func() error, error) {
 		}
 	}
 	return func() error {
-		var err error
-		torch.NoGrad(func() {
+		return torch.NoGrad(func() error {
+			var err error
 			for _, s := range all {
 				if e := s.dst.CopyFrom(s.copy); e != nil && err == nil {
 					err = e
 				}
 				s.copy.Free()
 			}
+			return err
 		})
-		return err
 	}, nil
 }

@@ -102,13 +102,14 @@ func Probe(backbone *models.Model, train, test *datasets.Dataset, cfg ProbeConfi
 
 	// Standardise with the training features' statistics.
 	var mu, sigma, xs *torch.Tensor
-	torch.NoGrad(func() {
+	err = torch.NoGrad(func() error {
 		mu = trainX.MeanDims([]int64{0}, true)
 		sigma = trainX.Var([]int64{0}, false, true).AddScalar(1e-5).Sqrt()
 		xs = trainX.Sub(mu).Div(sigma)
+		return torch.FirstError(mu, sigma, xs)
 	})
 	defer torch.FreeAll(mu, sigma, xs)
-	if err := torch.FirstError(mu, sigma, xs); err != nil {
+	if err != nil {
 		return nil, 0, fmt.Errorf("probe: standardising features: %w", err)
 	}
 
@@ -127,9 +128,10 @@ func Probe(backbone *models.Model, train, test *datasets.Dataset, cfg ProbeConfi
 
 	// Fold the standardisation in: W(x−μ)/σ + b = (W/σ)x + (b − (W/σ)μ).
 	var w, b *torch.Tensor
-	torch.NoGrad(func() {
+	_ = torch.NoGrad(func() error { // w and b carry any error to linearAccuracy
 		w = fc.Weight.Div(sigma)
 		b = fc.Bias.Sub(w.Mm(mu.T()).Flatten(0, -1))
+		return nil
 	})
 	defer torch.FreeAll(w, b)
 	acc, err := linearAccuracy(testX, testY, w, b)
@@ -179,17 +181,15 @@ func Features(net *vision.ResNet, ds *datasets.Dataset, mean, std []float64, bat
 		torch.FreeAll(xs...)
 		torch.FreeAll(ys...)
 	}()
-	torch.NoGrad(func() {
-		for b, berr := range loader.Batches(0) {
-			if berr != nil {
-				err = berr
-				return
+	err = torch.NoGrad(func() error {
+		for b, err := range loader.Batches(0) {
+			if err != nil {
+				return err
 			}
 			f := net.ForwardTo(b.X, "pool")
-			if ferr := f.Err(); ferr != nil {
+			if err := f.Err(); err != nil {
 				b.Close()
-				err = ferr
-				return
+				return err
 			}
 			xs = append(xs, b.Scope.Keep(f))
 			ys = append(ys, b.Scope.Keep(b.Y))
@@ -198,9 +198,8 @@ func Features(net *vision.ResNet, ds *datasets.Dataset, mean, std []float64, bat
 				_ = bar.Add(1)
 			}
 		}
-		if err == nil {
-			x, y = torch.Cat(xs, 0), torch.Cat(ys, 0)
-		}
+		x, y = torch.Cat(xs, 0), torch.Cat(ys, 0)
+		return nil
 	})
 	if bar != nil {
 		_ = bar.Finish()
@@ -280,12 +279,12 @@ func linearAccuracy(x, y, w, b *torch.Tensor) (float64, error) {
 		return 0, errors.New("empty test set")
 	}
 	var c int64
-	var err error
-	torch.NoGrad(func() {
+	err := torch.NoGrad(func() (err error) {
 		s := torch.NewScope()
 		defer s.Close()
 		pred := s.Track(torch.Linear(x, w, b)).Argmax(1, false)
 		c, err = pred.Eq(y).Sum().ItemInt()
+		return err
 	})
 	if err != nil {
 		return 0, err
@@ -314,11 +313,11 @@ func probeModel(backbone *models.Model, w, b *torch.Tensor, dev torch.Device) (*
 		return nil, err
 	}
 	fc := nn.NewLinear(w.Size(1), w.Size(0), true)
-	var cerr error
-	torch.NoGrad(func() {
-		if cerr = fc.Weight.CopyFrom(w); cerr == nil {
-			cerr = fc.Bias.CopyFrom(b)
+	cerr := torch.NoGrad(func() error {
+		if err := fc.Weight.CopyFrom(w); err != nil {
+			return err
 		}
+		return fc.Bias.CopyFrom(b)
 	})
 	if cerr == nil {
 		cerr = net.SetClassifier(fc)

@@ -186,8 +186,7 @@ func gatherBNStats(t *testing.T, m *models.Model, cfg SimCLRConfig) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var ferr error
-			torch.NoGrad(func() { ferr = m.Net.Forward(torch.Cat(b.Views, 0)).Err() })
+			ferr := torch.NoGrad(func() error { return m.Net.Forward(torch.Cat(b.Views, 0)).Err() })
 			b.Close()
 			if ferr != nil {
 				t.Fatal(ferr)

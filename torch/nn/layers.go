@@ -98,9 +98,7 @@ func NewBatchNorm1d(c int64) *BatchNorm { return NewBatchNorm(c) }
 func (b *BatchNorm) Forward(x *torch.Tensor) *torch.Tensor {
 	training := b.Training() || b.UseBatchStats
 	if b.Training() && b.NumBatches != nil {
-		var err error
-		torch.NoGrad(func() { err = b.NumBatches.AddInPlace(int64One()) })
-		if err != nil {
+		if err := torch.NoGrad(func() error { return b.NumBatches.AddInPlace(int64One()) }); err != nil {
 			return torch.ErrTensor(fmt.Errorf("nn: batch norm: counting batches: %w", err))
 		}
 	}
@@ -234,7 +232,5 @@ func KaimingNormalFanOut(w *torch.Tensor) error {
 	for _, k := range s[2:] {
 		fanOut *= k
 	}
-	var err error
-	torch.NoGrad(func() { err = w.FillNormal(0, math.Sqrt(2/float64(fanOut)), nil) })
-	return err
+	return torch.NoGrad(func() error { return w.FillNormal(0, math.Sqrt(2/float64(fanOut)), nil) })
 }

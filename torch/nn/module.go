@@ -312,8 +312,8 @@ func (e *LoadError) Error() string {
 func LoadStateDict(m Module, sd map[string]*torch.Tensor, strict bool) error {
 	le := &LoadError{}
 	seen := map[string]bool{}
-	var copyErr error
-	torch.NoGrad(func() {
+	var copyErr error // walk cannot stop early: the first copy error skips the rest
+	err := torch.NoGrad(func() error {
 		walk(m, "", func(s namedSlot) {
 			if *s.p == nil || copyErr != nil {
 				return
@@ -333,9 +333,10 @@ func LoadStateDict(m Module, sd map[string]*torch.Tensor, strict bool) error {
 				copyErr = fmt.Errorf("loading %s: %w", s.name, err)
 			}
 		})
-	})
-	if copyErr != nil {
 		return copyErr
+	})
+	if err != nil {
+		return err
 	}
 	for k := range sd {
 		if !seen[k] {

@@ -158,7 +158,9 @@ func TestTrainEvalBatchNorm(t *testing.T) {
 	if bn.Training() {
 		t.Fatal("Eval did not reach the child")
 	}
-	torch.NoGrad(func() { y = m.Forward(x) })
+	if err := torch.NoGrad(func() error { y = m.Forward(x); return y.Err() }); err != nil {
+		t.Fatal(err)
+	}
 	want := make([]float64, 16)
 	xs := floats(t, x)
 	for i, v := range xs {

@@ -54,9 +54,10 @@ func TestSetClassifier(t *testing.T) {
 	x := s.Track(torch.Randn([]int64{2, 1, 16, 16}))
 	nn.Eval(r)
 	var logits, from *torch.Tensor
-	torch.NoGrad(func() {
+	_ = torch.NoGrad(func() error { // the checks below report the tensors' errors
 		logits = r.Forward(x)
 		from = r.ForwardFrom(r.ForwardTo(x, "layer3.1"), "layer3.1")
+		return nil
 	})
 	if got := logits.Shape(); len(got) != 2 || got[0] != 2 || got[1] != 7 {
 		t.Fatalf("logits shape %v (err %v)", got, logits.Err())

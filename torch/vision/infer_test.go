@@ -130,12 +130,18 @@ func TestResNetFromStateDict(t *testing.T) {
 	nn.Eval(r)
 	x := torch.Randn([]int64{2, 1, 12, 12})
 	defer x.Free()
-	torch.NoGrad(func() {
+	if err := torch.NoGrad(func() error {
 		d, _, err := maxAbsDiff(r.Forward(x), src.Forward(x))
-		if err != nil || d != 0 {
-			t.Errorf("loaded model differs by %g (%v)", d, err)
+		if err != nil {
+			return err
 		}
-	})
+		if d != 0 {
+			t.Errorf("loaded model differs by %g", d)
+		}
+		return nil
+	}); err != nil {
+		t.Errorf("comparing the loaded model: %v", err)
+	}
 
 	// A config cannot have a 3×3 conv with the ImageNet stem's max pool.
 	if _, _, err := ResNetFromStateDict(sd, func(c *ResNetConfig) { c.Stem = StemImageNet }); err == nil || !strings.Contains(err.Error(), "conv1.weight [8 1 3 3] (want [8 1 7 7])") {

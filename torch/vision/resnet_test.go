@@ -212,10 +212,10 @@ func TestCuts(t *testing.T) {
 			}
 
 			nn.Eval(r)
-			torch.NoGrad(func() {
+			if err := torch.NoGrad(func() error {
 				full := r.Forward(x)
 				if err := full.Err(); err != nil {
-					t.Fatal(err)
+					return err
 				}
 				for i, cut := range cuts {
 					h := r.ForwardTo(x, cut)
@@ -239,7 +239,10 @@ func TestCuts(t *testing.T) {
 						t.Errorf("a backbone's Forward is not its pooled features: %g %v", d, err)
 					}
 				}
-			})
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
 		})
 	}
 }
@@ -361,7 +364,9 @@ func TestNoLeaks(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, c := range r.CutPoints() {
-			torch.NoGrad(func() { r.ForwardFrom(r.ForwardTo(s.Track(x.Ref()), c), c) })
+			if err := torch.NoGrad(func() error { return r.ForwardFrom(r.ForwardTo(s.Track(x.Ref()), c), c).Err() }); err != nil {
+				t.Fatal(err)
+			}
 		}
 		if err := nn.ZeroGrad(r); err != nil {
 			t.Fatal(err)
