@@ -1,6 +1,7 @@
 package stitch
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -215,7 +216,9 @@ func (r *Runner) Run() ([]results.Row, error) {
 }
 
 // stitchCut builds, initialises, fits and scores the stitching layer at one cut.
-func (r *Runner) stitchCut(row *results.Row, cut string, in, out []int64, fit, lsFit, test *data.Loader, tag string) error {
+// With batch statistics it puts the frozen halves' buffers back afterwards; a
+// failed restore is returned with any other error.
+func (r *Runner) stitchCut(row *results.Row, cut string, in, out []int64, fit, lsFit, test *data.Loader, tag string) (err error) {
 	cfg := r.Config
 	if err := torch.ManualSeed(uint64(cfg.Seed)); err != nil {
 		return err
@@ -237,8 +240,8 @@ func (r *Runner) stitchCut(row *results.Row, cut string, in, out []int64, fit, l
 			return err
 		}
 		defer func() {
-			if rerr := restore(); rerr != nil && err == nil {
-				err = rerr
+			if rerr := restore(); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("restoring the frozen halves' batch-norm statistics: %w", rerr))
 			}
 		}()
 	}
