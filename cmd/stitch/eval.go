@@ -11,7 +11,8 @@ import (
 	"modelstitch/experiments/train"
 )
 
-func init() {
+// evalCommand is `stitch eval`.
+func evalCommand() *cli.Command {
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "checkpoint", Required: true, Usage: "model file (ours, torch.save, TorchScript or safetensors)"},
 		&cli.StringFlag{Name: "stem", Usage: "override the inferred stem (cifar or imagenet)"},
@@ -20,12 +21,12 @@ func init() {
 		&cli.BoolFlag{Name: "quiet", Usage: "no progress bar"},
 		deviceFlag(), threadsFlag(),
 	}
-	subcommands = append(subcommands, &cli.Command{
+	return &cli.Command{
 		Name:   "eval",
 		Usage:  "report a checkpoint's test accuracy",
 		Flags:  append(flags, dataFlags("")...),
 		Action: evalAction,
-	})
+	}
 }
 
 func evalAction(c *cli.Context) error {

@@ -15,14 +15,15 @@ import (
 	"modelstitch/weights"
 )
 
-func init() {
-	subcommands = append(subcommands, &cli.Command{
+// inspectCommand is `stitch inspect`.
+func inspectCommand() *cli.Command {
+	return &cli.Command{
 		Name:      "inspect",
 		Usage:     "describe what a checkpoint file holds",
 		ArgsUsage: "FILE",
 		Flags:     []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print one JSON object on stdout"}},
 		Action:    inspectAction,
-	})
+	}
 }
 
 // inspectReport is what `stitch inspect --json` prints.

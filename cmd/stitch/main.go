@@ -19,8 +19,10 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// subcommands is filled by the init functions of the files beside this one.
-var subcommands []*cli.Command
+// subcommands returns the subcommands in the order --help lists them.
+func subcommands() []*cli.Command {
+	return []*cli.Command{trainCommand(), probeCommand(), evalCommand(), inspectCommand()}
+}
 
 func main() {
 	if err := run(os.Args); err != nil {
@@ -40,7 +42,7 @@ func run(args []string) error {
 		Usage:           "compare neural network representations by model stitching",
 		Flags:           stitchFlags(),
 		Action:          stitchAction,
-		Commands:        subcommands,
+		Commands:        subcommands(),
 		HideHelpCommand: true,
 	}
 	return app.Run(args)

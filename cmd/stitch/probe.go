@@ -13,7 +13,8 @@ import (
 	"modelstitch/torch/vision/datasets"
 )
 
-func init() {
+// probeCommand is `stitch probe`.
+func probeCommand() *cli.Command {
 	d := train.ProbeDefaults()
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "backbone", Required: true, Usage: "model whose frozen pooled features are probed (a backbone, or a classifier whose fc is ignored)"},
@@ -29,12 +30,12 @@ func init() {
 		&cli.BoolFlag{Name: "quiet", Usage: "no progress bars"},
 		deviceFlag(), threadsFlag(),
 	}
-	subcommands = append(subcommands, &cli.Command{
+	return &cli.Command{
 		Name:   "probe",
 		Usage:  "fit a linear probe on a backbone's frozen features and report its test accuracy",
 		Flags:  append(flags, dataFlags("")...),
 		Action: probeAction,
-	})
+	}
 }
 
 func probeAction(c *cli.Context) error {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -42,7 +43,7 @@ func stitchFlags() []cli.Flag {
 		&cli.StringFlag{Name: "bottom-stem", Usage: "override the bottom's inferred stem (cifar or imagenet)"},
 		&cli.StringFlag{Name: "top-stem", Usage: "override the top's inferred stem (cifar or imagenet)"},
 		&cli.StringFlag{Name: "out", Value: "results/stitch.jsonl", Usage: "JSON Lines results, appended per cut; a re-run skips cuts already there"},
-		&cli.StringFlag{Name: "plot", Value: "results/penalty.png", Usage: "plot of penalty and CKA per cut (.png or .svg; empty: none)"},
+		&cli.StringFlag{Name: "plot", Usage: "plot of penalty and CKA per cut (.png or .svg; empty: none) (default: beside --out, with .png for its extension)"},
 		&cli.BoolFlag{Name: "json", Usage: "print the rows as JSON Lines on stdout instead of a table"},
 		&cli.BoolFlag{Name: "quiet", Usage: "no progress bars"},
 		deviceFlag(), threadsFlag(),
@@ -131,12 +132,12 @@ func stitchAction(c *cli.Context) error {
 		fmt.Printf("\n%s → %s on %s (penalty = top accuracy − stitched accuracy, percentage points)\n", bottom.Name, top.Name, cfg.Data)
 		_ = results.WriteTable(os.Stdout, rows)
 	}
-	if len(rows) > 0 && c.String("plot") != "" {
+	if plot := plotPath(c); len(rows) > 0 && plot != "" {
 		title := fmt.Sprintf("stitching %s → %s (%s)", bottom.Name, top.Name, cfg.Data)
-		if perr := results.PlotPenalty(c.String("plot"), title, []results.Series{{Label: bottom.Name + " → " + top.Name, Rows: rows}}); perr != nil {
+		if perr := results.PlotPenalty(plot, title, []results.Series{{Label: bottom.Name + " → " + top.Name, Rows: rows}}); perr != nil {
 			say("plot: %v\n", perr)
 		} else {
-			say("plot written to %s\n", c.String("plot"))
+			say("plot written to %s\n", plot)
 		}
 	}
 	if err != nil {
@@ -154,4 +155,21 @@ func fitWhat(n, all int) string {
 		return "all training images"
 	}
 	return fmt.Sprintf("%d training images", n)
+}
+
+// plotPath is --plot, or when it is not given, the plot beside --out.
+func plotPath(c *cli.Context) string {
+	if c.IsSet("plot") {
+		return c.String("plot")
+	}
+	return plotBeside(c.String("out"))
+}
+
+// plotBeside is the default plot of results file out: out with the extension
+// .png ("" when there is no results file).
+func plotBeside(out string) string {
+	if out == "" {
+		return ""
+	}
+	return strings.TrimSuffix(out, filepath.Ext(out)) + ".png"
 }

@@ -11,7 +11,8 @@ import (
 	"modelstitch/torch"
 )
 
-func init() {
+// trainCommand is `stitch train`.
+func trainCommand() *cli.Command {
 	d, sd := train.Defaults(), train.SimCLRDefaults()
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "objective", Value: "supervised", Usage: "supervised (cross-entropy) or simclr (self-supervised; ends with a linear probe)"},
@@ -37,12 +38,12 @@ func init() {
 		deviceFlag(), threadsFlag(),
 	}
 	flags = append(flags, dataFlags(d.Data.Name)...)
-	subcommands = append(subcommands, &cli.Command{
+	return &cli.Command{
 		Name:   "train",
 		Usage:  "train a ResNet, supervised or with SimCLR (resumes an interrupted run)",
 		Flags:  flags,
 		Action: trainAction,
-	})
+	}
 }
 
 func trainAction(c *cli.Context) error {

@@ -24,9 +24,13 @@ var (
 )
 
 // trained returns a small ResNet-18 trained on a real Fashion-MNIST subset,
-// made once per test run.
+// made once per test run. With -short it skips the test: training takes
+// minutes on a loaded CPU.
 func trained(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: needs a ResNet trained on Fashion-MNIST (minutes)")
+	}
 	if _, err := os.Stat("/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz"); err != nil {
 		t.Skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
 	}

@@ -50,6 +50,9 @@ for k, (n, d, t, scale) in enumerate([(8, 16, 0.5, 1.0), (5, 3, 0.1, 3.0), (16, 
 // TestNTXentMatchesPyTorch checks the loss and its gradients with respect to
 // both views' projections against a PyTorch implementation, to 1e-5.
 func TestNTXentMatchesPyTorch(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: PyTorch reference test (starts Python)")
+	}
 	refs := reftest.Run(t, ntxentScript)
 	cases := refs.Names("")
 	if len(cases) == 0 {

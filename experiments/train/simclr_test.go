@@ -79,6 +79,9 @@ func smallSimCLR(out string, n, epochs, batch int) SimCLRConfig {
 // the effect of the weight updates. The probe on the untrained network as
 // built is logged for reference.
 func TestSimCLRLearnsAndBeatsRandomProbe(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: trains SimCLR and probes (minutes)")
+	}
 	trainAll, testAll := fashion(t)
 	out := filepath.Join(t.TempDir(), "simclr.pt")
 	// 48 steps of the default recipe (Adam) at batch 64: with 16 steps at
@@ -199,6 +202,9 @@ func gatherBNStats(t *testing.T, m *models.Model, cfg SimCLRConfig) {
 // loaded back with models.Load and evaluated on images, it scores what Probe
 // reported.
 func TestProbeModelRoundTrip(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: trains a SimCLR backbone and a probe")
+	}
 	trainAll, testAll := fashion(t)
 	meta := models.MetaFor(vision.ResNetConfig{Depth: 18, Width: 0.25, Stem: vision.StemCIFAR, InChannels: 1})
 	meta.Dataset, meta.Mean, meta.Std = "fashion-mnist", trainAll.Mean, trainAll.Std
@@ -262,6 +268,9 @@ func TestProbeModelRoundTrip(t *testing.T) {
 // TestSimCLRResume interrupts a run in its second epoch and checks that the
 // next run resumes after the first, and that a finished run is not redone.
 func TestSimCLRResume(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: trains SimCLR twice")
+	}
 	fashion(t)
 	out := filepath.Join(t.TempDir(), "resume.pt")
 	stop := errors.New("interrupted")

@@ -29,6 +29,9 @@ func smallConfig(t *testing.T, out string) Config {
 }
 
 func TestSupervisedLearnsFashionMNIST(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: trains a ResNet")
+	}
 	needFashionMNIST(t)
 	out := filepath.Join(t.TempDir(), "m.pt")
 	res, err := Supervised(smallConfig(t, out))
@@ -68,6 +71,9 @@ func mustTest(t *testing.T) *datasets.Dataset {
 }
 
 func TestSupervisedDeterministic(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: trains two ResNets")
+	}
 	needFashionMNIST(t)
 	dir := t.TempDir()
 	var sds [2]map[string][]float32
@@ -102,6 +108,9 @@ func TestSupervisedDeterministic(t *testing.T) {
 }
 
 func TestSupervisedResumes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: trains a ResNet in two runs")
+	}
 	needFashionMNIST(t)
 	out := filepath.Join(t.TempDir(), "r.pt")
 	cfg := smallConfig(t, out)
