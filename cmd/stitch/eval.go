@@ -7,8 +7,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"modelstitch/experiments/evaluate"
 	"modelstitch/experiments/models"
-	"modelstitch/experiments/train"
+	"modelstitch/experiments/splits"
 )
 
 // evalCommand is `stitch eval`.
@@ -49,27 +50,18 @@ func evalAction(c *cli.Context) error {
 	if name == "" {
 		return fmt.Errorf("%s does not say which data set it was trained on: pass --data", m.Path)
 	}
-	_, test, err := train.LoadSplits(train.DataConfig{Name: name, Dir: c.String("data-dir")})
+	_, test, err := splits.Load(splits.Config{Name: name, Dir: c.String("data-dir")})
 	if err != nil {
 		return err
 	}
 	if test.Classes != m.Meta.Classes {
 		return fmt.Errorf("%s has %d classes but %s has %d", m.Path, m.Meta.Classes, name, test.Classes)
 	}
-	progress := os.Stderr
-	if c.Bool("quiet") || c.Bool("json") {
-		progress = nil
-	}
 	mean, std := m.Meta.Mean, m.Meta.Std
 	if len(mean) != test.C {
 		mean, std = test.Mean, test.Std
 	}
-	var acc float64
-	if progress == nil {
-		acc, err = train.Evaluate(m.Net, test, mean, std, c.Int("batch-size"), dev, nil)
-	} else {
-		acc, err = train.Evaluate(m.Net, test, mean, std, c.Int("batch-size"), dev, progress)
-	}
+	acc, err := evaluate.TestAccuracy(m.Net, test, mean, std, c.Int("batch-size"), dev, newProgress(c.Bool("quiet") || c.Bool("json")))
 	if err != nil {
 		return err
 	}

@@ -41,7 +41,7 @@ func run(args []string) error {
 		Name:            "stitch",
 		Usage:           "compare neural network representations by model stitching",
 		Flags:           stitchFlags(),
-		Action:          stitchAction,
+		Action:          namingFlags(stitchAction, stitchFlagOf),
 		Commands:        subcommands(),
 		HideHelpCommand: true,
 	}

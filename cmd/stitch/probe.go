@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"modelstitch/experiments/models"
+	"modelstitch/experiments/splits"
 	"modelstitch/experiments/stitch"
 	"modelstitch/experiments/train"
 	"modelstitch/torch/vision/datasets"
@@ -34,7 +35,7 @@ func probeCommand() *cli.Command {
 		Name:   "probe",
 		Usage:  "fit a linear probe on a backbone's frozen features and report its test accuracy",
 		Flags:  append(flags, dataFlags("")...),
-		Action: probeAction,
+		Action: namingFlags(probeAction, probeFlagOf),
 	}
 }
 
@@ -55,7 +56,7 @@ func probeAction(c *cli.Context) error {
 	if name == "" {
 		return fmt.Errorf("%s does not say which data set it was trained on: pass --data", bb.Path)
 	}
-	trainSet, testSet, err := train.LoadSplits(train.DataConfig{Name: name, Dir: c.String("data-dir"),
+	trainSet, testSet, err := splits.Load(splits.Config{Name: name, Dir: c.String("data-dir"),
 		TrainSamples: c.Int("train-samples"), Seed: c.Int64("seed")})
 	if err != nil {
 		return fmt.Errorf("--data: %w", err)
@@ -63,9 +64,7 @@ func probeAction(c *cli.Context) error {
 	cfg := train.ProbeDefaults()
 	cfg.Epochs, cfg.BatchSize, cfg.LR = c.Int("epochs"), c.Int("batch-size"), c.Float64("lr")
 	cfg.WeightDecay, cfg.Seed, cfg.Device = c.Float64("weight-decay"), c.Int64("seed"), dev
-	if c.Bool("quiet") || c.Bool("json") {
-		cfg.Progress = nil
-	}
+	cfg.Progress = newProgress(c.Bool("quiet") || c.Bool("json"))
 	probe, acc, err := train.Probe(bb, trainSet, testSet, cfg)
 	if err != nil {
 		return err
@@ -112,8 +111,6 @@ func fitProbe(top *models.Model, trainSet, testSet *datasets.Dataset, cfg stitch
 	top.Free()
 	top.Net, top.Meta, top.Description = probe.Net, probe.Meta, probe.Description
 	top.Notes = append(top.Notes, fmt.Sprintf("linear probe fit on %d training images: %.2f%% test accuracy", trainSet.N, acc))
-	if cfg.Progress != nil {
-		fmt.Fprintf(cfg.Progress, "top %s is now %s: test accuracy %.2f%%\n", top.Path, top.Description, acc)
-	}
+	cfg.Progress.Notef("top %s is now %s: test accuracy %.2f%%", top.Path, top.Description, acc)
 	return nil
 }

@@ -12,8 +12,8 @@ import (
 
 	"modelstitch/experiments/models"
 	"modelstitch/experiments/results"
+	"modelstitch/experiments/splits"
 	"modelstitch/experiments/stitch"
-	"modelstitch/experiments/train"
 )
 
 // The shipped default models (weights/defaults), stitched when no flags are given.
@@ -64,9 +64,7 @@ func stitchAction(c *cli.Context) error {
 	cfg.Seed, cfg.FitSamples, cfg.KernelSize = c.Int64("seed"), c.Int("fit-samples"), c.Int64("kernel-size")
 	cfg.Init, cfg.FrozenBN, cfg.CKASamples = c.String("init"), c.String("frozen-bn"), c.Int("cka-samples")
 	cfg.Data, cfg.Device, cfg.LSSamples = c.String("data"), dev, c.Int("ls-samples")
-	if c.Bool("quiet") {
-		cfg.Progress = nil
-	}
+	cfg.Progress = newProgress(c.Bool("quiet"))
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -86,7 +84,7 @@ func stitchAction(c *cli.Context) error {
 		return fmt.Errorf("--bottom: %w", err)
 	}
 	defer bottom.Free()
-	trainSet, testSet, err := train.LoadSplits(train.DataConfig{Name: cfg.Data, Dir: c.String("data-dir"), TestSamples: c.Int("test-samples"), Seed: cfg.Seed})
+	trainSet, testSet, err := splits.Load(splits.Config{Name: cfg.Data, Dir: c.String("data-dir"), TestSamples: c.Int("test-samples"), Seed: cfg.Seed})
 	if err != nil {
 		return fmt.Errorf("--data: %w", err)
 	}
@@ -107,12 +105,8 @@ func stitchAction(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("--out: %w", err)
 	}
-	say := func(format string, args ...any) {
-		if cfg.Progress != nil {
-			fmt.Fprintf(cfg.Progress, format, args...)
-		}
-	}
-	say("bottom: %s (%s)\ntop:    %s (%s)\ndata:   %s, %d train / %d test images; fitting on %s\n",
+	say := cfg.Progress.Notef
+	say("bottom: %s (%s)\ntop:    %s (%s)\ndata:   %s, %d train / %d test images; fitting on %s",
 		bottom.Path, bottom.Description, top.Path, top.Description, cfg.Data, trainSet.N, testSet.N, fitWhat(cfg.FitSamples, trainSet.N))
 	asJSON := c.Bool("json")
 	r := &stitch.Runner{Bottom: bottom, Top: top, Train: trainSet, Test: testSet, Config: cfg, Store: store,
@@ -125,7 +119,7 @@ func stitchAction(c *cli.Context) error {
 			if row.CKA != nil {
 				cka = fmt.Sprintf("%.3f", *row.CKA)
 			}
-			say("cut %-9s stitched %.2f%%  top %.2f%%  penalty %+.2f pp  CKA %s  (%.0f s)\n", row.Cut, row.StitchedAcc, row.TopAcc, row.Penalty, cka, row.Seconds)
+			say("cut %-9s stitched %.2f%%  top %.2f%%  penalty %+.2f pp  CKA %s  (%.0f s)", row.Cut, row.StitchedAcc, row.TopAcc, row.Penalty, cka, row.Seconds)
 		}}
 	rows, err := r.Run()
 	if len(rows) > 0 && !asJSON {
@@ -135,18 +129,18 @@ func stitchAction(c *cli.Context) error {
 	if plot := plotPath(c); len(rows) > 0 && plot != "" {
 		title := fmt.Sprintf("stitching %s → %s (%s)", bottom.Name, top.Name, cfg.Data)
 		if perr := results.PlotPenalty(plot, title, []results.Series{{Label: bottom.Name + " → " + top.Name, Rows: rows}}); perr != nil {
-			say("plot: %v\n", perr)
+			say("plot: %v", perr)
 		} else {
-			say("plot written to %s\n", plot)
+			say("plot written to %s", plot)
 		}
 	}
 	if err != nil {
 		return err
 	}
 	if c.String("out") != "" {
-		say("results in %s\n", c.String("out"))
+		say("results in %s", c.String("out"))
 	}
-	say("wall time %s\n", time.Since(start).Round(time.Second))
+	say("wall time %s", time.Since(start).Round(time.Second))
 	return nil
 }
 

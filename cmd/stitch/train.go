@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"modelstitch/experiments/splits"
 	"modelstitch/experiments/train"
 	"modelstitch/torch"
 )
@@ -42,7 +43,7 @@ func trainCommand() *cli.Command {
 		Name:   "train",
 		Usage:  "train a ResNet, supervised or with SimCLR (resumes an interrupted run)",
 		Flags:  flags,
-		Action: trainAction,
+		Action: namingFlags(trainAction, trainFlagOf),
 	}
 }
 
@@ -60,7 +61,7 @@ func trainAction(c *cli.Context) error {
 	}
 	cfg := train.Defaults()
 	cfg.Arch, cfg.Width, cfg.Stem = c.String("arch"), c.Float64("width"), c.String("stem")
-	cfg.Data = train.DataConfig{Name: c.String("data"), Dir: c.String("data-dir"), TrainSamples: c.Int("train-samples"),
+	cfg.Data = splits.Config{Name: c.String("data"), Dir: c.String("data-dir"), TrainSamples: c.Int("train-samples"),
 		LabelNoise: c.Float64("label-noise"), Seed: c.Int64("seed")}
 	switch c.String("labels") {
 	case "original":
@@ -69,12 +70,10 @@ func trainAction(c *cli.Context) error {
 	default:
 		return fmt.Errorf("--labels must be original or objects-vs-animals, got %q", c.String("labels"))
 	}
-	if cfg.Stem != "cifar" && cfg.Stem != "imagenet" {
-		return fmt.Errorf("--stem must be cifar or imagenet, got %q", cfg.Stem)
-	}
 	cfg.Epochs, cfg.BatchSize, cfg.LR = c.Int("epochs"), c.Int("batch-size"), c.Float64("lr")
 	cfg.Momentum, cfg.WeightDecay, cfg.Schedule = c.Float64("momentum"), c.Float64("weight-decay"), c.String("schedule")
 	cfg.Augment, cfg.Seed, cfg.Device, cfg.Out = c.Bool("augment"), c.Int64("seed"), dev, c.String("out")
+	cfg.Progress = newProgress(false)
 	res, err := train.Supervised(cfg)
 	if err != nil {
 		return err
@@ -92,13 +91,10 @@ func trainAction(c *cli.Context) error {
 func simclrAction(c *cli.Context, dev torch.Device) error {
 	cfg := train.SimCLRDefaults()
 	cfg.Arch, cfg.Width, cfg.Stem = c.String("arch"), c.Float64("width"), c.String("stem")
-	if cfg.Stem != "cifar" && cfg.Stem != "imagenet" {
-		return fmt.Errorf("--stem must be cifar or imagenet, got %q", cfg.Stem)
-	}
 	if c.IsSet("label-noise") || c.String("labels") != "original" {
 		return fmt.Errorf("--objective simclr uses no labels: --label-noise and --labels apply to supervised training")
 	}
-	cfg.Data = train.DataConfig{Name: c.String("data"), Dir: c.String("data-dir"), TrainSamples: c.Int("train-samples"), Seed: c.Int64("seed")}
+	cfg.Data = splits.Config{Name: c.String("data"), Dir: c.String("data-dir"), TrainSamples: c.Int("train-samples"), Seed: c.Int64("seed")}
 	cfg.Epochs = c.Int("epochs")
 	if c.IsSet("batch-size") {
 		cfg.BatchSize = c.Int("batch-size")
@@ -111,6 +107,7 @@ func simclrAction(c *cli.Context, dev torch.Device) error {
 	}
 	cfg.Temperature, cfg.Seed, cfg.Device, cfg.Out = c.Float64("temperature"), c.Int64("seed"), dev, c.String("out")
 	cfg.Probe.Epochs, cfg.Probe.Seed, cfg.ProbeSamples = c.Int("probe-epochs"), c.Int64("seed"), c.Int("probe-samples")
+	cfg.Progress = newProgress(false)
 	res, err := train.SimCLR(cfg)
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ package stitch
 import (
 	"fmt"
 
+	"modelstitch/experiments/invalid"
 	"modelstitch/torch"
 	"modelstitch/torch/nn"
 )
@@ -25,7 +26,7 @@ type Layer struct {
 // Channel counts may differ; spatial sizes must match.
 func NewLayer(in, out []int64, kernel int64) (*Layer, error) {
 	if kernel < 1 || kernel%2 == 0 {
-		return nil, fmt.Errorf("stitch: --kernel-size must be a positive odd number, got %d", kernel)
+		return nil, fmt.Errorf("stitch: %w", invalid.Errorf("kernel size", "must be a positive odd number, got %d", kernel))
 	}
 	l := &Layer{Base: nn.NewBase()}
 	switch {

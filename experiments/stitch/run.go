@@ -3,14 +3,12 @@ package stitch
 import (
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
-
 	"modelstitch/experiments/evaluate"
+	"modelstitch/experiments/invalid"
 	"modelstitch/experiments/models"
+	"modelstitch/experiments/progress"
 	"modelstitch/experiments/results"
 	"modelstitch/torch"
 	"modelstitch/torch/nn"
@@ -45,8 +43,8 @@ type Config struct {
 	LSSamples int
 	Data      string
 	Device    torch.Device
-	// Progress, when set, receives progress bars (usually os.Stderr).
-	Progress io.Writer
+	// Progress receives progress events (nil: none).
+	Progress progress.Func
 }
 
 // Defaults returns the paper's recipe sized for a CPU: the stitching layer
@@ -62,28 +60,30 @@ type Config struct {
 func Defaults() Config {
 	return Config{Cuts: "all", Epochs: 1, BatchSize: 128, LR: 1e-2, Seed: 0, FitSamples: 6000,
 		KernelSize: 1, Init: InitLeastSquares, FrozenBN: "eval", CKASamples: 500, LSSamples: 2000, Data: "fashion-mnist",
-		Device: torch.CPU, Progress: os.Stderr}
+		Device: torch.CPU}
 }
 
-// Validate checks the settings and names the flag at fault.
+// Validate checks the settings; a bad one is an *invalid.Setting naming its
+// field ("epochs", "batch size", "learning rate", "fit samples", "init",
+// "frozen bn", "cka samples", "ls samples").
 func (c Config) Validate() error {
 	switch {
 	case c.Epochs < 1:
-		return fmt.Errorf("--epochs must be at least 1, got %d", c.Epochs)
+		return invalid.Errorf("epochs", "must be at least 1, got %d", c.Epochs)
 	case c.BatchSize < 2:
-		return fmt.Errorf("--batch-size must be at least 2 (batch norm needs a batch), got %d", c.BatchSize)
+		return invalid.Errorf("batch size", "must be at least 2 (batch norm needs a batch), got %d", c.BatchSize)
 	case !(c.LR > 0):
-		return fmt.Errorf("--lr must be positive, got %g", c.LR)
+		return invalid.Errorf("learning rate", "must be positive, got %g", c.LR)
 	case c.FitSamples < 0:
-		return fmt.Errorf("--fit-samples must be ≥ 0, got %d", c.FitSamples)
+		return invalid.Errorf("fit samples", "must be ≥ 0, got %d", c.FitSamples)
 	case c.Init != InitDefault && c.Init != InitLeastSquares:
-		return fmt.Errorf("--init must be %q or %q, got %q", InitDefault, InitLeastSquares, c.Init)
+		return invalid.Errorf("init", "must be %q or %q, got %q", InitDefault, InitLeastSquares, c.Init)
 	case c.FrozenBN != "eval" && c.FrozenBN != "train":
-		return fmt.Errorf("--frozen-bn must be eval or train, got %q", c.FrozenBN)
+		return invalid.Errorf("frozen bn", "must be eval or train, got %q", c.FrozenBN)
 	case c.CKASamples < 0:
-		return fmt.Errorf("--cka-samples must be ≥ 0, got %d", c.CKASamples)
+		return invalid.Errorf("cka samples", "must be ≥ 0, got %d", c.CKASamples)
 	case c.LSSamples < 0:
-		return fmt.Errorf("--ls-samples must be ≥ 0, got %d", c.LSSamples)
+		return invalid.Errorf("ls samples", "must be ≥ 0, got %d", c.LSSamples)
 	}
 	return nil
 }
@@ -106,14 +106,14 @@ func (r *Runner) Run() ([]results.Row, error) {
 		return nil, err
 	}
 	if !r.Top.Net.HasClassifier() {
-		return nil, fmt.Errorf("top model %s has no classifier (%s): pass --probe to fit a linear probe on it first", r.Top.Path, r.Top.Description)
+		return nil, fmt.Errorf("top model %s has no classifier (%s): fit a linear probe on it first (train.Probe)", r.Top.Path, r.Top.Description)
 	}
 	cuts, err := r.Top.Net.ParseCuts(cfg.Cuts)
 	if err != nil {
-		return nil, fmt.Errorf("--layer: %w", err)
+		return nil, invalid.Wrap("cuts", err)
 	}
 	if _, err := r.Bottom.Net.ParseCuts(cfg.Cuts); err != nil {
-		return nil, fmt.Errorf("--layer: bottom model: %w", err)
+		return nil, invalid.Wrap("cuts", fmt.Errorf("bottom model: %w", err))
 	}
 	input := []int64{int64(r.Test.C), int64(r.Test.H), int64(r.Test.W)}
 	if int64(r.Top.Meta.InChannels) != input[0] || int64(r.Bottom.Meta.InChannels) != input[0] {
@@ -139,7 +139,7 @@ func (r *Runner) Run() ([]results.Row, error) {
 	fitSet := r.Train
 	if cfg.FitSamples > 0 && cfg.FitSamples < r.Train.N {
 		if fitSet, err = r.Train.Subset(cfg.FitSamples, cfg.Seed); err != nil {
-			return nil, fmt.Errorf("--fit-samples: %w", err)
+			return nil, invalid.Wrap("fit samples", err)
 		}
 	}
 	bottomNorm, topNorm := normOf(r.Bottom, r.Test), normOf(r.Top, r.Test)
@@ -159,7 +159,7 @@ func (r *Runner) Run() ([]results.Row, error) {
 	if cfg.Init == InitLeastSquares && cfg.LSSamples > 0 && cfg.LSSamples < fitSet.N {
 		lsSet, err := fitSet.Subset(cfg.LSSamples, cfg.Seed)
 		if err != nil {
-			return nil, fmt.Errorf("--ls-samples: %w", err)
+			return nil, invalid.Wrap("ls samples", err)
 		}
 		if lsFit, err = r.loader(lsSet, bottomNorm, false); err != nil {
 			return nil, err
@@ -181,15 +181,15 @@ func (r *Runner) Run() ([]results.Row, error) {
 			Device: cfg.Device.String(), BottomPath: r.Bottom.Path, TopPath: r.Top.Path}
 		if done, ok := r.Store.Done(row); ok {
 			rows = append(rows, done)
-			r.say("cut %s: already in results, skipped\n", cut)
+			cfg.Progress.Notef("cut %s: already in results, skipped", cut)
 			continue
 		}
 		if !haveAcc {
-			if topAcc, err = evaluate.Accuracy(r.Top.Net.Forward, testTop, r.bar(r.Test.N, "top model accuracy")); err != nil {
+			if topAcc, err = evaluate.Accuracy(r.Top.Net.Forward, testTop, cfg.Progress, "top model accuracy"); err != nil {
 				return rows, fmt.Errorf("top model accuracy: %w", err)
 			}
 			if r.Bottom.Net.HasClassifier() {
-				a, err := evaluate.Accuracy(r.Bottom.Net.Forward, testBottom, r.bar(r.Test.N, "bottom model accuracy"))
+				a, err := evaluate.Accuracy(r.Bottom.Net.Forward, testBottom, cfg.Progress, "bottom model accuracy")
 				if err != nil {
 					return rows, fmt.Errorf("bottom model accuracy: %w", err)
 				}
@@ -246,21 +246,21 @@ func (r *Runner) stitchCut(row *results.Row, cut string, in, out []int64, fit, l
 		}()
 	}
 	if cfg.Init == InitLeastSquares {
-		if err := LeastSquaresInit(m, lsFit, r.bar(lsFit.Dataset().N, tag+" "+cut+" least squares")); err != nil {
+		if err := LeastSquaresInit(m, lsFit, cfg.Progress, tag+" "+cut+" least squares"); err != nil {
 			return err
 		}
 		m.SetFitting(false)
-		acc, err := evaluate.Accuracy(m.Forward, test, r.bar(r.Test.N, tag+" "+cut+" direct match"))
+		acc, err := evaluate.Accuracy(m.Forward, test, cfg.Progress, tag+" "+cut+" direct match")
 		if err != nil {
 			return err
 		}
 		row.DirectAcc = &acc
 	}
-	if err := Fit(m, fit, FitConfig{Epochs: cfg.Epochs, LR: cfg.LR}, r.bar(fit.Len()*cfg.Epochs*fit.Config().BatchSize, tag+" "+cut+" fit")); err != nil {
+	if err := Fit(m, fit, FitConfig{Epochs: cfg.Epochs, LR: cfg.LR}, cfg.Progress, tag+" "+cut+" fit"); err != nil {
 		return err
 	}
 	m.SetFitting(false)
-	if row.StitchedAcc, err = evaluate.Accuracy(m.Forward, test, r.bar(r.Test.N, tag+" "+cut+" test")); err != nil {
+	if row.StitchedAcc, err = evaluate.Accuracy(m.Forward, test, cfg.Progress, tag+" "+cut+" test"); err != nil {
 		return err
 	}
 	row.Penalty = row.TopAcc - row.StitchedAcc
@@ -314,24 +314,6 @@ func (r *Runner) cka(cut string, test *data.Loader) (float64, error) {
 func (r *Runner) loader(ds *datasets.Dataset, norm [2][]float64, shuffle bool) (*data.Loader, error) {
 	return data.NewLoader(ds, data.Config{BatchSize: r.Config.BatchSize, Shuffle: shuffle, Seed: r.Config.Seed,
 		DropLast: shuffle && ds.N > r.Config.BatchSize, Device: r.Config.Device, Mean: norm[0], Std: norm[1]})
-}
-
-func (r *Runner) say(format string, args ...any) {
-	if r.Config.Progress != nil {
-		fmt.Fprintf(r.Config.Progress, format, args...)
-	}
-}
-
-// bar returns a progress callback drawing a bar of total samples, or nil when quiet.
-func (r *Runner) bar(total int, what string) evaluate.Progress {
-	if r.Config.Progress == nil {
-		return nil
-	}
-	b := progressbar.NewOptions(total, progressbar.OptionSetWriter(r.Config.Progress),
-		progressbar.OptionSetDescription(what), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
-		progressbar.OptionSetItsString("img"), progressbar.OptionThrottle(200*time.Millisecond),
-		progressbar.OptionClearOnFinish(), progressbar.OptionSetWidth(30))
-	return func(n int) { _ = b.Add(n) }
 }
 
 // normOf returns the input normalisation a model was trained with, or the data set's.

@@ -11,6 +11,7 @@ import (
 
 	"modelstitch/experiments/models"
 	"modelstitch/experiments/results"
+	"modelstitch/experiments/splits"
 	"modelstitch/experiments/train"
 	"modelstitch/torch"
 	"modelstitch/torch/nn"
@@ -41,7 +42,7 @@ func trained(t *testing.T) string {
 			return
 		}
 		cfg := train.Defaults()
-		cfg.Data = train.DataConfig{Name: "fashion-mnist", TrainSamples: 2000, TestSamples: 500, Seed: 1}
+		cfg.Data = splits.Config{Name: "fashion-mnist", TrainSamples: 2000, TestSamples: 500, Seed: 1}
 		cfg.Epochs, cfg.BatchSize, cfg.Seed, cfg.Progress = 2, 32, 1, nil
 		cfg.Out = filepath.Join(dir, "sup.pt")
 		_, trainedErr = train.Supervised(cfg)
@@ -53,8 +54,8 @@ func trained(t *testing.T) string {
 	return trainedPath
 }
 
-func splits(t *testing.T) (*datasets.Dataset, *datasets.Dataset) {
-	tr, te, err := train.LoadSplits(train.DataConfig{Name: "fashion-mnist", TestSamples: 500, Seed: 1})
+func fashionSplits(t *testing.T) (*datasets.Dataset, *datasets.Dataset) {
+	tr, te, err := splits.Load(splits.Config{Name: "fashion-mnist", TestSamples: 500, Seed: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +79,7 @@ func quickConfig(cuts string) Config {
 
 func TestSelfStitchHasNoPenalty(t *testing.T) {
 	path := trained(t)
-	tr, te := splits(t)
+	tr, te := fashionSplits(t)
 	store, err := results.Open("")
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +115,7 @@ func TestSelfStitchHasNoPenalty(t *testing.T) {
 
 func TestRandomBottomPenaltyGrowsWithDepth(t *testing.T) {
 	path := trained(t)
-	tr, te := splits(t)
+	tr, te := fashionSplits(t)
 	top := load(t, path)
 	bottom, err := models.NewRandom(top.Meta, 7, torch.CPU)
 	if err != nil {
@@ -144,7 +145,7 @@ func TestRandomBottomPenaltyGrowsWithDepth(t *testing.T) {
 
 func TestResultsResumeAndFields(t *testing.T) {
 	path := trained(t)
-	tr, te := splits(t)
+	tr, te := fashionSplits(t)
 	out := filepath.Join(t.TempDir(), "r.jsonl")
 	run := func(cuts string) []results.Row {
 		store, err := results.Open(out)
@@ -183,7 +184,7 @@ func TestResultsResumeAndFields(t *testing.T) {
 
 func TestBadInputs(t *testing.T) {
 	path := trained(t)
-	tr, te := splits(t)
+	tr, te := fashionSplits(t)
 	store, _ := results.Open("")
 	bad := quickConfig("layer9.9")
 	r := &Runner{Bottom: load(t, path), Top: load(t, path), Train: tr, Test: te, Config: bad, Store: store}
@@ -263,7 +264,7 @@ func TestLinearCKA(t *testing.T) {
 
 func TestWideBottomIntoThinTop(t *testing.T) {
 	path := trained(t)
-	tr, te := splits(t)
+	tr, te := fashionSplits(t)
 	top := load(t, path)
 	wide := top.Meta
 	wide.Width = 0.5

@@ -9,7 +9,9 @@ import (
 	"sync"
 	"testing"
 
+	"modelstitch/experiments/evaluate"
 	"modelstitch/experiments/models"
+	"modelstitch/experiments/splits"
 	"modelstitch/torch"
 	"modelstitch/torch/nn"
 	"modelstitch/torch/vision"
@@ -35,7 +37,7 @@ func fashion(t *testing.T) (train, test *datasets.Dataset) {
 	}
 	fashionOnce.Do(func() {
 		torch.SetNumThreads(2)
-		fashionTr, fashionTe, fashionErr = LoadSplits(DataConfig{Name: "fashion-mnist"})
+		fashionTr, fashionTe, fashionErr = splits.Load(splits.Config{Name: "fashion-mnist"})
 	})
 	if fashionErr != nil {
 		t.Fatal(fashionErr)
@@ -56,7 +58,7 @@ func subset(t *testing.T, ds *datasets.Dataset, n int, seed int64) *datasets.Dat
 // smallSimCLR is a SimCLR run sized for a test on two shared cores.
 func smallSimCLR(out string, n, epochs, batch int) SimCLRConfig {
 	cfg := SimCLRDefaults()
-	cfg.Data = DataConfig{Name: "fashion-mnist", TrainSamples: n, Seed: 1}
+	cfg.Data = splits.Config{Name: "fashion-mnist", TrainSamples: n, Seed: 1}
 	cfg.Epochs, cfg.BatchSize, cfg.Seed, cfg.Out = epochs, batch, 1, out
 	cfg.NoProbe, cfg.Progress = true, nil
 	return cfg
@@ -173,7 +175,7 @@ func TestSimCLRLearnsAndBeatsRandomProbe(t *testing.T) {
 // batch norms' running statistics are gathered as in that run.
 func gatherBNStats(t *testing.T, m *models.Model, cfg SimCLRConfig) {
 	t.Helper()
-	tr, _, err := LoadSplits(cfg.Data)
+	tr, _, err := splits.Load(cfg.Data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +243,7 @@ func TestProbeModelRoundTrip(t *testing.T) {
 	if !back.Net.HasClassifier() || back.Meta.Objective != models.Probe || back.Meta.Backbone != bb.Path {
 		t.Fatalf("loaded probe: classifier %v, meta %+v", back.Net.HasClassifier(), back.Meta)
 	}
-	got, err := Evaluate(back.Net, te, back.Meta.Mean, back.Meta.Std, 128, torch.CPU, nil)
+	got, err := evaluate.TestAccuracy(back.Net, te, back.Meta.Mean, back.Meta.Std, 128, torch.CPU, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
