@@ -56,7 +56,7 @@ type Config struct {
 // the shipped seed-2 model into seed 1 at layer1.0 (2,000 test images) lost
 // 10.2 points from the default init (2 epochs, LR 1e-2; worse at 1e-3), but
 // 1.2 points from the least-squares init after one epoch and 0.7 after two.
-// Pass --init default (and more --epochs) for the paper's setting.
+// Set Init to InitDefault (and more Epochs) for the paper's setting.
 func Defaults() Config {
 	return Config{Cuts: "all", Epochs: 1, BatchSize: 128, LR: 1e-2, Seed: 0, FitSamples: 6000,
 		KernelSize: 1, Init: InitLeastSquares, FrozenBN: "eval", CKASamples: 500, LSSamples: 2000, Data: "fashion-mnist",
