@@ -17,12 +17,19 @@ import (
 	"os"
 
 	"github.com/urfave/cli/v2"
+
+	"modelstitch/torch"
 )
 
 // subcommands is filled by the init functions of the files beside this one.
 var subcommands []*cli.Command
 
 func main() {
+	// Training steps reuse freed activations instead of faulting them in
+	// again; MODELSTITCH_MALLOC=system keeps glibc's own settings.
+	if _, err := torch.TuneHeapForTraining(); err != nil {
+		fmt.Fprintln(os.Stderr, "stitch: warning:", err)
+	}
 	if err := run(os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "stitch:", err)
 		var ec cli.ExitCoder
