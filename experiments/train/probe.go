@@ -219,7 +219,11 @@ func Features(net *vision.ResNet, ds *datasets.Dataset, mean, std []float64, bat
 // fitLinear trains fc on the cached features x [N, d] and labels y [N] with
 // Adam and cosine decay, shuffling every epoch.
 func fitLinear(fc *nn.Linear, x, y *torch.Tensor, cfg ProbeConfig) error {
-	n := int(x.Size(0))
+	n64, err := x.Size(0)
+	if err != nil {
+		return err
+	}
+	n := int(n64)
 	if n < 1 {
 		return errors.New("no training images")
 	}
@@ -275,12 +279,14 @@ func fitLinear(fc *nn.Linear, x, y *torch.Tensor, cfg ProbeConfig) error {
 
 // linearAccuracy returns the accuracy (percent) of logits x·wᵀ + b against y.
 func linearAccuracy(x, y, w, b *torch.Tensor) (float64, error) {
-	n := x.Size(0)
+	n, err := x.Size(0)
+	if err != nil {
+		return 0, err
+	}
 	if n < 1 {
 		return 0, errors.New("empty test set")
 	}
 	var c int64
-	var err error
 	torch.NoGrad(func() {
 		s := torch.NewScope()
 		defer s.Close()
@@ -313,7 +319,15 @@ func probeModel(backbone *models.Model, w, b *torch.Tensor, dev torch.Device) (*
 		nn.Free(net)
 		return nil, err
 	}
-	fc := nn.NewLinear(w.Size(1), w.Size(0), true)
+	ws, err := w.Shape()
+	if err == nil && len(ws) != 2 {
+		err = fmt.Errorf("probe weight has shape %v, want [classes, features]", ws)
+	}
+	if err != nil {
+		nn.Free(net)
+		return nil, err
+	}
+	fc := nn.NewLinear(ws[1], ws[0], true)
 	var cerr error
 	torch.NoGrad(func() {
 		if cerr = fc.Weight.CopyFrom(w); cerr == nil {

@@ -69,7 +69,11 @@ func TestStateDictNamesAndOrder(t *testing.T) {
 	if n := nn.NumParameters(m); n != 2*9+2+1+4+2+2+6 {
 		t.Errorf("NumParameters %d", n)
 	}
-	if got := nn.Shapes(m)["1.conv.weight"]; !slices.Equal(got, []int64{2, 2, 1, 1}) {
+	shapes, err := nn.Shapes(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := shapes["1.conv.weight"]; !slices.Equal(got, []int64{2, 2, 1, 1}) {
 		t.Errorf("Shapes: %v", got)
 	}
 	if nn.Child(m, "1") == nil || nn.Child(m, "7") != nil || len(nn.Children(m)) != 4 {
