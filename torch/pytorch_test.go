@@ -197,6 +197,9 @@ func opCases() []opCase {
 // TestOpsMatchPyTorch checks forward values, input and weight gradients, and
 // in-place side effects of the functional ops against PyTorch 1.13.
 func TestOpsMatchPyTorch(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs PyTorch for reference values (tens of seconds on a busy machine); skipped with -short")
+	}
 	runOpCases(t, reftest.Run(t, refScript), torch.CPU, 1e-5)
 }
 
@@ -204,6 +207,9 @@ func TestOpsMatchPyTorch(t *testing.T) {
 // copied there, results copied back) against PyTorch's CPU values, with TF32
 // off and tolerances of 1e-4: GPU kernels sum in other orders.
 func TestOpsMatchPyTorchOnCUDA(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs PyTorch for reference values (tens of seconds on a busy machine); skipped with -short")
+	}
 	reftest.RequireCUDA(t)
 	defer torch.SetTF32(torch.SetTF32(false))
 	runOpCases(t, reftest.Run(t, refScript), torch.CUDA, 1e-4)
@@ -263,6 +269,9 @@ func runOpCases(t *testing.T, refs reftest.Refs, dev torch.Device, tol float64) 
 // TestSeededRandomMatchesPyTorch checks that a seeded Generator, and the
 // global generator after ManualSeed, draw exactly PyTorch's numbers.
 func TestSeededRandomMatchesPyTorch(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs PyTorch for reference values (tens of seconds on a busy machine); skipped with -short")
+	}
 	refs := reftest.Run(t, refScript)
 	g, err := torch.NewGenerator(123, torch.CPU)
 	if err != nil {

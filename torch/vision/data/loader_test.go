@@ -218,6 +218,9 @@ func TestShuffleDeterminism(t *testing.T) {
 }
 
 func TestEarlyBreakLeaksNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("loads Fashion-MNIST and waits for the garbage collector (seconds); skipped with -short")
+	}
 	ds := fashion(t)
 	start := settle(t)
 	goroutines := runtime.NumGoroutine()
