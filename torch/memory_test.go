@@ -65,7 +65,7 @@ func TestTrainingLoopDoesNotLeak(t *testing.T) {
 	torch.NoGrad(func() { warm.Forward(in).Free() })
 	nn.Free(warm)
 	in.Free()
-	start := torch.LiveTensors()
+	start := settledLiveTensors()
 	m := nn.NewSequential(
 		nn.NewConv2d(3, 8, 3, nn.Conv2dConfig{Padding: 1}),
 		nn.NewBatchNorm2d(8),
