@@ -30,14 +30,16 @@ func dataFlags(def string) []cli.Flag {
 // setup applies --threads and parses and checks --device.
 func setup(c *cli.Context) (torch.Device, error) {
 	if n := c.Int("threads"); n > 0 {
-		torch.SetNumThreads(n)
+		if err := torch.SetNumThreads(n); err != nil {
+			return torch.CPU, fmt.Errorf("--threads: %w", err)
+		}
 	}
 	dev, err := torch.ParseDevice(c.String("device"))
 	if err != nil {
 		return dev, fmt.Errorf("--device: %w", err)
 	}
 	if err := torch.CheckDevice(dev); err != nil {
-		return dev, fmt.Errorf("--device %s: %w", dev, err)
+		return dev, fmt.Errorf("--device %s: %w (--device cpu runs on the CPU)", dev, err)
 	}
 	return dev, nil
 }

@@ -17,6 +17,8 @@ import (
 	"os"
 
 	"github.com/urfave/cli/v2"
+
+	"modelstitch/torch"
 )
 
 // subcommands returns the subcommands in the order --help lists them.
@@ -25,6 +27,11 @@ func subcommands() []*cli.Command {
 }
 
 func main() {
+	// Training steps reuse freed activations instead of faulting them in
+	// again; MODELSTITCH_MALLOC=system keeps glibc's own settings.
+	if _, err := torch.TuneHeapForTraining(); err != nil {
+		fmt.Fprintln(os.Stderr, "stitch: warning:", err)
+	}
 	if err := run(os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "stitch:", err)
 		var ec cli.ExitCoder

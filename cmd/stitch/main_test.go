@@ -32,6 +32,7 @@ func TestBadInputGivesClearErrors(t *testing.T) {
 		{[]string{"--bottom", sup, "--top", sup, "--layer", "layer7.3", "--quiet", "--out", "", "--plot", ""}, "layer7.3"},
 		{[]string{"--bottom", sup, "--top", sup, "--device", "tpu"}, "--device"},
 		{[]string{"--bottom", sup, "--top", sup, "--device", noCUDA}, noCUDA},
+		{[]string{"--bottom", sup, "--top", sup, "--device", noCUDA}, "--device cpu"}, // the hint is the command's
 		{[]string{"--bottom", sup, "--top", sup, "--init", "magic"}, "--init"},
 		{[]string{"--bottom", sup, "--top", sup, "--data", "imagenet-21k", "--quiet"}, "imagenet-21k"},
 		{[]string{"--bottom", sup, "--top", "embedded:nope"}, "nope"},

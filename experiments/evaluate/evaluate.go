@@ -25,8 +25,11 @@ func Accuracy(forward func(x *torch.Tensor) *torch.Tensor, loader *data.Loader, 
 				return err
 			}
 			c, err := Correct(forward(b.X), b.Y)
-			n := b.Y.Size(0)
+			n, nerr := b.Y.Size(0)
 			b.Close()
+			if err == nil {
+				err = nerr
+			}
 			if err != nil {
 				return err
 			}

@@ -221,7 +221,11 @@ func TestTrainRefusesADivergedLoss(t *testing.T) {
 		defer s.Close()
 		logits := s.Track(f.fc.Forward(f.x))
 		nan := s.Track(logits.Sum().MulScalar(math.NaN()))
-		return step(Batch{Loss: nan, N: int(f.x.Size(0))})
+		n, err := f.x.Size(0)
+		if err != nil {
+			return err
+		}
+		return step(Batch{Loss: nan, N: int(n)})
 	})
 	if err == nil || !strings.Contains(err.Error(), "NaN") || !strings.Contains(err.Error(), "epoch 1") {
 		t.Errorf("NaN loss: error %v", err)

@@ -154,7 +154,12 @@ func Load(path string, opt LoadOptions) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", path, err)
 	}
-	if mm := weights.CompareKeys(nn.Shapes(net), ck.State); mm.Err() != nil {
+	netShapes, err := nn.Shapes(net)
+	if err != nil {
+		nn.Free(net)
+		return nil, fmt.Errorf("model %s: %w", path, err)
+	}
+	if mm := weights.CompareKeys(netShapes, ck.State); mm.Err() != nil {
 		nn.Free(net)
 		what := desc
 		if what == "" {

@@ -50,6 +50,10 @@ func NewLayer(in, out []int64, kernel int64) (*Layer, error) {
 	default:
 		return nil, fmt.Errorf("stitch: cannot stitch activations of shape %v into %v (need both C×H×W or both C)", in, out)
 	}
+	if err := nn.Err(l); err != nil {
+		nn.Free(l)
+		return nil, fmt.Errorf("stitch: layer %v → %v: %w", in, out, err)
+	}
 	return l, nil
 }
 

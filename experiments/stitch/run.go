@@ -286,12 +286,17 @@ func (r *Runner) cka(cut string, test *data.Loader) (float64, error) {
 				return err
 			}
 			x := b.X
-			if take := r.Config.CKASamples - n; int64(take) < x.Size(0) {
-				x = x.Narrow(0, 0, int64(take))
+			size, err := x.Size(0)
+			if err != nil {
+				b.Close()
+				return err
+			}
+			if take := int64(r.Config.CKASamples - n); take < size {
+				x, size = x.Narrow(0, 0, take), take
 			}
 			bx := b.Scope.Keep(r.Bottom.Net.ForwardTo(x, cut).Flatten(1, -1))
 			ty := b.Scope.Keep(r.Top.Net.ForwardTo(x, cut).Flatten(1, -1))
-			n += int(x.Size(0))
+			n += int(size)
 			b.Close()
 			xs, ys = append(xs, bx), append(ys, ty)
 			if err := torch.FirstError(bx, ty); err != nil || n >= r.Config.CKASamples {

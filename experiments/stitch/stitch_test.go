@@ -2,6 +2,7 @@ package stitch
 
 import (
 	"encoding/json"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
@@ -216,7 +217,10 @@ func TestStitchLayerShapesAndTrainableParams(t *testing.T) {
 	}
 	defer nn.Free(l)
 	want := map[string][]int64{"0.weight": {64}, "1.weight": {32, 64, 3, 3}, "1.bias": {32}, "2.weight": {32}}
-	got := nn.Shapes(l)
+	got, err := nn.Shapes(l)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for k, s := range want {
 		if len(got[k]) != len(s) {
 			t.Errorf("%s: %v want %v", k, got[k], s)
@@ -224,16 +228,16 @@ func TestStitchLayerShapesAndTrainableParams(t *testing.T) {
 	}
 	x := torch.Randn([]int64{4, 64, 7, 7})
 	y := l.Forward(x)
-	if s := y.Shape(); y.Err() != nil || s[1] != 32 || s[2] != 7 {
-		t.Errorf("forward: %v %v", s, y.Err())
+	if s, err := y.Shape(); err != nil || s[1] != 32 || s[2] != 7 {
+		t.Errorf("forward: %v %v", s, err)
 	}
 	lin, err := NewLayer([]int64{128}, []int64{64}, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nn.Free(lin)
-	if s := lin.Forward(torch.Randn([]int64{4, 128})).Shape(); s[1] != 64 {
-		t.Errorf("linear stitch: %v", s)
+	if s, err := lin.Forward(torch.Randn([]int64{4, 128})).Shape(); err != nil || s[1] != 64 {
+		t.Errorf("linear stitch: %v %v", s, err)
 	}
 }
 
@@ -259,6 +263,11 @@ func TestLinearCKA(t *testing.T) {
 	}
 	if !(other < mixed && mixed < 1) {
 		t.Errorf("CKA ordering: independent %.3f, linear map %.3f", other, mixed)
+	}
+	// A failed activation reports its own error, not a sample count.
+	bad := torch.Zeros([]int64{-1})
+	if _, err := LinearCKA(bad, x); err == nil || !errors.Is(err, bad.Err()) {
+		t.Errorf("CKA of an error tensor: %v, want the tensor's error %v", err, bad.Err())
 	}
 }
 

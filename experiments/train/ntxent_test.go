@@ -70,7 +70,11 @@ func TestNTXentMatchesPyTorch(t *testing.T) {
 			t.Fatal(err)
 		}
 		temp := refs.Float(t, name("t"))
-		what := fmt.Sprintf("N=%d d=%d τ=%g", z1.Size(0), z1.Size(1), temp)
+		zs, err := z1.Shape()
+		if err != nil {
+			t.Fatal(err)
+		}
+		what := fmt.Sprintf("N=%d d=%d τ=%g", zs[0], zs[1], temp)
 		loss := NTXent(z1, z2, temp)
 		if err := loss.Backward(); err != nil {
 			t.Fatalf("%s: %v", what, err)

@@ -214,7 +214,11 @@ func Features(net *vision.ResNet, ds *datasets.Dataset, mean, std []float64, bat
 // fitLinear trains fc on the cached features x [N, d] and labels y [N] with
 // Adam and cosine decay, shuffling every epoch.
 func fitLinear(fc *nn.Linear, x, y *torch.Tensor, cfg ProbeConfig) error {
-	n := int(x.Size(0))
+	n64, err := x.Size(0)
+	if err != nil {
+		return err
+	}
+	n := int(n64)
 	if n < 1 {
 		return errors.New("no training images")
 	}
@@ -256,12 +260,15 @@ func fitLinear(fc *nn.Linear, x, y *torch.Tensor, cfg ProbeConfig) error {
 
 // linearAccuracy returns the accuracy (percent) of logits x·wᵀ + b against y.
 func linearAccuracy(x, y, w, b *torch.Tensor) (float64, error) {
-	n := x.Size(0)
+	n, err := x.Size(0)
+	if err != nil {
+		return 0, err
+	}
 	if n < 1 {
 		return 0, errors.New("empty test set")
 	}
 	var c int64
-	err := torch.NoGrad(func() (err error) {
+	err = torch.NoGrad(func() (err error) {
 		s := torch.NewScope()
 		defer s.Close()
 		c, err = evaluate.Correct(s.Track(torch.Linear(x, w, b)), y)
@@ -293,7 +300,15 @@ func probeModel(backbone *models.Model, w, b *torch.Tensor, dev torch.Device) (*
 		nn.Free(net)
 		return nil, err
 	}
-	fc := nn.NewLinear(w.Size(1), w.Size(0), true)
+	ws, err := w.Shape()
+	if err == nil && len(ws) != 2 {
+		err = fmt.Errorf("probe weight has shape %v, want [classes, features]", ws)
+	}
+	if err != nil {
+		nn.Free(net)
+		return nil, err
+	}
+	fc := nn.NewLinear(ws[1], ws[0], true)
 	cerr := torch.NoGrad(func() error {
 		if err := fc.Weight.CopyFrom(w); err != nil {
 			return err

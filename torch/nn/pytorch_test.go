@@ -76,6 +76,9 @@ func newTestNet() *nn.Sequential {
 // output, every parameter gradient, the updated running statistics and
 // batch counters, and the evaluation output.
 func TestModulesMatchPyTorch(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs PyTorch for reference values (tens of seconds on a busy machine); skipped with -short")
+	}
 	refs := reftest.Run(t, netScript)
 	const atol, rtol = 1e-5, 1e-5
 	m := newTestNet()

@@ -67,6 +67,10 @@ func BenchmarkResNet18TrainStep(b *testing.B) {
 		defer runtime.UnlockOSThread()
 	}
 	b.StopTimer()
+	// As the stitch command does at start-up (MODELSTITCH_MALLOC=system opts out).
+	if _, err := torch.TuneHeapForTraining(); err != nil {
+		b.Fatal(err)
+	}
 	// Go's benchmark output keeps 10 log lines: these are 10 at most.
 	loadAtStart := loadAverage()
 	defer func() {

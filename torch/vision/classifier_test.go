@@ -37,7 +37,10 @@ func TestSetClassifier(t *testing.T) {
 	if !r.HasClassifier() || r.Config.Classes != 7 {
 		t.Errorf("after SetClassifier: HasClassifier %v, Classes %d", r.HasClassifier(), r.Config.Classes)
 	}
-	shapes := nn.Shapes(r)
+	shapes, err := nn.Shapes(r)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if s := shapes["fc.weight"]; len(s) != 2 || s[0] != 7 || s[1] != r.FeatureDim() {
 		t.Errorf("fc.weight shape %v", s)
 	}
@@ -59,7 +62,7 @@ func TestSetClassifier(t *testing.T) {
 		from = r.ForwardFrom(r.ForwardTo(x, "layer3.1"), "layer3.1")
 		return nil
 	})
-	if got := logits.Shape(); len(got) != 2 || got[0] != 2 || got[1] != 7 {
+	if got := shapeOf(t, logits); len(got) != 2 || got[0] != 2 || got[1] != 7 {
 		t.Fatalf("logits shape %v (err %v)", got, logits.Err())
 	}
 	if ok, err := torch.AllClose(logits, from, 1e-5, 1e-6); err != nil || !ok {

@@ -142,7 +142,11 @@ func ResNetFromStateDict(sd map[string]*torch.Tensor, override func(*ResNetConfi
 		if err := t.Err(); err != nil {
 			return nil, "", fmt.Errorf("vision: tensor %s: %w", k, err)
 		}
-		shapes[k] = t.Shape()
+		s, err := t.Shape()
+		if err != nil {
+			return nil, "", fmt.Errorf("vision: tensor %s: %w", k, err)
+		}
+		shapes[k] = s
 	}
 	cfg, desc, err := InferResNetConfig(shapes)
 	if err != nil {

@@ -333,12 +333,7 @@ func NewResNet(cfg ResNetConfig) (*ResNet, error) {
 		r.RegisterModule("fc", r.FC)
 	}
 	if bd.err == nil {
-		for _, n := range nn.StateDict(r) {
-			if err := n.Tensor.Err(); err != nil {
-				bd.err = fmt.Errorf("%s: %w", n.Name, err)
-				break
-			}
-		}
+		bd.err = nn.Err(r)
 	}
 	if bd.err != nil {
 		nn.Free(r)
