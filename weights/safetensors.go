@@ -42,7 +42,9 @@ type safetensorsEntry struct {
 // optional __metadata__ string map) and the tensor bytes. Keys keep the
 // header's order and are normalised as by NormalizeKeys; __metadata__ becomes
 // Checkpoint.Metadata.
-func ReadSafetensors(path string) (*Checkpoint, error) { return ReadSafetensorsWith(path, ReadOptions{}) }
+func ReadSafetensors(path string) (*Checkpoint, error) {
+	return ReadSafetensorsWith(path, ReadOptions{})
+}
 
 // ReadSafetensorsWith is ReadSafetensors with options (see ReadOptions).
 func ReadSafetensorsWith(path string, opt ReadOptions) (*Checkpoint, error) {

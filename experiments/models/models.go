@@ -48,19 +48,19 @@ type Recipe struct {
 
 // Meta is modelstitch's metadata, stored as JSON inside our checkpoints.
 type Meta struct {
-	Arch       string    `json:"arch"`
-	Width      float64   `json:"width"`
-	Stem       string    `json:"stem"`
+	Arch  string  `json:"arch"`
+	Width float64 `json:"width"`
+	Stem  string  `json:"stem"`
 	// StemPadding is the stem convolution's padding when it is not the
 	// default (k−1)/2 (solo-learn's CIFAR stem: 2); 0 otherwise.
-	StemPadding int `json:"stem_padding,omitempty"`
-	InChannels int       `json:"in_channels"`
-	Classes    int       `json:"classes"`
-	Dataset    string    `json:"dataset,omitempty"`
-	Mean       []float64 `json:"mean,omitempty"`
-	Std        []float64 `json:"std,omitempty"`
-	Objective  string    `json:"objective,omitempty"`
-	Recipe     *Recipe   `json:"recipe,omitempty"`
+	StemPadding int       `json:"stem_padding,omitempty"`
+	InChannels  int       `json:"in_channels"`
+	Classes     int       `json:"classes"`
+	Dataset     string    `json:"dataset,omitempty"`
+	Mean        []float64 `json:"mean,omitempty"`
+	Std         []float64 `json:"std,omitempty"`
+	Objective   string    `json:"objective,omitempty"`
+	Recipe      *Recipe   `json:"recipe,omitempty"`
 	// TestAccuracy is in percent (0–100), measured on Dataset's test split.
 	TestAccuracy *float64 `json:"test_accuracy,omitempty"`
 	// Backbone names the checkpoint a probe was fit on.
