@@ -181,8 +181,9 @@ func search(v any, depth int, seen map[any]bool) (*found, bool) {
 	if best != nil {
 		best.path = append([]string{bestKey}, best.path...)
 		if len(candidates) > 1 {
-			best.notes = append(best.notes, fmt.Sprintf("several entries hold tensors (%s); chose %q by the rule: %s, then the largest; pick another with --key ENTRY",
-				strings.Join(candidates, ", "), bestKey, RoleRule))
+			best.notes = append(best.notes, fmt.Sprintf("several entries hold tensors (%s); chose %q (online/query/base/teacher entries before "+
+				"momentum/target/EMA/student ones, then the one with most tensors); pick another with --key ENTRY",
+				strings.Join(candidates, ", "), bestKey))
 		}
 		return best, true
 	}

@@ -55,7 +55,8 @@ func TestHandMadePicklesRefused(t *testing.T) {
 		{"stack global", "\x80\x04\x8c\x02os\x8c\x06system\x93.", "os.system"},
 		{"functools.partial", "\x80\x02cfunctools\npartial\n.", "functools.partial"},
 		{"torch.load", "\x80\x02ctorch\nload\n.", "torch.load"},
-		{"unknown function", "\x80\x02cmylib\ndo_stuff\n.", "mylib.do_stuff"},
+		{"unknown function called", "\x80\x02cmylib\ndo_stuff\n)R.", "mylib.do_stuff"},
+		{"plain function called", "\x80\x02ctorch.nn.functional\nrelu\nK\x01\x85R.", "torch.nn.functional.relu"},
 		{"dotted name", "\x80\x04\x8c\x05numpy\x8c\x0ctesting.eval\x93.", "numpy.testing.eval"},
 	}
 	for _, tc := range tests {

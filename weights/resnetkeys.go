@@ -138,6 +138,30 @@ func SelectKey(sd *StateDict, key string) (*StateDict, error) {
 	return out, nil
 }
 
+// outsideGroups lists the groups of keys outside the chosen network: each
+// other network as one group, the rest by their first n components.
+func outsideGroups(keys []string, others []resnetRoot, n int) []string {
+	var groups, rest []string
+	seen := map[string]bool{}
+next:
+	for _, k := range keys {
+		for _, o := range others {
+			if o.prefix != "" && strings.HasPrefix(k, o.prefix) {
+				if !seen[o.prefix] {
+					seen[o.prefix] = true
+					groups = append(groups, o.prefix+"* (another network)")
+				}
+				continue next
+			}
+		}
+		rest = append(rest, k)
+	}
+	if len(rest) > 0 {
+		groups = append(groups, keyGroups(rest, n)...)
+	}
+	return groups
+}
+
 // keyGroups lists the distinct first n components of keys, sorted.
 func keyGroups(keys []string, n int) []string {
 	set := map[string]bool{}
@@ -189,8 +213,9 @@ func ResolveKeys(sd *StateDict, key string) (*StateDict, map[string]string, []st
 		for _, o := range roots {
 			names = append(names, strings.TrimSuffix(o.prefix, "."))
 		}
-		notes = append(notes, fmt.Sprintf("%d networks in the file (%s); chose %s by the rule: %s; pick another with --key PREFIX (e.g. --key %s)",
-			len(roots), strings.Join(names, ", "), rootName(r.prefix), RoleRule, names[1]))
+		notes = append(notes, fmt.Sprintf("%d networks in the file (%s); chose %s (online/query/base/teacher networks before "+
+			"momentum/target/EMA/student copies, then the shortest prefix, then alphabetical); pick another with --key PREFIX (e.g. --key %s)",
+			len(roots), strings.Join(names, ", "), rootName(r.prefix), names[1]))
 	}
 	out := NewStateDict()
 	var outside, ignoredInside []string
@@ -277,7 +302,7 @@ func ResolveKeys(sd *StateDict, key string) (*StateDict, map[string]string, []st
 		}
 		if len(rest) > 0 {
 			notes = append(notes, fmt.Sprintf("used the ResNet under %s; ignored %d other keys (%s)", rootName(r.prefix), len(rest),
-				strings.Join(keyGroups(rest, strings.Count(r.prefix, ".")+1), ", ")))
+				strings.Join(outsideGroups(rest, roots[1:], strings.Count(r.prefix, ".")+1), ", ")))
 		}
 	} else if r.prefix != "" {
 		notes = append(notes, fmt.Sprintf("stripped prefix %s from %d keys", r.prefix, out.Len()))

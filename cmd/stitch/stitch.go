@@ -41,6 +41,7 @@ func stitchFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "probe", Usage: "fit a linear probe on a top model that has no classifier"},
 		&cli.StringFlag{Name: "bottom-stem", Usage: "override the bottom's inferred stem (cifar or imagenet)"},
 		&cli.StringFlag{Name: "top-stem", Usage: "override the top's inferred stem (cifar or imagenet)"},
+		keyFlag("bottom-key", "the bottom's file"), keyFlag("top-key", "the top's file"),
 		&cli.StringFlag{Name: "out", Value: "results/stitch.jsonl", Usage: "JSON Lines results, appended per cut; a re-run skips cuts already there"},
 		&cli.StringFlag{Name: "plot", Value: "results/penalty.png", Usage: "plot of penalty and CKA per cut (.png or .svg; empty: none)"},
 		&cli.BoolFlag{Name: "json", Usage: "print the rows as JSON Lines on stdout instead of a table"},
@@ -70,7 +71,7 @@ func stitchAction(c *cli.Context) error {
 		return err
 	}
 	start := time.Now()
-	top, err := models.Load(c.String("top"), models.LoadOptions{Stem: c.String("top-stem"), Device: dev})
+	top, err := models.Load(c.String("top"), models.LoadOptions{Stem: c.String("top-stem"), Key: c.String("top-key"), Device: dev})
 	if err != nil {
 		return fmt.Errorf("--top: %w", err)
 	}
@@ -79,7 +80,7 @@ func stitchAction(c *cli.Context) error {
 	if c.String("bottom") == "random" {
 		bottom, err = models.NewRandom(top.Meta, cfg.Seed, dev)
 	} else {
-		bottom, err = models.Load(c.String("bottom"), models.LoadOptions{Stem: c.String("bottom-stem"), Device: dev})
+		bottom, err = models.Load(c.String("bottom"), models.LoadOptions{Stem: c.String("bottom-stem"), Key: c.String("bottom-key"), Device: dev})
 	}
 	if err != nil {
 		return fmt.Errorf("--bottom: %w", err)
