@@ -147,14 +147,16 @@ next:
 	for _, k := range keys {
 		for _, o := range others {
 			if o.prefix != "" && strings.HasPrefix(k, o.prefix) {
-				if !seen[o.prefix] {
-					seen[o.prefix] = true
-					groups = append(groups, o.prefix+"* (another network)")
-				}
+				seen[o.prefix] = true
 				continue next
 			}
 		}
 		rest = append(rest, k)
+	}
+	for _, o := range others { // in RoleRule order, whatever the keys' order
+		if seen[o.prefix] {
+			groups = append(groups, o.prefix+"* (another network)")
+		}
 	}
 	if len(rest) > 0 {
 		groups = append(groups, keyGroups(rest, n)...)
