@@ -9,6 +9,7 @@ import (
 
 	"modelstitch/internal/reftest"
 	"modelstitch/torch"
+	"modelstitch/torch/vision"
 	"modelstitch/weights"
 )
 
@@ -328,5 +329,39 @@ func familyRefusalsAndFlags(t *testing.T, dir string, refs reftest.Refs) {
 	}
 	if !strings.Contains(first, "--key") {
 		t.Errorf("the choice among networks should name --key:\n%s", first)
+	}
+}
+
+func TestBaseName(t *testing.T) {
+	for in, want := range map[string]string{
+		"runs/x.pth.tar": "x", "x.pth": "x", "model.safetensors": "model", "a.b.ckpt": "a.b", "embedded:seed1": "seed1", "noext": "noext",
+	} {
+		if got := baseName(in); got != want {
+			t.Errorf("baseName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestWideMetaRoundTrip(t *testing.T) {
+	meta := MetaFor(vision.ResNetConfig{Depth: 50, WidthPerGroup: 128, Width: 0.0625, Stem: "cifar", StemPadding: 2, Classes: 3})
+	if meta.Arch != "wide_resnet50_2" || meta.StemPadding != 2 {
+		t.Fatalf("MetaFor: %+v", meta)
+	}
+	m, err := NewRandom(meta, 3, torch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Free()
+	p := filepath.Join(t.TempDir(), "wide.pt")
+	if err := Save(p, m.Net, meta); err != nil {
+		t.Fatal(err)
+	}
+	back, err := Load(p, LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer back.Free()
+	if back.Net.Config != m.Net.Config || !strings.Contains(back.Description, "Wide ResNet-50-2") {
+		t.Errorf("came back as %+v (%s), want %+v", back.Net.Config, back.Description, m.Net.Config)
 	}
 }

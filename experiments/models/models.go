@@ -193,6 +193,10 @@ func Load(path string, opt LoadOptions) (*Model, error) {
 	} else {
 		m.Meta = MetaFor(net.Config)
 		m.Notes = append(m.Notes, "architecture inferred from the weights: "+net.Config.String())
+		if net.Config.Stem == vision.StemCIFAR && filePadding == 0 && opt.StemPadding == 0 && opt.Stem == "" {
+			m.Notes = append(m.Notes, "a 3×3 stem: assumed stride 1, padding 1 and no max pool (the usual CIFAR stem), "+
+				"which the weights cannot show; use --stem imagenet for a max pool, --stem-padding for another padding")
+		}
 		if mean, std, ok := inputNormalisation(ck.Metadata); ok {
 			m.Meta.Mean, m.Meta.Std = mean, std
 		}
