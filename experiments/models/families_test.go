@@ -19,7 +19,7 @@ import (
 const familyFiles = `
 import argparse, collections, copy
 import torch.nn as nn, torchvision
-from torchvision.models.resnet import ResNet, BasicBlock
+from torchvision.models.resnet import ResNet, BasicBlock, Bottleneck
 D = %q
 torch.manual_seed(0)
 
@@ -32,8 +32,25 @@ def shake(m):
                 mod.num_batches_tracked.fill_(11)
     return m.eval()
 
+# torchvision's ResNet-18 at 1/8 width (8 stem channels, 64 features), built by
+# torchvision's own _make_layer and forward: the exact layout, files 64 times smaller.
+W, FEAT = 8, 64
+class NarrowResNet(ResNet):
+    def __init__(self, block=BasicBlock, layers=(2, 2, 2, 2), num_classes=10, width_per_group=64):
+        nn.Module.__init__(self)
+        self._norm_layer, self.inplanes, self.dilation, self.groups, self.base_width = nn.BatchNorm2d, W, 1, 1, width_per_group
+        self.conv1 = nn.Conv2d(3, W, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(W); self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = self._make_layer(block, W, layers[0])
+        self.layer2 = self._make_layer(block, 2 * W, layers[1], stride=2)
+        self.layer3 = self._make_layer(block, 4 * W, layers[2], stride=2)
+        self.layer4 = self._make_layer(block, 8 * W, layers[3], stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(8 * W * block.expansion, num_classes)
+
 def r18(classes=10):
-    return shake(torchvision.models.resnet18(num_classes=classes))
+    return shake(NarrowResNet(num_classes=classes))
 
 def features(m, x):
     h = m.maxpool(m.relu(m.bn1(m.conv1(x))))
@@ -51,8 +68,8 @@ m = r18(1000)
 torch.save(collections.OrderedDict((k, v) for k, v in m.state_dict().items() if "num_batches_tracked" not in k), D + "/old_hub.pth")
 save("old_hub", m(x))
 
-# wide_resnet50_2.
-w = shake(torchvision.models.wide_resnet50_2(num_classes=10))
+# wide_resnet50_2's layout (bottlenecks [3, 4, 6, 3], width_per_group 128), at 1/8 width.
+w = shake(NarrowResNet(Bottleneck, (3, 4, 6, 3), num_classes=10, width_per_group=128))
 torch.save(w.state_dict(), D + "/wide_resnet50_2.pth")
 save("wide_resnet50_2", w(x))
 
@@ -62,7 +79,7 @@ class MoCo(nn.Module):
         super().__init__()
         self.encoder_q = r18(128); self.encoder_k = r18(128)
         for e in (self.encoder_q, self.encoder_k):
-            e.fc = nn.Sequential(nn.Linear(512, 512), nn.ReLU(), e.fc)
+            e.fc = nn.Sequential(nn.Linear(FEAT, FEAT), nn.ReLU(), e.fc)
         self.register_buffer("queue", torch.randn(128, 64))
         self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
 moco = MoCo()
@@ -76,7 +93,7 @@ class MoCo3(nn.Module):
         super().__init__()
         self.base_encoder = r18(256); self.momentum_encoder = r18(256)
         for e in (self.base_encoder, self.momentum_encoder):
-            e.fc = nn.Sequential(nn.Linear(512, 512, bias=False), nn.BatchNorm1d(512), nn.ReLU(), nn.Linear(512, 256, bias=False), nn.BatchNorm1d(256, affine=False))
+            e.fc = nn.Sequential(nn.Linear(FEAT, 32, bias=False), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 256, bias=False), nn.BatchNorm1d(256, affine=False))
         self.predictor = nn.Sequential(nn.Linear(256, 512, bias=False), nn.BatchNorm1d(512), nn.ReLU(), nn.Linear(512, 256))
 moco3 = MoCo3()
 sd = collections.OrderedDict(("module." + k, v) for k, v in moco3.state_dict().items())
@@ -109,7 +126,7 @@ class SthallesNet(nn.Module):
     def __init__(self):
         super().__init__()
         self.encoder = nn.Sequential(*list(r18(1000).children())[:-1])
-        self.projetion = MLP(512, 128)
+        self.projetion = MLP(FEAT, 128)
 online, target = SthallesNet(), SthallesNet()
 torch.save({"online_network_state_dict": online.state_dict(), "target_network_state_dict": target.state_dict(),
             "optimizer_state_dict": opt(online.parameters())}, D + "/byol_sthalles.pth")
@@ -125,12 +142,12 @@ save("lightning_stray", m(x))
 
 # solo-learn: backbone (CIFAR stem 3x3 padding 2, no maxpool, fc Identity) beside classifier and projector.
 b = r18(10)
-b.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=2, bias=False)
+b.conv1 = nn.Conv2d(3, W, kernel_size=3, stride=1, padding=2, bias=False)
 b.maxpool = nn.Identity(); b.fc = nn.Identity(); shake(b)
-classifier = nn.Linear(512, 10)
+classifier = nn.Linear(FEAT, 10)
 sd = collections.OrderedDict(("backbone." + k, v) for k, v in b.state_dict().items())
 sd.update(("classifier." + k, v) for k, v in classifier.state_dict().items())
-sd.update(("projector." + k, v) for k, v in shake(nn.Sequential(nn.Linear(512, 256), nn.BatchNorm1d(256), nn.ReLU(), nn.Linear(256, 64))).state_dict().items())
+sd.update(("projector." + k, v) for k, v in shake(nn.Sequential(nn.Linear(FEAT, 256), nn.BatchNorm1d(256), nn.ReLU(), nn.Linear(256, 64))).state_dict().items())
 sd.update(("momentum_backbone." + k, v) for k, v in b.state_dict().items())
 torch.save({"epoch": 399, "pytorch-lightning_version": "1.9.5", "state_dict": sd,
             "hyper_parameters": {"backbone": "resnet18", "cifar": True, "method": "byol"}}, D + "/solo_learn.ckpt")
@@ -141,7 +158,7 @@ class Lightly(nn.Module):
     def __init__(self):
         super().__init__()
         self.backbone = nn.Sequential(*list(r18(1000).children())[:-1])
-        self.projection_head = MLP(512, 128)
+        self.projection_head = MLP(FEAT, 128)
 l = Lightly()
 torch.save(l.state_dict(), D + "/lightly.pt")
 save("lightly", torch.flatten(l.backbone(x), 1))
@@ -149,7 +166,7 @@ save("lightly", torch.flatten(l.backbone(x), 1))
 # VISSL: classy_state_dict.base_model.model.trunk._feature_blocks.*
 m = r18(1000)
 trunk = collections.OrderedDict(("_feature_blocks." + k, v) for k, v in m.state_dict().items() if not k.startswith("fc."))
-heads = collections.OrderedDict([("0.clf.0.weight", torch.randn(1000, 512)), ("0.clf.0.bias", torch.randn(1000))])
+heads = collections.OrderedDict([("0.clf.0.weight", torch.randn(1000, FEAT)), ("0.clf.0.bias", torch.randn(1000))])
 torch.save({"phase_idx": 104, "iteration": 5000, "type": "checkpoint",
             "classy_state_dict": {"base_model": {"model": {"trunk": trunk, "heads": heads}, "meta": {}},
                                   "optimizer": {"name": "sgd"}}}, D + "/vissl.torch")
@@ -170,12 +187,12 @@ class KBlock(nn.Module):
 class KResNet(nn.Module):
     def __init__(self):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False); self.bn1 = nn.BatchNorm2d(64)
-        inp, layers = 64, []
-        for planes, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+        self.conv1 = nn.Conv2d(3, W, 3, 1, 1, bias=False); self.bn1 = nn.BatchNorm2d(W)
+        inp, layers = W, []
+        for planes, stride in ((W, 1), (2 * W, 2), (4 * W, 2), (8 * W, 2)):
             layers.append(nn.Sequential(KBlock(inp, planes, stride), KBlock(planes, planes, 1))); inp = planes
         self.layer1, self.layer2, self.layer3, self.layer4 = layers
-        self.linear = nn.Linear(512, 10)
+        self.linear = nn.Linear(FEAT, 10)
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
@@ -206,9 +223,9 @@ torch.save({"model": sd, "optimizer": opt(am.parameters()), "schedule": None, "e
 save("robustness", am.model(am.normalizer(x)))
 
 # A whole pickled module that stores a plain function as an attribute.
-class ActNet(ResNet):
+class ActNet(NarrowResNet):
     def __init__(self):
-        super().__init__(BasicBlock, [2, 2, 2, 2], num_classes=10)
+        super().__init__(num_classes=10)
         self.act = F.relu
 a = shake(ActNet())
 torch.save(a, D + "/whole_module_fn.pt")
@@ -216,8 +233,8 @@ save("whole_module_fn", a(x))
 
 # timm's deep stem (resnet50d-like conv1.0/1/3/4/6): must be refused.
 m = r18(10)
-m.conv1 = nn.Sequential(nn.Conv2d(3, 32, 3, 2, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
-                        nn.Conv2d(32, 32, 3, 1, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU(), nn.Conv2d(32, 64, 3, 1, 1, bias=False))
+m.conv1 = nn.Sequential(nn.Conv2d(3, W // 2, 3, 2, 1, bias=False), nn.BatchNorm2d(W // 2), nn.ReLU(),
+                        nn.Conv2d(W // 2, W // 2, 3, 1, 1, bias=False), nn.BatchNorm2d(W // 2), nn.ReLU(), nn.Conv2d(W // 2, W, 3, 1, 1, bias=False))
 torch.save(m.state_dict(), D + "/timm_deep_stem.pth")
 `
 
@@ -233,7 +250,7 @@ func TestLoadsEveryFamily(t *testing.T) {
 	cases := []struct {
 		file, key, want, describe, note string
 	}{
-		{"old_hub.pth", "", "old_hub", "ResNet-18 with a 1000-class", ""},
+		{"old_hub.pth", "", "old_hub", "ResNet-18 (width 0.125) with a 1000-class", ""},
 		{"wide_resnet50_2.pth", "", "wide_resnet50_2", "Wide ResNet-50-2", ""},
 		{"moco_v2.pth.tar", "", "moco_v2", "no classifier", "chose module.encoder_q"},
 		{"moco_v2.pth.tar", "module.encoder_k", "moco_v2_k", "no classifier", "--key module.encoder_k"},
@@ -278,6 +295,52 @@ func TestLoadsEveryFamily(t *testing.T) {
 			defer got.Free()
 			reftest.Compare(t, c.file, got, refs.Get(t, c.want), 1e-5, 1e-5)
 		})
+	}
+}
+
+// fullSizeFiles has PyTorch write torchvision's own wide_resnet50_2 and a
+// 2017-era resnet18 hub file (no num_batches_tracked) at full size.
+const fullSizeFiles = `
+import collections, torchvision
+D = %q
+torch.manual_seed(1)
+x = torch.randn(1, 3, 32, 32)
+save("x", x)
+with torch.no_grad():
+    for name, m in (("wide_resnet50_2", torchvision.models.wide_resnet50_2()), ("resnet18", torchvision.models.resnet18())):
+        m.eval()
+        for mod in m.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.running_mean.uniform_(-0.2, 0.2); mod.running_var.uniform_(0.5, 1.5)
+        sd = collections.OrderedDict((k, v) for k, v in m.state_dict().items() if "num_batches_tracked" not in k)
+        torch.save(sd, D + "/" + name + ".pth")
+        save(name, m(x))
+`
+
+// TestLoadsFullSizeTorchvision loads torchvision's full-size
+// wide_resnet50_2 (a 270 MB file) and an old resnet18 hub file.
+func TestLoadsFullSizeTorchvision(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes a 270 MB file (-short)")
+	}
+	reftest.Require(t)
+	dir := t.TempDir()
+	refs := reftest.Run(t, fmt.Sprintf(fullSizeFiles, dir))
+	x := refs.Tensor(t, "x")
+	defer x.Free()
+	for name, desc := range map[string]string{"wide_resnet50_2": "a Wide ResNet-50-2 with a 1000-class classifier", "resnet18": "a ResNet-18 with a 1000-class classifier"} {
+		m, err := Load(filepath.Join(dir, name+".pth"), LoadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Description != desc || m.Meta.Arch != name {
+			t.Errorf("%s: %s (arch %s)", name, m.Description, m.Meta.Arch)
+		}
+		var got *torch.Tensor
+		torch.NoGrad(func() { got = m.Net.Forward(x) })
+		reftest.Compare(t, name, got, refs.Get(t, name), 1e-5, 1e-5)
+		got.Free()
+		m.Free()
 	}
 }
 
