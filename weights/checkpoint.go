@@ -75,7 +75,32 @@ func (c *Checkpoint) resolve(key string) error {
 			c.Metadata[k] = v
 		}
 	}
+	if meta[MetaFamily] == "solo-learn" {
+		c.Notes = append(c.Notes, c.soloLearnStem(meta[MetaStemPadding] != ""))
+	}
 	return nil
+}
+
+// soloLearnStem reads solo-learn's own hyper-parameters about its stem
+// (cifar, or the data set's name) and says whether they agree with the
+// stem the weights show (3×3: CIFAR, built with padding 2).
+func (c *Checkpoint) soloLearnStem(cifarWeights bool) string {
+	said, from := "", ""
+	for _, k := range []string{"hyper_parameters.cifar", "hyper_parameters.cfg.data.dataset", "hyper_parameters.data.dataset", "hyper_parameters.dataset"} {
+		if v, ok := c.Metadata[k]; ok {
+			said, from = strings.ToLower(v), k
+			break
+		}
+	}
+	if from == "" {
+		return "solo-learn: no hyper-parameters about the stem in the file; the stem follows the weights"
+	}
+	cifarHP := said == "true" || strings.HasPrefix(said, "cifar")
+	if cifarHP == cifarWeights {
+		return fmt.Sprintf("solo-learn: the file's hyper-parameters agree with the stem (%s = %s)", from, said)
+	}
+	return fmt.Sprintf("solo-learn: the file's hyper-parameters (%s = %s) disagree with the stem the weights show; "+
+		"the weights win: check the features, or set --stem / --stem-padding", from, said)
 }
 
 func (c *Checkpoint) name() string {

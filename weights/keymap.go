@@ -303,6 +303,9 @@ func checkpointFrom(root any, format string, fileSize int64, opt ReadOptions) (*
 			if s, ok := scalarString(e.val); ok {
 				ck.Metadata[k] = s
 			}
+			if k == "hyper_parameters" || k == "hparams" || k == "args" || k == "config" || k == "cfg" {
+				hyperScalars(e.val, k, 0, ck.Metadata)
+			}
 		}
 		note := fmt.Sprintf("state dict found under %s", strings.Join(f.path, "."))
 		if len(ignored) > 0 {
@@ -374,6 +377,35 @@ func walkKey(root any, key string) (any, []string, string) {
 		parts = parts[1:]
 	}
 	return cur, walked, strings.Join(parts, ".")
+}
+
+// hyperScalars copies the plain scalars of a training run's hyper-parameters
+// (a dict, or an object such as argparse.Namespace, nested up to three
+// levels) into md as "prefix.name.sub" entries.
+func hyperScalars(v any, prefix string, depth int, md map[string]string) {
+	if depth > 3 {
+		return
+	}
+	if o, ok := v.(*pyObject); ok && o.Items == nil {
+		v = moduleState(o)
+	}
+	entries, ok := dictEntries(v)
+	if !ok {
+		return
+	}
+	for _, e := range entries {
+		k, ok := e.key.(string)
+		if !ok {
+			continue
+		}
+		if s, ok := scalarString(e.val); ok {
+			if len(md) < 4096 {
+				md[prefix+"."+k] = s
+			}
+			continue
+		}
+		hyperScalars(e.val, prefix+"."+k, depth+1, md)
+	}
 }
 
 // scalarString renders a plain pickled scalar (string, number, bool).

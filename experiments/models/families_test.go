@@ -260,7 +260,7 @@ func TestLoadsEveryFamily(t *testing.T) {
 		{"byol_sthalles.pth", "", "byol_sthalles", "no classifier", `chose "online_network_state_dict"`},
 		{"byol_sthalles.pth", "target_network_state_dict", "byol_sthalles_target", "no classifier", "took the wrapper entry target_network_state_dict"},
 		{"lightning_stray.ckpt", "", "lightning_stray", "10-class", "ignored 1 other keys (criterion.)"},
-		{"solo_learn.ckpt", "", "solo_learn", "stem padding 2", "solo-learn"},
+		{"solo_learn.ckpt", "", "solo_learn", "stem padding 2", "hyper-parameters agree with the stem (hyper_parameters.cifar = true)"},
 		{"lightly.pt", "", "lightly", "no classifier", "renamed nn.Sequential children"},
 		{"vissl.torch", "", "vissl", "no classifier", "trunk"},
 		{"kuangliu.pth", "", "kuangliu", "CIFAR stem", "kuangliu"},
