@@ -24,6 +24,7 @@ func dataFlags(def string) []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "data", Value: def, Usage: "fashion-mnist, mnist, cifar10, cifar100 or folder:PATH"},
 		&cli.StringFlag{Name: "data-dir", Usage: "where the data set's files are (default: the packaged location)"},
+		imageSizeFlag(),
 	}
 }
 

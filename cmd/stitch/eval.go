@@ -15,7 +15,7 @@ func init() {
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "checkpoint", Required: true, Usage: "model file (ours, torch.save, TorchScript or safetensors)"},
 		&cli.StringFlag{Name: "stem", Usage: "override the inferred stem (cifar or imagenet)"},
-		keyFlag("key", "the checkpoint"), stemPaddingFlag("stem-padding"), imageSizeFlag(),
+		keyFlag("key", "the checkpoint"), stemPaddingFlag("stem-padding"),
 		&cli.IntFlag{Name: "channels", Usage: "repeat 1-channel (grey) images to this many channels for the model (e.g. 3 for an RGB model on Fashion-MNIST)"},
 		&cli.IntFlag{Name: "batch-size", Value: 256},
 		&cli.BoolFlag{Name: "json", Usage: "print one JSON object on stdout"},

@@ -55,7 +55,7 @@ func probeAction(c *cli.Context) error {
 	if name == "" {
 		return fmt.Errorf("%s does not say which data set it was trained on: pass --data", bb.Path)
 	}
-	trainSet, testSet, err := train.LoadSplits(train.DataConfig{Name: name, Dir: c.String("data-dir"),
+	trainSet, testSet, err := train.LoadSplits(train.DataConfig{Name: name, Dir: c.String("data-dir"), ImageSize: c.Int("image-size"),
 		TrainSamples: c.Int("train-samples"), Seed: c.Int64("seed")})
 	if err != nil {
 		return fmt.Errorf("--data: %w", err)

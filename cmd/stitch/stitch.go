@@ -86,7 +86,7 @@ func stitchAction(c *cli.Context) error {
 		return fmt.Errorf("--bottom: %w", err)
 	}
 	defer bottom.Free()
-	trainSet, testSet, err := train.LoadSplits(train.DataConfig{Name: cfg.Data, Dir: c.String("data-dir"), TestSamples: c.Int("test-samples"), Seed: cfg.Seed})
+	trainSet, testSet, err := train.LoadSplits(train.DataConfig{Name: cfg.Data, Dir: c.String("data-dir"), ImageSize: c.Int("image-size"), TestSamples: c.Int("test-samples"), Seed: cfg.Seed})
 	if err != nil {
 		return fmt.Errorf("--data: %w", err)
 	}
