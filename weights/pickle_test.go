@@ -190,3 +190,27 @@ func TestCyclicAndSharedContainers(t *testing.T) {
 		t.Errorf("shared wrappers took %v", d)
 	}
 }
+
+// TestPlainFunctionValues: a plain function stored as a value (a pickled
+// module's self.act = F.relu) reads as an inert value; calling one is
+// refused with the Python one-liner that re-saves the weights.
+func TestPlainFunctionValues(t *testing.T) {
+	v, err := findClass("torch.nn.functional", "relu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, ok := v.(*pyFunc)
+	if !ok {
+		t.Fatalf("got %T, want an inert function value", v)
+	}
+	_, err = f.Call(1)
+	var ug *UnsafeGlobalError
+	if !errors.As(err, &ug) || !strings.Contains(err.Error(), "torch.save(m.state_dict()") {
+		t.Errorf("calling it: %v", err)
+	}
+	for _, g := range [][2]string{{"os", "system"}, {"builtins", "eval"}, {"mylib", "exec_thing"}} {
+		if _, err := findClass(g[0], g[1]); err == nil {
+			t.Errorf("%s.%s accepted", g[0], g[1])
+		}
+	}
+}
