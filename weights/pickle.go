@@ -428,8 +428,26 @@ func findClass(module, name string) (any, error) {
 	if first := []rune(strings.TrimLeft(name, "_")); len(first) > 0 && unicode.IsUpper(first[0]) {
 		return &pyClass{module, name}, nil
 	}
-	return nil, refuse("not on the allow-list")
+	// Other plain functions (self.act = F.relu in a pickled module) load as
+	// inert values that hold no tensors; calling one is refused.
+	return &pyFunc{module, name}, nil
 }
+
+// pyFunc is an inert stand-in for a plain Python function stored as a value,
+// such as a module attribute self.act = F.relu in a whole pickled model. It
+// holds no tensors and is never called: a pickle that calls it is refused.
+type pyFunc struct{ Module, Name string }
+
+// Call refuses: reading a checkpoint never runs its functions.
+func (f *pyFunc) Call(args ...any) (any, error) {
+	return nil, &UnsafeGlobalError{Module: f.Module, Name: f.Name, Reason: "a checkpoint must not call functions; " +
+		"if you trust the file, re-save its weights in Python: " +
+		"python3 -c 'import sys, torch; m = torch.load(sys.argv[1], weights_only=False); " +
+		"torch.save(m.state_dict() if hasattr(m, \"state_dict\") else m, sys.argv[1] + \".state_dict.pt\")' FILE"}
+}
+
+// String is the dotted Python name.
+func (f *pyFunc) String() string { return f.Module + "." + f.Name }
 
 // validIdent reports whether s is a Python identifier (dotted if dotted).
 func validIdent(s string, dotted bool) bool {

@@ -42,14 +42,21 @@ type safetensorsEntry struct {
 // optional __metadata__ string map) and the tensor bytes. Keys keep the
 // header's order and are normalised as by NormalizeKeys; __metadata__ becomes
 // Checkpoint.Metadata.
-func ReadSafetensors(path string) (*Checkpoint, error) { return readPath(path, readSafetensors) }
+func ReadSafetensors(path string) (*Checkpoint, error) {
+	return ReadSafetensorsWith(path, ReadOptions{})
+}
+
+// ReadSafetensorsWith is ReadSafetensors with options (see ReadOptions).
+func ReadSafetensorsWith(path string, opt ReadOptions) (*Checkpoint, error) {
+	return readPath(path, func(r io.ReaderAt, size int64) (*Checkpoint, error) { return readSafetensors(r, size, opt) })
+}
 
 // ReadSafetensorsBytes is ReadSafetensors for a file's contents held in memory.
 func ReadSafetensorsBytes(data []byte) (*Checkpoint, error) {
-	return readMemory(data, readSafetensors)
+	return readMemory(data, func(r io.ReaderAt, size int64) (*Checkpoint, error) { return readSafetensors(r, size, ReadOptions{}) })
 }
 
-func readSafetensors(r io.ReaderAt, size int64) (*Checkpoint, error) {
+func readSafetensors(r io.ReaderAt, size int64, opt ReadOptions) (*Checkpoint, error) {
 	if size == 0 {
 		return nil, errors.New("empty file")
 	}
@@ -163,8 +170,9 @@ func readSafetensors(r io.ReaderAt, size int64) (*Checkpoint, error) {
 		}
 		ck.State.Tensors[s.key] = &RawTensor{DType: safetensorsDTypes[e.DType], Shape: append([]int64{}, e.Shape...), Data: buf}
 	}
-	sd, notes := NormalizeKeys(ck.State)
-	ck.State, ck.Notes = sd, notes
+	if err := ck.resolve(opt.Key); err != nil {
+		return nil, err
+	}
 	return ck, nil
 }
 

@@ -22,10 +22,20 @@ const legacyMagic = "1950a86a20f9469cfc6c"
 // default since PyTorch 1.6) or the legacy format, finds the state dict in it
 // and normalises its keys (see NormalizeKeys). A TorchScript archive gives an
 // error wrapping ErrTorchScript.
-func ReadTorchFile(path string) (*Checkpoint, error) { return readPath(path, readTorch) }
+func ReadTorchFile(path string) (*Checkpoint, error) { return ReadTorchFileWith(path, ReadOptions{}) }
+
+// ReadTorchFileWith is ReadTorchFile with options (see ReadOptions).
+func ReadTorchFileWith(path string, opt ReadOptions) (*Checkpoint, error) {
+	return readPath(path, func(r io.ReaderAt, size int64) (*Checkpoint, error) { return readTorch(r, size, opt) })
+}
 
 // ReadTorchBytes is ReadTorchFile for a file's contents held in memory.
-func ReadTorchBytes(data []byte) (*Checkpoint, error) { return readMemory(data, readTorch) }
+func ReadTorchBytes(data []byte) (*Checkpoint, error) { return ReadTorchBytesWith(data, ReadOptions{}) }
+
+// ReadTorchBytesWith is ReadTorchBytes with options (see ReadOptions).
+func ReadTorchBytesWith(data []byte, opt ReadOptions) (*Checkpoint, error) {
+	return readMemory(data, func(r io.ReaderAt, size int64) (*Checkpoint, error) { return readTorch(r, size, opt) })
+}
 
 // readPath opens path and reads it with read, naming the file in errors.
 func readPath(path string, read func(r io.ReaderAt, size int64) (*Checkpoint, error)) (*Checkpoint, error) {
@@ -78,23 +88,23 @@ func storageID(tup *types.Tuple) (*storageClass, string, int64, error) {
 }
 
 // readTorch dispatches on the first bytes: zip or legacy pickle stream.
-func readTorch(r io.ReaderAt, size int64) (*Checkpoint, error) {
+func readTorch(r io.ReaderAt, size int64, opt ReadOptions) (*Checkpoint, error) {
 	var head [4]byte
 	n, _ := r.ReadAt(head[:], 0)
 	switch {
 	case size == 0:
 		return nil, errors.New("empty file")
 	case n >= 4 && string(head[:4]) == "PK\x03\x04" || n >= 4 && string(head[:4]) == "PK\x05\x06":
-		return readTorchZip(r, size)
+		return readTorchZip(r, size, opt)
 	case n >= 1 && head[0] == 0x80:
-		return readTorchLegacy(r, size)
+		return readTorchLegacy(r, size, opt)
 	}
 	return nil, errors.New("not a torch.save file (neither a zip archive nor a legacy pickle)")
 }
 
 // readTorchZip reads the zip format: <dir>/data.pkl plus <dir>/data/<key>
 // records holding the storages.
-func readTorchZip(r io.ReaderAt, size int64) (*Checkpoint, error) {
+func readTorchZip(r io.ReaderAt, size int64, opt ReadOptions) (*Checkpoint, error) {
 	zr, err := zip.NewReader(r, size)
 	if err != nil {
 		return nil, fmt.Errorf("reading zip: %w", err)
@@ -180,7 +190,7 @@ func readTorchZip(r io.ReaderAt, size int64) (*Checkpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", pkl.Name, err)
 	}
-	return checkpointFrom(obj, FormatTorchZip, size)
+	return checkpointFrom(obj, FormatTorchZip, size, opt)
 }
 
 // readRecord reads the first n bytes of a zip record, refusing sizes the
@@ -220,7 +230,7 @@ func readRecord(f *zip.File, n uint64, fileSize int64) ([]byte, error) {
 // readTorchLegacy reads the legacy format: pickles of the magic number, the
 // protocol version and system info, then the object, then the list of storage
 // keys, then each storage as an 8-byte element count and its bytes.
-func readTorchLegacy(r io.ReaderAt, size int64) (*Checkpoint, error) {
+func readTorchLegacy(r io.ReaderAt, size int64, opt ReadOptions) (*Checkpoint, error) {
 	data := make([]byte, size)
 	if _, err := r.ReadAt(data, 0); err != nil && err != io.EOF {
 		return nil, err
@@ -341,7 +351,7 @@ func readTorchLegacy(r io.ReaderAt, size int64) (*Checkpoint, error) {
 		st.numel = int64(cnt)
 		off += nb
 	}
-	return checkpointFrom(obj, FormatTorchLegacy, size)
+	return checkpointFrom(obj, FormatTorchLegacy, size, opt)
 }
 
 // swapBytes reverses the byte order of every element of size es in b.

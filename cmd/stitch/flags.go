@@ -21,7 +21,7 @@ var (
 	}
 	probeFlagOf = map[string]string{
 		"probe epochs": "--epochs", "batch size": "--batch-size", "learning rate": "--lr", "weight decay": "--weight-decay",
-		"train samples": "--train-samples",
+		"train samples": "--train-samples", "stem": "--stem", "stem padding": "--stem-padding",
 	}
 )
 

@@ -21,8 +21,9 @@ func inspectCommand() *cli.Command {
 		Name:      "inspect",
 		Usage:     "describe what a checkpoint file holds",
 		ArgsUsage: "FILE",
-		Flags:     []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print one JSON object on stdout"}},
-		Action:    inspectAction,
+		Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print one JSON object on stdout"},
+			keyFlag("key", "the file")},
+		Action: inspectAction,
 	}
 }
 
@@ -47,7 +48,7 @@ func inspectAction(c *cli.Context) error {
 	}
 	path := c.Args().First()
 	rep := inspectReport{File: path, Groups: map[string]int{}}
-	ck, err := models.Open(path)
+	ck, err := models.OpenWith(path, c.String("key"))
 	if err != nil {
 		return err
 	}
@@ -63,7 +64,7 @@ func inspectAction(c *cli.Context) error {
 			rep.Metadata[k] = v
 		}
 	}
-	if m, err := models.Load(path, models.LoadOptions{}); err == nil {
+	if m, err := models.Load(path, models.LoadOptions{Key: c.String("key")}); err == nil {
 		rep.Description = m.Description
 		rep.Arch = m.Net.Config.String()
 		rep.Parameters = nn.NumParameters(m.Net)
@@ -79,10 +80,19 @@ func inspectAction(c *cli.Context) error {
 	} else {
 		rep.LoadError = err.Error()
 	}
+	// A file that cannot be loaded as a model is a failure (exit status 1),
+	// after the report of what it holds.
+	var loadErr error
+	if rep.LoadError != "" {
+		loadErr = fmt.Errorf("%s cannot be loaded as a model", path)
+	}
 	if c.Bool("json") {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+		return loadErr
 	}
 	fmt.Printf("file:        %s\nformat:      %s\n", rep.File, rep.Format)
 	if rep.Description != "" {
@@ -114,5 +124,5 @@ func inspectAction(c *cli.Context) error {
 	if rep.LoadError != "" {
 		fmt.Printf("as a model:  cannot load: %s\n", rep.LoadError)
 	}
-	return nil
+	return loadErr
 }

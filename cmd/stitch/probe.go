@@ -21,6 +21,7 @@ func probeCommand() *cli.Command {
 		&cli.StringFlag{Name: "backbone", Required: true, Usage: "model whose frozen pooled features are probed (a backbone, or a classifier whose fc is ignored)"},
 		&cli.StringFlag{Name: "out", Usage: "write the probe as a classifier checkpoint (the backbone plus fc; a valid --top)"},
 		&cli.StringFlag{Name: "stem", Usage: "override the backbone's inferred stem (cifar or imagenet)"},
+		keyFlag("key", "the backbone's file"), stemPaddingFlag("stem-padding"),
 		&cli.IntFlag{Name: "epochs", Value: d.Epochs, Usage: "epochs over the cached features"},
 		&cli.IntFlag{Name: "batch-size", Value: d.BatchSize},
 		&cli.Float64Flag{Name: "lr", Value: d.LR, Usage: "Adam learning rate (cosine decay to 0)"},
@@ -44,7 +45,7 @@ func probeAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	bb, err := models.Load(c.String("backbone"), models.LoadOptions{Stem: c.String("stem"), Device: dev})
+	bb, err := models.Load(c.String("backbone"), models.LoadOptions{Stem: c.String("stem"), StemPadding: c.Int("stem-padding"), Key: c.String("key"), Device: dev})
 	if err != nil {
 		return fmt.Errorf("--backbone: %w", err)
 	}
@@ -56,7 +57,7 @@ func probeAction(c *cli.Context) error {
 	if name == "" {
 		return fmt.Errorf("%s does not say which data set it was trained on: pass --data", bb.Path)
 	}
-	trainSet, testSet, err := splits.Load(splits.Config{Name: name, Dir: c.String("data-dir"),
+	trainSet, testSet, err := splits.Load(splits.Config{Name: name, Dir: c.String("data-dir"), ImageSize: c.Int("image-size"),
 		TrainSamples: c.Int("train-samples"), Seed: c.Int64("seed")})
 	if err != nil {
 		return fmt.Errorf("--data: %w", err)

@@ -42,6 +42,7 @@ func stitchFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "probe", Usage: "fit a linear probe on a top model that has no classifier"},
 		&cli.StringFlag{Name: "bottom-stem", Usage: "override the bottom's inferred stem (cifar or imagenet)"},
 		&cli.StringFlag{Name: "top-stem", Usage: "override the top's inferred stem (cifar or imagenet)"},
+		keyFlag("bottom-key", "the bottom's file"), keyFlag("top-key", "the top's file"),
 		&cli.StringFlag{Name: "out", Value: "results/stitch.jsonl", Usage: "JSON Lines results, appended per cut; a re-run skips cuts already there"},
 		&cli.StringFlag{Name: "plot", Usage: "plot of penalty and CKA per cut (.png or .svg; empty: none) (default: beside --out, with .png for its extension)"},
 		&cli.BoolFlag{Name: "json", Usage: "print the rows as JSON Lines on stdout instead of a table"},
@@ -69,7 +70,7 @@ func stitchAction(c *cli.Context) error {
 		return err
 	}
 	start := time.Now()
-	top, err := models.Load(c.String("top"), models.LoadOptions{Stem: c.String("top-stem"), Device: dev})
+	top, err := models.Load(c.String("top"), models.LoadOptions{Stem: c.String("top-stem"), Key: c.String("top-key"), Device: dev})
 	if err != nil {
 		return fmt.Errorf("--top: %w", err)
 	}
@@ -78,13 +79,13 @@ func stitchAction(c *cli.Context) error {
 	if c.String("bottom") == "random" {
 		bottom, err = models.NewRandom(top.Meta, cfg.Seed, dev)
 	} else {
-		bottom, err = models.Load(c.String("bottom"), models.LoadOptions{Stem: c.String("bottom-stem"), Device: dev})
+		bottom, err = models.Load(c.String("bottom"), models.LoadOptions{Stem: c.String("bottom-stem"), Key: c.String("bottom-key"), Device: dev})
 	}
 	if err != nil {
 		return fmt.Errorf("--bottom: %w", err)
 	}
 	defer bottom.Free()
-	trainSet, testSet, err := splits.Load(splits.Config{Name: cfg.Data, Dir: c.String("data-dir"), TestSamples: c.Int("test-samples"), Seed: cfg.Seed})
+	trainSet, testSet, err := splits.Load(splits.Config{Name: cfg.Data, Dir: c.String("data-dir"), ImageSize: c.Int("image-size"), TestSamples: c.Int("test-samples"), Seed: cfg.Seed})
 	if err != nil {
 		return fmt.Errorf("--data: %w", err)
 	}

@@ -61,7 +61,7 @@ func trainAction(c *cli.Context) error {
 	}
 	cfg := train.Defaults()
 	cfg.Arch, cfg.Width, cfg.Stem = c.String("arch"), c.Float64("width"), c.String("stem")
-	cfg.Data = splits.Config{Name: c.String("data"), Dir: c.String("data-dir"), TrainSamples: c.Int("train-samples"),
+	cfg.Data = splits.Config{Name: c.String("data"), Dir: c.String("data-dir"), ImageSize: c.Int("image-size"), TrainSamples: c.Int("train-samples"),
 		LabelNoise: c.Float64("label-noise"), Seed: c.Int64("seed")}
 	switch c.String("labels") {
 	case "original":
@@ -94,7 +94,7 @@ func simclrAction(c *cli.Context, dev torch.Device) error {
 	if c.IsSet("label-noise") || c.String("labels") != "original" {
 		return fmt.Errorf("--objective simclr uses no labels: --label-noise and --labels apply to supervised training")
 	}
-	cfg.Data = splits.Config{Name: c.String("data"), Dir: c.String("data-dir"), TrainSamples: c.Int("train-samples"), Seed: c.Int64("seed")}
+	cfg.Data = splits.Config{Name: c.String("data"), Dir: c.String("data-dir"), ImageSize: c.Int("image-size"), TrainSamples: c.Int("train-samples"), Seed: c.Int64("seed")}
 	cfg.Epochs = c.Int("epochs")
 	if c.IsSet("batch-size") {
 		cfg.BatchSize = c.Int("batch-size")
