@@ -259,7 +259,7 @@ func Open(path string) (*weights.Checkpoint, error) {
 	}
 	ck, err := weights.Open(path)
 	if errors.Is(err, weights.ErrTorchScript) {
-		ck, err = readTorchScript(path)
+		ck, err = loadTorchScriptIsolated(path)
 	}
 	return ck, err
 }
@@ -279,24 +279,4 @@ func freeMap(m map[string]*torch.Tensor) {
 	for _, t := range m {
 		t.Free()
 	}
-}
-
-// readTorchScript loads a TorchScript archive through libtorch and returns its
-// parameters and buffers as a checkpoint with normalised keys.
-func readTorchScript(path string) (*weights.Checkpoint, error) {
-	names, ts, err := torch.LoadTorchScript(path)
-	if err != nil {
-		return nil, fmt.Errorf("model %s: reading TorchScript: %w", path, err)
-	}
-	defer torch.FreeAll(ts...)
-	sd := weights.NewStateDict()
-	for i, n := range names {
-		r, err := ToRaw(ts[i])
-		if err != nil {
-			return nil, fmt.Errorf("model %s: %s: %w", path, n, err)
-		}
-		sd.Set(n, r)
-	}
-	norm, notes := weights.NormalizeKeys(sd)
-	return &weights.Checkpoint{Path: path, Format: weights.FormatTorchScript, State: norm, Metadata: map[string]string{}, Notes: notes}, nil
 }
