@@ -17,6 +17,8 @@ import (
 	"os"
 
 	"github.com/urfave/cli/v2"
+
+	"modelstitch/weights"
 )
 
 // subcommands is filled by the init functions of the files beside this one.
@@ -24,7 +26,8 @@ var subcommands []*cli.Command
 
 func main() {
 	if err := run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "stitch:", err)
+		// Errors can quote a file's contents: no raw control characters reach the terminal.
+		fmt.Fprintln(os.Stderr, "stitch:", weights.SanitizeMessage(err.Error(), 0))
 		var ec cli.ExitCoder
 		if errors.As(err, &ec) {
 			os.Exit(ec.ExitCode())

@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"modelstitch/experiments/models"
+	"modelstitch/experiments/results"
 	"modelstitch/experiments/stitch"
 	"modelstitch/experiments/train"
 	"modelstitch/torch/vision/datasets"
@@ -41,6 +42,11 @@ func probeAction(c *cli.Context) error {
 	dev, err := setup(c)
 	if err != nil {
 		return err
+	}
+	if out := c.String("out"); out != "" {
+		if err := results.CheckWritable(out); err != nil {
+			return fmt.Errorf("--out: %w", err)
+		}
 	}
 	bb, err := models.Load(c.String("backbone"), models.LoadOptions{Stem: c.String("stem"), Device: dev})
 	if err != nil {
