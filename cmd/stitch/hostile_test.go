@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"modelstitch/internal/reftest"
+	"modelstitch/weights"
 	"modelstitch/weights/defaults"
 )
 
@@ -108,5 +109,36 @@ save("done", torch.ones(1))
 		if err == nil || !strings.Contains(err.Error(), largest.Name) || !strings.Contains(err.Error(), "holds 0 bytes") {
 			t.Errorf("stitch %s: error %v, want one naming record %s", strings.Join(args, " "), err, largest.Name)
 		}
+	}
+}
+
+// TestInspectPrintsNoRawEscapes: key names from a file reach the terminal
+// through inspect's listing; their control characters are escaped.
+func TestInspectPrintsNoRawEscapes(t *testing.T) {
+	sd := weights.NewStateDict()
+	w, _ := weights.NewFloat32([]int64{2}, []float32{1, 2})
+	sd.Set("\x1b]0;owned\x07\x1b[2Jhead."+strings.Repeat("x", 5000)+".weight", w)
+	path := filepath.Join(t.TempDir(), "evil.pt")
+	if err := weights.WriteTorchFile(path, sd, nil); err != nil {
+		t.Fatal(err)
+	}
+	r, wr, _ := os.Pipe()
+	stdout := os.Stdout
+	os.Stdout = wr
+	err := run([]string{"stitch", "inspect", path})
+	os.Stdout = stdout
+	wr.Close()
+	out, _ := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsAny(string(out), "\x1b\x07") {
+		t.Errorf("inspect printed raw escape codes: %q", out)
+	}
+	if !strings.Contains(string(out), `\x1b[2Jhead`) {
+		t.Errorf("inspect output lacks the escaped key: %q", out)
+	}
+	if len(out) > 4000 {
+		t.Errorf("inspect printed %d bytes", len(out))
 	}
 }
