@@ -88,7 +88,13 @@ func checkTorchScriptPickle(z *zipArchive, pkl *zip.File, dir string) error {
 		return err
 	}
 	storages := map[string]*storageRef{}
-	persistentLoad := func(pid any) (any, error) {
+	var recordErr error // a storage that does not fit its record: reported as it is
+	persistentLoad := func(pid any) (_ any, err error) {
+		defer func() {
+			if err != nil && recordErr == nil {
+				recordErr = err
+			}
+		}()
 		tup, ok := pid.(*types.Tuple)
 		if !ok || tup.Len() < 5 {
 			return nil, fmt.Errorf("persistent id %v is not ('storage', type, key, location, numel)", describe(pid))
@@ -126,6 +132,9 @@ func checkTorchScriptPickle(z *zipArchive, pkl *zip.File, dir string) error {
 		return ref, nil
 	}
 	if _, _, err := unpickleWith(data, findTorchScriptClass, persistentLoad); err != nil {
+		if recordErr != nil {
+			err = recordErr
+		}
 		return fmt.Errorf("%s: %w", quoteName(pkl.Name), err)
 	}
 	return nil

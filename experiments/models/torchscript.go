@@ -78,7 +78,7 @@ func torchScriptChild(path, out string) error {
 // normalised keys.
 func loadTorchScriptIsolated(path string) (*weights.Checkpoint, error) {
 	if err := weights.CheckTorchScriptFile(path); err != nil {
-		return nil, fmt.Errorf("model %s: %w", path, err)
+		return nil, err // names the file
 	}
 	timeout := TorchScriptTimeout
 	if s := os.Getenv(timeoutEnv); s != "" {
