@@ -3,6 +3,7 @@
 #   make test   set up (if needed) and run the whole test suite
 #   make build  build the C bridge (CMake) and the Go packages
 #   make bench  run the benchmarks (Go vs PyTorch training speed, loader throughput)
+#   make fuzz   run every fuzz target for FUZZTIME each (default 60s; e.g. make fuzz FUZZTIME=10m)
 #   make device-bundle  prepare device/ for scripts/device-check.sh on a GPU machine
 # For a CUDA build: make build TORCH_PREFIX="$$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')"
 
@@ -20,7 +21,11 @@ RUN_PKGS := dataset-fashion-mnist
 
 LIB := $(BUILD_DIR)/libcbridge.so
 
-.PHONY: all build run test bench device-bundle deps-build deps-test deps-run clean vet
+# make fuzz: how long each fuzz target runs, and the packages that have them.
+FUZZTIME ?= 60s
+FUZZ_PKGS ?= ./weights
+
+.PHONY: all build run test bench fuzz device-bundle deps-build deps-test deps-run clean vet
 
 all: build
 
@@ -62,6 +67,16 @@ test: deps-test build
 
 bench: deps-test build
 	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 60m ./...
+
+# Each fuzz target runs on its own (go test -fuzz takes one target at a time);
+# new failing inputs land in the package's testdata/fuzz/<target>/.
+fuzz: build
+	@set -e; for pkg in $(FUZZ_PKGS); do \
+	  for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$target for $(FUZZTIME)"; \
+	    $(GO) test $$pkg -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME); \
+	  done; \
+	done
 
 # The Go test binaries and a Fashion-MNIST subset for scripts/device-check.sh,
 # which builds the bridge against a CUDA libtorch and runs the CUDA checks on a

@@ -25,7 +25,7 @@ type UnsafeGlobalError struct {
 
 // Error says which global was refused and why.
 func (e *UnsafeGlobalError) Error() string {
-	return fmt.Sprintf("refusing to load global %s.%s (%s)", e.Module, e.Name, e.Reason)
+	return fmt.Sprintf("refusing to load global %s (%s)", SanitizeMessage(e.Module+"."+e.Name, maxNameInError), e.Reason)
 }
 
 // Limits on what a pickle may make the unpickler allocate beyond its own size.
@@ -162,6 +162,11 @@ func scanPickle(data []byte) (int, error) {
 // offset past the pickle. Panics inside gopickle (it has a few on malformed
 // input) come back as errors.
 func unpickle(data []byte, persistentLoad func(any) (any, error)) (obj any, end int, err error) {
+	return unpickleWith(data, findClass, persistentLoad)
+}
+
+// unpickleWith is unpickle with another resolver of globals.
+func unpickleWith(data []byte, findClass func(module, name string) (any, error), persistentLoad func(any) (any, error)) (obj any, end int, err error) {
 	end, err = scanPickle(data)
 	if err != nil {
 		return nil, 0, err
@@ -261,7 +266,7 @@ func (s *storage) bytes() ([]byte, error) {
 		return nil, s.err
 	}
 	if s.data == nil && s.numel > 0 {
-		return nil, fmt.Errorf("storage %q has no data", s.key)
+		return nil, fmt.Errorf("storage %s has no data", quoteName(s.key))
 	}
 	return s.data, nil
 }

@@ -113,28 +113,28 @@ func readSafetensors(r io.ReaderAt, size int64, opt ReadOptions) (*Checkpoint, e
 		}
 		var e safetensorsEntry
 		if err := dec.Decode(&e); err != nil {
-			return nil, fmt.Errorf("safetensors: tensor %q: bad header entry: %v", key, err)
+			return nil, fmt.Errorf("safetensors: tensor %s: bad header entry: %v", quoteName(key), err)
 		}
 		if _, dup := entries[key]; dup {
-			return nil, fmt.Errorf("safetensors: tensor %q appears twice", key)
+			return nil, fmt.Errorf("safetensors: tensor %s appears twice", quoteName(key))
 		}
 		dt, ok := safetensorsDTypes[e.DType]
 		if !ok {
-			return nil, fmt.Errorf("safetensors: tensor %q: unsupported dtype %q", key, e.DType)
+			return nil, fmt.Errorf("safetensors: tensor %s: unsupported dtype %s", quoteName(key), quoteName(e.DType))
 		}
 		if len(e.DataOffsets) != 2 {
-			return nil, fmt.Errorf("safetensors: tensor %q: data_offsets must have 2 entries, has %d", key, len(e.DataOffsets))
+			return nil, fmt.Errorf("safetensors: tensor %s: data_offsets must have 2 entries, has %d", quoteName(key), len(e.DataOffsets))
 		}
 		b, end := e.DataOffsets[0], e.DataOffsets[1]
 		if b < 0 || end < b || end > dataLen {
-			return nil, fmt.Errorf("safetensors: tensor %q: data_offsets [%d, %d] outside the %d data bytes", key, b, end, dataLen)
+			return nil, fmt.Errorf("safetensors: tensor %s: data_offsets [%d, %d] outside the %d data bytes", quoteName(key), b, end, dataLen)
 		}
 		nb, ok := byteSize(e.Shape, dt)
 		if !ok || len(e.Shape) > 64 {
-			return nil, fmt.Errorf("safetensors: tensor %q: invalid shape %v", key, e.Shape)
+			return nil, fmt.Errorf("safetensors: tensor %s: invalid shape %v", quoteName(key), e.Shape)
 		}
 		if nb != end-b {
-			return nil, fmt.Errorf("safetensors: tensor %q: shape %v of %s needs %d bytes, data_offsets give %d", key, e.Shape, e.DType, nb, end-b)
+			return nil, fmt.Errorf("safetensors: tensor %s: shape %v of %s needs %d bytes, data_offsets give %d", quoteName(key), e.Shape, e.DType, nb, end-b)
 		}
 		entries[key] = e
 		spans = append(spans, span{key, b, end})
@@ -155,7 +155,7 @@ func readSafetensors(r io.ReaderAt, size int64, opt ReadOptions) (*Checkpoint, e
 	var at int64
 	for _, s := range sorted {
 		if s.begin != at {
-			return nil, fmt.Errorf("safetensors: tensor %q: data starts at %d, expected %d (gap or overlap)", s.key, s.begin, at)
+			return nil, fmt.Errorf("safetensors: tensor %s: data starts at %d, expected %d (gap or overlap)", quoteName(s.key), s.begin, at)
 		}
 		at = s.end
 	}
@@ -166,7 +166,7 @@ func readSafetensors(r io.ReaderAt, size int64, opt ReadOptions) (*Checkpoint, e
 		e := entries[s.key]
 		buf := make([]byte, s.end-s.begin)
 		if _, err := r.ReadAt(buf, dataStart+s.begin); err != nil && !(err == io.EOF && dataStart+s.end == size) {
-			return nil, fmt.Errorf("safetensors: tensor %q: %v", s.key, err)
+			return nil, fmt.Errorf("safetensors: tensor %s: %v", quoteName(s.key), err)
 		}
 		ck.State.Tensors[s.key] = &RawTensor{DType: safetensorsDTypes[e.DType], Shape: append([]int64{}, e.Shape...), Data: buf}
 	}

@@ -10,6 +10,7 @@ import (
 	"math/big"
 	"os"
 	"path"
+	"strconv"
 	"strings"
 
 	"github.com/nlpodyssey/gopickle/types"
@@ -82,7 +83,7 @@ func storageID(tup *types.Tuple) (*storageClass, string, int64, error) {
 	}
 	n, ok := toInt64(tup.Get(4))
 	if !ok || n < 0 {
-		return nil, "", 0, fmt.Errorf("storage %q: bad element count %v", key, describe(tup.Get(4)))
+		return nil, "", 0, fmt.Errorf("storage %s: bad element count %v", quoteName(key), describe(tup.Get(4)))
 	}
 	return cls, key, n, nil
 }
@@ -105,14 +106,13 @@ func readTorch(r io.ReaderAt, size int64, opt ReadOptions) (*Checkpoint, error) 
 // readTorchZip reads the zip format: <dir>/data.pkl plus <dir>/data/<key>
 // records holding the storages.
 func readTorchZip(r io.ReaderAt, size int64, opt ReadOptions) (*Checkpoint, error) {
-	zr, err := zip.NewReader(r, size)
+	z, err := openZip(r, size)
 	if err != nil {
-		return nil, fmt.Errorf("reading zip: %w", err)
+		return nil, err
 	}
-	records := make(map[string]*zip.File, len(zr.File))
+	records := z.records
 	var pkl *zip.File
-	for _, f := range zr.File {
-		records[f.Name] = f
+	for _, f := range z.files {
 		dir, base := path.Split(f.Name)
 		if base == "constants.pkl" || strings.HasPrefix(f.Name, "code/") || strings.Contains(f.Name, "/code/") {
 			return nil, ErrTorchScript
@@ -123,6 +123,11 @@ func readTorchZip(r io.ReaderAt, size int64, opt ReadOptions) (*Checkpoint, erro
 	}
 	if pkl == nil {
 		return nil, errors.New("zip archive has no <dir>/data.pkl: not a torch.save file")
+	}
+	for _, f := range z.files {
+		if err := refuseCompressed(f); err != nil {
+			return nil, err
+		}
 	}
 	prefix := strings.TrimSuffix(pkl.Name, "data.pkl")
 	bigEndian := false
@@ -136,7 +141,7 @@ func readTorchZip(r io.ReaderAt, size int64, opt ReadOptions) (*Checkpoint, erro
 		case "big":
 			bigEndian = true
 		default:
-			return nil, fmt.Errorf("unknown byteorder %q", b)
+			return nil, fmt.Errorf("unknown byteorder %s", quoteName(string(b)))
 		}
 	}
 	data, err := readRecord(pkl, pkl.UncompressedSize64, size)
@@ -158,7 +163,7 @@ func readTorchZip(r io.ReaderAt, size int64, opt ReadOptions) (*Checkpoint, erro
 		}
 		nbytes, ok := byteSize([]int64{n}, cls.dtype)
 		if !ok {
-			return nil, fmt.Errorf("storage %q: bad element count %d", key, n)
+			return nil, fmt.Errorf("storage %s: bad element count %d", quoteName(key), n)
 		}
 		id := key + "\x00" + string(cls.dtype)
 		if st, ok := storages[id]; ok {
@@ -166,7 +171,7 @@ func readTorchZip(r io.ReaderAt, size int64, opt ReadOptions) (*Checkpoint, erro
 		}
 		rec, ok := records[prefix+"data/"+key]
 		if !ok {
-			return nil, fmt.Errorf("storage %q: no record %sdata/%s in the archive", key, prefix, key)
+			return nil, fmt.Errorf("storage %s: no record %s in the archive", quoteName(key), quoteName(prefix+"data/"+key))
 		}
 		st := &storage{key: key, dtype: cls.dtype, numel: n}
 		st.load = func() ([]byte, error) {
@@ -188,43 +193,9 @@ func readTorchZip(r io.ReaderAt, size int64, opt ReadOptions) (*Checkpoint, erro
 		return nil, err
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", pkl.Name, err)
+		return nil, fmt.Errorf("%s: %w", quoteName(pkl.Name), err)
 	}
 	return checkpointFrom(obj, FormatTorchZip, size, opt)
-}
-
-// readRecord reads the first n bytes of a zip record, refusing sizes the
-// archive cannot hold (so a hostile header cannot make us allocate much more
-// than the file's size).
-func readRecord(f *zip.File, n uint64, fileSize int64) ([]byte, error) {
-	if n > f.UncompressedSize64 {
-		return nil, fmt.Errorf("record %s holds %d bytes, need %d", f.Name, f.UncompressedSize64, n)
-	}
-	switch f.Method {
-	case zip.Store:
-		if f.UncompressedSize64 > uint64(fileSize) {
-			return nil, fmt.Errorf("record %s claims %d bytes, more than the file's %d", f.Name, f.UncompressedSize64, fileSize)
-		}
-	case zip.Deflate:
-		if f.UncompressedSize64 > 1100*f.CompressedSize64+4096 || f.CompressedSize64 > uint64(fileSize) {
-			return nil, fmt.Errorf("record %s claims an implausible size %d", f.Name, f.UncompressedSize64)
-		}
-	default:
-		return nil, fmt.Errorf("record %s uses unsupported compression method %d", f.Name, f.Method)
-	}
-	if n > math.MaxInt32*4 {
-		return nil, fmt.Errorf("record %s is too large (%d bytes)", f.Name, n)
-	}
-	rc, err := f.Open()
-	if err != nil {
-		return nil, fmt.Errorf("record %s: %w", f.Name, err)
-	}
-	defer rc.Close()
-	b := make([]byte, n)
-	if _, err := io.ReadFull(rc, b); err != nil {
-		return nil, fmt.Errorf("record %s: %w", f.Name, err)
-	}
-	return b, nil
 }
 
 // readTorchLegacy reads the legacy format: pickles of the magic number, the
@@ -284,18 +255,18 @@ func readTorchLegacy(r io.ReaderAt, size int64, opt ReadOptions) (*Checkpoint, e
 			st = &storage{key: key, dtype: cls.dtype, numel: n}
 			storages[key] = st
 		} else if st.dtype != cls.dtype {
-			return nil, fmt.Errorf("storage %q used as %s and %s", key, st.dtype, cls.dtype)
+			return nil, fmt.Errorf("storage %s used as %s and %s", quoteName(key), st.dtype, cls.dtype)
 		}
 		ref := &storageRef{st: st, numel: n}
 		if tup.Len() >= 6 && tup.Get(5) != nil {
 			view, ok := tup.Get(5).(*types.Tuple)
 			if !ok || view.Len() != 3 {
-				return nil, fmt.Errorf("storage %q: bad view %v", key, describe(tup.Get(5)))
+				return nil, fmt.Errorf("storage %s: bad view %v", quoteName(key), describe(tup.Get(5)))
 			}
 			vo, ok1 := toInt64(view.Get(1))
 			vn, ok2 := toInt64(view.Get(2))
 			if !ok1 || !ok2 || vo < 0 || vn < 0 || vo > n || vn > n-vo {
-				return nil, fmt.Errorf("storage %q: view %v out of range", key, describe(view))
+				return nil, fmt.Errorf("storage %s: view %v out of range", quoteName(key), describe(view))
 			}
 			ref.off, ref.numel = vo, vn
 		}
@@ -322,10 +293,10 @@ func readTorchLegacy(r io.ReaderAt, size int64, opt ReadOptions) (*Checkpoint, e
 		}
 		st, ok := storages[key]
 		if !ok {
-			return nil, fmt.Errorf("storage %q is listed but not used by the pickle", key)
+			return nil, fmt.Errorf("storage %s is listed but not used by the pickle", quoteName(key))
 		}
 		if len(data)-off < 8 {
-			return nil, fmt.Errorf("storage %q: file truncated", key)
+			return nil, fmt.Errorf("storage %s: file truncated", quoteName(key))
 		}
 		var cnt uint64
 		for i := 0; i < 8; i++ {
@@ -338,10 +309,10 @@ func readTorchLegacy(r io.ReaderAt, size int64, opt ReadOptions) (*Checkpoint, e
 		off += 8
 		es := uint64(st.dtype.Size())
 		if cnt > uint64(len(data)-off)/es {
-			return nil, fmt.Errorf("storage %q: %d elements do not fit in the file", key, cnt)
+			return nil, fmt.Errorf("storage %s: %d elements do not fit in the file", quoteName(key), cnt)
 		}
 		if int64(cnt) < st.numel {
-			return nil, fmt.Errorf("storage %q: file holds %d elements, pickle says %d", key, cnt, st.numel)
+			return nil, fmt.Errorf("storage %s: file holds %d elements, pickle says %d", quoteName(key), cnt, st.numel)
 		}
 		nb := int(cnt * es)
 		st.data = append([]byte(nil), data[off:off+nb]...)
@@ -376,7 +347,7 @@ func (t *tensorRef) materialize() (*RawTensor, error) {
 	st := t.st.st
 	es := int64(st.dtype.Size())
 	if es == 0 {
-		return nil, fmt.Errorf("storage %q has unknown dtype", st.key)
+		return nil, fmt.Errorf("storage %s has unknown dtype", quoteName(st.key))
 	}
 	n, ok := numel(t.size)
 	if !ok {
@@ -391,18 +362,8 @@ func (t *tensorRef) materialize() (*RawTensor, error) {
 		out.Data = []byte{}
 		return out, nil
 	}
-	// The last element the view touches must lie inside the (view of the) storage.
-	last := t.offset
-	for i, s := range t.size {
-		step := t.stride[i]
-		if step != 0 && s-1 > (math.MaxInt64/4-last)/step {
-			return nil, fmt.Errorf("size %v with stride %v overflows", t.size, t.stride)
-		}
-		last += (s - 1) * step
-	}
-	if last >= t.st.numel || t.st.off+t.st.numel > st.numel {
-		return nil, fmt.Errorf("view (offset %d, size %v, stride %v) reaches element %d of a storage of %d",
-			t.offset, t.size, t.stride, last, t.st.numel)
+	if err := t.checkView(); err != nil {
+		return nil, err
 	}
 	if nbytes > maxExpand && nbytes > st.numel*es {
 		return nil, fmt.Errorf("view of size %v expands a storage of %d elements to %d bytes", t.size, st.numel, nbytes)
@@ -412,7 +373,7 @@ func (t *tensorRef) materialize() (*RawTensor, error) {
 		return nil, err
 	}
 	if int64(len(src)) < st.numel*es {
-		return nil, fmt.Errorf("storage %q holds %d bytes, need %d", st.key, len(src), st.numel*es)
+		return nil, fmt.Errorf("storage %s holds %d bytes, need %d", quoteName(st.key), len(src), st.numel*es)
 	}
 	base := (t.st.off + t.offset) * es
 	// Contiguous fast path: strides are row-major (ignoring size-1 dims).
@@ -446,6 +407,31 @@ func (t *tensorRef) materialize() (*RawTensor, error) {
 	return out, nil
 }
 
+// checkView checks that the last element the tensor's view touches lies
+// inside its (view of the) storage.
+func (t *tensorRef) checkView() error {
+	n, ok := numel(t.size)
+	if !ok {
+		return fmt.Errorf("bad size %v", t.size)
+	}
+	if n == 0 {
+		return nil
+	}
+	last := t.offset
+	for i, s := range t.size {
+		step := t.stride[i]
+		if step != 0 && s-1 > (math.MaxInt64/4-last)/step {
+			return fmt.Errorf("size %v with stride %v overflows", t.size, t.stride)
+		}
+		last += (s - 1) * step
+	}
+	if last >= t.st.numel || t.st.off+t.st.numel > t.st.st.numel {
+		return fmt.Errorf("view (offset %d, size %v, stride %v) reaches element %d of a storage of %d",
+			t.offset, t.size, t.stride, last, t.st.numel)
+	}
+	return nil
+}
+
 // describe renders a pickled value briefly for error messages.
 func describe(v any) string { return describeDepth(v, 0) }
 
@@ -457,7 +443,7 @@ func describeDepth(v any, depth int) string {
 		if len(x) > 40 {
 			x = x[:40] + "..."
 		}
-		return fmt.Sprintf("%q", x)
+		return strconv.Quote(x)
 	case int, bool, float64:
 		return fmt.Sprint(x)
 	case *pyClass:

@@ -94,7 +94,9 @@ func inspectAction(c *cli.Context) error {
 		}
 		return loadErr
 	}
-	fmt.Printf("file:        %s\nformat:      %s\n", rep.File, rep.Format)
+	// Names, notes and metadata come from the file: printed without raw control characters.
+	clean := func(s string) string { return weights.SanitizeMessage(s, 300) }
+	fmt.Printf("file:        %s\nformat:      %s\n", clean(rep.File), rep.Format)
 	if rep.Description != "" {
 		fmt.Printf("holds:       %s\narchitecture: %s\n", rep.Description, rep.Arch)
 	}
@@ -107,22 +109,22 @@ func inspectAction(c *cli.Context) error {
 		sort.Strings(keys)
 		var parts []string
 		for _, k := range keys {
-			parts = append(parts, fmt.Sprintf("%s.* (%d)", k, rep.Groups[k]))
+			parts = append(parts, fmt.Sprintf("%s.* (%d)", clean(k), rep.Groups[k]))
 		}
 		fmt.Printf("keys:        %s\n", strings.Join(parts, ", "))
 	}
 	for _, n := range rep.Notes {
-		fmt.Printf("note:        %s\n", n)
+		fmt.Printf("note:        %s\n", clean(n))
 	}
 	if rep.Meta != nil {
 		b, _ := json.MarshalIndent(rep.Meta, "             ", "  ")
-		fmt.Printf("modelstitch: %s\n", b)
+		fmt.Printf("modelstitch: %s\n", clean(string(b)))
 	}
 	for k, v := range rep.Metadata {
-		fmt.Printf("metadata:    %s = %s\n", k, v)
+		fmt.Printf("metadata:    %s = %s\n", clean(k), clean(v))
 	}
 	if rep.LoadError != "" {
-		fmt.Printf("as a model:  cannot load: %s\n", rep.LoadError)
+		fmt.Printf("as a model:  cannot load: %s\n", clean(rep.LoadError))
 	}
 	return loadErr
 }

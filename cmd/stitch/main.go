@@ -19,6 +19,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"modelstitch/torch"
+	"modelstitch/weights"
 )
 
 // subcommands returns the subcommands in the order --help lists them.
@@ -33,7 +34,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, "stitch: warning:", err)
 	}
 	if err := run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "stitch:", err)
+		// Errors can quote a file's contents: no raw control characters reach the terminal.
+		fmt.Fprintln(os.Stderr, "stitch:", weights.SanitizeMessage(err.Error(), 0))
 		var ec cli.ExitCoder
 		if errors.As(err, &ec) {
 			os.Exit(ec.ExitCode())

@@ -9,6 +9,7 @@ import (
 
 	"modelstitch/experiments/models"
 	"modelstitch/experiments/splits"
+	"modelstitch/experiments/results"
 	"modelstitch/experiments/stitch"
 	"modelstitch/experiments/train"
 	"modelstitch/torch/vision/datasets"
@@ -44,6 +45,11 @@ func probeAction(c *cli.Context) error {
 	dev, err := setup(c)
 	if err != nil {
 		return err
+	}
+	if out := c.String("out"); out != "" {
+		if err := results.CheckWritable(out); err != nil {
+			return fmt.Errorf("--out: %w", err)
+		}
 	}
 	bb, err := models.Load(c.String("backbone"), models.LoadOptions{Stem: c.String("stem"), StemPadding: c.Int("stem-padding"), Key: c.String("key"), Device: dev})
 	if err != nil {

@@ -69,6 +69,19 @@ func stitchAction(c *cli.Context) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	// The outputs are checked before any work, so a run never computes a cut it cannot keep.
+	store, err := results.Open(c.String("out"))
+	if err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
+	for _, n := range store.Notes() {
+		fmt.Fprintf(os.Stderr, "note: %s\n", n)
+	}
+	if p := plotPath(c); p != "" {
+		if err := results.CheckWritable(p); err != nil {
+			return fmt.Errorf("--plot: %w", err)
+		}
+	}
 	start := time.Now()
 	top, err := models.Load(c.String("top"), models.LoadOptions{Stem: c.String("top-stem"), Key: c.String("top-key"), Device: dev})
 	if err != nil {
@@ -96,15 +109,6 @@ func stitchAction(c *cli.Context) error {
 		if err := fitProbe(top, trainSet, testSet, cfg); err != nil {
 			return fmt.Errorf("--probe: %w", err)
 		}
-	}
-	if out := c.String("out"); out != "" {
-		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-			return err
-		}
-	}
-	store, err := results.Open(c.String("out"))
-	if err != nil {
-		return fmt.Errorf("--out: %w", err)
 	}
 	say := cfg.Progress.Notef
 	say("bottom: %s (%s)\ntop:    %s (%s)\ndata:   %s, %d train / %d test images; fitting on %s",

@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"modelstitch/experiments/splits"
+	"modelstitch/experiments/results"
 	"modelstitch/experiments/train"
 	"modelstitch/torch"
 )
@@ -51,6 +52,9 @@ func trainAction(c *cli.Context) error {
 	dev, err := setup(c)
 	if err != nil {
 		return err
+	}
+	if err := results.CheckWritable(c.String("out")); err != nil {
+		return fmt.Errorf("--out: %w", err)
 	}
 	switch c.String("objective") {
 	case "supervised":

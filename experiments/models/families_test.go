@@ -369,7 +369,7 @@ func familyRefusalsAndFlags(t *testing.T, dir string, refs reftest.Refs) {
 	var got *torch.Tensor
 	_ = torch.NoGrad(func() error { got = m.Net.Forward(x); return got.Err() })
 	defer got.Free()
-	if shape := got.Shape(); len(shape) != 2 || shape[1] != 10 {
+	if shape, err := got.Shape(); err != nil || len(shape) != 2 || shape[1] != 10 {
 		t.Errorf("logits shape %v", shape)
 	}
 	g, _ := got.Float64s()

@@ -313,7 +313,7 @@ func OpenWith(path, key string) (*weights.Checkpoint, error) {
 	}
 	ck, err := weights.OpenWith(path, opt)
 	if errors.Is(err, weights.ErrTorchScript) {
-		ck, err = readTorchScript(path, key)
+		ck, err = loadTorchScriptIsolated(path, key)
 	}
 	return ck, err
 }
@@ -333,27 +333,4 @@ func freeMap(m map[string]*torch.Tensor) {
 	for _, t := range m {
 		t.Free()
 	}
-}
-
-// readTorchScript loads a TorchScript archive through libtorch and returns its
-// parameters and buffers as a checkpoint with normalised keys.
-func readTorchScript(path, key string) (*weights.Checkpoint, error) {
-	names, ts, err := torch.LoadTorchScript(path)
-	if err != nil {
-		return nil, fmt.Errorf("model %s: reading TorchScript: %w", path, err)
-	}
-	defer torch.FreeAll(ts...)
-	sd := weights.NewStateDict()
-	for i, n := range names {
-		r, err := ToRaw(ts[i])
-		if err != nil {
-			return nil, fmt.Errorf("model %s: %s: %w", path, n, err)
-		}
-		sd.Set(n, r)
-	}
-	norm, meta, notes, err := weights.ResolveKeys(sd, key)
-	if err != nil {
-		return nil, fmt.Errorf("model %s: %w", path, err)
-	}
-	return &weights.Checkpoint{Path: path, Format: weights.FormatTorchScript, State: norm, Metadata: meta, Notes: notes}, nil
 }

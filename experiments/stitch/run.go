@@ -166,6 +166,10 @@ func (r *Runner) Run() ([]results.Row, error) {
 		}
 	}
 
+	bottomSum, topSum, err := results.Digests(r.Bottom.Path, r.Top.Path) // rows are keyed by the files' contents
+	if err != nil {
+		return nil, err
+	}
 	lsN := 0
 	if cfg.Init == InitLeastSquares {
 		lsN = lsFit.Dataset().N
@@ -178,7 +182,7 @@ func (r *Runner) Run() ([]results.Row, error) {
 		row := results.Row{Bottom: r.Bottom.Name, Top: r.Top.Name, Cut: cut, CutIndex: cutIndex(r.Top, cut),
 			Init: cfg.Init, Epochs: cfg.Epochs, Seed: cfg.Seed, LR: cfg.LR, BatchSize: cfg.BatchSize,
 			FitSamples: fitSet.N, LSSamples: lsN, KernelSize: cfg.KernelSize, FrozenBN: cfg.FrozenBN, Data: cfg.Data,
-			Device: cfg.Device.String(), BottomPath: r.Bottom.Path, TopPath: r.Top.Path}
+			Device: cfg.Device.String(), BottomPath: r.Bottom.Path, TopPath: r.Top.Path, BottomSHA256: bottomSum, TopSHA256: topSum}
 		if done, ok := r.Store.Done(row); ok {
 			rows = append(rows, done)
 			cfg.Progress.Notef("cut %s: already in results, skipped", cut)
