@@ -8,8 +8,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"modelstitch/experiments/models"
-	"modelstitch/experiments/splits"
 	"modelstitch/experiments/results"
+	"modelstitch/experiments/splits"
 	"modelstitch/experiments/stitch"
 	"modelstitch/experiments/train"
 	"modelstitch/torch/vision/datasets"
