@@ -129,7 +129,7 @@ func SimCLR(cfg SimCLRConfig) (*Result, error) {
 	if cfg.ProjectionDim < 1 {
 		return nil, fmt.Errorf("projection size must be positive, got %d", cfg.ProjectionDim)
 	}
-	if cfg.Data.LabelNoise != 0 || cfg.Data.ObjectsVsAnimals {
+	if cfg.Data.LabelNoise != 0 || cfg.Data.ObjectsVsAnimals || cfg.Data.Task != "" {
 		return nil, errors.New("SimCLR uses no labels: --label-noise and --labels apply to supervised training only")
 	}
 	r, err := newRun(cfg.Arch, cfg.Width, cfg.Stem, cfg.Data, cfg.Device, cfg.Epochs, models.SimCLR, false)
