@@ -120,7 +120,7 @@ func TestRules(t *testing.T) {
 		{"last(penalty, random) > 33 and first(penalty, random) < 1", Holds},
 		{"last(penalty, seeds) < last(penalty, random)", Holds},
 		{"mean(penalty, seeds+random) ≥ 9.1", Holds}, // (2+0.5+2.5+0+10+40)/6 = 9.17
-		{"maxsd(penalty, seeds) < 1", Fails},          // sd of 1,2,3 is 1
+		{"maxsd(penalty, seeds) < 1", Fails},         // sd of 1,2,3 is 1
 		{"max(penalty, random, stem+layer1.0) <= 10", Holds},
 		{"max(penalty, missing) <= 10", NotYetRun},
 	}
