@@ -13,6 +13,8 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"syscall"
+	"time"
 
 	"modelstitch/experiments/models"
 	"modelstitch/experiments/results"
@@ -35,7 +37,7 @@ type InProcess struct {
 }
 
 // Execute runs one unit with the given number of libtorch threads.
-func (x *InProcess) Execute(ctx context.Context, p *Plan, u *Unit, threads int) (Record, error) {
+func (x *InProcess) Execute(ctx context.Context, p *Plan, u *Unit, threads int) (rec Record, err error) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if err := ctx.Err(); err != nil {
@@ -45,8 +47,9 @@ func (x *InProcess) Execute(ctx context.Context, p *Plan, u *Unit, threads int) 
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	torch.SetNumThreads(threads)
-	rec := Record{Unit: u.ID, Kind: u.Kind}
-	var err error
+	rec = Record{Unit: u.ID, Kind: u.Kind}
+	cpu0 := cpuSeconds()
+	defer func() { rec.CPUSeconds = cpuSeconds() - cpu0 }()
 	switch u.Kind {
 	case UnitTrain:
 		rec.Model, err = x.train(ctx, p, u)
@@ -56,6 +59,15 @@ func (x *InProcess) Execute(ctx context.Context, p *Plan, u *Unit, threads int) 
 		err = fmt.Errorf("unknown unit kind %q", u.Kind)
 	}
 	return rec, err
+}
+
+// cpuSeconds is the processor time this process has used.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 func (x *InProcess) dataConfig(s *Spec) train.DataConfig {

@@ -25,8 +25,9 @@ var aggregates = []string{"max", "min", "mean", "first", "last", "maxsd"}
 //
 //	max(penalty, seeds-2-1+seeds-1-2) <= 3 and last(penalty, random-1) > 10
 //
-// A term is a number or AGG(METRIC, PAIR+PAIR...[, CUT+CUT...]); comparisons
-// are <, <=, >, >= (≤ and ≥ also read).
+// Each side is a term or a sum of terms ("a - b + 1", the + and - between
+// spaces); a term is a number or AGG(METRIC, PAIR+PAIR...[, CUT+CUT...]).
+// Comparisons are <, <=, >, >= (≤ and ≥ also read).
 type Rule struct {
 	Text  string
 	Conds []Cond
@@ -34,8 +35,54 @@ type Rule struct {
 
 // Cond is one comparison of a rule.
 type Cond struct {
-	Left, Right Term
+	Left, Right Expr
 	Op          string
+}
+
+// Expr is a sum of terms, each added or subtracted ("a - b + 1").
+type Expr struct {
+	Terms []Term
+	// Signs are +1 or -1, one per term.
+	Signs []float64
+}
+
+// String writes the expression as in the rule.
+func (e Expr) String() string {
+	var b strings.Builder
+	for i, t := range e.Terms {
+		switch {
+		case i > 0 && e.Signs[i] < 0:
+			b.WriteString(" - ")
+		case i > 0:
+			b.WriteString(" + ")
+		case e.Signs[i] < 0:
+			b.WriteString("-")
+		}
+		b.WriteString(t.String())
+	}
+	return b.String()
+}
+
+func (e Expr) constant() bool {
+	for _, t := range e.Terms {
+		if t.Number == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// eval sums the terms; ok is false when a pair's rows are incomplete.
+func (e Expr) eval(pts Points) (float64, bool, error) {
+	sum := 0.0
+	for i, t := range e.Terms {
+		v, ok, err := t.eval(pts)
+		if err != nil || !ok {
+			return 0, ok, err
+		}
+		sum += e.Signs[i] * v
+	}
+	return sum, true, nil
 }
 
 // Term is a number or an aggregate over some pairs' rows.
@@ -63,7 +110,7 @@ func (t Term) String() string {
 func (r *Rule) Pairs() []string {
 	var out []string
 	for _, c := range r.Conds {
-		for _, t := range []Term{c.Left, c.Right} {
+		for _, t := range slices.Concat(c.Left.Terms, c.Right.Terms) {
 			for _, p := range t.Pairs {
 				if !slices.Contains(out, p) {
 					out = append(out, p)
@@ -126,7 +173,7 @@ func (p *ruleParser) expect(want string) error {
 func (p *ruleParser) cond() (Cond, error) {
 	var c Cond
 	var err error
-	if c.Left, err = p.term(); err != nil {
+	if c.Left, err = p.expr(); err != nil {
 		return c, err
 	}
 	switch op := p.next(); op {
@@ -139,13 +186,34 @@ func (p *ruleParser) cond() (Cond, error) {
 	default:
 		return c, fmt.Errorf("expected a comparison (<, <=, >, >=) after %s, found %q", c.Left, op)
 	}
-	if c.Right, err = p.term(); err != nil {
+	if c.Right, err = p.expr(); err != nil {
 		return c, err
 	}
-	if c.Left.Number != nil && c.Right.Number != nil {
+	if c.Left.constant() && c.Right.constant() {
 		return c, errors.New("a comparison of two numbers says nothing about the rows")
 	}
 	return c, nil
+}
+
+func (p *ruleParser) expr() (Expr, error) {
+	var e Expr
+	sign := 1.0
+	for {
+		t, err := p.term()
+		if err != nil {
+			return e, err
+		}
+		e.Terms, e.Signs = append(e.Terms, t), append(e.Signs, sign)
+		switch p.peek() {
+		case "+":
+			sign = 1
+		case "-":
+			sign = -1
+		default:
+			return e, nil
+		}
+		p.next()
+	}
 }
 
 func (p *ruleParser) term() (Term, error) {

@@ -123,6 +123,9 @@ func TestRules(t *testing.T) {
 		{"maxsd(penalty, seeds) < 1", Fails},         // sd of 1,2,3 is 1
 		{"max(penalty, random, stem+layer1.0) <= 10", Holds},
 		{"max(penalty, missing) <= 10", NotYetRun},
+		{"mean(penalty, seeds) - mean(penalty, random) < -11", Holds}, // 5/3 - 50/3 = -15
+		{"max(penalty, random) - 39 > 1.5", Fails},
+		{"max(penalty, random) - 39 + 1 > 1.5", Holds},
 	}
 	for _, c := range cases {
 		r, err := ParseRule(c.rule)
@@ -134,7 +137,7 @@ func TestRules(t *testing.T) {
 			t.Errorf("%s: %s (%s), want %s", c.rule, got.State, got.Detail, c.want)
 		}
 	}
-	for _, bad := range []string{"", "max(penalty, a)", "3 < 4", "max(loss, a) < 1", "median(penalty, a) < 1", "max(penalty, a) < 1 or max(penalty, b) < 2", "max(penalty, a+) < 1"} {
+	for _, bad := range []string{"", "max(penalty, a)", "3 < 4", "max(loss, a) < 1", "median(penalty, a) < 1", "max(penalty, a) < 1 or max(penalty, b) < 2", "max(penalty, a+) < 1", "max(penalty, a) - < 1", "1 + 2 < 3"} {
 		if _, err := ParseRule(bad); err == nil {
 			t.Errorf("rule %q parsed", bad)
 		}

@@ -18,11 +18,15 @@ type Record struct {
 	Unit string `json:"unit"`
 	Kind string `json:"kind"`
 	// Seconds is the unit's wall time; Threads the libtorch threads it had.
-	Seconds float64       `json:"seconds"`
-	Threads int           `json:"threads"`
-	Time    string        `json:"time"`
-	Model   *ModelResult  `json:"model,omitempty"`
-	Stitch  *StitchResult `json:"stitch,omitempty"`
+	Seconds float64 `json:"seconds"`
+	// CPUSeconds is the processor time (user + system) the unit's process
+	// spent on it: on a shared machine it predicts an idle machine's cost
+	// better than the wall time.
+	CPUSeconds float64       `json:"cpu_seconds,omitempty"`
+	Threads    int           `json:"threads"`
+	Time       string        `json:"time"`
+	Model      *ModelResult  `json:"model,omitempty"`
+	Stitch     *StitchResult `json:"stitch,omitempty"`
 }
 
 // ModelResult is what a train unit made.
