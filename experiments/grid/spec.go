@@ -573,6 +573,9 @@ func (s *Spec) applyModel(r Recipe, f ModelFields, key []string) (Recipe, error)
 	set(&r.LabelNoise, f.LabelNoise)
 	set(&r.Labels, f.Labels)
 	set(&r.Epochs, f.Epochs)
+	if f.Epochs != nil {
+		r.Steps = 0 // epochs given here override a step budget of the defaults
+	}
 	set(&r.Batch, f.Batch)
 	set(&r.LR, f.LR)
 	set(&r.Momentum, f.Momentum)
@@ -620,12 +623,16 @@ func (s *Spec) applyModel(r Recipe, f ModelFields, key []string) (Recipe, error)
 		if *f.Steps < 1 {
 			return r, s.errAt(k("steps"), "must be at least 1, got %d", *f.Steps)
 		}
+		r.Steps = *f.Steps
+	}
+	if r.Steps > 0 {
+		// A step budget (here or in the defaults) sets the epochs from this
+		// model's own training set size and batch.
 		split, ok := trainSplitSizes[s.Data]
 		if !ok {
 			return r, s.errAt(k("steps"), "steps need a known training split size; data %q has none (give epochs)", s.Data)
 		}
 		per := r.StepsPerEpoch(split)
-		r.Steps = *f.Steps
 		r.Epochs = (r.Steps + per - 1) / per
 	}
 	return r, nil

@@ -166,3 +166,68 @@ func TestShards(t *testing.T) {
 		}
 	}
 }
+
+// TestPaperSpecs checks that the shipped specs parse, validate and plan, and
+// that every experiment of the paper is there with a verdict rule.
+func TestPaperSpecs(t *testing.T) {
+	for _, c := range []struct {
+		path        string
+		trains      int
+		minStitches int
+	}{
+		{"../paper-fmnist.toml", 13, 150},
+		{"../paper-full.toml", 16, 200},
+	} {
+		s, err := Load(c.path)
+		if err != nil {
+			t.Fatalf("%s: %v", c.path, err)
+		}
+		p, err := NewPlan(s, t.TempDir(), CutPoints)
+		if err != nil {
+			t.Fatalf("%s: %v", c.path, err)
+		}
+		trains, stitches := 0, 0
+		for _, u := range p.Units {
+			if u.Kind == UnitTrain {
+				trains++
+			} else {
+				stitches++
+			}
+		}
+		if trains != c.trains || stitches < c.minStitches {
+			t.Errorf("%s: %d train and %d stitch units, want %d and at least %d", c.path, trains, stitches, c.trains, c.minStitches)
+		}
+		ids := map[string]bool{}
+		for _, e := range s.Experiments {
+			ids[e.ID] = true
+			if e.Rule() == nil || e.Paper == "" {
+				t.Errorf("%s: experiment %s has no verdict rule or no paper reading", c.path, e.ID)
+			}
+		}
+		for _, want := range []string{"connectivity", "simclr", "more-data", "width", "training-time", "labels", "kernel", "cka", "error-bars", "recipe"} {
+			if !ids[want] {
+				t.Errorf("%s: no experiment %q", c.path, want)
+			}
+		}
+		// Equal steps where the spec asks for them.
+		for _, m := range s.Models {
+			if m.Kind == KindTrain && m.Recipe.Steps > 0 {
+				split := m.Recipe.TrainSamples
+				if split == 0 {
+					split = trainSplitSizes[s.Data]
+				}
+				if got := m.Recipe.Epochs * m.Recipe.StepsPerEpoch(split); got < m.Recipe.Steps || got >= m.Recipe.Steps+m.Recipe.StepsPerEpoch(split) {
+					t.Errorf("%s: model %s takes %d steps for a budget of %d", c.path, m.Name, got, m.Recipe.Steps)
+				}
+			}
+		}
+	}
+	// The Fashion-MNIST spec's equal-step models take exactly the 10k models' 312 steps.
+	s, _ := Load("../paper-fmnist.toml")
+	for _, name := range []string{"s1", "d5k", "d20k"} {
+		r := s.Models[name].Recipe
+		if steps := r.Epochs * r.StepsPerEpoch(60000); steps != 312 {
+			t.Errorf("paper-fmnist model %s takes %d steps, want 312", name, steps)
+		}
+	}
+}
