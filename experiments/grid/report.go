@@ -89,14 +89,16 @@ func Report(p *Plan, dir string) (*ReportResult, error) {
 	}
 	states := p.States(recs, 1)
 	nDone := 0
-	var trainSec, stitchSec float64
+	var trainSec, stitchSec, trainCPU, stitchCPU float64
+	nTrain, nStitch := 0, 0
 	for _, st := range states {
 		if st.State == StateDone {
 			nDone++
+			r, _ := recs.Get(st.ID)
 			if st.Kind == UnitTrain {
-				trainSec += st.Seconds
+				trainSec, trainCPU, nTrain = trainSec+st.Seconds, trainCPU+r.CPUSeconds, nTrain+1
 			} else {
-				stitchSec += st.Seconds
+				stitchSec, stitchCPU, nStitch = stitchSec+st.Seconds, stitchCPU+r.CPUSeconds, nStitch+1
 			}
 		}
 	}
@@ -159,8 +161,16 @@ func Report(p *Plan, dir string) (*ReportResult, error) {
 	}
 
 	writeRecipes(&b, p, recs)
-	fmt.Fprintf(&b, "## Wall time\n\nTraining %s, stitching %s, total %s (sum of unit wall times; parallel jobs overlap).\n\n",
+	fmt.Fprintf(&b, "## Wall time\n\nTraining %s, stitching %s, total %s (sum of unit wall times; parallel jobs overlap).",
 		dur(trainSec), dur(stitchSec), dur(trainSec+stitchSec))
+	if nTrain+nStitch > 0 {
+		fmt.Fprintf(&b, " Processor time: training %s over %d units, stitching %s over %d units (%s per stitching unit on average).",
+			dur(trainCPU), nTrain, dur(stitchCPU), nStitch, dur(stitchCPU/float64(max(1, nStitch))))
+	}
+	if s.Budget != "" {
+		fmt.Fprintf(&b, " The spec is sized for %s.", s.Budget)
+	}
+	b.WriteString("\n\n")
 	if recs.Duplicates > 0 || recs.Torn > 0 {
 		fmt.Fprintf(&b, "Rows files: %d duplicate unit ids ignored, %d incomplete last lines skipped.\n\n", recs.Duplicates, recs.Torn)
 	}

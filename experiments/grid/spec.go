@@ -3,6 +3,45 @@
 // one cut with one stitching seed), runs what is missing (resuming after an
 // interruption with no result lost or duplicated), and regenerates a report
 // with every figure, table and verdict from the recorded rows.
+//
+// # Spec files (TOML; unknown keys are errors naming the key and its line)
+//
+// Top level: title, description, data (fashion-mnist, mnist, cifar10, ...),
+// data_dir, test_samples (a class-balanced test subset, the same for every
+// unit; 0: all), out (checkpoints and rows), report (README.md and figures),
+// budget (in words).
+//
+// [model_defaults] and [models.NAME]: a model is one of
+//   - checkpoint = "FILE" or "embedded:NAME": an existing model, nothing trained;
+//   - probe_of = "MODEL" (probe_samples, probe_epochs): a linear probe fit on a
+//     backbone, so that it can be a top;
+//   - a recipe: arch, width, stem, objective (supervised or simclr),
+//     train_samples, label_noise, labels ("original", "objects-vs-animals",
+//     "clothing-vs-accessories"), epochs (0: the untrained network) or steps
+//     (epochs derived from the model's own training set and batch), batch, lr,
+//     momentum, weight_decay, schedule, augment, temperature, seed, save_at
+//     (epochs after which a copy is kept: a pair refers to it as "NAME@EPOCH").
+//
+// [stitch_defaults] and [pairs.NAME]: bottom, top (model references), cuts
+// ("all", "stem,layer2.1" or an array), label, and a stitch table overriding
+// the stitching recipe: init (least-squares or default), epochs, batch, lr,
+// fit_samples, ls_samples, kernel_size, frozen_bn (eval or train), cka_samples,
+// seeds (one unit per stitching seed and cut).
+//
+// [[experiments]]: id, title, paper (the paper's reading), pairs (the series),
+// y (penalty, stitched_acc, direct_acc, cka, top_acc; x is the cut), finding
+// (the rule in words), verdict (a Rule, see ParseRule), cka (add a CKA table),
+// figure (false: table only), note.
+//
+// # Units, rows and resuming
+//
+// A unit's id hashes everything that determines its result, so a changed
+// recipe makes new units and equal recipes in two pairs share one unit.
+// Finished units are appended, one JSON line each, fsynced, to
+// OUT/rows/WRITER.jsonl (one file per run or shard, locked while written);
+// checkpoints are written through a temporary file and a rename. A unit is
+// done when its line exists (and, for a model, its checkpoints), so a killed
+// run redoes only the units it had in flight.
 package grid
 
 import (
