@@ -101,6 +101,12 @@ func gridRunAction(c *cli.Context) error {
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		<-ctx.Done()
+		// A second signal kills at once: what is written is atomic.
+		stop()
+		fmt.Fprintln(os.Stderr, "stopping after the units in flight (training stops at the end of its epoch); interrupt again to kill now")
+	}()
 	opts := grid.Options{Jobs: c.Int("jobs"), Cores: c.Int("cores"), Shard: shard}
 	if opts.Jobs > 1 {
 		exe, err := os.Executable()
