@@ -101,8 +101,19 @@ func gridRunAction(c *cli.Context) error {
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	finished := make(chan struct{})
+	defer close(finished) // before stop: the goroutine below then stays quiet
 	go func() {
-		<-ctx.Done()
+		select {
+		case <-finished:
+			return
+		case <-ctx.Done():
+		}
+		select {
+		case <-finished:
+			return
+		default:
+		}
 		// A second signal kills at once: what is written is atomic.
 		stop()
 		fmt.Fprintln(os.Stderr, "stopping after the units in flight (training stops at the end of its epoch); interrupt again to kill now")
