@@ -158,6 +158,9 @@ func gridRunAction(c *cli.Context) error {
 		}
 		fmt.Fprintf(os.Stderr, "report written to %s\n", res.Path)
 	}
+	if errors.Is(runErr, context.Canceled) {
+		return fmt.Errorf("interrupted; the same command resumes (stitch grid plan %s shows what is left)", p.Spec.Path)
+	}
 	return runErr
 }
 
