@@ -322,6 +322,26 @@ func writeRecipes(b *bytes.Buffer, p *Plan, recs *Records) {
 		fmt.Fprintf(b, "| `%s` | `%s` → `%s` | %s | %s | %s | %d/%d | %s |\n", name, pr.Bottom, pr.Top, cuts,
 			stitchText(pr.Recipe), strings.Join(seeds, ", "), done, len(p.PairUnits[name]), dur(sec))
 	}
+	b.WriteString("\n<details><summary>Every unit: its row, recipe and times</summary>\n\n")
+	b.WriteString("| unit | pairs | cut | stitching seed | top % | stitched % | penalty pp | CKA | wall | CPU |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, u := range p.Units {
+		if u.Kind != UnitStitch {
+			continue
+		}
+		r, ok := recs.Get(u.ID)
+		if !ok || r.Stitch == nil {
+			fmt.Fprintf(b, "| `%s` | %s | %s | %d | | | not yet run | | | |\n", u.ID, strings.Join(u.Pairs, ", "), u.Cut, u.Recipe.Seed)
+			continue
+		}
+		st := r.Stitch
+		cka := "–"
+		if st.CKA != nil {
+			cka = fmt.Sprintf("%.3f", *st.CKA)
+		}
+		fmt.Fprintf(b, "| `%s` | %s | %s | %d | %.2f | %.2f | %+.2f | %s | %s | %s |\n", u.ID, strings.Join(u.Pairs, ", "), u.Cut,
+			u.Recipe.Seed, st.TopAcc, st.StitchedAcc, st.Penalty, cka, dur(r.Seconds), dur(r.CPUSeconds))
+	}
+	b.WriteString("\nThe recipe of each unit is its pair's (above) with the unit's stitching seed.\n\n</details>\n")
 	b.WriteString("\nEvery row's full record (accuracies, CKA, direct-match accuracy, recipe, wall time) is in `" +
 		RowsDir(p.Dir) + "/*.jsonl`, one JSON object per unit.\n\n")
 }
