@@ -12,7 +12,8 @@
 // budget (in words).
 //
 // [model_defaults] and [models.NAME]: a model is one of
-//   - checkpoint = "FILE" or "embedded:NAME": an existing model, nothing trained;
+//   - checkpoint = "FILE" (relative to the spec's directory) or "embedded:NAME":
+//     an existing model, nothing trained;
 //   - probe_of = "MODEL" (probe_samples, probe_epochs): a linear probe fit on a
 //     backbone, so that it can be a top;
 //   - a recipe: arch, width, stem, objective (supervised or simclr),
