@@ -24,7 +24,7 @@ import (
 
 // subcommands returns the subcommands in the order --help lists them.
 func subcommands() []*cli.Command {
-	return []*cli.Command{trainCommand(), probeCommand(), evalCommand(), inspectCommand()}
+	return []*cli.Command{trainCommand(), probeCommand(), evalCommand(), inspectCommand(), gridCommand()}
 }
 
 func main() {

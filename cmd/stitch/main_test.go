@@ -129,7 +129,7 @@ func TestSubcommandsInHelpOrder(t *testing.T) {
 	for _, c := range subcommands() {
 		names = append(names, c.Name)
 	}
-	if got := strings.Join(names, " "); got != "train probe eval inspect" {
+	if got := strings.Join(names, " "); got != "train probe eval inspect grid" {
 		t.Errorf("subcommands %q", got)
 	}
 }

@@ -20,6 +20,9 @@ type Config struct {
 	LabelNoise float64
 	// ObjectsVsAnimals relabels CIFAR-10 into the two-class task.
 	ObjectsVsAnimals bool
+	// Task, when set, relabels both splits by a datasets relabelling task
+	// (datasets.Tasks(), e.g. "clothing-vs-accessories" for Fashion-MNIST).
+	Task string
 	// TestSamples > 0 evaluates on a class-balanced subset of the test split
 	// (quick runs and tests); 0 uses all of it.
 	TestSamples int
@@ -47,6 +50,14 @@ func Load(c Config) (train, test *datasets.Dataset, err error) {
 		}
 		if test, err = test.ObjectsVsAnimals(); err != nil {
 			return nil, nil, invalid.Wrap("objects vs animals", err)
+		}
+	}
+	if c.Task != "" {
+		if train, err = train.Relabel(c.Task); err != nil {
+			return nil, nil, invalid.Wrap("labels", err)
+		}
+		if test, err = test.Relabel(c.Task); err != nil {
+			return nil, nil, invalid.Wrap("labels", err)
 		}
 	}
 	if c.TrainSamples < 0 || c.TrainSamples > train.N {

@@ -131,7 +131,7 @@ func SimCLR(cfg SimCLRConfig) (*Result, error) {
 	if cfg.ProjectionDim < 1 {
 		return nil, invalid.Errorf("projection size", "must be positive, got %d", cfg.ProjectionDim)
 	}
-	if cfg.Data.LabelNoise != 0 || cfg.Data.ObjectsVsAnimals {
+	if cfg.Data.LabelNoise != 0 || cfg.Data.ObjectsVsAnimals || cfg.Data.Task != "" {
 		return nil, errors.New("SimCLR uses no labels: label noise and relabelling apply to supervised training only")
 	}
 	if !cfg.NoProbe && cfg.Probe.Epochs < 1 {

@@ -84,6 +84,9 @@ func Supervised(cfg Config) (*Result, error) {
 	if cfg.Data.ObjectsVsAnimals {
 		meta.Recipe.Labels = "objects-vs-animals"
 	}
+	if cfg.Data.Task != "" {
+		meta.Recipe.Labels = cfg.Data.Task
+	}
 
 	if err := torch.ManualSeed(uint64(cfg.Seed)); err != nil {
 		return nil, err
