@@ -321,3 +321,58 @@ func TestK8sBadOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestK8sRunScriptOrder runs run.sh against a stand-in kubectl that records
+// its calls (no Kubernetes cluster here): every Job is applied only after
+// the one before has completed, and a failed Job stops the run.
+func TestK8sRunScriptOrder(t *testing.T) {
+	o := k8sTestOptions(t)
+	m, err := WriteK8s(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := t.TempDir()
+	calls := filepath.Join(bin, "calls")
+	// `wait --for=condition=X job/NAME` returns at once when NAME's outcome
+	// (from $OUTCOME_<name>, default complete) is X, and otherwise blocks.
+	stub := `#!/bin/bash
+echo "$*" >> ` + calls + `
+if [ "$3" = wait ]; then
+	job=${6#job/}; var=OUTCOME_${job//-/_}; outcome=${!var:-complete}
+	if [ "$4" = "--for=condition=$outcome" ]; then sleep 0.2; echo "$6 condition met"; exit 0; fi
+	exec sleep 30
+fi
+`
+	if err := os.WriteFile(filepath.Join(bin, "kubectl"), []byte(stub), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run := func(env ...string) (string, error) {
+		os.Remove(calls)
+		cmd := exec.Command("bash", m.Run)
+		cmd.Env = append(append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH")), env...)
+		out, err := cmd.CombinedOutput()
+		log, _ := os.ReadFile(calls)
+		return string(out) + "\n--- kubectl calls:\n" + string(log), err
+	}
+	out, err := run()
+	if err != nil {
+		t.Fatalf("run.sh: %v\n%s", err, out)
+	}
+	var order []string
+	for _, l := range strings.Split(out[strings.Index(out, "--- kubectl calls:"):], "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 5 && f[2] == "apply" {
+			order = append(order, "apply "+strings.Join(f[4:], " "))
+		} else if len(f) >= 6 && f[2] == "wait" && f[3] == "--for=condition=complete" {
+			order = append(order, "wait "+f[5])
+		}
+	}
+	want := "apply spec-configmap.yaml -f pvc.yaml|apply job-train.yaml|wait job/paper-train|apply job-stitch.yaml|wait job/paper-stitch|apply job-report.yaml|wait job/paper-report"
+	if got := strings.Join(order, "|"); got != want {
+		t.Errorf("kubectl calls in order:\n%s\nwant\n%s\n%s", got, want, out)
+	}
+	out, err = run("OUTCOME_paper_train=failed")
+	if err == nil || !strings.Contains(out, "job paper-train failed") || strings.Contains(out, "job-stitch.yaml") {
+		t.Errorf("run.sh with a failed train Job: %v\n%s", err, out)
+	}
+}
