@@ -18,12 +18,13 @@ import (
 )
 
 // stitchBinFlag is --stitch-bin: the stitch executable the jobs run.
-func stitchBinFlag(def, where string) cli.Flag {
+func stitchBinFlag(def, defText, where string) cli.Flag {
 	return &cli.StringFlag{
-		Name:    "stitch-bin",
-		Value:   def,
-		EnvVars: []string{"STITCH_BIN"},
-		Usage:   "the stitch executable the jobs run, " + where,
+		Name:        "stitch-bin",
+		Value:       def,
+		DefaultText: defText,
+		EnvVars:     []string{"STITCH_BIN"},
+		Usage:       "the stitch executable the jobs run, " + where,
 	}
 }
 
@@ -127,11 +128,12 @@ func gridSlurmCommand() *cli.Command {
 			&cli.StringFlag{Name: "account", Usage: "sbatch --account"},
 			&cli.StringFlag{Name: "job-name", Value: "stitch", Usage: "job name prefix"},
 			&cli.StringFlag{Name: "setup", Usage: "shell commands each job runs first, e.g. 'module load cuda/12.4'"},
-			&cli.StringFlag{Name: "run-args", Usage: "more arguments for `stitch grid run`, e.g. '--device cuda'"},
-			stitchBinFlag(self, "as the nodes see it (default: this one)"),
+			&cli.StringFlag{Name: "run-args", Usage: "more arguments for 'stitch grid run', e.g. '--device cuda'"},
+			stitchBinFlag(self, "this executable", "as the nodes see it"),
 			&cli.BoolFlag{Name: "submit", Usage: "submit the jobs with sbatch once written"},
 		},
 		SkipFlagParsing: true, // flags may follow SPEC; see parseInterspersed
+		HideHelpCommand: true,
 		Action:          gridSlurmAction,
 	}
 }
@@ -228,10 +230,11 @@ func gridK8sCommand() *cli.Command {
 			&cli.StringFlag{Name: "out", Usage: "the grid's output directory in the pods, under --mount (default: MOUNT/NAME)"},
 			&cli.StringFlag{Name: "pull-policy", Usage: "imagePullPolicy: Always, IfNotPresent or Never"},
 			&cli.StringSliceFlag{Name: "node-selector", Usage: "KEY=VALUE node label the pods need (repeatable)"},
-			&cli.StringFlag{Name: "run-args", Usage: "more arguments for `stitch grid run`, e.g. '--device cuda'"},
-			stitchBinFlag("stitch", "as the image has it"),
+			&cli.StringFlag{Name: "run-args", Usage: "more arguments for 'stitch grid run', e.g. '--device cuda'"},
+			stitchBinFlag("stitch", "stitch", "as the image has it"),
 		},
 		SkipFlagParsing: true, // flags may follow SPEC; see parseInterspersed
+		HideHelpCommand: true,
 		Action:          gridK8sAction,
 	}
 }

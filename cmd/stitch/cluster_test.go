@@ -274,6 +274,9 @@ func TestGridSlurmCommandWritesScripts(t *testing.T) {
 	if !strings.Contains(train, want) || !strings.Contains(train, "#SBATCH --array=0-4\n") || !strings.Contains(train, "#SBATCH --gpus=1\n") {
 		t.Errorf("train.sbatch:\n%s\nwant the line %s", train, want)
 	}
+	if err := runGrid("slurm", "grid.toml", "--help"); err != nil {
+		t.Errorf("--help: %v", err)
+	}
 	for _, c := range []struct {
 		args []string
 		want string
