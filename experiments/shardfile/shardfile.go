@@ -90,6 +90,12 @@ func Open(path string, lockWait time.Duration) (*Writer, error) {
 		if err == nil {
 			break
 		}
+		if errors.Is(err, syscall.ENOSYS) || errors.Is(err, syscall.EOPNOTSUPP) || errors.Is(err, syscall.ENOLCK) {
+			// A shared file system without locks (Lustre mounted noflock,
+			// NFS without lockd): the scheduler's one task per shard is
+			// then the only guard against a second writer.
+			break
+		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
 			f.Close()
 			if errors.Is(err, syscall.EWOULDBLOCK) {
