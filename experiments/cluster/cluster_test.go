@@ -376,3 +376,25 @@ fi
 		t.Errorf("run.sh with a failed train Job: %v\n%s", err, out)
 	}
 }
+
+// TestStrictDecodingCatchesUnknownFields shows that the manifest checks
+// above can fail: a misspelt field is an error, not silently dropped.
+func TestStrictDecodingCatchesUnknownFields(t *testing.T) {
+	o := k8sTestOptions(t)
+	m, err := WriteK8s(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(m.Phases["train"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(string(data), "completionMode: Indexed", "completionsMode: Indexed", 1)
+	if bad == string(data) {
+		t.Fatal("no completionMode in the train job")
+	}
+	var job batchv1.Job
+	if err := yaml.UnmarshalStrict([]byte(bad), &job); err == nil || !strings.Contains(err.Error(), "completionsMode") {
+		t.Errorf("strict decoding of a misspelt field: %v", err)
+	}
+}
