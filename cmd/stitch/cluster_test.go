@@ -91,7 +91,7 @@ func mergedIDs(t *testing.T, path string) []string {
 	sc := bufio.NewScanner(strings.NewReader(string(data)))
 	for sc.Scan() {
 		var r struct {
-			ID string `json:"id"`
+			ID string `json:"unit"`
 		}
 		if err := json.Unmarshal(sc.Bytes(), &r); err != nil || r.ID == "" {
 			t.Fatalf("%s: bad row %q: %v", path, sc.Text(), err)
@@ -229,8 +229,8 @@ func TestGridSlurmOnLocalCluster(t *testing.T) {
 	// The same grid on one machine, in one shard.
 	local := filepath.Join(work, "local")
 	for _, argv := range [][]string{
-		{"grid", "run", g.Spec, "--phase", "train", "--shard", "0/1", "--out", local},
-		{"grid", "run", g.Spec, "--phase", "stitch", "--shard", "0/1", "--out", local},
+		{"grid", "run", "--phase", "train", "--shard", "0/1", "--out", local, g.Spec},
+		{"grid", "run", "--phase", "stitch", "--shard", "0/1", "--out", local, g.Spec},
 		{"grid", "merge", "--out", local},
 	} {
 		cmd := exec.Command(g.Bin, argv...)
@@ -269,8 +269,8 @@ func TestGridSlurmCommandWritesScripts(t *testing.T) {
 		t.Fatal(err)
 	}
 	train := readFile(t, filepath.Join(dir, "runs/a/slurm/train.sbatch"))
-	want := "exec " + filepath.Join(dir, "bin/stitch") + " grid run " + filepath.Join(dir, "grid.toml") +
-		` --phase train --shard "${SHARD}/${COUNT}" --out ` + filepath.Join(dir, "runs/a") + " --device cuda\n"
+	want := "exec " + filepath.Join(dir, "bin/stitch") + ` grid run --phase train --shard "${SHARD}/${COUNT}" --out ` +
+		filepath.Join(dir, "runs/a") + " --device cuda " + filepath.Join(dir, "grid.toml") + "\n"
 	if !strings.Contains(train, want) || !strings.Contains(train, "#SBATCH --array=0-4\n") || !strings.Contains(train, "#SBATCH --gpus=1\n") {
 		t.Errorf("train.sbatch:\n%s\nwant the line %s", train, want)
 	}
@@ -314,8 +314,8 @@ func TestGridK8sCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := job.Spec.Template.Spec.Containers[0]
-	if *job.Spec.Completions != 8 || *job.Spec.Parallelism != 8 || c.Args[6] != "$(JOB_COMPLETION_INDEX)/8" ||
-		c.Args[8] != "/data/stitch-grid" || job.Spec.Template.Spec.Volumes[0].PersistentVolumeClaim.ClaimName != "results" ||
+	if *job.Spec.Completions != 8 || *job.Spec.Parallelism != 8 || c.Args[5] != "$(JOB_COMPLETION_INDEX)/8" ||
+		c.Args[7] != "/data/stitch-grid" || job.Spec.Template.Spec.Volumes[0].PersistentVolumeClaim.ClaimName != "results" ||
 		job.Spec.Template.Spec.NodeSelector["nvidia.com/gpu.present"] != "true" {
 		t.Errorf("job-stitch.yaml:\n%s", data)
 	}
@@ -327,7 +327,7 @@ func TestGridK8sCommand(t *testing.T) {
 // TestGridMergeCommand merges two shard files with a duplicate and a torn row.
 func TestGridMergeCommand(t *testing.T) {
 	dir := t.TempDir()
-	for i, rows := range []string{`{"id":"b","v":1}` + "\n" + `{"id":"a","v":1}` + "\n" + `{"id":"c",`, `{"id":"a","v":2}` + "\n"} {
+	for i, rows := range []string{`{"unit":"b","v":1}` + "\n" + `{"unit":"a","v":1}` + "\n" + `{"unit":"c",`, `{"unit":"a","v":2}` + "\n"} {
 		p := shardfile.Path(dir, i, 2)
 		os.MkdirAll(filepath.Dir(p), 0o755)
 		os.WriteFile(p, []byte(rows), 0o644)
@@ -335,7 +335,7 @@ func TestGridMergeCommand(t *testing.T) {
 	if err := runGrid("merge", "--out", dir); err != nil {
 		t.Fatal(err)
 	}
-	if got := readFile(t, filepath.Join(dir, shardfile.MergedName)); got != `{"id":"a","v":1}`+"\n"+`{"id":"b","v":1}`+"\n" {
+	if got := readFile(t, filepath.Join(dir, shardfile.MergedName)); got != `{"unit":"a","v":1}`+"\n"+`{"unit":"b","v":1}`+"\n" {
 		t.Errorf("merged:\n%s", got)
 	}
 }

@@ -24,13 +24,13 @@ func testGrid(dir string) Grid {
 
 func TestCommandLines(t *testing.T) {
 	g := Grid{Bin: "stitch", Spec: "s.toml", Out: "o"}
-	if got, want := strings.Join(g.RunArgv("train"), " "), "stitch grid run s.toml --phase train --shard "+ShardWord+" --out o"; got != want {
+	if got, want := strings.Join(g.RunArgv("train"), " "), "stitch grid run --phase train --shard "+ShardWord+" --out o s.toml"; got != want {
 		t.Errorf("run: %s, want %s", got, want)
 	}
 	if got := strings.Join(g.MergeArgv(), " "); got != "stitch grid merge --out o" {
 		t.Errorf("merge: %s", got)
 	}
-	if got := strings.Join(g.ReportArgv(), " "); got != "stitch grid report s.toml --out o" {
+	if got := strings.Join(g.ReportArgv(), " "); got != "stitch grid report --out o s.toml" {
 		t.Errorf("report: %s", got)
 	}
 	if got := shellLine([]string{"a b", "it's", "$HOME", ShardWord, "x=1"}); got != `'a b' 'it'\''s' '$HOME' "${SHARD}/${COUNT}" x=1` {
@@ -62,7 +62,7 @@ func TestWriteSlurm(t *testing.T) {
 		"#SBATCH --cpus-per-task=8\n", "#SBATCH --gpus=1\n", "#SBATCH --mem=32G\n", "#SBATCH --time=4:00:00\n",
 		"#SBATCH --partition=gpu\n", "#SBATCH --account=proj42\n", "module load cuda/12.4\n",
 		`SHARD="${SLURM_ARRAY_TASK_ID:?`, "COUNT=8\n",
-		"exec /shared/bin/stitch grid run '" + filepath.Join(dir, "paper grid.toml") + `' --phase train --shard "${SHARD}/${COUNT}" --out /shared/runs/paper --device cuda` + "\n",
+		`exec /shared/bin/stitch grid run --phase train --shard "${SHARD}/${COUNT}" --out /shared/runs/paper --device cuda '` + filepath.Join(dir, "paper grid.toml") + "'\n",
 	} {
 		if !strings.Contains(train, want) {
 			t.Errorf("train.sbatch lacks %q:\n%s", want, train)
@@ -113,7 +113,7 @@ func TestSlurmScriptRunsTheShard(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "[grid][run][" + g.Spec + "][--phase][train][--shard][2/3][--out][/shared/runs/paper][--device][cuda]"
+	want := "[grid][run][--phase][train][--shard][2/3][--out][/shared/runs/paper][--device][cuda][" + g.Spec + "]"
 	if string(out) != want {
 		t.Errorf("ran %s, want %s", out, want)
 	}
@@ -209,7 +209,7 @@ func TestWriteK8s(t *testing.T) {
 		if c.Image != o.Image || strings.Join(c.Command, " ") != "stitch" {
 			t.Errorf("%s: image %s command %v", phase, c.Image, c.Command)
 		}
-		wantArgs := "grid run /etc/stitch-grid/grid.toml --phase " + phase + " --shard $(JOB_COMPLETION_INDEX)/6 --out /data/paper --device cuda"
+		wantArgs := "grid run --phase " + phase + " --shard $(JOB_COMPLETION_INDEX)/6 --out /data/paper --device cuda /etc/stitch-grid/grid.toml"
 		if got := strings.Join(c.Args, " "); got != wantArgs {
 			t.Errorf("%s: args %s, want %s", phase, got, wantArgs)
 		}
@@ -240,7 +240,7 @@ func TestWriteK8s(t *testing.T) {
 	strictRead(t, m.Report, &rep)
 	if rep.Spec.CompletionMode != nil || *rep.Spec.Completions != 1 || len(rep.Spec.Template.Spec.InitContainers) != 1 ||
 		strings.Join(rep.Spec.Template.Spec.InitContainers[0].Args, " ") != "grid merge --out /data/paper" ||
-		strings.Join(rep.Spec.Template.Spec.Containers[0].Args, " ") != "grid report /etc/stitch-grid/grid.toml --out /data/paper" {
+		strings.Join(rep.Spec.Template.Spec.Containers[0].Args, " ") != "grid report --out /data/paper /etc/stitch-grid/grid.toml" {
 		t.Errorf("report job: %+v", rep.Spec)
 	}
 	if _, ok := rep.Spec.Template.Spec.Containers[0].Resources.Limits[GPUResource]; ok || len(rep.Spec.Template.Spec.Tolerations) > 0 {
@@ -294,7 +294,7 @@ func TestK8sExistingClaimNoGPU(t *testing.T) {
 	if _, ok := pod.Containers[0].Resources.Limits[GPUResource]; ok {
 		t.Error("GPU limit without --gpus")
 	}
-	if args := pod.Containers[0].Args; args[len(args)-1] != "$$(not a var)" {
+	if args := pod.Containers[0].Args; args[len(args)-2] != "$$(not a var)" {
 		t.Errorf("args %q", args)
 	}
 }

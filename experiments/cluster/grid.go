@@ -31,14 +31,18 @@ type Grid struct {
 	RunArgs []string // more arguments for `grid run` (e.g. --device cuda)
 }
 
+// The command lines put every flag before SPEC: urfave/cli, which parses
+// stitch's command line, stops reading flags at the first argument.
+
 // RunArgv is the command line that runs one shard of one phase:
 //
-//	stitch grid run SPEC --phase PHASE --shard I/N --out DIR [RunArgs...]
+//	stitch grid run --phase PHASE --shard I/N --out DIR [RunArgs...] SPEC
 //
 // with ShardWord in place of I/N.
 func (g Grid) RunArgv(phase string) []string {
-	argv := []string{g.Bin, "grid", "run", g.Spec, "--phase", phase, "--shard", ShardWord, "--out", g.Out}
-	return append(argv, g.RunArgs...)
+	argv := []string{g.Bin, "grid", "run", "--phase", phase, "--shard", ShardWord, "--out", g.Out}
+	argv = append(argv, g.RunArgs...)
+	return append(argv, g.Spec)
 }
 
 // MergeArgv is the command line that merges the shards' rows:
@@ -48,11 +52,11 @@ func (g Grid) MergeArgv() []string {
 	return []string{g.Bin, "grid", "merge", "--out", g.Out}
 }
 
-// ReportArgv is the command line that draws the report from the merged rows:
+// ReportArgv is the command line that draws the report from the rows:
 //
-//	stitch grid report SPEC --out DIR
+//	stitch grid report --out DIR SPEC
 func (g Grid) ReportArgv() []string {
-	return []string{g.Bin, "grid", "report", g.Spec, "--out", g.Out}
+	return []string{g.Bin, "grid", "report", "--out", g.Out, g.Spec}
 }
 
 // check says which of the grid's fields is missing.

@@ -1,12 +1,13 @@
 // Package shardfile records results from many shards of a grid on a shared
 // file system so that they can be merged exactly once.
 //
-// Each shard appends only to its own file, DIR/rows/shard-I-of-N.jsonl, one
-// JSON object per line, and flushes each row to disk before it goes on. A
+// Each shard appends only to its own file, DIR/rows/shard-I-of-N.jsonl (an
+// unsharded run: DIR/rows/all.jsonl), one JSON object per line with the unit
+// id under "unit" (the grid's records), and flushes each row to disk before it goes on. A
 // writer that is killed may leave a torn last line; the next writer of that
 // shard cuts it off before it appends, and Merge drops it. Merge reads every
-// shard file, keeps the first complete row of each unit id (shard files in
-// order of N then I, rows in file order), sorts the rows by id and replaces
+// rows file, keeps the first complete row of each unit id (files in order of
+// N then I, all.jsonl as 0 of 1, other names last; rows in file order), sorts the rows by id and replaces
 // DIR/merged.jsonl atomically. A re-run or re-queued shard, or a grid re-run
 // with another shard count, therefore adds no duplicates to the merged file.
 package shardfile
@@ -18,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -36,8 +38,10 @@ const (
 	RowsDir = "rows"
 	// MergedName is the merged file's name in a grid's output directory.
 	MergedName = "merged.jsonl"
-	// IDField is the key of a row's unit id.
-	IDField = "id"
+	// IDField is the key of a row's unit id (as in experiments/grid's records).
+	IDField = "unit"
+	// UnshardedName is the rows file of a run that is not sharded.
+	UnshardedName = "all.jsonl"
 )
 
 // Path is the file that shard (0-based) of count appends to under dir.
@@ -158,7 +162,7 @@ func (w *Writer) CutBytes() int64 { return w.cut }
 func (w *Writer) Path() string { return w.path }
 
 // Append writes row, which must marshal to a JSON object with a non-empty
-// string "id", as one line, and flushes it to disk.
+// string "unit", as one line, and flushes it to disk.
 func (w *Writer) Append(row any) error {
 	line, err := json.Marshal(row)
 	if err != nil {
@@ -167,8 +171,8 @@ func (w *Writer) Append(row any) error {
 	return w.AppendLine(line)
 }
 
-// AppendLine writes line, one JSON object with a non-empty string "id" and no
-// newline, followed by a newline in a single write, and flushes it to disk.
+// AppendLine writes line, one JSON object with a non-empty string "unit" and
+// no newline, followed by a newline in a single write, and flushes it to disk.
 func (w *Writer) AppendLine(line []byte) error {
 	if bytes.ContainsAny(line, "\n\r") {
 		return fmt.Errorf("shard file %s: a row must be one line: %.60q", w.path, line)
@@ -278,7 +282,7 @@ func Done(path string) (map[string]bool, error) {
 
 // MergeStats says what Merge read and kept.
 type MergeStats struct {
-	Files      int // shard files read
+	Files      int // rows files read
 	Rows       int // complete rows read
 	Unique     int // rows written: one per unit id
 	Duplicates int // complete rows dropped because their id came earlier
@@ -287,10 +291,11 @@ type MergeStats struct {
 	Corrupt    int // complete lines that were not a row with an id
 }
 
-// ShardFiles lists the shard files under dir in merge order: by shard count,
-// then by shard index.
+// ShardFiles lists the rows files (*.jsonl) under dir/rows in merge order:
+// by shard count, then by shard index; all.jsonl counts as shard 0 of 1;
+// files with other names come last, by name.
 func ShardFiles(dir string) ([]string, error) {
-	matches, err := filepath.Glob(filepath.Join(dir, RowsDir, "shard-*-of-*.jsonl"))
+	matches, err := filepath.Glob(filepath.Join(dir, RowsDir, "*.jsonl"))
 	if err != nil {
 		return nil, err
 	}
@@ -302,13 +307,20 @@ func ShardFiles(dir string) ([]string, error) {
 	for _, m := range matches {
 		if s, c, ok := parsePath(m); ok {
 			es = append(es, entry{m, s, c})
+		} else if filepath.Base(m) == UnshardedName {
+			es = append(es, entry{m, 0, 1})
+		} else {
+			es = append(es, entry{m, 0, math.MaxInt})
 		}
 	}
 	sort.Slice(es, func(i, j int) bool {
 		if es[i].count != es[j].count {
 			return es[i].count < es[j].count
 		}
-		return es[i].shard < es[j].shard
+		if es[i].shard != es[j].shard {
+			return es[i].shard < es[j].shard
+		}
+		return es[i].path < es[j].path
 	})
 	out := make([]string, len(es))
 	for i, e := range es {

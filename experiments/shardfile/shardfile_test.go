@@ -20,7 +20,7 @@ import (
 // row is what the tests write: the value is a function of the id, so that
 // every writer of a unit writes the same row.
 type row struct {
-	ID    string  `json:"id"`
+	ID    string  `json:"unit"`
 	Value float64 `json:"value"`
 }
 
@@ -151,12 +151,12 @@ func TestAppendRejectsBadRows(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	for _, line := range []string{`{"id":"a"}` + "\n" + `{"id":"b"}`, `{"name":"no id"}`, `{"id":""}`, `{"id":7}`, `[1,2]`, `{"id":"a"`} {
+	for _, line := range []string{`{"unit":"a"}` + "\n" + `{"unit":"b"}`, `{"name":"no id"}`, `{"unit":""}`, `{"unit":7}`, `[1,2]`, `{"unit":"a"`} {
 		if err := w.AppendLine([]byte(line)); err == nil || !strings.Contains(err.Error(), "shard-0-of-1.jsonl") {
 			t.Errorf("AppendLine(%q): %v, want an error naming the file", line, err)
 		}
 	}
-	if err := w.Append(map[string]any{"id": "ok", "x": 1}); err != nil {
+	if err := w.Append(map[string]any{"unit": "ok", "x": 1}); err != nil {
 		t.Fatal(err)
 	}
 	w.Close()
@@ -313,9 +313,9 @@ func TestMergeIsDeterministic(t *testing.T) {
 			}
 			w.Close()
 		}
-		// Noise that is not a shard file.
+		// Noise that is not a rows file.
 		os.WriteFile(filepath.Join(dir, RowsDir, "notes.txt"), []byte("x"), 0o644)
-		os.WriteFile(filepath.Join(dir, RowsDir, ".shard-0-of-4.jsonl.tmp-1"), []byte(`{"id":"zzz"}`+"\n"), 0o644)
+		os.WriteFile(filepath.Join(dir, RowsDir, ".shard-0-of-4.jsonl.tmp-1"), []byte(`{"unit":"zzz"}`+"\n"), 0o644)
 	}
 	a, b := t.TempDir(), t.TempDir()
 	write(a, []int{0, 1, 2, 3})
@@ -388,4 +388,26 @@ func TestLockWaitTimesOut(t *testing.T) {
 		t.Fatalf("Open after the first writer closed: %v", err)
 	}
 	w2.Close()
+}
+
+// TestShardFilesOrder: all.jsonl (an unsharded run) first, then shard files
+// by count and index, other rows files last; other files are not rows.
+func TestShardFilesOrder(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, RowsDir), 0o755)
+	for _, n := range []string{"zz.jsonl", "shard-3-of-4.jsonl", "shard-1-of-2.jsonl", "notes.txt", "all.jsonl", "shard-0-of-2.jsonl", "shard-10-of-12.jsonl", "shard-2-of-12.jsonl"} {
+		os.WriteFile(filepath.Join(dir, RowsDir, n), nil, 0o644)
+	}
+	files, err := ShardFiles(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, f := range files {
+		got = append(got, filepath.Base(f))
+	}
+	want := "all.jsonl shard-0-of-2.jsonl shard-1-of-2.jsonl shard-3-of-4.jsonl shard-2-of-12.jsonl shard-10-of-12.jsonl zz.jsonl"
+	if strings.Join(got, " ") != want {
+		t.Errorf("order %v, want %s", got, want)
+	}
 }

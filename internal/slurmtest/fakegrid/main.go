@@ -3,9 +3,11 @@
 // same way (by a hash of the unit id), writes one row per unit to its shard
 // file, resumes a re-run shard, and merges with the same code.
 //
-//	fakegrid grid run SPEC --phase train|stitch --shard I/N --out DIR
+//	fakegrid grid run --phase train|stitch --shard I/N --out DIR SPEC
 //	fakegrid grid merge --out DIR
-//	fakegrid grid report SPEC --out DIR
+//	fakegrid grid report --out DIR SPEC
+//
+// Like stitch's command line, it reads flags only before SPEC.
 //
 // SPEC lists one unit a line: "train NAME" or "stitch NAME BOTTOM TOP", where
 // BOTTOM and TOP name train units whose checkpoints (DIR/models/NAME.ckpt)
@@ -35,7 +37,7 @@ type unit struct {
 }
 
 type row struct {
-	ID    string `json:"id"`
+	ID    string `json:"unit"`
 	Phase string `json:"phase"`
 	Value uint32 `json:"value"`
 }
@@ -56,15 +58,12 @@ func run(args []string) error {
 	phase := fs.String("phase", "", "train or stitch")
 	shard := fs.String("shard", "0/1", "I/N")
 	out := fs.String("out", "", "output directory")
-	var spec string
-	if cmd != "merge" {
-		if len(rest) == 0 {
-			return fmt.Errorf("%s: no SPEC", cmd)
-		}
-		spec, rest = rest[0], rest[1:]
-	}
 	if err := fs.Parse(rest); err != nil {
 		return err
+	}
+	spec := fs.Arg(0)
+	if want := map[bool]int{true: 0, false: 1}[cmd == "merge"]; fs.NArg() != want {
+		return fmt.Errorf("%s: want %d argument(s) after the flags, got %q", cmd, want, fs.Args())
 	}
 	if *out == "" {
 		return fmt.Errorf("%s: no --out", cmd)
