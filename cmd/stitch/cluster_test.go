@@ -47,8 +47,10 @@ type gridUnderTest struct {
 
 // standInGrid builds internal/slurmtest/fakegrid, which takes the grid's
 // command lines and writes one row per unit, sleeping inside each row.
-// When `stitch grid` is merged, a realGrid(t) (the stitch binary and a tiny
-// spec) takes its place in TestGridSlurmOnLocalCluster.
+// When `stitch grid` is merged, a realGrid(t) takes its place in
+// TestGridSlurmOnLocalCluster: Bin built by `go build -o DIR/stitch
+// modelstitch/cmd/stitch`, Spec the absolute path of
+// experiments/grid/testdata/tiny.toml, no Env, Tears false.
 func standInGrid(t *testing.T) gridUnderTest {
 	t.Helper()
 	dir := t.TempDir()
