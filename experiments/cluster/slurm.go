@@ -62,7 +62,7 @@ func (o *SlurmOptions) check() error {
 	}
 	for _, f := range []struct{ flag, v string }{
 		{"--job-name", o.JobName}, {"--mem", o.Mem}, {"--time", o.Time},
-		{"--partition", o.Partition}, {"--account", o.Account}, {"log folder", o.LogDir},
+		{"--partition", o.Partition}, {"--account", o.Account}, {"--out (its logs folder)", o.LogDir},
 	} {
 		if f.v != "" && !slurmValue.MatchString(f.v) {
 			return fmt.Errorf("%s %q: not a value Slurm takes (letters, digits and _.:,=+@/- only)", f.flag, f.v)
