@@ -14,9 +14,9 @@ GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 export PATH := $(PATH):/usr/local/go/bin
 
 # Debian packages: build tools and libtorch for the bridge; PyTorch, torchvision and
-# Fashion-MNIST for the tests and the main job.
+# Fashion-MNIST for the tests and the main job; Slurm and munge for the local-cluster test.
 BUILD_PKGS := cmake g++ make libtorch-dev
-TEST_PKGS := python3-torch python3-torchvision dataset-fashion-mnist
+TEST_PKGS := python3-torch python3-torchvision dataset-fashion-mnist slurm-wlm munge
 RUN_PKGS := dataset-fashion-mnist
 
 LIB := $(BUILD_DIR)/libcbridge.so

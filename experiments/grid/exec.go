@@ -17,8 +17,8 @@ import (
 
 	"modelstitch/experiments/models"
 	"modelstitch/experiments/progress"
-	"modelstitch/experiments/splits"
 	"modelstitch/experiments/results"
+	"modelstitch/experiments/splits"
 	"modelstitch/experiments/stitch"
 	"modelstitch/experiments/train"
 	"modelstitch/torch"
@@ -34,7 +34,7 @@ import (
 type InProcess struct {
 	// Progress, when set, receives the libraries' progress events.
 	Progress progress.Func
-	mu  sync.Mutex
+	mu       sync.Mutex
 }
 
 // Execute runs one unit with the given number of libtorch threads.
