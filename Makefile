@@ -3,6 +3,7 @@
 #   make test   set up (if needed) and run the whole test suite
 #   make build  build the C bridge (CMake) and the Go packages
 #   make bench  run the benchmarks (Go vs PyTorch training speed, loader throughput)
+#   make check  gofmt, go vet, staticcheck and the fast test tier (go test -short -race)
 #   make fuzz   run every fuzz target for FUZZTIME each (default 60s; e.g. make fuzz FUZZTIME=10m)
 #   make device-bundle  prepare device/ for scripts/device-check.sh on a GPU machine
 # For a CUDA build: make build TORCH_PREFIX="$$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')"
@@ -25,7 +26,7 @@ LIB := $(BUILD_DIR)/libcbridge.so
 FUZZTIME ?= 60s
 FUZZ_PKGS ?= ./weights
 
-.PHONY: all build run test bench fuzz device-bundle deps-build deps-test deps-run clean vet
+.PHONY: all build run test check bench fuzz device-bundle deps-build deps-test deps-run clean vet
 
 all: build
 
@@ -64,6 +65,16 @@ run: deps-run build
 test: deps-test build
 	$(GO) vet ./...
 	$(GO) test -timeout 40m ./...
+
+# The fast tier: formatting, vet, staticcheck (from the Go module proxy, pinned), and
+# every test in -short mode (long training and PyTorch-reference tests skip) under
+# the race detector.
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+check: deps-test build
+	@unformatted="$$(gofmt -l .)"; if [ -n "$$unformatted" ]; then echo "gofmt needed:" $$unformatted >&2; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+	$(GO) test -short -race -timeout 15m ./...
 
 bench: deps-test build
 	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 60m ./...

@@ -1,7 +1,7 @@
 /*
  * cbridge.h: the plain C ABI that modelstitch's Go binding uses to reach libtorch.
  *
- * Rules (see shared/design.md):
+ * Rules (see docs/architecture.md, "The C ABI"):
  *  - Every symbol starts with tb_. Only opaque handles, integers, doubles and C
  *    strings cross the boundary; no torch type appears here.
  *  - Every fallible function returns a tb_error (NULL on success) and writes its

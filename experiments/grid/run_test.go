@@ -133,7 +133,7 @@ func TestRunCancelResumeShardsReport(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled run returned %v", err)
 	}
-	n, ids = rowLines(t, dir)
+	n, _ = rowLines(t, dir)
 	if stitched != 1 || n != sum.Ran || n >= len(want) {
 		t.Fatalf("cancelled run: %d stitched, %d lines, summary %+v", stitched, n, sum)
 	}
