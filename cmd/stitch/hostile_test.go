@@ -129,8 +129,13 @@ func TestInspectPrintsNoRawEscapes(t *testing.T) {
 	os.Stdout = stdout
 	wr.Close()
 	out, _ := io.ReadAll(r)
-	if err != nil {
-		t.Fatal(err)
+	// Not a model, so inspect lists what it found and then fails; neither
+	// the listing nor the error may carry the raw codes.
+	if err == nil {
+		t.Fatal("inspect of a file holding no model succeeded")
+	}
+	if strings.ContainsAny(err.Error(), "\x1b\x07") {
+		t.Errorf("inspect's error carries raw escape codes: %q", err)
 	}
 	if strings.ContainsAny(string(out), "\x1b\x07") {
 		t.Errorf("inspect printed raw escape codes: %q", out)
