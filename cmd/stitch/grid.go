@@ -38,6 +38,7 @@ func gridCommand() *cli.Command {
 					outFlag,
 					&cli.IntFlag{Name: "jobs", Value: 1, Usage: "units at once (each in a child process with max(1, cores/N) libtorch threads)"},
 					&cli.StringFlag{Name: "shard", Usage: "i/n: run only the units whose id hashes to shard i of n"},
+					&cli.StringFlag{Name: "phase", Value: grid.PhaseAll, Usage: "train: only train units; stitch: only stitch units (missing models are waited for); all: both"},
 					&cli.IntFlag{Name: "cores", Value: runtime.NumCPU(), Usage: "CPU cores to divide between the jobs"},
 					&cli.BoolFlag{Name: "no-report", Usage: "do not regenerate the report at the end"},
 					&cli.StringFlag{Name: "report", Usage: "report directory (default: the spec's report)"},
@@ -70,6 +71,9 @@ func gridCommand() *cli.Command {
 				Flags:     []cli.Flag{outFlag, threadsFlag()},
 				Action:    gridUnitAction,
 			},
+			gridSlurmCommand(),
+			gridK8sCommand(),
+			gridMergeCommand(),
 		},
 	}
 }
@@ -95,6 +99,10 @@ func gridRunAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	phase, err := grid.ParsePhase(c.String("phase"))
+	if err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	finished := make(chan struct{})
@@ -114,7 +122,7 @@ func gridRunAction(c *cli.Context) error {
 		stop()
 		fmt.Fprintln(os.Stderr, "stopping after the units in flight (training stops at the end of its epoch); interrupt again to kill now")
 	}()
-	opts := grid.Options{Jobs: c.Int("jobs"), Cores: c.Int("cores"), Shard: shard}
+	opts := grid.Options{Jobs: c.Int("jobs"), Cores: c.Int("cores"), Shard: shard, Phase: phase}
 	if opts.Jobs > 1 {
 		exe, err := os.Executable()
 		if err != nil {
@@ -144,8 +152,8 @@ func gridRunAction(c *cli.Context) error {
 	}
 	sum, runErr := grid.Run(ctx, p, opts)
 	if sum != nil {
-		fmt.Fprintf(os.Stderr, "ran %d, already done %d, failed %d, waiting for other shards %d, blocked %d, other shards' %d; wall %s\n",
-			sum.Ran, sum.Skipped, sum.Failed, len(sum.Waiting), len(sum.Blocked), sum.NotOwned, time.Since(start).Round(time.Second))
+		fmt.Fprintf(os.Stderr, "%s shard %s: ran %d, already done %d, failed %d, waiting for other shards or phases %d, blocked %d, other shards' %d, other phases' %d; wall %s\n",
+			phase, shard, sum.Ran, sum.Skipped, sum.Failed, len(sum.Waiting), len(sum.Blocked), sum.NotOwned, sum.OtherPhase, time.Since(start).Round(time.Second))
 	}
 	if !c.Bool("no-report") && !errors.Is(runErr, context.Canceled) {
 		res, err := grid.Report(p, c.String("report"))

@@ -30,6 +30,7 @@ func TestGridBadInput(t *testing.T) {
 		{[]string{"grid", "plan"}, "SPEC"},
 		{[]string{"grid", "run", "--shard", "2/2", tinySpec}, "--shard"},
 		{[]string{"grid", "plan", "--shard", "x", tinySpec}, "--shard"},
+		{[]string{"grid", "run", "--phase", "stich", tinySpec}, "--phase"},
 	}
 	for _, c := range cases {
 		err := run(append([]string{"stitch"}, c.args...))

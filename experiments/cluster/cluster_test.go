@@ -24,7 +24,7 @@ func testGrid(dir string) Grid {
 
 func TestCommandLines(t *testing.T) {
 	g := Grid{Bin: "stitch", Spec: "s.toml", Out: "o"}
-	if got, want := strings.Join(g.RunArgv("train"), " "), "stitch grid run --phase train --shard "+ShardWord+" --out o s.toml"; got != want {
+	if got, want := strings.Join(g.RunArgv("train"), " "), "stitch grid run --phase train --shard "+ShardWord+" --out o --no-report s.toml"; got != want {
 		t.Errorf("run: %s, want %s", got, want)
 	}
 	if got := strings.Join(g.MergeArgv(), " "); got != "stitch grid merge --out o" {
@@ -62,7 +62,7 @@ func TestWriteSlurm(t *testing.T) {
 		"#SBATCH --cpus-per-task=8\n", "#SBATCH --gpus=1\n", "#SBATCH --mem=32G\n", "#SBATCH --time=4:00:00\n",
 		"#SBATCH --partition=gpu\n", "#SBATCH --account=proj42\n", "module load cuda/12.4\n",
 		`SHARD="${SLURM_ARRAY_TASK_ID:?`, "COUNT=8\n",
-		`exec /shared/bin/stitch grid run --phase train --shard "${SHARD}/${COUNT}" --out /shared/runs/paper --device cuda '` + filepath.Join(dir, "paper grid.toml") + "'\n",
+		`exec /shared/bin/stitch grid run --phase train --shard "${SHARD}/${COUNT}" --out /shared/runs/paper --no-report --device cuda '` + filepath.Join(dir, "paper grid.toml") + "'\n",
 	} {
 		if !strings.Contains(train, want) {
 			t.Errorf("train.sbatch lacks %q:\n%s", want, train)
@@ -113,7 +113,7 @@ func TestSlurmScriptRunsTheShard(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "[grid][run][--phase][train][--shard][2/3][--out][/shared/runs/paper][--device][cuda][" + g.Spec + "]"
+	want := "[grid][run][--phase][train][--shard][2/3][--out][/shared/runs/paper][--no-report][--device][cuda][" + g.Spec + "]"
 	if string(out) != want {
 		t.Errorf("ran %s, want %s", out, want)
 	}
@@ -209,7 +209,7 @@ func TestWriteK8s(t *testing.T) {
 		if c.Image != o.Image || strings.Join(c.Command, " ") != "stitch" {
 			t.Errorf("%s: image %s command %v", phase, c.Image, c.Command)
 		}
-		wantArgs := "grid run --phase " + phase + " --shard $(JOB_COMPLETION_INDEX)/6 --out /data/paper --device cuda /etc/stitch-grid/grid.toml"
+		wantArgs := "grid run --phase " + phase + " --shard $(JOB_COMPLETION_INDEX)/6 --out /data/paper --no-report --device cuda /etc/stitch-grid/grid.toml"
 		if got := strings.Join(c.Args, " "); got != wantArgs {
 			t.Errorf("%s: args %s, want %s", phase, got, wantArgs)
 		}

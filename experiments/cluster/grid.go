@@ -36,11 +36,12 @@ type Grid struct {
 
 // RunArgv is the command line that runs one shard of one phase:
 //
-//	stitch grid run --phase PHASE --shard I/N --out DIR [RunArgs...] SPEC
+//	stitch grid run --phase PHASE --shard I/N --out DIR --no-report [RunArgs...] SPEC
 //
-// with ShardWord in place of I/N.
+// with ShardWord in place of I/N. The tasks draw no report: the last job
+// does, once, from every shard's rows.
 func (g Grid) RunArgv(phase string) []string {
-	argv := []string{g.Bin, "grid", "run", "--phase", phase, "--shard", ShardWord, "--out", g.Out}
+	argv := []string{g.Bin, "grid", "run", "--phase", phase, "--shard", ShardWord, "--out", g.Out, "--no-report"}
 	argv = append(argv, g.RunArgs...)
 	return append(argv, g.Spec)
 }

@@ -24,6 +24,10 @@ type Options struct {
 	// runtime.NumCPU()); each job gets max(1, Cores/Jobs) libtorch threads.
 	Cores int
 	Shard Shard
+	// Phase limits the run to one kind of unit: PhaseTrain, PhaseStitch or
+	// PhaseAll (the default, also for ""). A cluster runs every shard's
+	// train phase before any stitch phase starts.
+	Phase string
 	Exec  Executor
 	// OnEvent, if set, hears of every unit started, finished or failed.
 	OnEvent func(Event)
@@ -42,13 +46,34 @@ type Event struct {
 // Summary is what a run did.
 type Summary struct {
 	Ran, Skipped, Failed int
-	// Waiting lists units this shard owns that need models another shard makes.
+	// Waiting lists units this shard owns that need models another shard or
+	// phase makes.
 	Waiting []string
 	// Blocked lists units whose models failed to train.
 	Blocked []string
 	// NotOwned counts units that belong to other shards.
 	NotOwned int
-	Errors   []error
+	// OtherPhase counts this shard's units left to another phase.
+	OtherPhase int
+	Errors     []error
+}
+
+// Phases of a run (Options.Phase).
+const (
+	PhaseAll    = "all"
+	PhaseTrain  = UnitTrain  // only train units
+	PhaseStitch = UnitStitch // only stitch units; missing models are waited for, not made
+)
+
+// ParsePhase checks a --phase value; "" is PhaseAll.
+func ParsePhase(s string) (string, error) {
+	switch s {
+	case "", PhaseAll:
+		return PhaseAll, nil
+	case PhaseTrain, PhaseStitch:
+		return s, nil
+	}
+	return "", fmt.Errorf("--phase must be %s, %s or %s, got %q", PhaseTrain, PhaseStitch, PhaseAll, s)
 }
 
 // Run trains and stitches every unit the shard owns that has no record yet,
@@ -70,16 +95,17 @@ func Run(ctx context.Context, p *Plan, opts Options) (*Summary, error) {
 	if opts.Shard.N < 1 {
 		opts.Shard = Shard{0, 1}
 	}
+	phase, err := ParsePhase(opts.Phase)
+	if err != nil {
+		return nil, err
+	}
+	inPhase := func(u *Unit) bool { return phase == PhaseAll || u.Kind == phase }
 	threads := max(1, opts.Cores/opts.Jobs)
 	recs, err := ReadRecords(p.Dir)
 	if err != nil {
 		return nil, err
 	}
-	name := "all"
-	if opts.Shard.N > 1 {
-		name = fmt.Sprintf("shard-%d-of-%d", opts.Shard.I, opts.Shard.N)
-	}
-	w, err := OpenWriter(p.Dir, name)
+	w, err := OpenWriter(p.Dir, opts.Shard)
 	if err != nil {
 		return nil, err
 	}
@@ -90,6 +116,10 @@ func Run(ctx context.Context, p *Plan, opts Options) (*Summary, error) {
 	for _, u := range p.Units {
 		if !opts.Shard.Owns(u.ID) {
 			sum.NotOwned++
+			continue
+		}
+		if !inPhase(u) {
+			sum.OtherPhase++
 			continue
 		}
 		if _, ok := p.Done(recs, u); ok {
@@ -116,7 +146,8 @@ func Run(ctx context.Context, p *Plan, opts Options) (*Summary, error) {
 		results <- result{u, rec, err}
 	}
 	// ready reports whether u can start now, and whether it never can (a
-	// model it needs failed, or belongs to another shard and is not made).
+	// model it needs failed, or another shard or phase makes it and it is
+	// not made yet).
 	ready := func(u *Unit) (ok, never bool, why string) {
 		for _, d := range u.Deps {
 			du := p.byID[d]
@@ -126,7 +157,7 @@ func Run(ctx context.Context, p *Plan, opts Options) (*Summary, error) {
 			if failed[d] {
 				return false, true, "blocked"
 			}
-			if !opts.Shard.Owns(d) {
+			if !opts.Shard.Owns(d) || !inPhase(du) {
 				return false, true, "waiting"
 			}
 			return false, false, ""

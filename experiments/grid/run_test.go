@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"modelstitch/torch/vision/datasets"
 )
@@ -168,11 +169,12 @@ func TestRunCancelResumeShardsReport(t *testing.T) {
 	if err != nil || recs.Torn != 1 || recs.Len() != len(want) {
 		t.Fatalf("torn line: %v, %d torn, %d records", err, recs.Torn, recs.Len())
 	}
-	w, err := OpenWriter(dir, "all")
+	w, err := OpenWriter(dir, Shard{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := OpenWriter(dir, "all"); err == nil || !strings.Contains(err.Error(), "another run") {
+	lockWait = 100 * time.Millisecond
+	if _, err := OpenWriter(dir, Shard{0, 1}); err == nil || !strings.Contains(err.Error(), "one process per shard") {
 		t.Errorf("a second writer of the same file: %v", err)
 	}
 	w.Close()
@@ -184,13 +186,38 @@ func TestRunCancelResumeShardsReport(t *testing.T) {
 	// models the other shard makes as waiting, not failed.
 	sdir := t.TempDir()
 	sp := tinyPlan(t, sdir)
+	owned := map[string]int{}
+	for _, u := range sp.Units {
+		if (Shard{0, 2}).Owns(u.ID) {
+			owned[u.Kind]++
+		}
+	}
+	// The stitch phase with no model made runs nothing and waits for all.
+	early, err := Run(context.Background(), sp, Options{Exec: &InProcess{}, Shard: Shard{0, 2}, Phase: PhaseStitch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if early.Ran != 0 || len(early.Waiting) != owned[UnitStitch] || early.OtherPhase != owned[UnitTrain] || owned[UnitTrain] == 0 {
+		t.Errorf("stitch phase before training: %+v, want %d waiting and %d left to the train phase", early, owned[UnitStitch], owned[UnitTrain])
+	}
+	if _, err := Run(context.Background(), sp, Options{Exec: &InProcess{}, Phase: "stich"}); err == nil || !strings.Contains(err.Error(), "--phase") {
+		t.Errorf("phase stich: %v", err)
+	}
 	sum0, err := Run(context.Background(), sp, Options{Exec: &InProcess{}, Shard: Shard{0, 2}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum1, err := Run(context.Background(), sp, Options{Exec: &InProcess{}, Shard: Shard{1, 2}})
+	// Shard 1 in two phases: models only, then stitches only.
+	sum1, err := Run(context.Background(), sp, Options{Exec: &InProcess{}, Shard: Shard{1, 2}, Phase: PhaseTrain})
 	if err != nil {
 		t.Fatal(err)
+	}
+	sum1s, err := Run(context.Background(), sp, Options{Exec: &InProcess{}, Shard: Shard{1, 2}, Phase: PhaseStitch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum1.Ran != sum1s.OtherPhase || sum1s.Ran != sum1.OtherPhase || sum1s.Ran == 0 || len(sum1s.Waiting) != 0 {
+		t.Errorf("shard 1 train phase %+v then stitch phase %+v: want each to run what the other left", sum1, sum1s)
 	}
 	if sum0.NotOwned+sum1.NotOwned != len(want) || sum0.Failed+sum1.Failed != 0 {
 		t.Errorf("shards: %+v and %+v", sum0, sum1)

@@ -1,16 +1,14 @@
 package grid
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"sort"
-	"syscall"
+	"time"
+
+	"modelstitch/experiments/shardfile"
 )
 
 // Record is one finished unit, one line of a rows file.
@@ -100,97 +98,67 @@ func (r *Records) add(rec Record) {
 }
 
 // RowsDir is where the rows files of a run directory are: one JSON Lines file
-// per writer (a whole run, or one shard), so writers never share a file.
-func RowsDir(dir string) string { return filepath.Join(dir, "rows") }
+// per writer (a whole run: all.jsonl, or one shard: shard-I-of-N.jsonl), so
+// writers never share a file. The files are experiments/shardfile's, which
+// also merges them into one for a cluster run.
+func RowsDir(dir string) string { return filepath.Join(dir, shardfile.RowsDir) }
+
+// rowsFile is the rows file a run of the shard writes under dir.
+func rowsFile(dir string, sh Shard) string {
+	if sh.N <= 1 {
+		return filepath.Join(RowsDir(dir), shardfile.UnshardedName)
+	}
+	return shardfile.Path(dir, sh.I, sh.N)
+}
 
 // ReadRecords reads every rows file under dir. A line cut short by an
-// interruption (the last line, without its newline) is skipped.
+// interruption (the last line, without its newline) is skipped; a complete
+// line that is not a record is an error naming its file.
 func ReadRecords(dir string) (*Records, error) {
 	recs := &Records{byID: map[string]Record{}}
-	files, err := filepath.Glob(filepath.Join(RowsDir(dir), "*.jsonl"))
+	files, err := shardfile.ShardFiles(dir)
 	if err != nil {
 		return nil, err
 	}
-	sort.Strings(files)
 	for _, f := range files {
-		if err := readRows(f, recs); err != nil {
+		rows, torn, corrupt, err := shardfile.Read(f)
+		if err != nil {
 			return nil, err
+		}
+		if corrupt > 0 {
+			return nil, fmt.Errorf("%s: %d complete line(s) are not JSON objects with a %q", f, corrupt, shardfile.IDField)
+		}
+		recs.Torn += torn
+		for i, r := range rows {
+			var rec Record
+			if err := json.Unmarshal(r.Line, &rec); err != nil {
+				return nil, fmt.Errorf("%s: row %d (unit %s): %w", f, i+1, r.ID, err)
+			}
+			recs.add(rec)
 		}
 	}
 	return recs, nil
 }
 
-func readRows(path string, recs *Records) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	complete := b
-	if i := bytes.LastIndexByte(b, '\n'); i < len(b)-1 {
-		complete = b[:i+1]
-		if len(bytes.TrimSpace(b[i+1:])) > 0 {
-			recs.Torn++
-		}
-	}
-	sc := bufio.NewScanner(bytes.NewReader(complete))
-	sc.Buffer(make([]byte, 1<<20), 1<<24)
-	line := 0
-	for sc.Scan() {
-		line++
-		text := bytes.TrimSpace(sc.Bytes())
-		if len(text) == 0 {
-			continue
-		}
-		var rec Record
-		if err := json.Unmarshal(text, &rec); err != nil {
-			return fmt.Errorf("%s line %d: %w", path, line, err)
-		}
-		if rec.Unit == "" {
-			return fmt.Errorf("%s line %d: no unit id", path, line)
-		}
-		recs.add(rec)
-	}
-	return sc.Err()
-}
+// lockWait is how long OpenWriter waits for another writer of the same rows
+// file (a re-queued task whose killed predecessor is still exiting).
+var lockWait = 10 * time.Second
 
 // Writer appends records to one rows file, holding an exclusive lock on it
 // so that two runs of the same shard cannot write at once.
 type Writer struct {
-	f *os.File
+	w *shardfile.Writer
 }
 
-// OpenWriter opens (creating) dir/rows/NAME.jsonl for appending. A line left
-// incomplete by an interrupted write is cut off first, so the next record
-// starts on a line of its own.
-func OpenWriter(dir, name string) (*Writer, error) {
-	if err := os.MkdirAll(RowsDir(dir), 0o755); err != nil {
-		return nil, err
-	}
-	path := filepath.Join(RowsDir(dir), name+".jsonl")
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+// OpenWriter opens (creating) the rows file of shard sh under dir for
+// appending. A line left incomplete by an interrupted write is cut off first,
+// so the next record starts on a line of its own.
+func OpenWriter(dir string, sh Shard) (*Writer, error) {
+	w, err := shardfile.Open(rowsFile(dir, sh), lockWait)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w; run one process per shard", err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%s: another run is writing it (%w); run one process per shard", path, err)
-	}
-	b, err := io.ReadAll(f)
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	if keep := int64(bytes.LastIndexByte(b, '\n') + 1); keep < int64(len(b)) {
-		if err := f.Truncate(keep); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("%s: cutting off an incomplete last line: %w", path, err)
-		}
-	}
-	if _, err := f.Seek(0, io.SeekEnd); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return &Writer{f: f}, nil
+	return &Writer{w: w}, nil
 }
 
 // Append writes one record as one line in one write and syncs it to disk.
@@ -198,15 +166,8 @@ func (w *Writer) Append(rec Record) error {
 	if rec.Unit == "" {
 		return errors.New("record without a unit id")
 	}
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return err
-	}
-	if _, err := w.f.Write(append(b, '\n')); err != nil {
-		return err
-	}
-	return w.f.Sync()
+	return w.w.Append(rec)
 }
 
 // Close releases the file and its lock.
-func (w *Writer) Close() error { return w.f.Close() }
+func (w *Writer) Close() error { return w.w.Close() }
