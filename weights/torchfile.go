@@ -69,6 +69,26 @@ func readMemory(data []byte, read func(r io.ReaderAt, size int64) (*Checkpoint, 
 	return ck, nil
 }
 
+// storagePID parses a torch.save persistent id ('storage', class, key,
+// location, numel), shared by the torch.save reader and the TorchScript check:
+// the storage's class, record key, element count and size in bytes.
+func storagePID(pid any) (cls *storageClass, key string, n, nbytes int64, err error) {
+	tup, ok := pid.(*types.Tuple)
+	if !ok || tup.Len() < 5 {
+		return nil, "", 0, 0, fmt.Errorf("persistent id %v is not ('storage', type, key, location, numel)", describe(pid))
+	}
+	if s, _ := tup.Get(0).(string); s != "storage" {
+		return nil, "", 0, 0, fmt.Errorf("persistent id of kind %v, only 'storage' is supported", describe(tup.Get(0)))
+	}
+	if cls, key, n, err = storageID(tup); err != nil {
+		return nil, "", 0, 0, err
+	}
+	if nbytes, ok = byteSize([]int64{n}, cls.dtype); !ok {
+		return nil, "", 0, 0, fmt.Errorf("storage %s: bad element count %d", quoteName(key), n)
+	}
+	return cls, key, n, nbytes, nil
+}
+
 // storageID reads the storage class, key and element count of a persistent
 // id ('storage', class, key, location, numel, ...), already checked to have
 // five entries.
@@ -150,20 +170,9 @@ func readTorchZip(r io.ReaderAt, size int64, opt ReadOptions) (*Checkpoint, erro
 	}
 	storages := map[string]*storage{}
 	persistentLoad := func(pid any) (any, error) {
-		tup, ok := pid.(*types.Tuple)
-		if !ok || tup.Len() < 5 {
-			return nil, fmt.Errorf("persistent id %v is not ('storage', type, key, location, numel)", describe(pid))
-		}
-		if s, _ := tup.Get(0).(string); s != "storage" {
-			return nil, fmt.Errorf("persistent id of kind %v, only 'storage' is supported", describe(tup.Get(0)))
-		}
-		cls, key, n, err := storageID(tup)
+		cls, key, n, nbytes, err := storagePID(pid)
 		if err != nil {
 			return nil, err
-		}
-		nbytes, ok := byteSize([]int64{n}, cls.dtype)
-		if !ok {
-			return nil, fmt.Errorf("storage %s: bad element count %d", quoteName(key), n)
 		}
 		id := key + "\x00" + string(cls.dtype)
 		if st, ok := storages[id]; ok {

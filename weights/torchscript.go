@@ -8,7 +8,6 @@ import (
 	"path"
 	"strings"
 
-	"github.com/nlpodyssey/gopickle/types"
 )
 
 // CheckTorchScriptFile checks a TorchScript archive (torch.jit.save) before it
@@ -95,20 +94,9 @@ func checkTorchScriptPickle(z *zipArchive, pkl *zip.File, dir string) error {
 				recordErr = err
 			}
 		}()
-		tup, ok := pid.(*types.Tuple)
-		if !ok || tup.Len() < 5 {
-			return nil, fmt.Errorf("persistent id %v is not ('storage', type, key, location, numel)", describe(pid))
-		}
-		if s, _ := tup.Get(0).(string); s != "storage" {
-			return nil, fmt.Errorf("persistent id of kind %v, only 'storage' is supported", describe(tup.Get(0)))
-		}
-		cls, key, n, err := storageID(tup)
+		cls, key, n, nbytes, err := storagePID(pid)
 		if err != nil {
 			return nil, err
-		}
-		nbytes, ok := byteSize([]int64{n}, cls.dtype)
-		if !ok {
-			return nil, fmt.Errorf("storage %s: bad element count %d", quoteName(key), n)
 		}
 		if ref, ok := storages[key]; ok {
 			if ref.st.dtype.Size() != cls.dtype.Size() || ref.numel != n {
