@@ -7,7 +7,6 @@ import (
 	"io"
 	"path"
 	"strings"
-
 )
 
 // CheckTorchScriptFile checks a TorchScript archive (torch.jit.save) before it
