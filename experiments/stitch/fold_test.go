@@ -158,7 +158,9 @@ func fashionImages(t *testing.T, ds *datasets.Dataset, n int) *torch.Tensor {
 	return nil
 }
 
-func hasSuffix(s, suffix string) bool { return len(s) >= len(suffix) && s[len(s)-len(suffix):] == suffix }
+func hasSuffix(s, suffix string) bool {
+	return len(s) >= len(suffix) && s[len(s)-len(suffix):] == suffix
+}
 
 func TestFrozenErrors(t *testing.T) {
 	if _, err := NewFrozen(nil, true); err == nil {
