@@ -131,6 +131,9 @@ func TestRunAllMatchesRun(t *testing.T) {
 		{"no cache", Speed{NoCache: true}},
 		{"tight budget", Speed{MemoryBudget: 20 << 20, EvalBatchSize: 100}},
 		{"float16 cache", Speed{HalfCache: true}},
+		// Everything off but the shared passes, evaluating in training-size
+		// batches as Run does.
+		{"as plain", Speed{NoFoldBN: true, NoCache: true, EvalBatchSize: 64}},
 	}
 	for _, v := range variants {
 		rows := run(v.name, v.sp)
@@ -145,9 +148,14 @@ func TestRunAllMatchesRun(t *testing.T) {
 			}
 			// Float rounding (folded weights, batch sizes of evaluation) may
 			// flip an image near a decision boundary; one image of 500 is 0.2 pp.
+			// (Measured: 0.40 pp for every variant that evaluates in batches of
+			// 256, 0.00 with Run's batch of 64.)
 			tol := 0.41
-			if v.sp.HalfCache {
+			switch {
+			case v.sp.HalfCache:
 				tol = 1.01
+			case v.sp.EvalBatchSize == base.BatchSize && v.sp.NoFoldBN:
+				tol = 0 // same batches, same layers: the same numbers as Run
 			}
 			d := math.Abs(row.Penalty - p.Penalty)
 			worst = max(worst, d)
