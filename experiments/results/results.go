@@ -59,6 +59,9 @@ type Row struct {
 	// Seconds is the wall time spent on this cut (fit + evaluation).
 	Seconds float64 `json:"seconds"`
 	Time    string  `json:"time"`
+	// PeakRSSMiB is the process's peak resident memory (getrusage
+	// maxrss) when the row was written, in MiB (0: not measured).
+	PeakRSSMiB float64 `json:"peak_rss_mib,omitempty"`
 }
 
 // Key identifies what a row measured, so a re-run can skip it. The models

@@ -45,6 +45,8 @@ type Config struct {
 	Device    torch.Device
 	// Progress receives progress events (nil: none).
 	Progress progress.Func
+	// Speed switches RunAll's optimisations (speed hook: see runall.go).
+	Speed Speed
 }
 
 // Defaults returns the paper's recipe sized for a CPU: the stitching layer
@@ -101,6 +103,11 @@ type Runner struct {
 // Run fits and scores a stitching layer at every cut, skipping cuts the store
 // already holds, and returns the rows in cut order.
 func (r *Runner) Run() ([]results.Row, error) {
+	// --- speed hook (runall.go): share the frozen halves' work between cuts.
+	if !r.Config.Speed.Plain {
+		return r.RunAll()
+	}
+	// --- end of speed hook.
 	cfg := r.Config
 	if err := cfg.Validate(); err != nil {
 		return nil, err
