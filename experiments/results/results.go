@@ -34,12 +34,15 @@ type Row struct {
 	DirectAcc *float64 `json:"direct_acc,omitempty"`
 	// CKA is the linear CKA between the bottom's and the top's own activations
 	// at the cut (null when not computed).
-	CKA       *float64 `json:"cka"`
-	Init      string   `json:"init"`
-	Epochs    int      `json:"epochs"`
-	Seed      int64    `json:"seed"`
-	LR        float64  `json:"lr"`
-	BatchSize int      `json:"batch_size"`
+	CKA *float64 `json:"cka"`
+	// CKAUnbiased is the debiased linear CKA (unbiased HSIC; Song et al. 2012,
+	// Nguyen et al. 2021) on the same activations (null when not computed).
+	CKAUnbiased *float64 `json:"cka_unbiased,omitempty"`
+	Init        string   `json:"init"`
+	Epochs      int      `json:"epochs"`
+	Seed        int64    `json:"seed"`
+	LR          float64  `json:"lr"`
+	BatchSize   int      `json:"batch_size"`
 	// FitSamples is the number of training images the layer was fit on (0: all).
 	FitSamples int `json:"fit_samples"`
 	// LSSamples is the number of training images the least-squares start was
