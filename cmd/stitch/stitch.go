@@ -117,7 +117,10 @@ func stitchAction(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("--data: %w", err)
 	}
-	if !top.Net.HasClassifier() {
+	if top.Net.HasClassifier() && top.Meta.Classes != testSet.Classes && !c.Bool("probe") {
+		return fmt.Errorf("--top %s has %d classes but --data %s has %d: pass --probe to fit a linear probe for this data on it", top.Path, top.Meta.Classes, cfg.Data, testSet.Classes)
+	}
+	if !top.Net.HasClassifier() || top.Meta.Classes != testSet.Classes {
 		if !c.Bool("probe") {
 			return fmt.Errorf("--top %s is %s: it has no classifier to stitch into; pass --probe to fit a linear probe on it first", top.Path, top.Description)
 		}
