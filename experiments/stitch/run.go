@@ -102,6 +102,19 @@ type Runner struct {
 	topInput func(*torch.Tensor) *torch.Tensor // set during Run when the halves' normalisations differ
 }
 
+// checkTop refuses a top that cannot score the data: no classifier, or
+// another number of classes than the data set has.
+func (r *Runner) checkTop() error {
+	if !r.Top.Net.HasClassifier() {
+		return fmt.Errorf("top model %s has no classifier (%s): fit a linear probe on it first (train.Probe)", r.Top.Path, r.Top.Description)
+	}
+	if r.Top.Meta.Classes != r.Test.Classes {
+		return fmt.Errorf("top model %s has %d classes but the data set %s has %d: its accuracy and the stitched accuracy would compare labels it was not trained on (fit a linear probe on it for this data first)",
+			r.Top.Path, r.Top.Meta.Classes, r.Config.Data, r.Test.Classes)
+	}
+	return nil
+}
+
 // Run fits and scores a stitching layer at every cut, skipping cuts the store
 // already holds, and returns the rows in cut order.
 func (r *Runner) Run() ([]results.Row, error) {
@@ -114,12 +127,8 @@ func (r *Runner) Run() ([]results.Row, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if !r.Top.Net.HasClassifier() {
-		return nil, fmt.Errorf("top model %s has no classifier (%s): fit a linear probe on it first (train.Probe)", r.Top.Path, r.Top.Description)
-	}
-	if r.Top.Meta.Classes != r.Test.Classes {
-		return nil, fmt.Errorf("top model %s has %d classes but the data set %s has %d: its accuracy and the stitched accuracy would compare labels it was not trained on (fit a linear probe on it for this data first)",
-			r.Top.Path, r.Top.Meta.Classes, cfg.Data, r.Test.Classes)
+	if err := r.checkTop(); err != nil {
+		return nil, err
 	}
 	cuts, err := r.Top.Net.ParseCuts(cfg.Cuts)
 	if err != nil {

@@ -75,8 +75,8 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 		cfg.Progress.Notef("%s", why)
 		return r.runPlain()
 	}
-	if !r.Top.Net.HasClassifier() {
-		return nil, fmt.Errorf("top model %s has no classifier (%s): fit a linear probe on it first (train.Probe)", r.Top.Path, r.Top.Description)
+	if err := r.checkTop(); err != nil {
+		return nil, err
 	}
 	cuts, err := r.Top.Net.ParseCuts(cfg.Cuts)
 	if err != nil {
@@ -158,7 +158,8 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 	rowFor := func(cut string) results.Row {
 		return results.Row{Bottom: r.Bottom.Name, Top: r.Top.Name, Cut: cut, CutIndex: cutIndex(r.Top, cut),
 			Init: cfg.Init, Epochs: cfg.Epochs, Seed: cfg.Seed, LR: cfg.LR, BatchSize: cfg.BatchSize,
-			FitSamples: fitSet.N, LSSamples: lsN, KernelSize: cfg.KernelSize, FrozenBN: cfg.FrozenBN, Data: cfg.Data,
+			FitSamples: fitSet.N, LSSamples: lsN, TestSamples: r.Test.N, CKASamples: min(cfg.CKASamples, r.Test.N),
+			KernelSize: cfg.KernelSize, FrozenBN: cfg.FrozenBN, Data: cfg.Data,
 			Device: cfg.Device.String(), BottomPath: r.Bottom.Path, TopPath: r.Top.Path, BottomSHA256: bottomSum, TopSHA256: topSum}
 	}
 	var todo []string
@@ -239,7 +240,8 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 	var bottomAcc *float64
 	var bottomCorrect int64
 	var onFirst func(h *torch.Tensor, start int) error
-	if r.Bottom.Net.HasClassifier() {
+	// The bottom's own accuracy means something only when its classes are the data's.
+	if r.Bottom.Net.HasClassifier() && r.Bottom.Meta.Classes == r.Test.Classes {
 		first := todo[0]
 		onFirst = func(h *torch.Tensor, start int) error {
 			n, err := h.Size(0)
@@ -346,6 +348,13 @@ func (r *Runner) stitchCached(row *results.Row, cut string, in, out []int64, top
 			return err
 		}
 		row.CKA = &v
+		if n >= 4 { // the unbiased estimator needs 4 samples
+			u, err := UnbiasedLinearCKA(x, y)
+			if err != nil {
+				return err
+			}
+			row.CKAUnbiased = &u
+		}
 	}
 	return nil
 }
