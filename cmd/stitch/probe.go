@@ -16,7 +16,7 @@ import (
 func init() {
 	d := train.ProbeDefaults()
 	flags := []cli.Flag{
-		&cli.StringFlag{Name: "backbone", Required: true, Usage: "model whose frozen pooled features are probed (a backbone, or a classifier whose fc is ignored)"},
+		&cli.StringFlag{Name: "backbone", Required: true, Usage: "model whose frozen pooled features are probed (a backbone, or a classifier whose fc is ignored); random: an untrained --arch/--width/--stem network seeded with --seed; pixels: the raw standardised pixels"},
 		&cli.StringFlag{Name: "out", Usage: "write the probe as a classifier checkpoint (the backbone plus fc; a valid --top)"},
 		&cli.StringFlag{Name: "stem", Usage: "override the backbone's inferred stem (cifar or imagenet)"},
 		&cli.IntFlag{Name: "epochs", Value: d.Epochs, Usage: "epochs over the cached features"},
@@ -32,7 +32,7 @@ func init() {
 	subcommands = append(subcommands, &cli.Command{
 		Name:   "probe",
 		Usage:  "fit a linear probe on a backbone's frozen features and report its test accuracy",
-		Flags:  append(flags, dataFlags("")...),
+		Flags:  append(append(flags, linearProbeFlags()...), dataFlags("")...),
 		Action: probeAction,
 	})
 }
@@ -41,6 +41,16 @@ func probeAction(c *cli.Context) error {
 	dev, err := setup(c)
 	if err != nil {
 		return err
+	}
+	switch c.String("solver") {
+	case "lbfgs":
+		return linearProbeAction(c, dev)
+	case "adam":
+		if b := c.String("backbone"); b == "random" || b == "pixels" {
+			return fmt.Errorf("--backbone %s needs --solver lbfgs", b)
+		}
+	default:
+		return fmt.Errorf("--solver must be lbfgs or adam, got %q", c.String("solver"))
 	}
 	bb, err := models.Load(c.String("backbone"), models.LoadOptions{Stem: c.String("stem"), Device: dev})
 	if err != nil {

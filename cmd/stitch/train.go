@@ -16,6 +16,13 @@ func init() {
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "objective", Value: "supervised", Usage: "supervised (cross-entropy) or simclr (self-supervised; ends with a linear probe)"},
 		&cli.Float64Flag{Name: "temperature", Value: sd.Temperature, Usage: "simclr: NT-Xent temperature"},
+		&cli.BoolFlag{Name: "head-bn", Usage: "simclr: batch norm in the projection head (Linear-BN-ReLU-Linear)"},
+		&cli.Float64Flag{Name: "crop-min", Usage: "simclr: own views (one-channel data): smallest random-resized-crop area, in (0, 1] (1: no crop); setting any view flag replaces the default views, the others then taking the defaults' values"},
+		&cli.BoolFlag{Name: "flip", Value: true, Usage: "simclr own views: horizontal flip"},
+		&cli.Float64Flag{Name: "jitter", Usage: "simclr own views: brightness/contrast jitter strength"},
+		&cli.Float64Flag{Name: "jitter-p", Value: 0.8, Usage: "simclr own views: probability of jitter"},
+		&cli.Float64Flag{Name: "noise", Usage: "simclr own views: Gaussian pixel noise std"},
+		&cli.Float64Flag{Name: "erase", Usage: "simclr own views: random erasing probability"},
 		&cli.IntFlag{Name: "probe-epochs", Value: sd.Probe.Epochs, Usage: "simclr: epochs of the final linear probe"},
 		&cli.IntFlag{Name: "probe-samples", Usage: "simclr: fit the final linear probe on a class-balanced subset of N training images (0: all)"},
 		&cli.StringFlag{Name: "arch", Value: d.Arch, Usage: "resnet18, resnet34, resnet50 or resnet101"},
@@ -109,6 +116,24 @@ func simclrAction(c *cli.Context, dev torch.Device) error {
 		cfg.WeightDecay = c.Float64("weight-decay")
 	}
 	cfg.Temperature, cfg.Seed, cfg.Device, cfg.Out = c.Float64("temperature"), c.Int64("seed"), dev, c.String("out")
+	cfg.HeadBN = c.Bool("head-bn")
+	if c.IsSet("crop-min") || c.IsSet("flip") || c.IsSet("jitter") || c.IsSet("jitter-p") || c.IsSet("noise") || c.IsSet("erase") {
+		v := train.DefaultSimCLRViews()
+		if c.IsSet("crop-min") {
+			v.CropMin = c.Float64("crop-min")
+		}
+		if c.IsSet("flip") {
+			v.Flip = c.Bool("flip")
+		}
+		if c.IsSet("noise") {
+			v.NoiseStd = c.Float64("noise")
+		}
+		if c.IsSet("erase") {
+			v.EraseP = c.Float64("erase")
+		}
+		v.Jitter, v.JitterP = c.Float64("jitter"), c.Float64("jitter-p")
+		cfg.Views = &v
+	}
 	cfg.Probe.Epochs, cfg.Probe.Seed, cfg.ProbeSamples = c.Int("probe-epochs"), c.Int64("seed"), c.Int("probe-samples")
 	res, err := train.SimCLR(cfg)
 	if err != nil {

@@ -41,8 +41,13 @@ type SimCLRConfig struct {
 	// ProjectionDim is the output size of the projection head
 	// Linear(d,d) → ReLU → Linear(d,ProjectionDim).
 	ProjectionDim int
-	Seed          int64
-	Device        torch.Device
+	// HeadBN puts a batch norm after the head's first layer:
+	// Linear(d,d) → BatchNorm1d(d) → ReLU → Linear(d,ProjectionDim).
+	HeadBN bool
+	// Views, when set, replaces data.SimCLRAugment's views (one-channel data).
+	Views  *SimCLRViews
+	Seed   int64
+	Device torch.Device
 	// Out is the backbone checkpoint to write; the projection head goes to
 	// HeadPath(Out).
 	Out string
@@ -141,6 +146,11 @@ func SimCLR(cfg SimCLRConfig) (*Result, error) {
 		return nil, fmt.Errorf("SimCLR needs at least 2 training images, got %d", trainSet.N)
 	}
 	aug := data.SimCLRAugment(trainSet)
+	if cfg.Views != nil {
+		if aug, err = cfg.Views.Transform(); err != nil {
+			return nil, fmt.Errorf("SimCLR views: %w", err)
+		}
+	}
 	meta.Recipe = &models.Recipe{Epochs: cfg.Epochs, BatchSize: cfg.BatchSize, Optimizer: cfg.Optimizer, LR: cfg.LR,
 		WeightDecay: cfg.WeightDecay, Schedule: "cosine", Augment: "simclr: " + fmt.Sprint(aug),
 		TrainSamples: cfg.Data.TrainSamples, Temperature: cfg.Temperature, Seed: cfg.Seed}
@@ -158,6 +168,9 @@ func SimCLR(cfg SimCLRConfig) (*Result, error) {
 	defer nn.Free(net)
 	d := net.FeatureDim()
 	head := nn.NewSequential(nn.NewLinear(d, d, true), nn.NewReLU(), nn.NewLinear(d, int64(cfg.ProjectionDim), true))
+	if cfg.HeadBN {
+		head = nn.NewSequential(nn.NewLinear(d, d, true), nn.NewBatchNorm1d(d), nn.NewReLU(), nn.NewLinear(d, int64(cfg.ProjectionDim), true))
+	}
 	defer nn.Free(head)
 	for _, n := range nn.StateDict(head) {
 		if err := n.Tensor.Err(); err != nil {
@@ -315,8 +328,12 @@ func saveSimCLR(out string, net *vision.ResNet, head *nn.Sequential, meta models
 }
 
 func saveHead(path string, head *nn.Sequential, hm headMeta) error {
-	l0, l2 := head.Layers[0].(*nn.Linear), head.Layers[2].(*nn.Linear)
-	hm.Layers = fmt.Sprintf("Linear(%d,%d) ReLU Linear(%d,%d)", l0.In, l0.Out, l2.In, l2.Out)
+	l0, l2 := head.Layers[0].(*nn.Linear), head.Layers[len(head.Layers)-1].(*nn.Linear)
+	bn := ""
+	if len(head.Layers) == 4 {
+		bn = " BatchNorm1d"
+	}
+	hm.Layers = fmt.Sprintf("Linear(%d,%d)%s ReLU Linear(%d,%d)", l0.In, l0.Out, bn, l2.In, l2.Out)
 	js, err := json.Marshal(hm)
 	if err != nil {
 		return err
