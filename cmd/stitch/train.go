@@ -23,6 +23,8 @@ func init() {
 		&cli.Float64Flag{Name: "jitter-p", Value: 0.8, Usage: "simclr own views: probability of jitter"},
 		&cli.Float64Flag{Name: "noise", Usage: "simclr own views: Gaussian pixel noise std"},
 		&cli.Float64Flag{Name: "erase", Usage: "simclr own views: random erasing probability"},
+		&cli.StringFlag{Name: "probe-solver", Value: "lbfgs", Usage: "simclr: final probe by lbfgs (logistic regression to convergence, weight decay chosen on held-out training images) or adam (--probe-epochs)"},
+		&cli.BoolFlag{Name: "no-probe", Usage: "simclr: skip the final linear probe (measure with stitch probe)"},
 		&cli.IntFlag{Name: "probe-epochs", Value: sd.Probe.Epochs, Usage: "simclr: epochs of the final linear probe"},
 		&cli.IntFlag{Name: "probe-samples", Usage: "simclr: fit the final linear probe on a class-balanced subset of N training images (0: all)"},
 		&cli.StringFlag{Name: "arch", Value: d.Arch, Usage: "resnet18, resnet34, resnet50 or resnet101"},
@@ -116,7 +118,14 @@ func simclrAction(c *cli.Context, dev torch.Device) error {
 		cfg.WeightDecay = c.Float64("weight-decay")
 	}
 	cfg.Temperature, cfg.Seed, cfg.Device, cfg.Out = c.Float64("temperature"), c.Int64("seed"), dev, c.String("out")
-	cfg.HeadBN = c.Bool("head-bn")
+	cfg.HeadBN, cfg.NoProbe = c.Bool("head-bn"), c.Bool("no-probe")
+	switch c.String("probe-solver") {
+	case "lbfgs":
+		cfg.LinearProbe = &train.LinearProbeConfig{}
+	case "adam":
+	default:
+		return fmt.Errorf("--probe-solver must be lbfgs or adam, got %q", c.String("probe-solver"))
+	}
 	if c.IsSet("crop-min") || c.IsSet("flip") || c.IsSet("jitter") || c.IsSet("jitter-p") || c.IsSet("noise") || c.IsSet("erase") {
 		v := train.DefaultSimCLRViews()
 		if c.IsSet("crop-min") {

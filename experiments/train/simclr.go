@@ -56,6 +56,9 @@ type SimCLRConfig struct {
 	// training split, whatever Data.TrainSamples says).
 	Probe        ProbeConfig
 	ProbeSamples int
+	// LinearProbe, when set, makes the final probe follow the L-BFGS protocol
+	// (ProbeBackboneLBFGS; its Seed is the run's) instead of Probe's Adam epochs.
+	LinearProbe *LinearProbeConfig
 	// NoProbe skips the final probe: the checkpoint gets no TestAccuracy and
 	// the result's is 0 (for callers that probe on their own terms).
 	NoProbe bool
@@ -258,15 +261,32 @@ func SimCLR(cfg SimCLRConfig) (*Result, error) {
 		pc.Progress = cfg.Progress
 	}
 	bb := &models.Model{Name: filepath.Base(cfg.Out), Path: cfg.Out, Net: net, Meta: meta, Description: net.Config.String()}
-	probe, acc, err := Probe(bb, probeTrain, probeTest, pc)
-	if err != nil {
-		return nil, err
+	var acc float64
+	if cfg.LinearProbe != nil {
+		lc := *cfg.LinearProbe
+		lc.Seed = cfg.Seed
+		if lc.Progress == nil {
+			lc.Progress = cfg.Progress
+		}
+		probe, r, err := ProbeBackboneLBFGS(bb, probeTrain, probeTest, lc, pc.BatchSize, cfg.Device)
+		if err != nil {
+			return nil, err
+		}
+		probe.Free()
+		acc = r.Accuracy
+		meta.Note = "test_accuracy is a " + ProtocolNote(r.Probe, probeTrain.N, probeTest.N)
+	} else {
+		probe, a, err := Probe(bb, probeTrain, probeTest, pc)
+		if err != nil {
+			return nil, err
+		}
+		probe.Free()
+		acc = a
+		meta.Note = fmt.Sprintf("test_accuracy is a linear probe's: %d epochs of Adam (LR %g, batch %d) on the frozen backbone's "+
+			"standardised pooled features of %d training images, tested on %d", pc.Epochs, pc.LR, pc.BatchSize, probeTrain.N, probeTest.N)
 	}
-	probe.Free()
 	res.TestAccuracy = acc
 	meta.TestAccuracy = &acc
-	meta.Note = fmt.Sprintf("test_accuracy is a linear probe's: %d epochs of Adam (LR %g, batch %d) on the frozen backbone's "+
-		"standardised pooled features of %d training images, tested on %d", pc.Epochs, pc.LR, pc.BatchSize, probeTrain.N, probeTest.N)
 	if err := models.Save(cfg.Out, net, meta); err != nil {
 		return nil, fmt.Errorf("writing %s: %w", cfg.Out, err)
 	}
