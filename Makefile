@@ -3,6 +3,8 @@
 #   make test   set up (if needed) and run the whole test suite
 #   make build  build the C bridge (CMake) and the Go packages
 #   make bench  run the benchmarks (Go vs PyTorch training speed, loader throughput)
+#   make check  gofmt, go vet, staticcheck and the fast test tier (go test -short -race)
+#   make fuzz   run every fuzz target for FUZZTIME each (default 60s; e.g. make fuzz FUZZTIME=10m)
 #   make device-bundle  prepare device/ for scripts/device-check.sh on a GPU machine
 # For a CUDA build: make build TORCH_PREFIX="$$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')"
 
@@ -13,14 +15,18 @@ GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 export PATH := $(PATH):/usr/local/go/bin
 
 # Debian packages: build tools and libtorch for the bridge; PyTorch, torchvision and
-# Fashion-MNIST for the tests and the main job.
+# Fashion-MNIST for the tests and the main job; Slurm and munge for the local-cluster test.
 BUILD_PKGS := cmake g++ make libtorch-dev
-TEST_PKGS := python3-torch python3-torchvision dataset-fashion-mnist
+TEST_PKGS := python3-torch python3-torchvision dataset-fashion-mnist slurm-wlm munge
 RUN_PKGS := dataset-fashion-mnist
 
 LIB := $(BUILD_DIR)/libcbridge.so
 
-.PHONY: all build run test bench device-bundle deps-build deps-test deps-run clean vet
+# make fuzz: how long each fuzz target runs, and the packages that have them.
+FUZZTIME ?= 60s
+FUZZ_PKGS ?= ./weights
+
+.PHONY: all build run test check bench fuzz device-bundle deps-build deps-test deps-run clean vet
 
 all: build
 
@@ -60,8 +66,28 @@ test: deps-test build
 	$(GO) vet ./...
 	$(GO) test -timeout 40m ./...
 
+# The fast tier: formatting, vet, staticcheck (from the Go module proxy, pinned), and
+# every test in -short mode (long training and PyTorch-reference tests skip) under
+# the race detector.
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+check: deps-test build
+	@unformatted="$$(gofmt -l .)"; if [ -n "$$unformatted" ]; then echo "gofmt needed:" $$unformatted >&2; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+	$(GO) test -short -race -timeout 15m ./...
+
 bench: deps-test build
 	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 60m ./...
+
+# Each fuzz target runs on its own (go test -fuzz takes one target at a time);
+# new failing inputs land in the package's testdata/fuzz/<target>/.
+fuzz: build
+	@set -e; for pkg in $(FUZZ_PKGS); do \
+	  for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$target for $(FUZZTIME)"; \
+	    $(GO) test $$pkg -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME); \
+	  done; \
+	done
 
 # The Go test binaries and a Fashion-MNIST subset for scripts/device-check.sh,
 # which builds the bridge against a CUDA libtorch and runs the CUDA checks on a

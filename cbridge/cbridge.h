@@ -1,7 +1,7 @@
 /*
  * cbridge.h: the plain C ABI that modelstitch's Go binding uses to reach libtorch.
  *
- * Rules (see shared/design.md):
+ * Rules (see docs/architecture.md, "The C ABI"):
  *  - Every symbol starts with tb_. Only opaque handles, integers, doubles and C
  *    strings cross the boundary; no torch type appears here.
  *  - Every fallible function returns a tb_error (NULL on success) and writes its
@@ -91,17 +91,19 @@ tb_error tb_item_int64(tb_tensor t, int64_t* out);
 
 tb_error tb_full(const int64_t* shape, int ndim, double value, int dtype, int device_type,
                  int device_index, tb_tensor* out);
+/* Random draws: new tensors (tb_random) and in-place fills (tb_fill_random_). */
+typedef enum { TB_RANDOM_UNIFORM01 /* rand */, TB_RANDOM_NORMAL01 /* randn */ } tb_random_kind;
+typedef enum { TB_FILL_UNIFORM /* uniform_(a, b) */, TB_FILL_NORMAL /* normal_(mean a, std b) */ } tb_fill_kind;
 tb_error tb_arange(double start, double end, double step, int dtype, int device_type,
                    int device_index, tb_tensor* out);
-/* kind: "rand" (uniform [0,1)), "randn" (standard normal). gen may be NULL. */
-tb_error tb_random(const char* kind, const int64_t* shape, int ndim, int dtype, int device_type,
+/* gen may be NULL. */
+tb_error tb_random(tb_random_kind kind, const int64_t* shape, int ndim, int dtype, int device_type,
                    int device_index, tb_generator gen, tb_tensor* out);
 tb_error tb_randint(int64_t low, int64_t high, const int64_t* shape, int ndim, int device_type,
                     int device_index, tb_generator gen, tb_tensor* out);
 tb_error tb_randperm(int64_t n, int device_type, int device_index, tb_generator gen, tb_tensor* out);
 tb_error tb_eye(int64_t n, int dtype, int device_type, int device_index, tb_tensor* out);
-/* In place: uniform_(lo, hi) or normal_(mean=a, std=b), kind "uniform" / "normal". */
-tb_error tb_fill_random_(tb_tensor t, const char* kind, double a, double b, tb_generator gen);
+tb_error tb_fill_random_(tb_tensor t, tb_fill_kind kind, double a, double b, tb_generator gen);
 
 /* ---- conversion and shape ---- */
 /* dtype < 0 keeps the dtype; device_type < 0 keeps the device. */
@@ -130,18 +132,48 @@ tb_error tb_flip(tb_tensor t, const int64_t* dims, int ndim, tb_tensor* out);
 tb_error tb_pad(tb_tensor t, const int64_t* pads, int npads, double value, tb_tensor* out);
 
 /* ---- elementwise ---- */
-/* name: neg exp log sqrt rsqrt abs relu sigmoid tanh sign floor ceil round square
- * reciprocal logical_not isnan isfinite pinverse diagonal zeros_like ones_like rand_like randn_like */
-tb_error tb_unary(const char* name, tb_tensor a, tb_tensor* out);
-/* name: add sub mul div pow maximum minimum eq ne lt le gt ge logical_and logical_or
- * matmul mm bmm remainder */
-tb_error tb_binary(const char* name, tb_tensor a, tb_tensor b, tb_tensor* out);
-/* name: add sub mul div pow eq ne lt le gt ge remainder rsub */
-tb_error tb_binary_scalar(const char* name, tb_tensor a, double s, tb_tensor* out);
-/* In place, a op= b. name: add sub mul div copy maximum */
-tb_error tb_binary_(const char* name, tb_tensor a, tb_tensor b);
-/* In place, a op= s. name: add sub mul div fill pow clamp_min clamp_max */
-tb_error tb_binary_scalar_(const char* name, tb_tensor a, double s);
+/* The ops tb_unary, tb_binary, tb_binary_scalar, tb_binary_, tb_binary_scalar_,
+ * and tb_reduce perform, chosen by these enums (the Go
+ * binding names them with typed constants of the same values). */
+typedef enum {
+  TB_UNARY_NEG, TB_UNARY_EXP, TB_UNARY_LOG, TB_UNARY_SQRT, TB_UNARY_ABS, TB_UNARY_RELU,
+  TB_UNARY_RELU_ /* in place, returns a new handle to the same tensor */, TB_UNARY_SIGMOID,
+  TB_UNARY_TANH, TB_UNARY_FLOOR, TB_UNARY_ROUND, TB_UNARY_SQUARE, TB_UNARY_ISNAN,
+  TB_UNARY_PINVERSE, TB_UNARY_DIAGONAL, TB_UNARY_ZEROS_LIKE, TB_UNARY_ONES_LIKE
+} tb_unary_op;
+
+/* Tensor-tensor ops (tb_binary). */
+typedef enum {
+  TB_BINARY_ADD, TB_BINARY_SUB, TB_BINARY_MUL, TB_BINARY_DIV, TB_BINARY_MAXIMUM,
+  TB_BINARY_MINIMUM, TB_BINARY_EQ, TB_BINARY_LT, TB_BINARY_GE, TB_BINARY_LOGICAL_AND,
+  TB_BINARY_MATMUL, TB_BINARY_MM
+} tb_binary_op;
+
+/* Tensor-scalar ops (tb_binary_scalar); RSUB is s - a. */
+typedef enum {
+  TB_SCALAR_ADD, TB_SCALAR_SUB, TB_SCALAR_MUL, TB_SCALAR_DIV, TB_SCALAR_RSUB, TB_SCALAR_EQ,
+  TB_SCALAR_LT, TB_SCALAR_LE, TB_SCALAR_GT, TB_SCALAR_REMAINDER
+} tb_scalar_op;
+
+/* In-place tensor-tensor ops, a op= b (tb_binary_). */
+typedef enum { TB_INPLACE_ADD, TB_INPLACE_COPY, TB_INPLACE_MAXIMUM } tb_inplace_op;
+
+/* In-place tensor-scalar ops, a op= s (tb_binary_scalar_). */
+typedef enum {
+  TB_INPLACE_SCALAR_ADD, TB_INPLACE_SCALAR_MUL, TB_INPLACE_SCALAR_FILL
+} tb_inplace_scalar_op;
+
+/* Reductions (tb_reduce). */
+typedef enum {
+  TB_REDUCE_SUM, TB_REDUCE_MEAN, TB_REDUCE_AMAX, TB_REDUCE_AMIN, TB_REDUCE_VAR, TB_REDUCE_STD,
+  TB_REDUCE_LOGSUMEXP, TB_REDUCE_NORM
+} tb_reduce_op;
+
+tb_error tb_unary(tb_unary_op op, tb_tensor a, tb_tensor* out);
+tb_error tb_binary(tb_binary_op op, tb_tensor a, tb_tensor b, tb_tensor* out);
+tb_error tb_binary_scalar(tb_scalar_op op, tb_tensor a, double s, tb_tensor* out);
+tb_error tb_binary_(tb_inplace_op op, tb_tensor a, tb_tensor b);
+tb_error tb_binary_scalar_(tb_inplace_scalar_op op, tb_tensor a, double s);
 /* In place a += alpha * b. */
 tb_error tb_add_scaled_(tb_tensor a, tb_tensor b, double alpha);
 /* Multi-tensor ("foreach") updates over n tensors at once (one kernel per
@@ -155,22 +187,17 @@ tb_error tb_foreach_mul_scalar_(const tb_tensor* xs, int n, double s);
 tb_error tb_addcmul_(tb_tensor a, tb_tensor b, tb_tensor c, double value);
 /* In place a += value * b / c. */
 tb_error tb_addcdiv_(tb_tensor a, tb_tensor b, tb_tensor c, double value);
-/* In place a = a*w + b*(1-w)  (lerp_ toward b with weight 1-w is b + (a-b)*w). */
-tb_error tb_lerp_(tb_tensor a, tb_tensor b, double weight);
 tb_error tb_clamp(tb_tensor a, double lo, double hi, tb_tensor* out);
 tb_error tb_where(tb_tensor cond, tb_tensor a, tb_tensor b, tb_tensor* out);
 tb_error tb_masked_fill(tb_tensor a, tb_tensor mask, double value, tb_tensor* out);
-tb_error tb_addmm(tb_tensor bias, tb_tensor a, tb_tensor b, tb_tensor* out);
 
 /* ---- reductions ---- */
-/* name: sum mean amax amin prod var std logsumexp norm; ndims == 0 reduces all.
- * arg: unbiased flag for var/std, p for norm. dtype < 0 keeps the dtype (sum/mean). */
-tb_error tb_reduce(const char* name, tb_tensor t, const int64_t* dims, int ndims, int keepdim,
+/* ndims == 0 reduces all. arg: unbiased flag for var/std, p for norm. */
+tb_error tb_reduce(tb_reduce_op op, tb_tensor t, const int64_t* dims, int ndims, int keepdim,
                    double arg, tb_tensor* out);
 /* max along dim: values and indices. */
 tb_error tb_max_dim(tb_tensor t, int64_t dim, int keepdim, tb_tensor* values, tb_tensor* indices);
-/* name: argmax argmin; dim < -100 means over all elements. */
-tb_error tb_arg(const char* name, tb_tensor t, int64_t dim, int keepdim, tb_tensor* out);
+tb_error tb_argmax(tb_tensor t, int64_t dim, int keepdim, tb_tensor* out);
 tb_error tb_topk(tb_tensor t, int64_t k, int64_t dim, tb_tensor* values, tb_tensor* indices);
 tb_error tb_allclose(tb_tensor a, tb_tensor b, double rtol, double atol, int* out);
 
@@ -189,7 +216,6 @@ tb_error tb_avg_pool2d(tb_tensor x, const int64_t* kernel, const int64_t* stride
                        const int64_t* padding, tb_tensor* out);
 tb_error tb_adaptive_avg_pool2d(tb_tensor x, const int64_t* size, tb_tensor* out);
 tb_error tb_linear(tb_tensor x, tb_tensor w, tb_tensor bias, tb_tensor* out);
-tb_error tb_dropout(tb_tensor x, double p, int training, tb_tensor* out);
 tb_error tb_softmax(tb_tensor x, int64_t dim, int log, tb_tensor* out);
 /* reduction: 0 none, 1 mean, 2 sum. */
 tb_error tb_cross_entropy(tb_tensor logits, tb_tensor target, double label_smoothing,
@@ -204,7 +230,6 @@ tb_error tb_affine_grid(tb_tensor theta, const int64_t* size, int ndim, int alig
 /* mode "bilinear"/"nearest", padding "zeros"/"border"/"reflection". */
 tb_error tb_grid_sample(tb_tensor x, tb_tensor grid, const char* mode, const char* padding,
                         int align_corners, tb_tensor* out);
-tb_error tb_one_hot(tb_tensor t, int64_t classes, tb_tensor* out);
 
 /* ---- autograd ---- */
 tb_error tb_set_requires_grad(tb_tensor t, int flag);

@@ -52,12 +52,6 @@ tb_error tb_linear(tb_tensor x, tb_tensor w, tb_tensor bias, tb_tensor* out) {
   TB_CATCH("linear")
 }
 
-tb_error tb_dropout(tb_tensor x, double p, int training, tb_tensor* out) {
-  TB_TRY
-  TB_OUT(at::dropout(x->t, p, training != 0));
-  TB_CATCH("dropout")
-}
-
 tb_error tb_softmax(tb_tensor x, int64_t dim, int log, tb_tensor* out) {
   TB_TRY
   if (log)
@@ -119,12 +113,6 @@ tb_error tb_grid_sample(tb_tensor x, tb_tensor grid, const char* mode, const cha
   if (pi < 0) throw std::invalid_argument("unknown grid_sample padding " + p);
   TB_OUT(at::grid_sampler(x->t, grid->t, mi, pi, align_corners != 0));
   TB_CATCH("grid_sample")
-}
-
-tb_error tb_one_hot(tb_tensor t, int64_t classes, tb_tensor* out) {
-  TB_TRY
-  TB_OUT(at::one_hot(t->t, classes));
-  TB_CATCH("one_hot")
 }
 
 tb_error tb_set_requires_grad(tb_tensor t, int flag) {

@@ -94,18 +94,16 @@ tb_error tb_arange(double start, double end, double step, int dtype, int device_
   TB_CATCH("arange")
 }
 
-tb_error tb_random(const char* kind, const int64_t* shape, int ndim, int dtype, int device_type,
+tb_error tb_random(tb_random_kind kind, const int64_t* shape, int ndim, int dtype, int device_type,
                    int device_index, tb_generator g, tb_tensor* out) {
   TB_TRY
   auto opts = tb::options(dtype, device_type, device_index);
-  std::string k(kind);
-  if (k == "rand")
-    TB_OUT(at::rand(ints(shape, ndim), tb::gen(g), opts));
-  else if (k == "randn")
-    TB_OUT(at::randn(ints(shape, ndim), tb::gen(g), opts));
-  else
-    throw std::invalid_argument("unknown random kind " + k);
-  TB_CATCH(kind)
+  switch (kind) {
+    case TB_RANDOM_UNIFORM01: TB_OUT(at::rand(ints(shape, ndim), tb::gen(g), opts)); return nullptr;
+    case TB_RANDOM_NORMAL01: TB_OUT(at::randn(ints(shape, ndim), tb::gen(g), opts)); return nullptr;
+  }
+  throw std::invalid_argument("unknown random kind " + std::to_string(kind));
+  TB_CATCH("random")
 }
 
 tb_error tb_randint(int64_t low, int64_t high, const int64_t* shape, int ndim, int device_type,
@@ -128,16 +126,14 @@ tb_error tb_eye(int64_t n, int dtype, int device_type, int device_index, tb_tens
   TB_CATCH("eye")
 }
 
-tb_error tb_fill_random_(tb_tensor t, const char* kind, double a, double b, tb_generator g) {
+tb_error tb_fill_random_(tb_tensor t, tb_fill_kind kind, double a, double b, tb_generator g) {
   TB_TRY
-  std::string k(kind);
-  if (k == "uniform")
-    t->t.uniform_(a, b, tb::gen(g));
-  else if (k == "normal")
-    t->t.normal_(a, b, tb::gen(g));
-  else
-    throw std::invalid_argument("unknown random fill " + k);
-  TB_CATCH(kind)
+  switch (kind) {
+    case TB_FILL_UNIFORM: t->t.uniform_(a, b, tb::gen(g)); return nullptr;
+    case TB_FILL_NORMAL: t->t.normal_(a, b, tb::gen(g)); return nullptr;
+  }
+  throw std::invalid_argument("unknown random fill " + std::to_string(kind));
+  TB_CATCH("fill_random_")
 }
 
 tb_error tb_to(tb_tensor t, int device_type, int device_index, int dtype, tb_tensor* out) {
@@ -286,127 +282,111 @@ tb_error tb_pad(tb_tensor t, const int64_t* pads, int npads, double value, tb_te
   TB_CATCH("pad")
 }
 
-tb_error tb_unary(const char* name, tb_tensor a, tb_tensor* out) {
-  TB_TRY
-  const at::Tensor& x = a->t;
-  std::string n(name);
-  at::Tensor r;
-  if (n == "neg") r = x.neg();
-  else if (n == "exp") r = x.exp();
-  else if (n == "log") r = x.log();
-  else if (n == "sqrt") r = x.sqrt();
-  else if (n == "rsqrt") r = x.rsqrt();
-  else if (n == "abs") r = x.abs();
-  else if (n == "relu") r = x.relu();
-  else if (n == "sigmoid") r = x.sigmoid();
-  else if (n == "tanh") r = x.tanh();
-  else if (n == "sign") r = x.sign();
-  else if (n == "floor") r = x.floor();
-  else if (n == "ceil") r = x.ceil();
-  else if (n == "round") r = x.round();
-  else if (n == "square") r = x.square();
-  else if (n == "reciprocal") r = x.reciprocal();
-  else if (n == "logical_not") r = x.logical_not();
-  else if (n == "isnan") r = x.isnan();
-  else if (n == "isfinite") r = x.isfinite();
-  else if (n == "pinverse") r = x.pinverse();
-  else if (n == "diagonal") r = x.diagonal();
-  else if (n == "zeros_like") r = at::zeros_like(x);
-  else if (n == "ones_like") r = at::ones_like(x);
-  else if (n == "rand_like") r = at::rand_like(x);
-  else if (n == "randn_like") r = at::randn_like(x);
-  else if (n == "relu_") r = x.relu_();
-  else throw std::invalid_argument("unknown unary op " + n);
-  TB_OUT(r);
-  TB_CATCH(name)
+// The op switches below have no default case, so the compiler (-Wswitch)
+// names any enum value of cbridge.h that one of them forgets.
+
+static at::Tensor unary(tb_unary_op op, at::Tensor& x) {
+  switch (op) {
+    case TB_UNARY_NEG: return x.neg();
+    case TB_UNARY_EXP: return x.exp();
+    case TB_UNARY_LOG: return x.log();
+    case TB_UNARY_SQRT: return x.sqrt();
+    case TB_UNARY_ABS: return x.abs();
+    case TB_UNARY_RELU: return x.relu();
+    case TB_UNARY_RELU_: return x.relu_();
+    case TB_UNARY_SIGMOID: return x.sigmoid();
+    case TB_UNARY_TANH: return x.tanh();
+    case TB_UNARY_FLOOR: return x.floor();
+    case TB_UNARY_ROUND: return x.round();
+    case TB_UNARY_SQUARE: return x.square();
+    case TB_UNARY_ISNAN: return x.isnan();
+    case TB_UNARY_PINVERSE: return x.pinverse();
+    case TB_UNARY_DIAGONAL: return x.diagonal();
+    case TB_UNARY_ZEROS_LIKE: return at::zeros_like(x);
+    case TB_UNARY_ONES_LIKE: return at::ones_like(x);
+  }
+  throw std::invalid_argument("unknown unary op " + std::to_string(op));
 }
 
-tb_error tb_binary(const char* name, tb_tensor a, tb_tensor b, tb_tensor* out) {
+tb_error tb_unary(tb_unary_op op, tb_tensor a, tb_tensor* out) {
   TB_TRY
-  const at::Tensor& x = a->t;
-  const at::Tensor& y = b->t;
-  std::string n(name);
-  at::Tensor r;
-  if (n == "add") r = x.add(y);
-  else if (n == "sub") r = x.sub(y);
-  else if (n == "mul") r = x.mul(y);
-  else if (n == "div") r = x.div(y);
-  else if (n == "pow") r = x.pow(y);
-  else if (n == "maximum") r = at::maximum(x, y);
-  else if (n == "minimum") r = at::minimum(x, y);
-  else if (n == "eq") r = x.eq(y);
-  else if (n == "ne") r = x.ne(y);
-  else if (n == "lt") r = x.lt(y);
-  else if (n == "le") r = x.le(y);
-  else if (n == "gt") r = x.gt(y);
-  else if (n == "ge") r = x.ge(y);
-  else if (n == "logical_and") r = x.logical_and(y);
-  else if (n == "logical_or") r = x.logical_or(y);
-  else if (n == "matmul") r = x.matmul(y);
-  else if (n == "mm") r = x.mm(y);
-  else if (n == "bmm") r = x.bmm(y);
-  else if (n == "remainder") r = x.remainder(y);
-  else throw std::invalid_argument("unknown binary op " + n);
-  TB_OUT(r);
-  TB_CATCH(name)
+  TB_OUT(unary(op, a->t));
+  TB_CATCH("unary")
 }
 
-tb_error tb_binary_scalar(const char* name, tb_tensor a, double s, tb_tensor* out) {
-  TB_TRY
-  const at::Tensor& x = a->t;
-  std::string n(name);
-  at::Tensor r;
-  if (n == "add") r = x.add(s);
-  else if (n == "sub") r = x.sub(s);
-  else if (n == "mul") r = x.mul(s);
-  else if (n == "div") r = x.div(s);
-  else if (n == "pow") r = x.pow(s);
-  else if (n == "eq") r = x.eq(s);
-  else if (n == "ne") r = x.ne(s);
-  else if (n == "lt") r = x.lt(s);
-  else if (n == "le") r = x.le(s);
-  else if (n == "gt") r = x.gt(s);
-  else if (n == "ge") r = x.ge(s);
-  else if (n == "remainder") r = x.remainder(s);
-  else if (n == "rsub") r = at::rsub(x, s);
-  else throw std::invalid_argument("unknown scalar op " + n);
-  TB_OUT(r);
-  TB_CATCH(name)
+static at::Tensor binary(tb_binary_op op, const at::Tensor& x, const at::Tensor& y) {
+  switch (op) {
+    case TB_BINARY_ADD: return x.add(y);
+    case TB_BINARY_SUB: return x.sub(y);
+    case TB_BINARY_MUL: return x.mul(y);
+    case TB_BINARY_DIV: return x.div(y);
+    case TB_BINARY_MAXIMUM: return at::maximum(x, y);
+    case TB_BINARY_MINIMUM: return at::minimum(x, y);
+    case TB_BINARY_EQ: return x.eq(y);
+    case TB_BINARY_LT: return x.lt(y);
+    case TB_BINARY_GE: return x.ge(y);
+    case TB_BINARY_LOGICAL_AND: return x.logical_and(y);
+    case TB_BINARY_MATMUL: return x.matmul(y);
+    case TB_BINARY_MM: return x.mm(y);
+  }
+  throw std::invalid_argument("unknown binary op " + std::to_string(op));
 }
 
-tb_error tb_binary_(const char* name, tb_tensor a, tb_tensor b) {
+tb_error tb_binary(tb_binary_op op, tb_tensor a, tb_tensor b, tb_tensor* out) {
+  TB_TRY
+  TB_OUT(binary(op, a->t, b->t));
+  TB_CATCH("binary")
+}
+
+static at::Tensor binary_scalar(tb_scalar_op op, const at::Tensor& x, double s) {
+  switch (op) {
+    case TB_SCALAR_ADD: return x.add(s);
+    case TB_SCALAR_SUB: return x.sub(s);
+    case TB_SCALAR_MUL: return x.mul(s);
+    case TB_SCALAR_DIV: return x.div(s);
+    case TB_SCALAR_RSUB: return at::rsub(x, s);
+    case TB_SCALAR_EQ: return x.eq(s);
+    case TB_SCALAR_LT: return x.lt(s);
+    case TB_SCALAR_LE: return x.le(s);
+    case TB_SCALAR_GT: return x.gt(s);
+    case TB_SCALAR_REMAINDER: return x.remainder(s);
+  }
+  throw std::invalid_argument("unknown scalar op " + std::to_string(op));
+}
+
+tb_error tb_binary_scalar(tb_scalar_op op, tb_tensor a, double s, tb_tensor* out) {
+  TB_TRY
+  TB_OUT(binary_scalar(op, a->t, s));
+  TB_CATCH("binary_scalar")
+}
+
+tb_error tb_binary_(tb_inplace_op op, tb_tensor a, tb_tensor b) {
   TB_TRY
   at::Tensor& x = a->t;
   const at::Tensor& y = b->t;
-  std::string n(name);
-  if (n == "add") x.add_(y);
-  else if (n == "sub") x.sub_(y);
-  else if (n == "mul") x.mul_(y);
-  else if (n == "div") x.div_(y);
-  else if (n == "copy") x.copy_(y);
-  else if (n == "maximum") at::maximum_out(x, x, y);
-  else throw std::invalid_argument("unknown in-place op " + n);
-  TB_CATCH(name)
+  switch (op) {
+    case TB_INPLACE_ADD: x.add_(y); return nullptr;
+    case TB_INPLACE_COPY: x.copy_(y); return nullptr;
+    case TB_INPLACE_MAXIMUM: at::maximum_out(x, x, y); return nullptr;
+  }
+  throw std::invalid_argument("unknown in-place op " + std::to_string(op));
+  TB_CATCH("binary_")
 }
 
-tb_error tb_binary_scalar_(const char* name, tb_tensor a, double v) {
+tb_error tb_binary_scalar_(tb_inplace_scalar_op op, tb_tensor a, double v) {
   TB_TRY
   at::Tensor& x = a->t;
-  std::string n(name);
   // An integer tensor takes an integer scalar in place (a double would not cast back).
   at::Scalar s = at::isIntegralType(x.scalar_type(), /*includeBool=*/false)
                      ? at::Scalar(static_cast<int64_t>(v))
                      : at::Scalar(v);
-  if (n == "add") x.add_(s);
-  else if (n == "sub") x.sub_(s);
-  else if (n == "mul") x.mul_(s);
-  else if (n == "div") x.div_(s);
-  else if (n == "fill") x.fill_(s);
-  else if (n == "pow") x.pow_(s);
-  else if (n == "clamp_min") x.clamp_min_(s);
-  else if (n == "clamp_max") x.clamp_max_(s);
-  else throw std::invalid_argument("unknown in-place scalar op " + n);
-  TB_CATCH(name)
+  switch (op) {
+    case TB_INPLACE_SCALAR_ADD: x.add_(s); return nullptr;
+    case TB_INPLACE_SCALAR_MUL: x.mul_(s); return nullptr;
+    case TB_INPLACE_SCALAR_FILL: x.fill_(s); return nullptr;
+  }
+  throw std::invalid_argument("unknown in-place scalar op " + std::to_string(op));
+  TB_CATCH("binary_scalar_")
 }
 
 tb_error tb_add_scaled_(tb_tensor a, tb_tensor b, double alpha) {
@@ -458,12 +438,6 @@ tb_error tb_addcdiv_(tb_tensor a, tb_tensor b, tb_tensor c, double value) {
   TB_CATCH("addcdiv_")
 }
 
-tb_error tb_lerp_(tb_tensor a, tb_tensor b, double weight) {
-  TB_TRY
-  a->t.lerp_(b->t, weight);
-  TB_CATCH("lerp_")
-}
-
 tb_error tb_clamp(tb_tensor a, double lo, double hi, tb_tensor* out) {
   TB_TRY
   TB_OUT(a->t.clamp(lo, hi));
@@ -482,40 +456,27 @@ tb_error tb_masked_fill(tb_tensor a, tb_tensor mask, double value, tb_tensor* ou
   TB_CATCH("masked_fill")
 }
 
-tb_error tb_addmm(tb_tensor bias, tb_tensor a, tb_tensor b, tb_tensor* out) {
-  TB_TRY
-  TB_OUT(at::addmm(bias->t, a->t, b->t));
-  TB_CATCH("addmm")
+static at::Tensor reduce(tb_reduce_op op, const at::Tensor& x, at::IntArrayRef d, bool keep,
+                         double arg) {
+  bool all = d.empty();
+  switch (op) {
+    case TB_REDUCE_SUM: return all ? x.sum() : x.sum(d, keep);
+    case TB_REDUCE_MEAN: return all ? x.mean() : x.mean(d, keep);
+    case TB_REDUCE_AMAX: return x.amax(d, keep);
+    case TB_REDUCE_AMIN: return x.amin(d, keep);
+    case TB_REDUCE_VAR: return all ? x.var(arg != 0) : x.var(d, arg != 0, keep);
+    case TB_REDUCE_STD: return all ? x.std(arg != 0) : x.std(d, arg != 0, keep);
+    case TB_REDUCE_LOGSUMEXP: return all ? x.flatten().logsumexp(0, keep) : x.logsumexp(d, keep);
+    case TB_REDUCE_NORM: return all ? x.norm(arg) : at::norm(x, at::Scalar(arg), d, keep);
+  }
+  throw std::invalid_argument("unknown reduction " + std::to_string(op));
 }
 
-tb_error tb_reduce(const char* name, tb_tensor t, const int64_t* dims, int ndims, int keepdim,
+tb_error tb_reduce(tb_reduce_op op, tb_tensor t, const int64_t* dims, int ndims, int keepdim,
                    double arg, tb_tensor* out) {
   TB_TRY
-  const at::Tensor& x = t->t;
-  std::string n(name);
-  bool all = ndims == 0;
-  bool keep = keepdim != 0;
-  at::IntArrayRef d = ints(dims, ndims);
-  at::Tensor r;
-  if (n == "sum") r = all ? x.sum() : x.sum(d, keep);
-  else if (n == "mean") r = all ? x.mean() : x.mean(d, keep);
-  else if (n == "amax") r = x.amax(d, keep);
-  else if (n == "amin") r = x.amin(d, keep);
-  else if (n == "prod") {
-    if (all) r = x.prod();
-    else if (ndims == 1) r = x.prod(dims[0], keep);
-    else throw std::invalid_argument("prod reduces one dim at a time");
-  } else if (n == "var") r = all ? x.var(arg != 0) : x.var(d, arg != 0, keep);
-  else if (n == "std") r = all ? x.std(arg != 0) : x.std(d, arg != 0, keep);
-  else if (n == "logsumexp") {
-    if (all) r = x.flatten().logsumexp(0, keep);
-    else r = x.logsumexp(d, keep);
-  } else if (n == "norm") {
-    if (all) r = x.norm(arg);
-    else r = at::norm(x, at::Scalar(arg), d, keep);
-  } else throw std::invalid_argument("unknown reduction " + n);
-  TB_OUT(r);
-  TB_CATCH(name)
+  TB_OUT(reduce(op, t->t, ints(dims, ndims), keepdim != 0, arg));
+  TB_CATCH("reduce")
 }
 
 tb_error tb_max_dim(tb_tensor t, int64_t dim, int keepdim, tb_tensor* values, tb_tensor* indices) {
@@ -526,15 +487,10 @@ tb_error tb_max_dim(tb_tensor t, int64_t dim, int keepdim, tb_tensor* values, tb
   TB_CATCH("max")
 }
 
-tb_error tb_arg(const char* name, tb_tensor t, int64_t dim, int keepdim, tb_tensor* out) {
+tb_error tb_argmax(tb_tensor t, int64_t dim, int keepdim, tb_tensor* out) {
   TB_TRY
-  std::string n(name);
-  c10::optional<int64_t> d;
-  if (dim >= -100) d = dim;
-  if (n == "argmax") TB_OUT(t->t.argmax(d, keepdim != 0));
-  else if (n == "argmin") TB_OUT(t->t.argmin(d, keepdim != 0));
-  else throw std::invalid_argument("unknown arg op " + n);
-  TB_CATCH(name)
+  TB_OUT(t->t.argmax(dim, keepdim != 0));
+  TB_CATCH("argmax")
 }
 
 tb_error tb_topk(tb_tensor t, int64_t k, int64_t dim, tb_tensor* values, tb_tensor* indices) {

@@ -5,6 +5,8 @@ package torch
 */
 import "C"
 
+import "runtime"
+
 // SetRequiresGrad turns gradient tracking for t on or off (t must be a leaf to turn it on).
 func (t *Tensor) SetRequiresGrad(on bool) error {
 	return inplace("requires_grad", func() C.tb_error { return C.tb_set_requires_grad(t.h, cBool(on)) }, t)
@@ -29,7 +31,7 @@ func (t *Tensor) Grad() *Tensor {
 	}
 	var h C.tb_tensor
 	e := C.tb_grad(t.h, &h)
-	keepAlive(t)
+	runtime.KeepAlive(t)
 	if err := takeError("grad", e); err != nil {
 		return ErrTensor(err)
 	}

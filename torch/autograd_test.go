@@ -1,6 +1,7 @@
 package torch_test
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -87,18 +88,35 @@ func TestNoGradAndInferenceMode(t *testing.T) {
 	_ = w.SetRequiresGrad(true)
 	var y, inner *torch.Tensor
 	var off, on bool
-	torch.NoGrad(func() {
+	if err := torch.NoGrad(func() error {
 		off = torch.GradEnabled()
 		y = w.MulScalar(2)
-		torch.WithGrad(func() {
+		if err := torch.WithGrad(func() error {
 			on = torch.GradEnabled()
 			inner = w.MulScalar(2)
-		})
+			return inner.Err()
+		}); err != nil {
+			return err
+		}
 		// In-place updates of a leaf that requires grad are allowed here.
 		if err := w.AddScalarInPlace(1); err != nil {
 			t.Errorf("in-place update under NoGrad: %v", err)
 		}
-	})
+		return y.Err()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// The sections hand back the function's error.
+	sentinel := errors.New("sentinel")
+	if err := torch.NoGrad(func() error { return sentinel }); err != sentinel {
+		t.Errorf("NoGrad returned %v, want the function's error", err)
+	}
+	if err := torch.WithGrad(func() error { return sentinel }); err != sentinel {
+		t.Errorf("WithGrad returned %v, want the function's error", err)
+	}
+	if err := torch.InferenceMode(func() error { return sentinel }); err != sentinel {
+		t.Errorf("InferenceMode returned %v, want the function's error", err)
+	}
 	if off || !on {
 		t.Errorf("GradEnabled: %v under NoGrad, %v under WithGrad", off, on)
 	}
@@ -117,7 +135,7 @@ func TestNoGradAndInferenceMode(t *testing.T) {
 	}
 
 	var inf *torch.Tensor
-	if err := torch.InferenceMode(func() { inf = w.MulScalar(3) }); err != nil {
+	if err := torch.InferenceMode(func() error { inf = w.MulScalar(3); return inf.Err() }); err != nil {
 		t.Fatal(err)
 	}
 	s.Track(inf)

@@ -13,9 +13,9 @@
 //
 // Memory: tensors hold libtorch memory the Go garbage collector cannot see.
 // Tensors made in loops belong in a Scope that is closed each step; results of
-// an operation join the scope of its first operand that has one. Finalizers
-// free unscoped tensors only as a safety net. LiveTensors counts the handles
-// alive, for tests.
+// an operation join the scope of its first operand that has one. Cleanups
+// (runtime.AddCleanup) free unscoped tensors only as a safety net.
+// LiveTensors counts the handles alive, for tests.
 package torch
 
 /*
@@ -32,7 +32,7 @@ import (
 )
 
 func init() {
-	SetNumThreads(runtime.NumCPU())
+	C.tb_set_num_threads(C.int(runtime.NumCPU()))
 }
 
 // cInts returns a C pointer to the elements of s (nil for an empty slice).

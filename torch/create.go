@@ -201,22 +201,24 @@ func Eye(n int64, o ...Options) *Tensor {
 	return result("eye", e, h)
 }
 
-func random(kind string, shape []int64, o []Options) *Tensor {
+func random(name string, kind C.tb_random_kind, shape []int64, o []Options) *Tensor {
 	op := opts(o)
-	ck := C.CString(kind)
-	defer C.free(unsafe.Pointer(ck))
 	var h C.tb_tensor
-	e := C.tb_random(ck, cInts(shape), C.int(len(shape)), C.int(op.DType.scalarType()), C.int(op.Device.Type),
+	e := C.tb_random(kind, cInts(shape), C.int(len(shape)), C.int(op.DType.scalarType()), C.int(op.Device.Type),
 		C.int(op.Device.Index), op.Generator.handle(), &h)
 	runtime.KeepAlive(op.Generator)
-	return result(kind, e, h)
+	return result(name, e, h)
 }
 
 // Rand returns uniform random values in [0, 1).
-func Rand(shape []int64, o ...Options) *Tensor { return random("rand", shape, o) }
+func Rand(shape []int64, o ...Options) *Tensor {
+	return random("rand", C.TB_RANDOM_UNIFORM01, shape, o)
+}
 
 // Randn returns standard normal random values.
-func Randn(shape []int64, o ...Options) *Tensor { return random("randn", shape, o) }
+func Randn(shape []int64, o ...Options) *Tensor {
+	return random("randn", C.TB_RANDOM_NORMAL01, shape, o)
+}
 
 // RandInt returns int64 values drawn uniformly from [low, high).
 func RandInt(low, high int64, shape []int64, o ...Options) *Tensor {

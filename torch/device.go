@@ -80,13 +80,13 @@ func CheckDevice(d Device) error {
 		return nil
 	}
 	if !BuiltWithCUDA() {
-		return &Error{Op: "device", Code: CodeNoCUDA, Msg: "this build of the bridge has no CUDA support (libtorch without torch_cuda); rebuild against a CUDA libtorch, or use --device cpu"}
+		return &Error{Op: "device", Code: CodeNoCUDA, Msg: fmt.Sprintf("%s: this build of the bridge has no CUDA support (libtorch without torch_cuda); rebuild it against a CUDA libtorch", d)}
 	}
 	if !CUDAAvailable() {
-		return &Error{Op: "device", Code: CodeNoCUDA, Msg: "CUDA is not available on this machine; use --device cpu"}
+		return &Error{Op: "device", Code: CodeNoCUDA, Msg: fmt.Sprintf("%s: CUDA is not available on this machine (no GPU or driver found)", d)}
 	}
-	if d.Index >= CUDADeviceCount() {
-		return &Error{Op: "device", Code: CodeNoCUDA, Msg: fmt.Sprintf("%s requested but only %d CUDA device(s) exist", d, CUDADeviceCount())}
+	if n := CUDADeviceCount(); d.Index >= n {
+		return &Error{Op: "device", Code: CodeNoCUDA, Msg: fmt.Sprintf("%s: device index %d out of range, %d CUDA device(s) exist", d, d.Index, n)}
 	}
 	return nil
 }

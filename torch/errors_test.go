@@ -53,8 +53,8 @@ func TestErrors(t *testing.T) {
 		if !strings.HasPrefix(err.Error(), "torch: "+c.op+": ") {
 			t.Errorf("%s: %q does not name the op", c.name, err.Error())
 		}
-		if c.x.Shape() != nil || c.x.Numel() != 0 {
-			t.Errorf("%s: error tensor reports a shape", c.name)
+		if s, err := c.x.Shape(); s != nil || err != te || c.x.Numel() != 0 {
+			t.Errorf("%s: error tensor reports shape %v and error %v", c.name, s, err)
 		}
 	}
 	oom := torch.Zeros([]int64{1 << 45}).Err()

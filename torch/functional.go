@@ -5,6 +5,20 @@ package torch
 */
 import "C"
 
+import "sync"
+
+// cnames caches C copies of the mode names Interpolate and GridSample pass,
+// a small fixed set, for the process lifetime.
+var cnames sync.Map
+
+func cname(s string) *C.char {
+	if v, ok := cnames.Load(s); ok {
+		return v.(*C.char)
+	}
+	v, _ := cnames.LoadOrStore(s, C.CString(s))
+	return v.(*C.char)
+}
+
 // Pair is a (height, width) pair for 2-D kernels, strides and paddings.
 type Pair [2]int64
 
@@ -74,13 +88,6 @@ func Linear(x, w, bias *Tensor) *Tensor {
 	}, nonNil(x, w, bias)...)
 }
 
-// Dropout zeroes elements with probability p in training (scaling the rest by 1/(1−p)).
-func Dropout(x *Tensor, p float64, training bool) *Tensor {
-	return call1("dropout", func(out *C.tb_tensor) C.tb_error {
-		return C.tb_dropout(x.h, C.double(p), cBool(training), out)
-	}, x)
-}
-
 // Softmax returns softmax along dim.
 func Softmax(x *Tensor, dim int64) *Tensor {
 	return call1("softmax", func(out *C.tb_tensor) C.tb_error { return C.tb_softmax(x.h, C.int64_t(dim), 0, out) }, x)
@@ -147,9 +154,4 @@ func GridSample(x, grid *Tensor, mode, padding string, alignCorners bool) *Tenso
 	return call1("grid_sample", func(out *C.tb_tensor) C.tb_error {
 		return C.tb_grid_sample(x.h, grid.h, cname(mode), cname(padding), cBool(alignCorners), out)
 	}, x, grid)
-}
-
-// OneHot returns int64 one-hot encodings of class indices.
-func OneHot(t *Tensor, classes int64) *Tensor {
-	return call1("one_hot", func(out *C.tb_tensor) C.tb_error { return C.tb_one_hot(t.h, C.int64_t(classes), out) }, t)
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 )
 
 // HeapConfig holds glibc malloc settings, in bytes.
@@ -25,23 +26,32 @@ type HeapConfig struct {
 	TopPad int64
 }
 
-// TrainingHeap is the setting the binding applies at start-up (see TuneHeap):
-// blocks up to 32 MiB (glibc's ceiling for its own dynamic threshold) come
-// from the heap, and 256 MiB of free heap and a 64 MiB pad stay with the
-// process.
+// TrainingHeap is the setting TuneHeapForTraining applies: blocks up to
+// 32 MiB (glibc's ceiling for its own dynamic threshold) come from the heap,
+// and 256 MiB of free heap and a 64 MiB pad stay with the process.
 var TrainingHeap = HeapConfig{MmapThreshold: 32 << 20, TrimThreshold: 256 << 20, TopPad: 64 << 20}
 
-// heapTuned records whether TrainingHeap is in force from start-up.
-var heapTuned bool
+// heapTuned records whether TuneHeapForTraining put TrainingHeap in force.
+var heapTuned atomic.Bool
 
-func init() {
-	if heapTuningWanted() {
-		heapTuned = TuneHeap(TrainingHeap) == nil
+// TuneHeapForTraining applies TrainingHeap (see TuneHeap), unless the
+// environment keeps malloc's own settings: MODELSTITCH_MALLOC=system, or
+// GLIBC_TUNABLES naming glibc.malloc settings. Programs that train call it
+// once at start-up, before they allocate much; the library never does so by
+// itself. It reports whether the settings were applied.
+func TuneHeapForTraining() (bool, error) {
+	if !heapTuningWanted() {
+		return false, nil
 	}
+	if err := TuneHeap(TrainingHeap); err != nil {
+		return false, err
+	}
+	heapTuned.Store(true)
+	return true, nil
 }
 
 // heapTuningWanted reports whether the environment leaves malloc's settings to
-// the binding.
+// the program.
 func heapTuningWanted() bool {
 	return os.Getenv("MODELSTITCH_MALLOC") != "system" &&
 		!strings.Contains(os.Getenv("GLIBC_TUNABLES"), "glibc.malloc.")
@@ -54,17 +64,18 @@ func heapTuningWanted() bool {
 // dynamic defaults the heap is trimmed, or a per-thread heap deleted, and
 // then faulted in again page by page every step: the benchmark's ResNet-18
 // training step (batch 128) took 11,000–28,000 page faults, depending on the
-// arena its thread got, and up to 10% of its time. The binding therefore
-// applies TrainingHeap at start-up, unless the environment sets
-// MODELSTITCH_MALLOC=system or GLIBC_TUNABLES names glibc.malloc settings.
-// The cost: freed memory stays with the process, up to the run's peak (which
-// a training loop reaches again every step), until ReleaseMemory.
+// arena its thread got, and up to 10% of its time. Training programs
+// therefore apply TrainingHeap at start-up through TuneHeapForTraining, which
+// MODELSTITCH_MALLOC=system (or GLIBC_TUNABLES naming glibc.malloc settings)
+// turns off. The cost: freed memory stays with the process, up to the run's
+// peak (which a training loop reaches again every step), until ReleaseMemory.
 func TuneHeap(c HeapConfig) error {
 	if C.tb_malloc_set_thresholds(C.int64_t(c.MmapThreshold), C.int64_t(c.TrimThreshold), C.int64_t(c.TopPad)) == 0 {
-		return fmt.Errorf("torch: malloc refused %+v (not glibc, or a value out of range)", c)
+		return fmt.Errorf("torch: malloc refused MmapThreshold=%d, TrimThreshold=%d, TopPad=%d (not glibc, or a value out of range)",
+			c.MmapThreshold, c.TrimThreshold, c.TopPad)
 	}
 	return nil
 }
 
-// HeapTuned reports whether the binding applied TrainingHeap at start-up.
-func HeapTuned() bool { return heapTuned }
+// HeapTuned reports whether TuneHeapForTraining has applied TrainingHeap.
+func HeapTuned() bool { return heapTuned.Load() }

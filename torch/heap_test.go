@@ -49,15 +49,24 @@ func churnFaults(t *testing.T, blocks int) int64 {
 }
 
 // TestHeapTuning checks, in fresh processes (a heap's history decides what
-// glibc does), that with the start-up heap settings a step's freed blocks
-// serve the next step, both for a working set that fits one of glibc's 64 MiB
-// per-thread heaps (8×4 MiB) and for one that spans two (24×4 MiB), while with
-// glibc's own dynamic settings (MODELSTITCH_MALLOC=system) the pages are
-// handed back and faulted in again every step.
+// glibc does) that start as the stitch command does, with
+// TuneHeapForTraining, that with the training heap settings a step's freed
+// blocks serve the next step, both for a working set that fits one of glibc's
+// 64 MiB per-thread heaps (8×4 MiB) and for one that spans two (24×4 MiB),
+// while with glibc's own dynamic settings (MODELSTITCH_MALLOC=system, which
+// TuneHeapForTraining must honour) the pages are handed back and faulted in
+// again every step.
 func TestHeapTuning(t *testing.T) {
 	if os.Getenv("MODELSTITCH_HEAP_CHILD") != "" {
-		fmt.Printf("faults per step: %d %d\n", churnFaults(t, 8), churnFaults(t, 24))
+		applied, err := torch.TuneHeapForTraining()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Printf("tuned %v %v, faults per step: %d %d\n", applied, torch.HeapTuned(), churnFaults(t, 8), churnFaults(t, 24))
 		return
+	}
+	if testing.Short() {
+		t.Skip("measures page faults in two child processes (about 30 s); skipped with -short")
 	}
 	measure := func(malloc string) (small, big int64) {
 		cmd := exec.Command(os.Args[0], "-test.run", "^TestHeapTuning$", "-test.count=1")
@@ -71,12 +80,16 @@ func TestHeapTuning(t *testing.T) {
 		if err != nil {
 			t.Fatalf("child process (MODELSTITCH_MALLOC=%q): %v\n%s", malloc, err, out)
 		}
-		i := strings.Index(string(out), "faults per step:")
+		i := strings.Index(string(out), "tuned ")
 		if i < 0 {
 			t.Fatalf("child process said:\n%s", out)
 		}
-		if _, err := fmt.Sscanf(string(out[i:]), "faults per step: %d %d", &small, &big); err != nil {
+		var applied, reported bool
+		if _, err := fmt.Sscanf(string(out[i:]), "tuned %t %t, faults per step: %d %d", &applied, &reported, &small, &big); err != nil {
 			t.Fatalf("child process said %q: %v", out[i:], err)
+		}
+		if want := malloc != "system"; applied != want || reported != want {
+			t.Errorf("MODELSTITCH_MALLOC=%q: TuneHeapForTraining applied %v, HeapTuned %v; want %v", malloc, applied, reported, want)
 		}
 		return small, big
 	}

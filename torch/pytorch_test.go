@@ -85,6 +85,8 @@ case("std_unbiased_dim2_keep", lambda x: x.std(dim=[2], unbiased=True, keepdim=T
 case("norm_p2_all", lambda x: x.norm(2), "x", x=r(3, 4, 5))
 case("norm_p1_dim1", lambda x: torch.norm(x, p=1, dim=[1]), "x", x=r(3, 4, 5))
 case("logsumexp_dim1", lambda x: torch.logsumexp(x, dim=[1]), "x", x=r(3, 4, 5))
+case("max_dim1_values", lambda x: x.max(dim=1).values, "x", x=r(3, 4, 5))
+case("max_dim2_keep_indices", lambda x: x.max(dim=2, keepdim=True).indices, "", x=r(3, 4, 5))
 `
 
 // randomScript draws seeded random numbers for TestSeededRandomMatchesPyTorch.
@@ -187,12 +189,17 @@ func opCases() []opCase {
 		{name: "norm_p2_all", fn: x(func(t *torch.Tensor) *torch.Tensor { return t.Norm(2, nil, false) })},
 		{name: "norm_p1_dim1", fn: x(func(t *torch.Tensor) *torch.Tensor { return t.Norm(1, []int64{1}, false) })},
 		{name: "logsumexp_dim1", fn: x(func(t *torch.Tensor) *torch.Tensor { return t.LogSumExp([]int64{1}, false) })},
+		{name: "max_dim1_values", fn: x(func(t *torch.Tensor) *torch.Tensor { v, _ := t.MaxDim(1, false); return v })},
+		{name: "max_dim2_keep_indices", fn: x(func(t *torch.Tensor) *torch.Tensor { _, i := t.MaxDim(2, true); return i })},
 	}
 }
 
 // TestOpsMatchPyTorch checks forward values, input and weight gradients, and
 // in-place side effects of the functional ops against PyTorch 1.13.
 func TestOpsMatchPyTorch(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs PyTorch for reference values (tens of seconds on a busy machine); skipped with -short")
+	}
 	runOpCases(t, reftest.Run(t, refScript), torch.CPU, 1e-5)
 }
 
@@ -200,6 +207,9 @@ func TestOpsMatchPyTorch(t *testing.T) {
 // copied there, results copied back) against PyTorch's CPU values, with TF32
 // off and tolerances of 1e-4: GPU kernels sum in other orders.
 func TestOpsMatchPyTorchOnCUDA(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs PyTorch for reference values (tens of seconds on a busy machine); skipped with -short")
+	}
 	reftest.RequireCUDA(t)
 	defer torch.SetTF32(torch.SetTF32(false))
 	runOpCases(t, reftest.Run(t, refScript), torch.CUDA, 1e-4)
@@ -259,6 +269,9 @@ func runOpCases(t *testing.T, refs reftest.Refs, dev torch.Device, tol float64) 
 // TestSeededRandomMatchesPyTorch checks that a seeded Generator, and the
 // global generator after ManualSeed, draw exactly PyTorch's numbers.
 func TestSeededRandomMatchesPyTorch(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs PyTorch for reference values (tens of seconds on a busy machine); skipped with -short")
+	}
 	refs := reftest.Run(t, refScript)
 	g, err := torch.NewGenerator(123, torch.CPU)
 	if err != nil {

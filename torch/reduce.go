@@ -5,54 +5,72 @@ package torch
 */
 import "C"
 
-// allDims is the marker for "reduce over every element" in tb_arg.
-const allDims = -1000
+import "runtime"
 
-func (t *Tensor) reduce(name string, dims []int64, keep bool, arg float64) *Tensor {
-	return call1(name, func(out *C.tb_tensor) C.tb_error {
-		return C.tb_reduce(cname(name), t.h, cInts(dims), C.int(len(dims)), cBool(keep), C.double(arg), out)
+// reduceOp picks the reduction of tb_reduce (see ops.go for the pattern).
+type reduceOp C.tb_reduce_op
+
+const (
+	opSum       reduceOp = C.TB_REDUCE_SUM
+	opMean      reduceOp = C.TB_REDUCE_MEAN
+	opAmax      reduceOp = C.TB_REDUCE_AMAX
+	opAmin      reduceOp = C.TB_REDUCE_AMIN
+	opVar       reduceOp = C.TB_REDUCE_VAR
+	opStd       reduceOp = C.TB_REDUCE_STD
+	opLogSumExp reduceOp = C.TB_REDUCE_LOGSUMEXP
+	opNorm      reduceOp = C.TB_REDUCE_NORM
+)
+
+var reduceNames = [...]string{
+	opSum: "sum", opMean: "mean", opAmax: "amax", opAmin: "amin", opVar: "var", opStd: "std",
+	opLogSumExp: "logsumexp", opNorm: "norm",
+}
+
+func (t *Tensor) reduce(op reduceOp, dims []int64, keep bool, arg float64) *Tensor {
+	return call1(reduceNames[op], func(out *C.tb_tensor) C.tb_error {
+		return C.tb_reduce(C.tb_reduce_op(op), t.h, cInts(dims), C.int(len(dims)), cBool(keep), C.double(arg), out)
 	}, t)
 }
 
 // Sum returns the sum of all elements (a 0-d tensor).
-func (t *Tensor) Sum() *Tensor { return t.reduce("sum", nil, false, 0) }
+func (t *Tensor) Sum() *Tensor { return t.reduce(opSum, nil, false, 0) }
 
 // SumDims sums over dims, keeping them as size 1 when keep is true.
-func (t *Tensor) SumDims(dims []int64, keep bool) *Tensor { return t.reduce("sum", dims, keep, 0) }
+func (t *Tensor) SumDims(dims []int64, keep bool) *Tensor { return t.reduce(opSum, dims, keep, 0) }
 
 // Mean returns the mean of all elements.
-func (t *Tensor) Mean() *Tensor { return t.reduce("mean", nil, false, 0) }
+func (t *Tensor) Mean() *Tensor { return t.reduce(opMean, nil, false, 0) }
 
 // MeanDims averages over dims.
-func (t *Tensor) MeanDims(dims []int64, keep bool) *Tensor { return t.reduce("mean", dims, keep, 0) }
+func (t *Tensor) MeanDims(dims []int64, keep bool) *Tensor { return t.reduce(opMean, dims, keep, 0) }
 
 // Max returns the largest element.
-func (t *Tensor) Max() *Tensor { return t.reduce("amax", nil, false, 0) }
+func (t *Tensor) Max() *Tensor { return t.reduce(opAmax, nil, false, 0) }
 
 // Min returns the smallest element.
-func (t *Tensor) Min() *Tensor { return t.reduce("amin", nil, false, 0) }
+func (t *Tensor) Min() *Tensor { return t.reduce(opAmin, nil, false, 0) }
 
 // AmaxDims returns maxima over dims.
-func (t *Tensor) AmaxDims(dims []int64, keep bool) *Tensor { return t.reduce("amax", dims, keep, 0) }
+func (t *Tensor) AmaxDims(dims []int64, keep bool) *Tensor { return t.reduce(opAmax, dims, keep, 0) }
 
 // Var returns the variance over dims (all elements when dims is empty); unbiased divides by n−1.
 func (t *Tensor) Var(dims []int64, unbiased, keep bool) *Tensor {
-	return t.reduce("var", dims, keep, boolFloat(unbiased))
+	return t.reduce(opVar, dims, keep, boolFloat(unbiased))
 }
 
 // Std returns the standard deviation over dims (all elements when dims is empty).
 func (t *Tensor) Std(dims []int64, unbiased, keep bool) *Tensor {
-	return t.reduce("std", dims, keep, boolFloat(unbiased))
+	return t.reduce(opStd, dims, keep, boolFloat(unbiased))
 }
 
 // Norm returns the p-norm over dims (all elements when dims is empty).
 func (t *Tensor) Norm(p float64, dims []int64, keep bool) *Tensor {
-	return t.reduce("norm", dims, keep, p)
+	return t.reduce(opNorm, dims, keep, p)
 }
 
 // LogSumExp returns log(sum(exp(t))) over dims.
 func (t *Tensor) LogSumExp(dims []int64, keep bool) *Tensor {
-	return t.reduce("logsumexp", dims, keep, 0)
+	return t.reduce(opLogSumExp, dims, keep, 0)
 }
 
 func boolFloat(b bool) float64 {
@@ -69,10 +87,10 @@ func (t *Tensor) MaxDim(dim int64, keep bool) (values, indices *Tensor) {
 	}
 	var v, i C.tb_tensor
 	e := C.tb_max_dim(t.h, C.int64_t(dim), cBool(keep), &v, &i)
+	runtime.KeepAlive(t)
 	if err := takeError("max", e); err != nil {
 		return ErrTensor(err), ErrTensor(err)
 	}
-	keepAlive(t)
 	return wrapHandle(v, t.scope), wrapHandle(i, t.scope)
 }
 
@@ -83,31 +101,17 @@ func (t *Tensor) TopK(k, dim int64) (values, indices *Tensor) {
 	}
 	var v, i C.tb_tensor
 	e := C.tb_topk(t.h, C.int64_t(k), C.int64_t(dim), &v, &i)
+	runtime.KeepAlive(t)
 	if err := takeError("topk", e); err != nil {
 		return ErrTensor(err), ErrTensor(err)
 	}
-	keepAlive(t)
 	return wrapHandle(v, t.scope), wrapHandle(i, t.scope)
 }
 
 // Argmax returns the indices of the maxima along dim.
 func (t *Tensor) Argmax(dim int64, keep bool) *Tensor {
 	return call1("argmax", func(out *C.tb_tensor) C.tb_error {
-		return C.tb_arg(cname("argmax"), t.h, C.int64_t(dim), cBool(keep), out)
-	}, t)
-}
-
-// ArgmaxAll returns the flat index of the largest element.
-func (t *Tensor) ArgmaxAll() *Tensor {
-	return call1("argmax", func(out *C.tb_tensor) C.tb_error {
-		return C.tb_arg(cname("argmax"), t.h, allDims, 0, out)
-	}, t)
-}
-
-// Argmin returns the indices of the minima along dim.
-func (t *Tensor) Argmin(dim int64, keep bool) *Tensor {
-	return call1("argmin", func(out *C.tb_tensor) C.tb_error {
-		return C.tb_arg(cname("argmin"), t.h, C.int64_t(dim), cBool(keep), out)
+		return C.tb_argmax(t.h, C.int64_t(dim), cBool(keep), out)
 	}, t)
 }
 
@@ -118,7 +122,7 @@ func AllClose(a, b *Tensor, rtol, atol float64) (bool, error) {
 	}
 	var r C.int
 	e := C.tb_allclose(a.h, b.h, C.double(rtol), C.double(atol), &r)
-	keepAlive(a)
-	keepAlive(b)
+	runtime.KeepAlive(a)
+	runtime.KeepAlive(b)
 	return r != 0, takeError("allclose", e)
 }

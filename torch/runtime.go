@@ -5,11 +5,23 @@ package torch
 */
 import "C"
 
-import "runtime"
+import (
+	"math"
+	"runtime"
+)
 
-// SetNumThreads sets the number of threads libtorch uses inside one operation.
-// The bridge applies it on every OS thread that calls into libtorch.
-func SetNumThreads(n int) { C.tb_set_num_threads(C.int(n)) }
+// SetNumThreads sets the number of threads libtorch uses inside one operation
+// (n ≥ 1). The bridge applies it on every OS thread that calls into libtorch.
+func SetNumThreads(n int) error {
+	if n < 1 {
+		return errorf("set_num_threads", "threads must be ≥ 1, got %d", n)
+	}
+	if n > math.MaxInt32 {
+		return errorf("set_num_threads", "threads must be at most %d, got %d", math.MaxInt32, n)
+	}
+	C.tb_set_num_threads(C.int(n))
+	return nil
+}
 
 // NumThreads returns the intra-op thread count on the calling thread.
 func NumThreads() int { return int(C.tb_get_num_threads()) }
@@ -31,7 +43,8 @@ func Version() string { return C.GoString(C.tb_torch_version()) }
 
 // Generator is a seedable random stream, independent of the global one.
 type Generator struct {
-	h C.tb_generator
+	h   C.tb_generator
+	net runtime.Cleanup // frees h if the generator becomes unreachable unclosed
 }
 
 // NewGenerator returns a generator on device d seeded with seed.
@@ -41,7 +54,7 @@ func NewGenerator(seed uint64, d Device) (*Generator, error) {
 		return nil, err
 	}
 	g := &Generator{h: h}
-	runtime.SetFinalizer(g, (*Generator).Close)
+	g.net = runtime.AddCleanup(g, freeGenerator, h)
 	return g, nil
 }
 
@@ -50,10 +63,13 @@ func (g *Generator) Close() {
 	if g == nil || g.h == nil {
 		return
 	}
+	g.net.Stop()
 	C.tb_generator_free(g.h)
 	g.h = nil
-	runtime.SetFinalizer(g, nil)
 }
+
+// freeGenerator is a Generator's safety net; it must not refer to the Generator.
+func freeGenerator(h C.tb_generator) { C.tb_generator_free(h) }
 
 func (g *Generator) handle() C.tb_generator {
 	if g == nil {
@@ -63,25 +79,27 @@ func (g *Generator) handle() C.tb_generator {
 }
 
 // NoGrad runs f with gradient recording off, on one locked OS thread, and
-// restores the previous mode afterwards. Use it for evaluation and for in-place
-// parameter updates.
-func NoGrad(f func()) {
+// restores the previous mode afterwards. It returns f's error, so that a
+// caller need not carry the error out in a variable. Use it for evaluation and
+// for in-place parameter updates.
+func NoGrad(f func() error) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	prev := C.tb_is_grad_enabled()
 	C.tb_set_grad_enabled(0)
 	defer C.tb_set_grad_enabled(prev)
-	f()
+	return f()
 }
 
-// WithGrad runs f with gradient recording on (e.g. inside a NoGrad section).
-func WithGrad(f func()) {
+// WithGrad runs f with gradient recording on (e.g. inside a NoGrad section)
+// and returns f's error.
+func WithGrad(f func() error) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	prev := C.tb_is_grad_enabled()
 	C.tb_set_grad_enabled(1)
 	defer C.tb_set_grad_enabled(prev)
-	f()
+	return f()
 }
 
 // GradEnabled reports whether gradient recording is on for the calling thread.
@@ -89,8 +107,10 @@ func WithGrad(f func()) {
 func GradEnabled() bool { return C.tb_is_grad_enabled() != 0 }
 
 // InferenceMode runs f in libtorch's inference mode (no autograd bookkeeping at
-// all; faster than NoGrad). Tensors made inside cannot later be used in autograd.
-func InferenceMode(f func()) error {
+// all; faster than NoGrad) and returns f's error, or the error of entering the
+// mode (then f does not run). Tensors made inside cannot later be used in
+// autograd.
+func InferenceMode(f func() error) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	var g C.tb_guard
@@ -98,6 +118,5 @@ func InferenceMode(f func()) error {
 		return err
 	}
 	defer C.tb_guard_free(g)
-	f()
-	return nil
+	return f()
 }

@@ -18,6 +18,31 @@ type Tensor struct {
 	h     C.tb_tensor
 	err   error
 	scope *Scope
+	// net frees h if t becomes unreachable while it holds h outside a scope
+	// (armed when hasNet is set).
+	net    runtime.Cleanup
+	hasNet bool
+}
+
+// freeHandle releases a handle; it is the safety net's cleanup, so it must not
+// refer to the Tensor.
+func freeHandle(h C.tb_tensor) { C.tb_tensor_free(h) }
+
+// armNet makes the garbage collector free t's handle once t is unreachable.
+func (t *Tensor) armNet() {
+	if t.hasNet || t.h == nil {
+		return
+	}
+	t.net = runtime.AddCleanup(t, freeHandle, t.h)
+	t.hasNet = true
+}
+
+// disarmNet cancels the safety net (the handle is freed, or a scope owns t).
+func (t *Tensor) disarmNet() {
+	if t.hasNet {
+		t.net.Stop()
+		t.hasNet = false
+	}
 }
 
 // Err returns the error carried by t (nil for a good tensor). A nil *Tensor
@@ -47,9 +72,9 @@ func (t *Tensor) Free() {
 	if t == nil || t.h == nil {
 		return
 	}
+	t.disarmNet()
 	C.tb_tensor_free(t.h)
 	t.h = nil
-	runtime.SetFinalizer(t, nil)
 }
 
 // ErrTensor returns a tensor carrying err, for functions that build tensors
@@ -57,13 +82,13 @@ func (t *Tensor) Free() {
 func ErrTensor(err error) *Tensor { return &Tensor{err: err} }
 
 // wrapHandle makes a Go tensor for a new handle. It joins scope s if s is not
-// nil, else gets a finalizer as a safety net.
+// nil, else gets the garbage collector's safety net (armNet).
 func wrapHandle(h C.tb_tensor, s *Scope) *Tensor {
 	t := &Tensor{h: h}
 	if s != nil && s.add(t) {
 		return t
 	}
-	runtime.SetFinalizer(t, (*Tensor).Free)
+	t.armNet()
 	return t
 }
 
@@ -96,9 +121,7 @@ func scopeOf(ts ...*Tensor) *Scope {
 
 // result turns a bridge call's outcome into a tensor in the scope of the operands.
 func result(op string, e C.tb_error, h C.tb_tensor, operands ...*Tensor) *Tensor {
-	for _, t := range operands {
-		runtime.KeepAlive(t)
-	}
+	runtime.KeepAlive(operands)
 	if err := takeError(op, e); err != nil {
 		return &Tensor{err: err}
 	}
@@ -141,9 +164,9 @@ func (s *Scope) Track(t *Tensor) *Tensor {
 	if t.scope != nil {
 		t.scope.remove(t)
 	}
-	runtime.SetFinalizer(t, nil)
+	t.disarmNet()
 	if !s.add(t) {
-		runtime.SetFinalizer(t, (*Tensor).Free)
+		t.armNet()
 	}
 	return t
 }
@@ -167,9 +190,7 @@ func (s *Scope) Keep(t *Tensor) *Tensor {
 		return t
 	}
 	s.remove(t)
-	if t.h != nil {
-		runtime.SetFinalizer(t, (*Tensor).Free)
-	}
+	t.armNet()
 	return t
 }
 
@@ -237,39 +258,44 @@ func (t *Tensor) info() (tensorInfo, error) {
 	return tensorInfo{dtypeFromScalarType(int(dt)), d, int(nd), rg != 0, leaf != 0, int64(n)}, nil
 }
 
-// Shape returns the tensor's sizes (nil for an error tensor).
-func (t *Tensor) Shape() []int64 {
+// Shape returns the tensor's sizes, or the error t carries (or meets reading them).
+func (t *Tensor) Shape() ([]int64, error) {
 	in, err := t.info()
 	if err != nil {
-		return nil
+		return nil, err
 	}
 	shape := make([]int64, in.ndim)
 	if in.ndim > 0 {
 		e := C.tb_tensor_shape(t.h, cInts(shape))
 		runtime.KeepAlive(t)
-		if takeError("shape", e) != nil {
-			return nil
+		if err := takeError("shape", e); err != nil {
+			return nil, err
 		}
 	}
-	return shape
+	return shape, nil
 }
 
-// Size returns the size of dimension dim (negative counts from the end), or -1.
-func (t *Tensor) Size(dim int) int64 {
-	s := t.Shape()
-	if dim < 0 {
-		dim += len(s)
+// Size returns the size of dimension dim (negative counts from the end), or
+// the error t carries, or an error naming dim when t has no such dimension.
+func (t *Tensor) Size(dim int) (int64, error) {
+	s, err := t.Shape()
+	if err != nil {
+		return 0, err
 	}
-	if dim < 0 || dim >= len(s) {
-		return -1
+	d := dim
+	if d < 0 {
+		d += len(s)
 	}
-	return s[dim]
+	if d < 0 || d >= len(s) {
+		return 0, errorf("size", "dim %d out of range for a tensor of shape %v", dim, s)
+	}
+	return s[d], nil
 }
 
-// Dim returns the number of dimensions.
-func (t *Tensor) Dim() int {
-	in, _ := t.info()
-	return in.ndim
+// Dim returns the number of dimensions, or the error t carries.
+func (t *Tensor) Dim() (int, error) {
+	in, err := t.info()
+	return in.ndim, err
 }
 
 // Numel returns the number of elements.
@@ -310,8 +336,15 @@ func (t *Tensor) String() string {
 	if t.h == nil {
 		return "Tensor(freed)"
 	}
-	in, _ := t.info()
-	return fmt.Sprintf("Tensor(%v, %v, %v)", in.dtype, t.Shape(), in.device)
+	in, err := t.info()
+	if err != nil {
+		return fmt.Sprintf("Tensor(error: %v)", err)
+	}
+	shape, err := t.Shape()
+	if err != nil {
+		return fmt.Sprintf("Tensor(error: %v)", err)
+	}
+	return fmt.Sprintf("Tensor(%v, %v, %v)", in.dtype, shape, in.device)
 }
 
 // FirstError returns the first error among tensors (nil if all are good).
@@ -332,7 +365,8 @@ func FreeAll(ts ...*Tensor) {
 }
 
 // Escape takes t out of whatever scope holds it, so that it outlives the
-// scope's Close (a finalizer or Free then releases it), and returns t.
+// scope's Close (Free, or else the garbage collector's safety net, then
+// releases it), and returns t.
 func (t *Tensor) Escape() *Tensor {
 	if t == nil || t.scope == nil {
 		return t

@@ -4,6 +4,7 @@ import (
 	"math"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"modelstitch/torch"
@@ -18,8 +19,8 @@ func roundTrip[T torch.Element](t *testing.T, want torch.DType, data []T) {
 	if err := x.Err(); err != nil {
 		t.Fatalf("%v: %v", want, err)
 	}
-	if x.DType() != want || !slices.Equal(x.Shape(), []int64{2, int64(len(data) / 2)}) || x.Numel() != int64(len(data)) {
-		t.Errorf("%v: got %v shape %v numel %d", want, x.DType(), x.Shape(), x.Numel())
+	if x.DType() != want || !slices.Equal(shapeOf(t, x), []int64{2, int64(len(data) / 2)}) || x.Numel() != int64(len(data)) {
+		t.Errorf("%v: got %v shape %v numel %d", want, x.DType(), shapeOf(t, x), x.Numel())
 	}
 	got, err := torch.ToSlice[T](x)
 	if err != nil || !reflect.DeepEqual(got, data) {
@@ -138,7 +139,7 @@ func TestCreation(t *testing.T) {
 			t.Errorf("%s: %v", c.name, err)
 			continue
 		}
-		if x.DType() != c.dtype || !slices.Equal(x.Shape(), c.shape) || x.Dim() != len(c.shape) {
+		if x.DType() != c.dtype || !slices.Equal(shapeOf(t, x), c.shape) || dimOf(t, x) != len(c.shape) {
 			t.Errorf("%s: %v", c.name, x)
 		}
 		if got := floats(t, x); !slices.Equal(got, c.want) {
@@ -329,8 +330,8 @@ func TestShapeOps(t *testing.T) {
 			t.Errorf("%s: %v", c.name, err)
 			continue
 		}
-		if !slices.Equal(c.got.Shape(), c.shape) {
-			t.Errorf("%s: shape %v, want %v", c.name, c.got.Shape(), c.shape)
+		if s, err := c.got.Shape(); err != nil || !slices.Equal(s, c.shape) {
+			t.Errorf("%s: shape %v (error %v), want %v", c.name, s, err, c.shape)
 		}
 		if got := floats(t, c.got); !slices.Equal(got, c.want) {
 			t.Errorf("%s:\n got  %v\n want %v", c.name, got, c.want)
@@ -338,12 +339,39 @@ func TestShapeOps(t *testing.T) {
 	}
 	// Views share memory with their base.
 	v := x.Narrow(2, 0, 1)
-	torch.NoGrad(func() { _ = v.Fill(-5) })
+	if err := torch.NoGrad(func() error { return v.Fill(-5) }); err != nil {
+		t.Fatal(err)
+	}
 	if got := floats(t, x)[4]; got != -5 {
 		t.Errorf("write through a view: x[0][1][0] = %v, want -5", got)
 	}
 	// Size, negative dims.
-	if x.Size(-1) != 4 || x.Size(0) != 2 || x.Size(3) != -1 {
-		t.Errorf("Size: %d %d %d", x.Size(-1), x.Size(0), x.Size(3))
+	last, err1 := x.Size(-1)
+	first, err2 := x.Size(0)
+	if last != 4 || first != 2 || err1 != nil || err2 != nil {
+		t.Errorf("Size(-1), Size(0): %d (%v), %d (%v); want 4 and 2", last, err1, first, err2)
 	}
+	if n, err := x.Size(3); err == nil || !strings.Contains(err.Error(), "dim 3") {
+		t.Errorf("Size(3) of a 3-d tensor: %d, error %v; want an error naming dim 3", n, err)
+	}
+}
+
+// shapeOf returns x's shape, failing the test when x carries an error.
+func shapeOf(t testing.TB, x *torch.Tensor) []int64 {
+	t.Helper()
+	s, err := x.Shape()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// dimOf returns x's number of dimensions, failing the test when x carries an error.
+func dimOf(t testing.TB, x *torch.Tensor) int {
+	t.Helper()
+	n, err := x.Dim()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -61,6 +61,48 @@ func (c *Checkpoint) ModelstitchMeta(v any) error {
 	return nil
 }
 
+// resolve brings the state dict to torchvision's ResNet names (ResolveKeys)
+// under key, recording what the keys told as metadata and notes.
+func (c *Checkpoint) resolve(key string) error {
+	sd, meta, notes, err := ResolveKeys(c.State, key)
+	if err != nil {
+		return err
+	}
+	c.State = sd
+	c.Notes = append(c.Notes, notes...)
+	for k, v := range meta {
+		if _, ok := c.Metadata[k]; !ok {
+			c.Metadata[k] = v
+		}
+	}
+	if meta[MetaFamily] == "solo-learn" {
+		c.Notes = append(c.Notes, c.soloLearnStem(meta[MetaStemPadding] != ""))
+	}
+	return nil
+}
+
+// soloLearnStem reads solo-learn's own hyper-parameters about its stem
+// (cifar, or the data set's name) and says whether they agree with the
+// stem the weights show (3×3: CIFAR, built with padding 2).
+func (c *Checkpoint) soloLearnStem(cifarWeights bool) string {
+	said, from := "", ""
+	for _, k := range []string{"hyper_parameters.cifar", "hyper_parameters.cfg.data.dataset", "hyper_parameters.data.dataset", "hyper_parameters.dataset"} {
+		if v, ok := c.Metadata[k]; ok {
+			said, from = strings.ToLower(v), k
+			break
+		}
+	}
+	if from == "" {
+		return "solo-learn: no hyper-parameters about the stem in the file; the stem follows the weights"
+	}
+	cifarHP := said == "true" || strings.HasPrefix(said, "cifar")
+	if cifarHP == cifarWeights {
+		return fmt.Sprintf("solo-learn: the file's hyper-parameters agree with the stem (%s = %s)", from, said)
+	}
+	return fmt.Sprintf("solo-learn: the file's hyper-parameters (%s = %s) disagree with the stem the weights show; "+
+		"the weights win: check the features, or set --stem / --stem-padding", from, said)
+}
+
 func (c *Checkpoint) name() string {
 	if c.Path == "" {
 		return "<memory>"
@@ -73,7 +115,20 @@ func (c *Checkpoint) name() string {
 // wrapping ErrTorchScript), a pickle stream starting with torch's magic number
 // a legacy torch.save file, and a little-endian length followed by a JSON
 // object a safetensors file.
-func Open(path string) (*Checkpoint, error) {
+func Open(path string) (*Checkpoint, error) { return OpenWith(path, ReadOptions{}) }
+
+// ReadOptions change how a checkpoint's state dict is found.
+type ReadOptions struct {
+	// Key picks a sub-network or prefix explicitly, overriding the choice
+	// among several networks (see RoleRule): a dotted path of wrapper entries
+	// (e.g. target_network_state_dict, student), a prefix of the state dict's
+	// keys (e.g. module.encoder_k), or a wrapper path followed by a key
+	// prefix. "" chooses automatically.
+	Key string
+}
+
+// OpenWith is Open with options.
+func OpenWith(path string, opt ReadOptions) (*Checkpoint, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("weights: %w", err)
@@ -97,13 +152,13 @@ func Open(path string) (*Checkpoint, error) {
 	case n == 9 && head[8] == '{' && binary.LittleEndian.Uint64(head[:8]) <= uint64(st.Size()-8):
 		// Checked first: a header length of 128 mod 256 starts with 0x80 like a
 		// pickle, while a zip or pickle never has a plausible length here.
-		return ReadSafetensors(path)
+		return ReadSafetensorsWith(path, opt)
 	case n >= 4 && (string(head[:4]) == "PK\x03\x04" || string(head[:4]) == "PK\x05\x06"):
-		return ReadTorchFile(path)
+		return ReadTorchFileWith(path, opt)
 	case head[0] == 0x80:
-		return ReadTorchFile(path)
+		return ReadTorchFileWith(path, opt)
 	case strings.HasSuffix(strings.ToLower(path), ".safetensors"):
-		return ReadSafetensors(path)
+		return ReadSafetensorsWith(path, opt)
 	}
 	return nil, fmt.Errorf("weights: %s: unknown checkpoint format (not a torch.save zip or legacy file, "+
 		"TorchScript archive or safetensors file; starts with % x)", path, head[:n])

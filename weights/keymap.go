@@ -173,7 +173,7 @@ func search(v any, depth int, seen map[any]bool) (*found, bool) {
 		}
 		if f, ok := search(e.val, depth+1, seen); ok {
 			candidates = append(candidates, k)
-			if best == nil || len(f.keys) > len(best.keys) {
+			if best == nil || roleRank(k) < roleRank(bestKey) || roleRank(k) == roleRank(bestKey) && len(f.keys) > len(best.keys) {
 				best, bestKey = f, k
 			}
 		}
@@ -181,7 +181,8 @@ func search(v any, depth int, seen map[any]bool) (*found, bool) {
 	if best != nil {
 		best.path = append([]string{bestKey}, best.path...)
 		if len(candidates) > 1 {
-			best.notes = append(best.notes, fmt.Sprintf("several entries hold tensors (%s); chose %q, the largest",
+			best.notes = append(best.notes, fmt.Sprintf("several entries hold tensors (%s); chose %q (online/query/base/teacher entries before "+
+				"momentum/target/EMA/student ones, then the one with most tensors); pick another with --key ENTRY",
 				strings.Join(candidates, ", "), bestKey))
 		}
 		return best, true
@@ -274,11 +275,19 @@ const (
 	budgetSlack  = 1 << 28
 )
 
-func checkpointFrom(root any, format string, fileSize int64) (*Checkpoint, error) {
-	f, ok := search(root, 0, map[any]bool{})
+func checkpointFrom(root any, format string, fileSize int64, opt ReadOptions) (*Checkpoint, error) {
+	top, keyPrefix, walked := root, opt.Key, []string(nil)
+	if opt.Key != "" {
+		top, walked, keyPrefix = walkKey(root, opt.Key)
+	}
+	f, ok := search(top, 0, map[any]bool{})
 	if !ok {
+		if len(walked) > 0 {
+			return nil, fmt.Errorf("--key %s: no state dict found under %s: %s", opt.Key, strings.Join(walked, "."), describeTop(top))
+		}
 		return nil, fmt.Errorf("no state dict found: %s", describeTop(root))
 	}
+	f.path = append(walked, f.path...)
 	ck := &Checkpoint{Format: format, State: NewStateDict(), Metadata: map[string]string{}}
 	if len(f.path) > 0 {
 		var ignored []string
@@ -293,6 +302,9 @@ func checkpointFrom(root any, format string, fileSize int64) (*Checkpoint, error
 			}
 			if s, ok := scalarString(e.val); ok {
 				ck.Metadata[k] = s
+			}
+			if k == "hyper_parameters" || k == "hparams" || k == "args" || k == "config" || k == "cfg" {
+				hyperScalars(e.val, k, 0, ck.Metadata)
 			}
 		}
 		note := fmt.Sprintf("state dict found under %s", strings.Join(f.path, "."))
@@ -331,10 +343,69 @@ func checkpointFrom(root any, format string, fileSize int64) (*Checkpoint, error
 		}
 		ck.State.Set(k, t)
 	}
-	sd, notes := NormalizeKeys(ck.State)
-	ck.State = sd
-	ck.Notes = append(ck.Notes, notes...)
+	if len(walked) > 0 {
+		ck.Notes = append(ck.Notes, fmt.Sprintf("--key %s: took the wrapper entry %s", opt.Key, strings.Join(walked, ".")))
+	}
+	if err := ck.resolve(keyPrefix); err != nil {
+		return nil, err
+	}
 	return ck, nil
+}
+
+// walkKey follows key's dotted components through wrapper dicts from root
+// for as long as they name entries that are not tensors, and returns the
+// value reached, the entries followed and what is left of key (a key prefix).
+func walkKey(root any, key string) (any, []string, string) {
+	parts := strings.Split(strings.TrimSuffix(key, "."), ".")
+	cur := root
+	var walked []string
+	for len(parts) > 0 {
+		v, ok := lookup(cur, parts[0])
+		if !ok || v == nil {
+			break
+		}
+		if _, isTensor := v.(*tensorRef); isTensor {
+			break
+		}
+		if !isDictLike(v) {
+			if _, isObj := v.(*pyObject); !isObj {
+				break
+			}
+		}
+		cur = v
+		walked = append(walked, parts[0])
+		parts = parts[1:]
+	}
+	return cur, walked, strings.Join(parts, ".")
+}
+
+// hyperScalars copies the plain scalars of a training run's hyper-parameters
+// (a dict, or an object such as argparse.Namespace, nested up to three
+// levels) into md as "prefix.name.sub" entries.
+func hyperScalars(v any, prefix string, depth int, md map[string]string) {
+	if depth > 3 {
+		return
+	}
+	if o, ok := v.(*pyObject); ok && o.Items == nil {
+		v = moduleState(o)
+	}
+	entries, ok := dictEntries(v)
+	if !ok {
+		return
+	}
+	for _, e := range entries {
+		k, ok := e.key.(string)
+		if !ok {
+			continue
+		}
+		if s, ok := scalarString(e.val); ok {
+			if len(md) < 4096 {
+				md[prefix+"."+k] = s
+			}
+			continue
+		}
+		hyperScalars(e.val, prefix+"."+k, depth+1, md)
+	}
 }
 
 // scalarString renders a plain pickled scalar (string, number, bool).

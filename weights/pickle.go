@@ -25,7 +25,7 @@ type UnsafeGlobalError struct {
 
 // Error says which global was refused and why.
 func (e *UnsafeGlobalError) Error() string {
-	return fmt.Sprintf("refusing to load global %s.%s (%s)", e.Module, e.Name, e.Reason)
+	return fmt.Sprintf("refusing to load global %s (%s)", SanitizeMessage(e.Module+"."+e.Name, maxNameInError), e.Reason)
 }
 
 // Limits on what a pickle may make the unpickler allocate beyond its own size.
@@ -162,6 +162,11 @@ func scanPickle(data []byte) (int, error) {
 // offset past the pickle. Panics inside gopickle (it has a few on malformed
 // input) come back as errors.
 func unpickle(data []byte, persistentLoad func(any) (any, error)) (obj any, end int, err error) {
+	return unpickleWith(data, findClass, persistentLoad)
+}
+
+// unpickleWith is unpickle with another resolver of globals.
+func unpickleWith(data []byte, findClass func(module, name string) (any, error), persistentLoad func(any) (any, error)) (obj any, end int, err error) {
 	end, err = scanPickle(data)
 	if err != nil {
 		return nil, 0, err
@@ -261,7 +266,7 @@ func (s *storage) bytes() ([]byte, error) {
 		return nil, s.err
 	}
 	if s.data == nil && s.numel > 0 {
-		return nil, fmt.Errorf("storage %q has no data", s.key)
+		return nil, fmt.Errorf("storage %s has no data", quoteName(s.key))
 	}
 	return s.data, nil
 }
@@ -428,8 +433,26 @@ func findClass(module, name string) (any, error) {
 	if first := []rune(strings.TrimLeft(name, "_")); len(first) > 0 && unicode.IsUpper(first[0]) {
 		return &pyClass{module, name}, nil
 	}
-	return nil, refuse("not on the allow-list")
+	// Other plain functions (self.act = F.relu in a pickled module) load as
+	// inert values that hold no tensors; calling one is refused.
+	return &pyFunc{module, name}, nil
 }
+
+// pyFunc is an inert stand-in for a plain Python function stored as a value,
+// such as a module attribute self.act = F.relu in a whole pickled model. It
+// holds no tensors and is never called: a pickle that calls it is refused.
+type pyFunc struct{ Module, Name string }
+
+// Call refuses: reading a checkpoint never runs its functions.
+func (f *pyFunc) Call(args ...any) (any, error) {
+	return nil, &UnsafeGlobalError{Module: f.Module, Name: f.Name, Reason: "a checkpoint must not call functions; " +
+		"if you trust the file, re-save its weights in Python: " +
+		"python3 -c 'import sys, torch; m = torch.load(sys.argv[1], weights_only=False); " +
+		"torch.save(m.state_dict() if hasattr(m, \"state_dict\") else m, sys.argv[1] + \".state_dict.pt\")' FILE"}
+}
+
+// String is the dotted Python name.
+func (f *pyFunc) String() string { return f.Module + "." + f.Name }
 
 // validIdent reports whether s is a Python identifier (dotted if dotted).
 func validIdent(s string, dotted bool) bool {

@@ -55,7 +55,8 @@ func TestHandMadePicklesRefused(t *testing.T) {
 		{"stack global", "\x80\x04\x8c\x02os\x8c\x06system\x93.", "os.system"},
 		{"functools.partial", "\x80\x02cfunctools\npartial\n.", "functools.partial"},
 		{"torch.load", "\x80\x02ctorch\nload\n.", "torch.load"},
-		{"unknown function", "\x80\x02cmylib\ndo_stuff\n.", "mylib.do_stuff"},
+		{"unknown function called", "\x80\x02cmylib\ndo_stuff\n)R.", "mylib.do_stuff"},
+		{"plain function called", "\x80\x02ctorch.nn.functional\nrelu\nK\x01\x85R.", "torch.nn.functional.relu"},
 		{"dotted name", "\x80\x04\x8c\x05numpy\x8c\x0ctesting.eval\x93.", "numpy.testing.eval"},
 	}
 	for _, tc := range tests {
@@ -187,5 +188,29 @@ func TestCyclicAndSharedContainers(t *testing.T) {
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("shared wrappers took %v", d)
+	}
+}
+
+// TestPlainFunctionValues: a plain function stored as a value (a pickled
+// module's self.act = F.relu) reads as an inert value; calling one is
+// refused with the Python one-liner that re-saves the weights.
+func TestPlainFunctionValues(t *testing.T) {
+	v, err := findClass("torch.nn.functional", "relu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, ok := v.(*pyFunc)
+	if !ok {
+		t.Fatalf("got %T, want an inert function value", v)
+	}
+	_, err = f.Call(1)
+	var ug *UnsafeGlobalError
+	if !errors.As(err, &ug) || !strings.Contains(err.Error(), "torch.save(m.state_dict()") {
+		t.Errorf("calling it: %v", err)
+	}
+	for _, g := range [][2]string{{"os", "system"}, {"builtins", "eval"}, {"mylib", "exec_thing"}} {
+		if _, err := findClass(g[0], g[1]); err == nil {
+			t.Errorf("%s.%s accepted", g[0], g[1])
+		}
 	}
 }

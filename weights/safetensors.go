@@ -42,14 +42,21 @@ type safetensorsEntry struct {
 // optional __metadata__ string map) and the tensor bytes. Keys keep the
 // header's order and are normalised as by NormalizeKeys; __metadata__ becomes
 // Checkpoint.Metadata.
-func ReadSafetensors(path string) (*Checkpoint, error) { return readPath(path, readSafetensors) }
+func ReadSafetensors(path string) (*Checkpoint, error) {
+	return ReadSafetensorsWith(path, ReadOptions{})
+}
+
+// ReadSafetensorsWith is ReadSafetensors with options (see ReadOptions).
+func ReadSafetensorsWith(path string, opt ReadOptions) (*Checkpoint, error) {
+	return readPath(path, func(r io.ReaderAt, size int64) (*Checkpoint, error) { return readSafetensors(r, size, opt) })
+}
 
 // ReadSafetensorsBytes is ReadSafetensors for a file's contents held in memory.
 func ReadSafetensorsBytes(data []byte) (*Checkpoint, error) {
-	return readMemory(data, readSafetensors)
+	return readMemory(data, func(r io.ReaderAt, size int64) (*Checkpoint, error) { return readSafetensors(r, size, ReadOptions{}) })
 }
 
-func readSafetensors(r io.ReaderAt, size int64) (*Checkpoint, error) {
+func readSafetensors(r io.ReaderAt, size int64, opt ReadOptions) (*Checkpoint, error) {
 	if size == 0 {
 		return nil, errors.New("empty file")
 	}
@@ -106,28 +113,28 @@ func readSafetensors(r io.ReaderAt, size int64) (*Checkpoint, error) {
 		}
 		var e safetensorsEntry
 		if err := dec.Decode(&e); err != nil {
-			return nil, fmt.Errorf("safetensors: tensor %q: bad header entry: %v", key, err)
+			return nil, fmt.Errorf("safetensors: tensor %s: bad header entry: %v", quoteName(key), err)
 		}
 		if _, dup := entries[key]; dup {
-			return nil, fmt.Errorf("safetensors: tensor %q appears twice", key)
+			return nil, fmt.Errorf("safetensors: tensor %s appears twice", quoteName(key))
 		}
 		dt, ok := safetensorsDTypes[e.DType]
 		if !ok {
-			return nil, fmt.Errorf("safetensors: tensor %q: unsupported dtype %q", key, e.DType)
+			return nil, fmt.Errorf("safetensors: tensor %s: unsupported dtype %s", quoteName(key), quoteName(e.DType))
 		}
 		if len(e.DataOffsets) != 2 {
-			return nil, fmt.Errorf("safetensors: tensor %q: data_offsets must have 2 entries, has %d", key, len(e.DataOffsets))
+			return nil, fmt.Errorf("safetensors: tensor %s: data_offsets must have 2 entries, has %d", quoteName(key), len(e.DataOffsets))
 		}
 		b, end := e.DataOffsets[0], e.DataOffsets[1]
 		if b < 0 || end < b || end > dataLen {
-			return nil, fmt.Errorf("safetensors: tensor %q: data_offsets [%d, %d] outside the %d data bytes", key, b, end, dataLen)
+			return nil, fmt.Errorf("safetensors: tensor %s: data_offsets [%d, %d] outside the %d data bytes", quoteName(key), b, end, dataLen)
 		}
 		nb, ok := byteSize(e.Shape, dt)
 		if !ok || len(e.Shape) > 64 {
-			return nil, fmt.Errorf("safetensors: tensor %q: invalid shape %v", key, e.Shape)
+			return nil, fmt.Errorf("safetensors: tensor %s: invalid shape %v", quoteName(key), e.Shape)
 		}
 		if nb != end-b {
-			return nil, fmt.Errorf("safetensors: tensor %q: shape %v of %s needs %d bytes, data_offsets give %d", key, e.Shape, e.DType, nb, end-b)
+			return nil, fmt.Errorf("safetensors: tensor %s: shape %v of %s needs %d bytes, data_offsets give %d", quoteName(key), e.Shape, e.DType, nb, end-b)
 		}
 		entries[key] = e
 		spans = append(spans, span{key, b, end})
@@ -148,7 +155,7 @@ func readSafetensors(r io.ReaderAt, size int64) (*Checkpoint, error) {
 	var at int64
 	for _, s := range sorted {
 		if s.begin != at {
-			return nil, fmt.Errorf("safetensors: tensor %q: data starts at %d, expected %d (gap or overlap)", s.key, s.begin, at)
+			return nil, fmt.Errorf("safetensors: tensor %s: data starts at %d, expected %d (gap or overlap)", quoteName(s.key), s.begin, at)
 		}
 		at = s.end
 	}
@@ -159,12 +166,13 @@ func readSafetensors(r io.ReaderAt, size int64) (*Checkpoint, error) {
 		e := entries[s.key]
 		buf := make([]byte, s.end-s.begin)
 		if _, err := r.ReadAt(buf, dataStart+s.begin); err != nil && !(err == io.EOF && dataStart+s.end == size) {
-			return nil, fmt.Errorf("safetensors: tensor %q: %v", s.key, err)
+			return nil, fmt.Errorf("safetensors: tensor %s: %v", quoteName(s.key), err)
 		}
 		ck.State.Tensors[s.key] = &RawTensor{DType: safetensorsDTypes[e.DType], Shape: append([]int64{}, e.Shape...), Data: buf}
 	}
-	sd, notes := NormalizeKeys(ck.State)
-	ck.State, ck.Notes = sd, notes
+	if err := ck.resolve(opt.Key); err != nil {
+		return nil, err
+	}
 	return ck, nil
 }
 

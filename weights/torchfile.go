@@ -10,6 +10,7 @@ import (
 	"math/big"
 	"os"
 	"path"
+	"strconv"
 	"strings"
 
 	"github.com/nlpodyssey/gopickle/types"
@@ -22,10 +23,20 @@ const legacyMagic = "1950a86a20f9469cfc6c"
 // default since PyTorch 1.6) or the legacy format, finds the state dict in it
 // and normalises its keys (see NormalizeKeys). A TorchScript archive gives an
 // error wrapping ErrTorchScript.
-func ReadTorchFile(path string) (*Checkpoint, error) { return readPath(path, readTorch) }
+func ReadTorchFile(path string) (*Checkpoint, error) { return ReadTorchFileWith(path, ReadOptions{}) }
+
+// ReadTorchFileWith is ReadTorchFile with options (see ReadOptions).
+func ReadTorchFileWith(path string, opt ReadOptions) (*Checkpoint, error) {
+	return readPath(path, func(r io.ReaderAt, size int64) (*Checkpoint, error) { return readTorch(r, size, opt) })
+}
 
 // ReadTorchBytes is ReadTorchFile for a file's contents held in memory.
-func ReadTorchBytes(data []byte) (*Checkpoint, error) { return readMemory(data, readTorch) }
+func ReadTorchBytes(data []byte) (*Checkpoint, error) { return ReadTorchBytesWith(data, ReadOptions{}) }
+
+// ReadTorchBytesWith is ReadTorchBytes with options (see ReadOptions).
+func ReadTorchBytesWith(data []byte, opt ReadOptions) (*Checkpoint, error) {
+	return readMemory(data, func(r io.ReaderAt, size int64) (*Checkpoint, error) { return readTorch(r, size, opt) })
+}
 
 // readPath opens path and reads it with read, naming the file in errors.
 func readPath(path string, read func(r io.ReaderAt, size int64) (*Checkpoint, error)) (*Checkpoint, error) {
@@ -58,6 +69,26 @@ func readMemory(data []byte, read func(r io.ReaderAt, size int64) (*Checkpoint, 
 	return ck, nil
 }
 
+// storagePID parses a torch.save persistent id ('storage', class, key,
+// location, numel), shared by the torch.save reader and the TorchScript check:
+// the storage's class, record key, element count and size in bytes.
+func storagePID(pid any) (cls *storageClass, key string, n, nbytes int64, err error) {
+	tup, ok := pid.(*types.Tuple)
+	if !ok || tup.Len() < 5 {
+		return nil, "", 0, 0, fmt.Errorf("persistent id %v is not ('storage', type, key, location, numel)", describe(pid))
+	}
+	if s, _ := tup.Get(0).(string); s != "storage" {
+		return nil, "", 0, 0, fmt.Errorf("persistent id of kind %v, only 'storage' is supported", describe(tup.Get(0)))
+	}
+	if cls, key, n, err = storageID(tup); err != nil {
+		return nil, "", 0, 0, err
+	}
+	if nbytes, ok = byteSize([]int64{n}, cls.dtype); !ok {
+		return nil, "", 0, 0, fmt.Errorf("storage %s: bad element count %d", quoteName(key), n)
+	}
+	return cls, key, n, nbytes, nil
+}
+
 // storageID reads the storage class, key and element count of a persistent
 // id ('storage', class, key, location, numel, ...), already checked to have
 // five entries.
@@ -72,37 +103,36 @@ func storageID(tup *types.Tuple) (*storageClass, string, int64, error) {
 	}
 	n, ok := toInt64(tup.Get(4))
 	if !ok || n < 0 {
-		return nil, "", 0, fmt.Errorf("storage %q: bad element count %v", key, describe(tup.Get(4)))
+		return nil, "", 0, fmt.Errorf("storage %s: bad element count %v", quoteName(key), describe(tup.Get(4)))
 	}
 	return cls, key, n, nil
 }
 
 // readTorch dispatches on the first bytes: zip or legacy pickle stream.
-func readTorch(r io.ReaderAt, size int64) (*Checkpoint, error) {
+func readTorch(r io.ReaderAt, size int64, opt ReadOptions) (*Checkpoint, error) {
 	var head [4]byte
 	n, _ := r.ReadAt(head[:], 0)
 	switch {
 	case size == 0:
 		return nil, errors.New("empty file")
 	case n >= 4 && string(head[:4]) == "PK\x03\x04" || n >= 4 && string(head[:4]) == "PK\x05\x06":
-		return readTorchZip(r, size)
+		return readTorchZip(r, size, opt)
 	case n >= 1 && head[0] == 0x80:
-		return readTorchLegacy(r, size)
+		return readTorchLegacy(r, size, opt)
 	}
 	return nil, errors.New("not a torch.save file (neither a zip archive nor a legacy pickle)")
 }
 
 // readTorchZip reads the zip format: <dir>/data.pkl plus <dir>/data/<key>
 // records holding the storages.
-func readTorchZip(r io.ReaderAt, size int64) (*Checkpoint, error) {
-	zr, err := zip.NewReader(r, size)
+func readTorchZip(r io.ReaderAt, size int64, opt ReadOptions) (*Checkpoint, error) {
+	z, err := openZip(r, size)
 	if err != nil {
-		return nil, fmt.Errorf("reading zip: %w", err)
+		return nil, err
 	}
-	records := make(map[string]*zip.File, len(zr.File))
+	records := z.records
 	var pkl *zip.File
-	for _, f := range zr.File {
-		records[f.Name] = f
+	for _, f := range z.files {
 		dir, base := path.Split(f.Name)
 		if base == "constants.pkl" || strings.HasPrefix(f.Name, "code/") || strings.Contains(f.Name, "/code/") {
 			return nil, ErrTorchScript
@@ -113,6 +143,11 @@ func readTorchZip(r io.ReaderAt, size int64) (*Checkpoint, error) {
 	}
 	if pkl == nil {
 		return nil, errors.New("zip archive has no <dir>/data.pkl: not a torch.save file")
+	}
+	for _, f := range z.files {
+		if err := refuseCompressed(f); err != nil {
+			return nil, err
+		}
 	}
 	prefix := strings.TrimSuffix(pkl.Name, "data.pkl")
 	bigEndian := false
@@ -126,7 +161,7 @@ func readTorchZip(r io.ReaderAt, size int64) (*Checkpoint, error) {
 		case "big":
 			bigEndian = true
 		default:
-			return nil, fmt.Errorf("unknown byteorder %q", b)
+			return nil, fmt.Errorf("unknown byteorder %s", quoteName(string(b)))
 		}
 	}
 	data, err := readRecord(pkl, pkl.UncompressedSize64, size)
@@ -135,20 +170,9 @@ func readTorchZip(r io.ReaderAt, size int64) (*Checkpoint, error) {
 	}
 	storages := map[string]*storage{}
 	persistentLoad := func(pid any) (any, error) {
-		tup, ok := pid.(*types.Tuple)
-		if !ok || tup.Len() < 5 {
-			return nil, fmt.Errorf("persistent id %v is not ('storage', type, key, location, numel)", describe(pid))
-		}
-		if s, _ := tup.Get(0).(string); s != "storage" {
-			return nil, fmt.Errorf("persistent id of kind %v, only 'storage' is supported", describe(tup.Get(0)))
-		}
-		cls, key, n, err := storageID(tup)
+		cls, key, n, nbytes, err := storagePID(pid)
 		if err != nil {
 			return nil, err
-		}
-		nbytes, ok := byteSize([]int64{n}, cls.dtype)
-		if !ok {
-			return nil, fmt.Errorf("storage %q: bad element count %d", key, n)
 		}
 		id := key + "\x00" + string(cls.dtype)
 		if st, ok := storages[id]; ok {
@@ -156,7 +180,7 @@ func readTorchZip(r io.ReaderAt, size int64) (*Checkpoint, error) {
 		}
 		rec, ok := records[prefix+"data/"+key]
 		if !ok {
-			return nil, fmt.Errorf("storage %q: no record %sdata/%s in the archive", key, prefix, key)
+			return nil, fmt.Errorf("storage %s: no record %s in the archive", quoteName(key), quoteName(prefix+"data/"+key))
 		}
 		st := &storage{key: key, dtype: cls.dtype, numel: n}
 		st.load = func() ([]byte, error) {
@@ -178,49 +202,15 @@ func readTorchZip(r io.ReaderAt, size int64) (*Checkpoint, error) {
 		return nil, err
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", pkl.Name, err)
+		return nil, fmt.Errorf("%s: %w", quoteName(pkl.Name), err)
 	}
-	return checkpointFrom(obj, FormatTorchZip, size)
-}
-
-// readRecord reads the first n bytes of a zip record, refusing sizes the
-// archive cannot hold (so a hostile header cannot make us allocate much more
-// than the file's size).
-func readRecord(f *zip.File, n uint64, fileSize int64) ([]byte, error) {
-	if n > f.UncompressedSize64 {
-		return nil, fmt.Errorf("record %s holds %d bytes, need %d", f.Name, f.UncompressedSize64, n)
-	}
-	switch f.Method {
-	case zip.Store:
-		if f.UncompressedSize64 > uint64(fileSize) {
-			return nil, fmt.Errorf("record %s claims %d bytes, more than the file's %d", f.Name, f.UncompressedSize64, fileSize)
-		}
-	case zip.Deflate:
-		if f.UncompressedSize64 > 1100*f.CompressedSize64+4096 || f.CompressedSize64 > uint64(fileSize) {
-			return nil, fmt.Errorf("record %s claims an implausible size %d", f.Name, f.UncompressedSize64)
-		}
-	default:
-		return nil, fmt.Errorf("record %s uses unsupported compression method %d", f.Name, f.Method)
-	}
-	if n > math.MaxInt32*4 {
-		return nil, fmt.Errorf("record %s is too large (%d bytes)", f.Name, n)
-	}
-	rc, err := f.Open()
-	if err != nil {
-		return nil, fmt.Errorf("record %s: %w", f.Name, err)
-	}
-	defer rc.Close()
-	b := make([]byte, n)
-	if _, err := io.ReadFull(rc, b); err != nil {
-		return nil, fmt.Errorf("record %s: %w", f.Name, err)
-	}
-	return b, nil
+	return checkpointFrom(obj, FormatTorchZip, size, opt)
 }
 
 // readTorchLegacy reads the legacy format: pickles of the magic number, the
 // protocol version and system info, then the object, then the list of storage
 // keys, then each storage as an 8-byte element count and its bytes.
-func readTorchLegacy(r io.ReaderAt, size int64) (*Checkpoint, error) {
+func readTorchLegacy(r io.ReaderAt, size int64, opt ReadOptions) (*Checkpoint, error) {
 	data := make([]byte, size)
 	if _, err := r.ReadAt(data, 0); err != nil && err != io.EOF {
 		return nil, err
@@ -274,18 +264,18 @@ func readTorchLegacy(r io.ReaderAt, size int64) (*Checkpoint, error) {
 			st = &storage{key: key, dtype: cls.dtype, numel: n}
 			storages[key] = st
 		} else if st.dtype != cls.dtype {
-			return nil, fmt.Errorf("storage %q used as %s and %s", key, st.dtype, cls.dtype)
+			return nil, fmt.Errorf("storage %s used as %s and %s", quoteName(key), st.dtype, cls.dtype)
 		}
 		ref := &storageRef{st: st, numel: n}
 		if tup.Len() >= 6 && tup.Get(5) != nil {
 			view, ok := tup.Get(5).(*types.Tuple)
 			if !ok || view.Len() != 3 {
-				return nil, fmt.Errorf("storage %q: bad view %v", key, describe(tup.Get(5)))
+				return nil, fmt.Errorf("storage %s: bad view %v", quoteName(key), describe(tup.Get(5)))
 			}
 			vo, ok1 := toInt64(view.Get(1))
 			vn, ok2 := toInt64(view.Get(2))
 			if !ok1 || !ok2 || vo < 0 || vn < 0 || vo > n || vn > n-vo {
-				return nil, fmt.Errorf("storage %q: view %v out of range", key, describe(view))
+				return nil, fmt.Errorf("storage %s: view %v out of range", quoteName(key), describe(view))
 			}
 			ref.off, ref.numel = vo, vn
 		}
@@ -312,10 +302,10 @@ func readTorchLegacy(r io.ReaderAt, size int64) (*Checkpoint, error) {
 		}
 		st, ok := storages[key]
 		if !ok {
-			return nil, fmt.Errorf("storage %q is listed but not used by the pickle", key)
+			return nil, fmt.Errorf("storage %s is listed but not used by the pickle", quoteName(key))
 		}
 		if len(data)-off < 8 {
-			return nil, fmt.Errorf("storage %q: file truncated", key)
+			return nil, fmt.Errorf("storage %s: file truncated", quoteName(key))
 		}
 		var cnt uint64
 		for i := 0; i < 8; i++ {
@@ -328,10 +318,10 @@ func readTorchLegacy(r io.ReaderAt, size int64) (*Checkpoint, error) {
 		off += 8
 		es := uint64(st.dtype.Size())
 		if cnt > uint64(len(data)-off)/es {
-			return nil, fmt.Errorf("storage %q: %d elements do not fit in the file", key, cnt)
+			return nil, fmt.Errorf("storage %s: %d elements do not fit in the file", quoteName(key), cnt)
 		}
 		if int64(cnt) < st.numel {
-			return nil, fmt.Errorf("storage %q: file holds %d elements, pickle says %d", key, cnt, st.numel)
+			return nil, fmt.Errorf("storage %s: file holds %d elements, pickle says %d", quoteName(key), cnt, st.numel)
 		}
 		nb := int(cnt * es)
 		st.data = append([]byte(nil), data[off:off+nb]...)
@@ -341,7 +331,7 @@ func readTorchLegacy(r io.ReaderAt, size int64) (*Checkpoint, error) {
 		st.numel = int64(cnt)
 		off += nb
 	}
-	return checkpointFrom(obj, FormatTorchLegacy, size)
+	return checkpointFrom(obj, FormatTorchLegacy, size, opt)
 }
 
 // swapBytes reverses the byte order of every element of size es in b.
@@ -366,7 +356,7 @@ func (t *tensorRef) materialize() (*RawTensor, error) {
 	st := t.st.st
 	es := int64(st.dtype.Size())
 	if es == 0 {
-		return nil, fmt.Errorf("storage %q has unknown dtype", st.key)
+		return nil, fmt.Errorf("storage %s has unknown dtype", quoteName(st.key))
 	}
 	n, ok := numel(t.size)
 	if !ok {
@@ -381,18 +371,8 @@ func (t *tensorRef) materialize() (*RawTensor, error) {
 		out.Data = []byte{}
 		return out, nil
 	}
-	// The last element the view touches must lie inside the (view of the) storage.
-	last := t.offset
-	for i, s := range t.size {
-		step := t.stride[i]
-		if step != 0 && s-1 > (math.MaxInt64/4-last)/step {
-			return nil, fmt.Errorf("size %v with stride %v overflows", t.size, t.stride)
-		}
-		last += (s - 1) * step
-	}
-	if last >= t.st.numel || t.st.off+t.st.numel > st.numel {
-		return nil, fmt.Errorf("view (offset %d, size %v, stride %v) reaches element %d of a storage of %d",
-			t.offset, t.size, t.stride, last, t.st.numel)
+	if err := t.checkView(); err != nil {
+		return nil, err
 	}
 	if nbytes > maxExpand && nbytes > st.numel*es {
 		return nil, fmt.Errorf("view of size %v expands a storage of %d elements to %d bytes", t.size, st.numel, nbytes)
@@ -402,7 +382,7 @@ func (t *tensorRef) materialize() (*RawTensor, error) {
 		return nil, err
 	}
 	if int64(len(src)) < st.numel*es {
-		return nil, fmt.Errorf("storage %q holds %d bytes, need %d", st.key, len(src), st.numel*es)
+		return nil, fmt.Errorf("storage %s holds %d bytes, need %d", quoteName(st.key), len(src), st.numel*es)
 	}
 	base := (t.st.off + t.offset) * es
 	// Contiguous fast path: strides are row-major (ignoring size-1 dims).
@@ -436,6 +416,31 @@ func (t *tensorRef) materialize() (*RawTensor, error) {
 	return out, nil
 }
 
+// checkView checks that the last element the tensor's view touches lies
+// inside its (view of the) storage.
+func (t *tensorRef) checkView() error {
+	n, ok := numel(t.size)
+	if !ok {
+		return fmt.Errorf("bad size %v", t.size)
+	}
+	if n == 0 {
+		return nil
+	}
+	last := t.offset
+	for i, s := range t.size {
+		step := t.stride[i]
+		if step != 0 && s-1 > (math.MaxInt64/4-last)/step {
+			return fmt.Errorf("size %v with stride %v overflows", t.size, t.stride)
+		}
+		last += (s - 1) * step
+	}
+	if last >= t.st.numel || t.st.off+t.st.numel > t.st.st.numel {
+		return fmt.Errorf("view (offset %d, size %v, stride %v) reaches element %d of a storage of %d",
+			t.offset, t.size, t.stride, last, t.st.numel)
+	}
+	return nil
+}
+
 // describe renders a pickled value briefly for error messages.
 func describe(v any) string { return describeDepth(v, 0) }
 
@@ -447,7 +452,7 @@ func describeDepth(v any, depth int) string {
 		if len(x) > 40 {
 			x = x[:40] + "..."
 		}
-		return fmt.Sprintf("%q", x)
+		return strconv.Quote(x)
 	case int, bool, float64:
 		return fmt.Sprint(x)
 	case *pyClass:

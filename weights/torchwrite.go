@@ -111,7 +111,8 @@ func (t *torchZipWriter) add(name string, data []byte) {
 		Extra:              extra,
 		ReaderVersion:      20,
 		CreatorVersion:     20,
-		ModifiedDate:       0x21, // 1980-01-01, for reproducible files
+		//lint:ignore SA1019 Modified would add an extended-timestamp extra field and break the 64-byte data alignment computed above
+		ModifiedDate: 0x21, // 1980-01-01, for reproducible files
 	}
 	w, err := t.zw.CreateRaw(fh)
 	if err == nil {

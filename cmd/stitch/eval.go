@@ -7,25 +7,29 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"modelstitch/experiments/evaluate"
 	"modelstitch/experiments/models"
-	"modelstitch/experiments/train"
+	"modelstitch/experiments/splits"
 )
 
-func init() {
+// evalCommand is `stitch eval`.
+func evalCommand() *cli.Command {
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "checkpoint", Required: true, Usage: "model file (ours, torch.save, TorchScript or safetensors)"},
 		&cli.StringFlag{Name: "stem", Usage: "override the inferred stem (cifar or imagenet)"},
+		keyFlag("key", "the checkpoint"), stemPaddingFlag("stem-padding"),
+		&cli.IntFlag{Name: "channels", Usage: "repeat 1-channel (grey) images to this many channels for the model (e.g. 3 for an RGB model on Fashion-MNIST)"},
 		&cli.IntFlag{Name: "batch-size", Value: 256},
 		&cli.BoolFlag{Name: "json", Usage: "print one JSON object on stdout"},
 		&cli.BoolFlag{Name: "quiet", Usage: "no progress bar"},
 		deviceFlag(), threadsFlag(),
 	}
-	subcommands = append(subcommands, &cli.Command{
+	return &cli.Command{
 		Name:   "eval",
 		Usage:  "report a checkpoint's test accuracy",
 		Flags:  append(flags, dataFlags("")...),
 		Action: evalAction,
-	})
+	}
 }
 
 func evalAction(c *cli.Context) error {
@@ -33,7 +37,7 @@ func evalAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	m, err := models.Load(c.String("checkpoint"), models.LoadOptions{Stem: c.String("stem"), Device: dev})
+	m, err := models.Load(c.String("checkpoint"), models.LoadOptions{Stem: c.String("stem"), StemPadding: c.Int("stem-padding"), Key: c.String("key"), Device: dev})
 	if err != nil {
 		return err
 	}
@@ -48,27 +52,30 @@ func evalAction(c *cli.Context) error {
 	if name == "" {
 		return fmt.Errorf("%s does not say which data set it was trained on: pass --data", m.Path)
 	}
-	_, test, err := train.LoadSplits(train.DataConfig{Name: name, Dir: c.String("data-dir")})
+	_, test, err := splits.Load(splits.Config{Name: name, Dir: c.String("data-dir"), ImageSize: c.Int("image-size")})
 	if err != nil {
 		return err
 	}
+	if n := c.Int("channels"); n > 0 {
+		if test, err = test.WithChannels(n); err != nil {
+			return fmt.Errorf("--channels: %w", err)
+		}
+	}
+	if want := m.Net.Config.InChannels; test.C != want {
+		hint := ""
+		if test.C == 1 {
+			hint = fmt.Sprintf("; pass --channels %d to repeat the grey channel", want)
+		}
+		return fmt.Errorf("%s takes %d-channel images but %s has %d channels%s", m.Path, want, name, test.C, hint)
+	}
 	if test.Classes != m.Meta.Classes {
 		return fmt.Errorf("%s has %d classes but %s has %d", m.Path, m.Meta.Classes, name, test.Classes)
-	}
-	progress := os.Stderr
-	if c.Bool("quiet") || c.Bool("json") {
-		progress = nil
 	}
 	mean, std := m.Meta.Mean, m.Meta.Std
 	if len(mean) != test.C {
 		mean, std = test.Mean, test.Std
 	}
-	var acc float64
-	if progress == nil {
-		acc, err = train.Evaluate(m.Net, test, mean, std, c.Int("batch-size"), dev, nil)
-	} else {
-		acc, err = train.Evaluate(m.Net, test, mean, std, c.Int("batch-size"), dev, progress)
-	}
+	acc, err := evaluate.TestAccuracy(m.Net, test, mean, std, c.Int("batch-size"), dev, newProgress(c.Bool("quiet") || c.Bool("json")))
 	if err != nil {
 		return err
 	}

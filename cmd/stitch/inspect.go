@@ -15,14 +15,16 @@ import (
 	"modelstitch/weights"
 )
 
-func init() {
-	subcommands = append(subcommands, &cli.Command{
+// inspectCommand is `stitch inspect`.
+func inspectCommand() *cli.Command {
+	return &cli.Command{
 		Name:      "inspect",
 		Usage:     "describe what a checkpoint file holds",
 		ArgsUsage: "FILE",
-		Flags:     []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print one JSON object on stdout"}},
-		Action:    inspectAction,
-	})
+		Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print one JSON object on stdout"},
+			keyFlag("key", "the file")},
+		Action: inspectAction,
+	}
 }
 
 // inspectReport is what `stitch inspect --json` prints.
@@ -46,7 +48,7 @@ func inspectAction(c *cli.Context) error {
 	}
 	path := c.Args().First()
 	rep := inspectReport{File: path, Groups: map[string]int{}}
-	ck, err := models.Open(path)
+	ck, err := models.OpenWith(path, c.String("key"))
 	if err != nil {
 		return err
 	}
@@ -62,7 +64,7 @@ func inspectAction(c *cli.Context) error {
 			rep.Metadata[k] = v
 		}
 	}
-	if m, err := models.Load(path, models.LoadOptions{}); err == nil {
+	if m, err := models.Load(path, models.LoadOptions{Key: c.String("key")}); err == nil {
 		rep.Description = m.Description
 		rep.Arch = m.Net.Config.String()
 		rep.Parameters = nn.NumParameters(m.Net)
@@ -78,12 +80,23 @@ func inspectAction(c *cli.Context) error {
 	} else {
 		rep.LoadError = err.Error()
 	}
+	// A file that cannot be loaded as a model is a failure (exit status 1),
+	// after the report of what it holds.
+	var loadErr error
+	if rep.LoadError != "" {
+		loadErr = fmt.Errorf("%s cannot be loaded as a model", path)
+	}
 	if c.Bool("json") {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+		return loadErr
 	}
-	fmt.Printf("file:        %s\nformat:      %s\n", rep.File, rep.Format)
+	// Names, notes and metadata come from the file: printed without raw control characters.
+	clean := func(s string) string { return weights.SanitizeMessage(s, 300) }
+	fmt.Printf("file:        %s\nformat:      %s\n", clean(rep.File), rep.Format)
 	if rep.Description != "" {
 		fmt.Printf("holds:       %s\narchitecture: %s\n", rep.Description, rep.Arch)
 	}
@@ -96,22 +109,22 @@ func inspectAction(c *cli.Context) error {
 		sort.Strings(keys)
 		var parts []string
 		for _, k := range keys {
-			parts = append(parts, fmt.Sprintf("%s.* (%d)", k, rep.Groups[k]))
+			parts = append(parts, fmt.Sprintf("%s.* (%d)", clean(k), rep.Groups[k]))
 		}
 		fmt.Printf("keys:        %s\n", strings.Join(parts, ", "))
 	}
 	for _, n := range rep.Notes {
-		fmt.Printf("note:        %s\n", n)
+		fmt.Printf("note:        %s\n", clean(n))
 	}
 	if rep.Meta != nil {
 		b, _ := json.MarshalIndent(rep.Meta, "             ", "  ")
-		fmt.Printf("modelstitch: %s\n", b)
+		fmt.Printf("modelstitch: %s\n", clean(string(b)))
 	}
 	for k, v := range rep.Metadata {
-		fmt.Printf("metadata:    %s = %s\n", k, v)
+		fmt.Printf("metadata:    %s = %s\n", clean(k), clean(v))
 	}
 	if rep.LoadError != "" {
-		fmt.Printf("as a model:  cannot load: %s\n", rep.LoadError)
+		fmt.Printf("as a model:  cannot load: %s\n", clean(rep.LoadError))
 	}
-	return nil
+	return loadErr
 }

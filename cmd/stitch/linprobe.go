@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"modelstitch/experiments/models"
+	"modelstitch/experiments/splits"
 	"modelstitch/experiments/train"
 	"modelstitch/torch"
 	"modelstitch/torch/vision"
@@ -32,10 +33,8 @@ func linearProbeFlags() []cli.Flag {
 // checkpoint, "random" (an untrained network of --arch/--width/--stem,
 // initialised with --seed) or "pixels" (the raw standardised pixels).
 func linearProbeAction(c *cli.Context, dev torch.Device) error {
-	cfg := train.LinearProbeConfig{HoldOut: c.Float64("holdout"), MaxIter: c.Int("max-iter"), Seed: c.Int64("seed"), Progress: os.Stderr}
-	if c.Bool("quiet") || c.Bool("json") {
-		cfg.Progress = nil
-	}
+	cfg := train.LinearProbeConfig{HoldOut: c.Float64("holdout"), MaxIter: c.Int("max-iter"), Seed: c.Int64("seed"),
+		Progress: newProgress(c.Bool("quiet") || c.Bool("json"))}
 	if s := c.String("weight-decays"); s != "" {
 		for _, f := range strings.Split(s, ",") {
 			v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
@@ -50,7 +49,7 @@ func linearProbeAction(c *cli.Context, dev torch.Device) error {
 	name := c.String("data")
 	if which != "random" && which != "pixels" {
 		var err error
-		if bb, err = models.Load(which, models.LoadOptions{Stem: c.String("stem"), Device: dev}); err != nil {
+		if bb, err = models.Load(which, models.LoadOptions{Stem: c.String("stem"), StemPadding: c.Int("stem-padding"), Key: c.String("key"), Device: dev}); err != nil {
 			return fmt.Errorf("--backbone: %w", err)
 		}
 		defer bb.Free()
@@ -63,7 +62,7 @@ func linearProbeAction(c *cli.Context, dev torch.Device) error {
 	} else if name == "" {
 		return fmt.Errorf("--backbone %s: pass --data", which)
 	}
-	trainSet, testSet, err := train.LoadSplits(train.DataConfig{Name: name, Dir: c.String("data-dir"),
+	trainSet, testSet, err := splits.Load(splits.Config{Name: name, Dir: c.String("data-dir"), ImageSize: c.Int("image-size"),
 		TrainSamples: c.Int("train-samples"), Seed: c.Int64("seed")})
 	if err != nil {
 		return fmt.Errorf("--data: %w", err)

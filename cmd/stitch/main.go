@@ -17,14 +17,25 @@ import (
 	"os"
 
 	"github.com/urfave/cli/v2"
+
+	"modelstitch/torch"
+	"modelstitch/weights"
 )
 
-// subcommands is filled by the init functions of the files beside this one.
-var subcommands []*cli.Command
+// subcommands returns the subcommands in the order --help lists them.
+func subcommands() []*cli.Command {
+	return []*cli.Command{trainCommand(), probeCommand(), evalCommand(), inspectCommand(), gridCommand()}
+}
 
 func main() {
+	// Training steps reuse freed activations instead of faulting them in
+	// again; MODELSTITCH_MALLOC=system keeps glibc's own settings.
+	if _, err := torch.TuneHeapForTraining(); err != nil {
+		fmt.Fprintln(os.Stderr, "stitch: warning:", err)
+	}
 	if err := run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "stitch:", err)
+		// Errors can quote a file's contents: no raw control characters reach the terminal.
+		fmt.Fprintln(os.Stderr, "stitch:", weights.SanitizeMessage(err.Error(), 0))
 		var ec cli.ExitCoder
 		if errors.As(err, &ec) {
 			os.Exit(ec.ExitCode())
@@ -39,8 +50,8 @@ func run(args []string) error {
 		Name:            "stitch",
 		Usage:           "compare neural network representations by model stitching",
 		Flags:           stitchFlags(),
-		Action:          stitchAction,
-		Commands:        subcommands,
+		Action:          namingFlags(stitchAction, stitchFlagOf),
+		Commands:        subcommands(),
 		HideHelpCommand: true,
 	}
 	return app.Run(args)

@@ -32,6 +32,7 @@ func TestBadInputGivesClearErrors(t *testing.T) {
 		{[]string{"--bottom", sup, "--top", sup, "--layer", "layer7.3", "--quiet", "--out", "", "--plot", ""}, "layer7.3"},
 		{[]string{"--bottom", sup, "--top", sup, "--device", "tpu"}, "--device"},
 		{[]string{"--bottom", sup, "--top", sup, "--device", noCUDA}, noCUDA},
+		{[]string{"--bottom", sup, "--top", sup, "--device", noCUDA}, "--device cpu"}, // the hint is the command's
 		{[]string{"--bottom", sup, "--top", sup, "--init", "magic"}, "--init"},
 		{[]string{"--bottom", sup, "--top", sup, "--data", "imagenet-21k", "--quiet"}, "imagenet-21k"},
 		{[]string{"--bottom", sup, "--top", "embedded:nope"}, "nope"},
@@ -61,6 +62,9 @@ func TestInspectShippedDefault(t *testing.T) {
 // 1.5 points (GPU kernels round differently, and fitting amplifies it).
 // Fashion-MNIST comes from $MODELSTITCH_FASHION_MNIST_DIR when set.
 func TestStitchOnCUDA(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: fits stitching layers on the CPU and a GPU")
+	}
 	reftest.RequireCUDA(t)
 	dataDir := os.Getenv("MODELSTITCH_FASHION_MNIST_DIR")
 	if dataDir == "" {
@@ -101,5 +105,31 @@ func TestStitchOnCUDA(t *testing.T) {
 				t.Errorf("%s %s: %.2f on the CPU, %.2f on CUDA", c.Cut, v.what, v.cpu, v.gpu)
 			}
 		}
+	}
+}
+
+// TestPlotGoesBesideOut checks the default --plot: beside --out, not in the
+// working directory.
+func TestPlotGoesBesideOut(t *testing.T) {
+	for out, want := range map[string]string{
+		"/tmp/x.jsonl":         "/tmp/x.png",
+		"results/stitch.jsonl": "results/stitch.png",
+		"runs/a.b/rows":        "runs/a.b/rows.png",
+		"":                     "",
+	} {
+		if got := plotBeside(out); got != want {
+			t.Errorf("--out %q: plot %q, want %q", out, got, want)
+		}
+	}
+}
+
+// TestSubcommandsInHelpOrder checks the one list of subcommands.
+func TestSubcommandsInHelpOrder(t *testing.T) {
+	var names []string
+	for _, c := range subcommands() {
+		names = append(names, c.Name)
+	}
+	if got := strings.Join(names, " "); got != "train probe eval inspect grid" {
+		t.Errorf("subcommands %q", got)
 	}
 }

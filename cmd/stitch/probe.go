@@ -8,17 +8,21 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"modelstitch/experiments/models"
+	"modelstitch/experiments/results"
+	"modelstitch/experiments/splits"
 	"modelstitch/experiments/stitch"
 	"modelstitch/experiments/train"
 	"modelstitch/torch/vision/datasets"
 )
 
-func init() {
+// probeCommand is `stitch probe`.
+func probeCommand() *cli.Command {
 	d := train.ProbeDefaults()
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "backbone", Required: true, Usage: "model whose frozen pooled features are probed (a backbone, or a classifier whose fc is ignored); random: an untrained --arch/--width/--stem network seeded with --seed; pixels: the raw standardised pixels"},
 		&cli.StringFlag{Name: "out", Usage: "write the probe as a classifier checkpoint (the backbone plus fc; a valid --top)"},
 		&cli.StringFlag{Name: "stem", Usage: "override the backbone's inferred stem (cifar or imagenet)"},
+		keyFlag("key", "the backbone's file"), stemPaddingFlag("stem-padding"),
 		&cli.IntFlag{Name: "epochs", Value: d.Epochs, Usage: "epochs over the cached features"},
 		&cli.IntFlag{Name: "batch-size", Value: d.BatchSize},
 		&cli.Float64Flag{Name: "lr", Value: d.LR, Usage: "Adam learning rate (cosine decay to 0)"},
@@ -29,18 +33,23 @@ func init() {
 		&cli.BoolFlag{Name: "quiet", Usage: "no progress bars"},
 		deviceFlag(), threadsFlag(),
 	}
-	subcommands = append(subcommands, &cli.Command{
+	return &cli.Command{
 		Name:   "probe",
 		Usage:  "fit a linear probe on a backbone's frozen features and report its test accuracy",
 		Flags:  append(append(flags, linearProbeFlags()...), dataFlags("")...),
-		Action: probeAction,
-	})
+		Action: namingFlags(probeAction, probeFlagOf),
+	}
 }
 
 func probeAction(c *cli.Context) error {
 	dev, err := setup(c)
 	if err != nil {
 		return err
+	}
+	if out := c.String("out"); out != "" {
+		if err := results.CheckWritable(out); err != nil {
+			return fmt.Errorf("--out: %w", err)
+		}
 	}
 	switch c.String("solver") {
 	case "lbfgs":
@@ -52,7 +61,7 @@ func probeAction(c *cli.Context) error {
 	default:
 		return fmt.Errorf("--solver must be lbfgs or adam, got %q", c.String("solver"))
 	}
-	bb, err := models.Load(c.String("backbone"), models.LoadOptions{Stem: c.String("stem"), Device: dev})
+	bb, err := models.Load(c.String("backbone"), models.LoadOptions{Stem: c.String("stem"), StemPadding: c.Int("stem-padding"), Key: c.String("key"), Device: dev})
 	if err != nil {
 		return fmt.Errorf("--backbone: %w", err)
 	}
@@ -64,7 +73,7 @@ func probeAction(c *cli.Context) error {
 	if name == "" {
 		return fmt.Errorf("%s does not say which data set it was trained on: pass --data", bb.Path)
 	}
-	trainSet, testSet, err := train.LoadSplits(train.DataConfig{Name: name, Dir: c.String("data-dir"),
+	trainSet, testSet, err := splits.Load(splits.Config{Name: name, Dir: c.String("data-dir"), ImageSize: c.Int("image-size"),
 		TrainSamples: c.Int("train-samples"), Seed: c.Int64("seed")})
 	if err != nil {
 		return fmt.Errorf("--data: %w", err)
@@ -72,9 +81,7 @@ func probeAction(c *cli.Context) error {
 	cfg := train.ProbeDefaults()
 	cfg.Epochs, cfg.BatchSize, cfg.LR = c.Int("epochs"), c.Int("batch-size"), c.Float64("lr")
 	cfg.WeightDecay, cfg.Seed, cfg.Device = c.Float64("weight-decay"), c.Int64("seed"), dev
-	if c.Bool("quiet") || c.Bool("json") {
-		cfg.Progress = nil
-	}
+	cfg.Progress = newProgress(c.Bool("quiet") || c.Bool("json"))
 	probe, acc, err := train.Probe(bb, trainSet, testSet, cfg)
 	if err != nil {
 		return err
@@ -121,8 +128,6 @@ func fitProbe(top *models.Model, trainSet, testSet *datasets.Dataset, cfg stitch
 	top.Free()
 	top.Net, top.Meta, top.Description = probe.Net, probe.Meta, probe.Description
 	top.Notes = append(top.Notes, fmt.Sprintf("linear probe fit on %d training images: %.2f%% test accuracy", trainSet.N, acc))
-	if cfg.Progress != nil {
-		fmt.Fprintf(cfg.Progress, "top %s is now %s: test accuracy %.2f%%\n", top.Path, top.Description, acc)
-	}
+	cfg.Progress.Notef("top %s is now %s: test accuracy %.2f%%", top.Path, top.Description, acc)
 	return nil
 }

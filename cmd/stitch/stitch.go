@@ -5,14 +5,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"modelstitch/experiments/models"
 	"modelstitch/experiments/results"
+	"modelstitch/experiments/splits"
 	"modelstitch/experiments/stitch"
-	"modelstitch/experiments/train"
 )
 
 // The shipped default models (weights/defaults), stitched when no flags are given.
@@ -41,8 +42,9 @@ func stitchFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "probe", Usage: "fit a linear probe on a top model that has no classifier"},
 		&cli.StringFlag{Name: "bottom-stem", Usage: "override the bottom's inferred stem (cifar or imagenet)"},
 		&cli.StringFlag{Name: "top-stem", Usage: "override the top's inferred stem (cifar or imagenet)"},
+		keyFlag("bottom-key", "the bottom's file"), keyFlag("top-key", "the top's file"),
 		&cli.StringFlag{Name: "out", Value: "results/stitch.jsonl", Usage: "JSON Lines results, appended per cut; a re-run skips cuts already there"},
-		&cli.StringFlag{Name: "plot", Value: "results/penalty.png", Usage: "plot of penalty and CKA per cut (.png or .svg; empty: none)"},
+		&cli.StringFlag{Name: "plot", Usage: "plot of penalty and CKA per cut (.png or .svg; empty: none) (default: beside --out, with .png for its extension)"},
 		&cli.BoolFlag{Name: "json", Usage: "print the rows as JSON Lines on stdout instead of a table"},
 		&cli.BoolFlag{Name: "quiet", Usage: "no progress bars"},
 		deviceFlag(), threadsFlag(),
@@ -63,14 +65,25 @@ func stitchAction(c *cli.Context) error {
 	cfg.Seed, cfg.FitSamples, cfg.KernelSize = c.Int64("seed"), c.Int("fit-samples"), c.Int64("kernel-size")
 	cfg.Init, cfg.FrozenBN, cfg.CKASamples = c.String("init"), c.String("frozen-bn"), c.Int("cka-samples")
 	cfg.Data, cfg.Device, cfg.LSSamples = c.String("data"), dev, c.Int("ls-samples")
-	if c.Bool("quiet") {
-		cfg.Progress = nil
-	}
+	cfg.Progress = newProgress(c.Bool("quiet"))
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	// The outputs are checked before any work, so a run never computes a cut it cannot keep.
+	store, err := results.Open(c.String("out"))
+	if err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
+	for _, n := range store.Notes() {
+		fmt.Fprintf(os.Stderr, "note: %s\n", n)
+	}
+	if p := plotPath(c); p != "" {
+		if err := results.CheckWritable(p); err != nil {
+			return fmt.Errorf("--plot: %w", err)
+		}
+	}
 	start := time.Now()
-	top, err := models.Load(c.String("top"), models.LoadOptions{Stem: c.String("top-stem"), Device: dev})
+	top, err := models.Load(c.String("top"), models.LoadOptions{Stem: c.String("top-stem"), Key: c.String("top-key"), Device: dev})
 	if err != nil {
 		return fmt.Errorf("--top: %w", err)
 	}
@@ -79,13 +92,13 @@ func stitchAction(c *cli.Context) error {
 	if c.String("bottom") == "random" {
 		bottom, err = models.NewRandom(top.Meta, cfg.Seed, dev)
 	} else {
-		bottom, err = models.Load(c.String("bottom"), models.LoadOptions{Stem: c.String("bottom-stem"), Device: dev})
+		bottom, err = models.Load(c.String("bottom"), models.LoadOptions{Stem: c.String("bottom-stem"), Key: c.String("bottom-key"), Device: dev})
 	}
 	if err != nil {
 		return fmt.Errorf("--bottom: %w", err)
 	}
 	defer bottom.Free()
-	trainSet, testSet, err := train.LoadSplits(train.DataConfig{Name: cfg.Data, Dir: c.String("data-dir"), TestSamples: c.Int("test-samples"), Seed: cfg.Seed})
+	trainSet, testSet, err := splits.Load(splits.Config{Name: cfg.Data, Dir: c.String("data-dir"), ImageSize: c.Int("image-size"), TestSamples: c.Int("test-samples"), Seed: cfg.Seed})
 	if err != nil {
 		return fmt.Errorf("--data: %w", err)
 	}
@@ -97,21 +110,8 @@ func stitchAction(c *cli.Context) error {
 			return fmt.Errorf("--probe: %w", err)
 		}
 	}
-	if out := c.String("out"); out != "" {
-		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-			return err
-		}
-	}
-	store, err := results.Open(c.String("out"))
-	if err != nil {
-		return fmt.Errorf("--out: %w", err)
-	}
-	say := func(format string, args ...any) {
-		if cfg.Progress != nil {
-			fmt.Fprintf(cfg.Progress, format, args...)
-		}
-	}
-	say("bottom: %s (%s)\ntop:    %s (%s)\ndata:   %s, %d train / %d test images; fitting on %s\n",
+	say := cfg.Progress.Notef
+	say("bottom: %s (%s)\ntop:    %s (%s)\ndata:   %s, %d train / %d test images; fitting on %s",
 		bottom.Path, bottom.Description, top.Path, top.Description, cfg.Data, trainSet.N, testSet.N, fitWhat(cfg.FitSamples, trainSet.N))
 	asJSON := c.Bool("json")
 	r := &stitch.Runner{Bottom: bottom, Top: top, Train: trainSet, Test: testSet, Config: cfg, Store: store,
@@ -124,28 +124,28 @@ func stitchAction(c *cli.Context) error {
 			if row.CKA != nil {
 				cka = fmt.Sprintf("%.3f", *row.CKA)
 			}
-			say("cut %-9s stitched %.2f%%  top %.2f%%  penalty %+.2f pp  CKA %s  (%.0f s)\n", row.Cut, row.StitchedAcc, row.TopAcc, row.Penalty, cka, row.Seconds)
+			say("cut %-9s stitched %.2f%%  top %.2f%%  penalty %+.2f pp  CKA %s  (%.0f s)", row.Cut, row.StitchedAcc, row.TopAcc, row.Penalty, cka, row.Seconds)
 		}}
 	rows, err := r.Run()
 	if len(rows) > 0 && !asJSON {
 		fmt.Printf("\n%s → %s on %s (penalty = top accuracy − stitched accuracy, percentage points)\n", bottom.Name, top.Name, cfg.Data)
 		_ = results.WriteTable(os.Stdout, rows)
 	}
-	if len(rows) > 0 && c.String("plot") != "" {
+	if plot := plotPath(c); len(rows) > 0 && plot != "" {
 		title := fmt.Sprintf("stitching %s → %s (%s)", bottom.Name, top.Name, cfg.Data)
-		if perr := results.PlotPenalty(c.String("plot"), title, []results.Series{{Label: bottom.Name + " → " + top.Name, Rows: rows}}); perr != nil {
-			say("plot: %v\n", perr)
+		if perr := results.PlotPenalty(plot, title, []results.Series{{Label: bottom.Name + " → " + top.Name, Rows: rows}}); perr != nil {
+			say("plot: %v", perr)
 		} else {
-			say("plot written to %s\n", c.String("plot"))
+			say("plot written to %s", plot)
 		}
 	}
 	if err != nil {
 		return err
 	}
 	if c.String("out") != "" {
-		say("results in %s\n", c.String("out"))
+		say("results in %s", c.String("out"))
 	}
-	say("wall time %s\n", time.Since(start).Round(time.Second))
+	say("wall time %s", time.Since(start).Round(time.Second))
 	return nil
 }
 
@@ -154,4 +154,21 @@ func fitWhat(n, all int) string {
 		return "all training images"
 	}
 	return fmt.Sprintf("%d training images", n)
+}
+
+// plotPath is --plot, or when it is not given, the plot beside --out.
+func plotPath(c *cli.Context) string {
+	if c.IsSet("plot") {
+		return c.String("plot")
+	}
+	return plotBeside(c.String("out"))
+}
+
+// plotBeside is the default plot of results file out: out with the extension
+// .png ("" when there is no results file).
+func plotBeside(out string) string {
+	if out == "" {
+		return ""
+	}
+	return strings.TrimSuffix(out, filepath.Ext(out)) + ".png"
 }

@@ -7,11 +7,14 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"modelstitch/experiments/results"
+	"modelstitch/experiments/splits"
 	"modelstitch/experiments/train"
 	"modelstitch/torch"
 )
 
-func init() {
+// trainCommand is `stitch train`.
+func trainCommand() *cli.Command {
 	d, sd := train.Defaults(), train.SimCLRDefaults()
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "objective", Value: "supervised", Usage: "supervised (cross-entropy) or simclr (self-supervised; ends with a linear probe)"},
@@ -46,18 +49,21 @@ func init() {
 		deviceFlag(), threadsFlag(),
 	}
 	flags = append(flags, dataFlags(d.Data.Name)...)
-	subcommands = append(subcommands, &cli.Command{
+	return &cli.Command{
 		Name:   "train",
 		Usage:  "train a ResNet, supervised or with SimCLR (resumes an interrupted run)",
 		Flags:  flags,
-		Action: trainAction,
-	})
+		Action: namingFlags(trainAction, trainFlagOf),
+	}
 }
 
 func trainAction(c *cli.Context) error {
 	dev, err := setup(c)
 	if err != nil {
 		return err
+	}
+	if err := results.CheckWritable(c.String("out")); err != nil {
+		return fmt.Errorf("--out: %w", err)
 	}
 	switch c.String("objective") {
 	case "supervised":
@@ -68,7 +74,7 @@ func trainAction(c *cli.Context) error {
 	}
 	cfg := train.Defaults()
 	cfg.Arch, cfg.Width, cfg.Stem = c.String("arch"), c.Float64("width"), c.String("stem")
-	cfg.Data = train.DataConfig{Name: c.String("data"), Dir: c.String("data-dir"), TrainSamples: c.Int("train-samples"),
+	cfg.Data = splits.Config{Name: c.String("data"), Dir: c.String("data-dir"), ImageSize: c.Int("image-size"), TrainSamples: c.Int("train-samples"),
 		LabelNoise: c.Float64("label-noise"), Seed: c.Int64("seed")}
 	switch c.String("labels") {
 	case "original":
@@ -77,12 +83,10 @@ func trainAction(c *cli.Context) error {
 	default:
 		return fmt.Errorf("--labels must be original or objects-vs-animals, got %q", c.String("labels"))
 	}
-	if cfg.Stem != "cifar" && cfg.Stem != "imagenet" {
-		return fmt.Errorf("--stem must be cifar or imagenet, got %q", cfg.Stem)
-	}
 	cfg.Epochs, cfg.BatchSize, cfg.LR = c.Int("epochs"), c.Int("batch-size"), c.Float64("lr")
 	cfg.Momentum, cfg.WeightDecay, cfg.Schedule = c.Float64("momentum"), c.Float64("weight-decay"), c.String("schedule")
 	cfg.Augment, cfg.Seed, cfg.Device, cfg.Out = c.Bool("augment"), c.Int64("seed"), dev, c.String("out")
+	cfg.Progress = newProgress(false)
 	res, err := train.Supervised(cfg)
 	if err != nil {
 		return err
@@ -100,13 +104,10 @@ func trainAction(c *cli.Context) error {
 func simclrAction(c *cli.Context, dev torch.Device) error {
 	cfg := train.SimCLRDefaults()
 	cfg.Arch, cfg.Width, cfg.Stem = c.String("arch"), c.Float64("width"), c.String("stem")
-	if cfg.Stem != "cifar" && cfg.Stem != "imagenet" {
-		return fmt.Errorf("--stem must be cifar or imagenet, got %q", cfg.Stem)
-	}
 	if c.IsSet("label-noise") || c.String("labels") != "original" {
 		return fmt.Errorf("--objective simclr uses no labels: --label-noise and --labels apply to supervised training")
 	}
-	cfg.Data = train.DataConfig{Name: c.String("data"), Dir: c.String("data-dir"), TrainSamples: c.Int("train-samples"), Seed: c.Int64("seed")}
+	cfg.Data = splits.Config{Name: c.String("data"), Dir: c.String("data-dir"), ImageSize: c.Int("image-size"), TrainSamples: c.Int("train-samples"), Seed: c.Int64("seed")}
 	cfg.Epochs = c.Int("epochs")
 	if c.IsSet("batch-size") {
 		cfg.BatchSize = c.Int("batch-size")
@@ -144,6 +145,7 @@ func simclrAction(c *cli.Context, dev torch.Device) error {
 		cfg.Views = &v
 	}
 	cfg.Probe.Epochs, cfg.Probe.Seed, cfg.ProbeSamples = c.Int("probe-epochs"), c.Int64("seed"), c.Int("probe-samples")
+	cfg.Progress = newProgress(false)
 	res, err := train.SimCLR(cfg)
 	if err != nil {
 		return err

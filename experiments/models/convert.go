@@ -38,8 +38,8 @@ func shaped(flat *torch.Tensor, shape []int64) (*torch.Tensor, error) {
 
 // ToRaw copies a tensor into a raw tensor (float32 or int64).
 func ToRaw(t *torch.Tensor) (*weights.RawTensor, error) {
-	shape := t.Shape()
-	if err := t.Err(); err != nil {
+	shape, err := t.Shape()
+	if err != nil {
 		return nil, err
 	}
 	if t.DType().IsFloat() {

@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"modelstitch/experiments/invalid"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -47,16 +49,19 @@ type Recipe struct {
 
 // Meta is modelstitch's metadata, stored as JSON inside our checkpoints.
 type Meta struct {
-	Arch       string    `json:"arch"`
-	Width      float64   `json:"width"`
-	Stem       string    `json:"stem"`
-	InChannels int       `json:"in_channels"`
-	Classes    int       `json:"classes"`
-	Dataset    string    `json:"dataset,omitempty"`
-	Mean       []float64 `json:"mean,omitempty"`
-	Std        []float64 `json:"std,omitempty"`
-	Objective  string    `json:"objective,omitempty"`
-	Recipe     *Recipe   `json:"recipe,omitempty"`
+	Arch  string  `json:"arch"`
+	Width float64 `json:"width"`
+	Stem  string  `json:"stem"`
+	// StemPadding is the stem convolution's padding when it is not the
+	// default (k−1)/2 (solo-learn's CIFAR stem: 2); 0 otherwise.
+	StemPadding int       `json:"stem_padding,omitempty"`
+	InChannels  int       `json:"in_channels"`
+	Classes     int       `json:"classes"`
+	Dataset     string    `json:"dataset,omitempty"`
+	Mean        []float64 `json:"mean,omitempty"`
+	Std         []float64 `json:"std,omitempty"`
+	Objective   string    `json:"objective,omitempty"`
+	Recipe      *Recipe   `json:"recipe,omitempty"`
 	// TestAccuracy is in percent (0–100), measured on Dataset's test split.
 	TestAccuracy *float64 `json:"test_accuracy,omitempty"`
 	// Backbone names the checkpoint a probe was fit on.
@@ -70,11 +75,12 @@ type Meta struct {
 
 // Config returns the ResNet configuration the metadata describes.
 func (m Meta) Config() (vision.ResNetConfig, error) {
-	depth, err := vision.ParseArch(m.Arch)
+	c, err := vision.ParseArchConfig(m.Arch)
 	if err != nil {
 		return vision.ResNetConfig{}, err
 	}
-	return vision.ResNetConfig{Depth: depth, Width: m.Width, Stem: m.Stem, InChannels: m.InChannels, Classes: m.Classes}, nil
+	c.Width, c.Stem, c.InChannels, c.Classes, c.StemPadding = m.Width, m.Stem, m.InChannels, m.Classes, m.StemPadding
+	return c, nil
 }
 
 // MetaFor fills the architecture fields of a Meta from a ResNet configuration.
@@ -91,7 +97,7 @@ func MetaFor(cfg vision.ResNetConfig) Meta {
 	if in == 0 {
 		in = 3
 	}
-	return Meta{Arch: fmt.Sprintf("resnet%d", cfg.Depth), Width: w, Stem: stem, InChannels: in, Classes: cfg.Classes}
+	return Meta{Arch: cfg.ArchName(), Width: w, Stem: stem, StemPadding: cfg.StemPadding, InChannels: in, Classes: cfg.Classes}
 }
 
 // Model is a loaded network with where it came from.
@@ -114,71 +120,113 @@ type Model struct {
 type LoadOptions struct {
 	// Stem forces "imagenet" or "cifar" (a 3×3 stem may or may not have a maxpool).
 	Stem string
+	// StemPadding forces the stem convolution's padding (0: what the file
+	// tells, else (k−1)/2; solo-learn's CIFAR stem pads by 2).
+	StemPadding int
+	// Key picks a sub-network or prefix of the file (see weights.ReadOptions.Key).
+	Key string
 	// Device to put the model on.
 	Device torch.Device
 }
 
 // Load reads a checkpoint (torch.save zip or legacy, TorchScript, safetensors),
 // builds the ResNet it holds and loads its weights. Our own files carry their
-// configuration; others have it inferred from the weights' shapes. The model
-// comes back in evaluation mode.
+// configuration; others have it inferred from the weights' shapes
+// (vision.ResNetFromStateDict, the one path from a state dict to a ResNet).
+// The model comes back in evaluation mode.
 func Load(path string, opt LoadOptions) (*Model, error) {
-	ck, err := Open(path)
+	if opt.Stem != "" && opt.Stem != vision.StemImageNet && opt.Stem != vision.StemCIFAR {
+		return nil, fmt.Errorf("model %s: %w", path, invalid.Errorf("stem", "must be imagenet or cifar, got %q", opt.Stem))
+	}
+	if opt.StemPadding < 0 {
+		return nil, fmt.Errorf("model %s: %w", path, invalid.Errorf("stem padding", "must be ≥ 0, got %d", opt.StemPadding))
+	}
+	ck, err := OpenWith(path, opt.Key)
 	if err != nil {
 		return nil, err
 	}
 	m := &Model{Name: baseName(path), Path: path, Format: ck.Format, Notes: ck.Notes}
-	shapes := ck.State.Shapes()
-	inferred, desc, ierr := vision.InferResNetConfig(shapes)
-	m.Description = desc
 	var meta Meta
+	var metaCfg vision.ResNetConfig
 	if err := ck.ModelstitchMeta(&meta); err == nil {
+		if metaCfg, err = meta.Config(); err != nil {
+			return nil, fmt.Errorf("model %s: its modelstitch metadata: %w", path, err)
+		}
 		m.Meta, m.HasMeta = meta, true
-	} else if ierr != nil {
-		return nil, fmt.Errorf("model %s: %w", path, ierr)
-	} else {
-		m.Meta = MetaFor(inferred)
-		m.Notes = append(m.Notes, "architecture inferred from the weights: "+inferred.String())
 	}
-	if opt.Stem != "" {
-		if opt.Stem != "imagenet" && opt.Stem != "cifar" {
-			return nil, fmt.Errorf("model %s: --stem must be imagenet or cifar, not %q", path, opt.Stem)
+	filePadding := 0
+	if p, ok := ck.Metadata[weights.MetaStemPadding]; ok {
+		if filePadding, err = strconv.Atoi(p); err != nil {
+			return nil, fmt.Errorf("model %s: stem padding %q: %w", path, p, err)
 		}
-		m.Meta.Stem = opt.Stem
-	}
-	cfg, err := m.Meta.Config()
-	if err != nil {
-		return nil, fmt.Errorf("model %s: %w", path, err)
-	}
-	net, err := vision.NewResNet(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("model %s: %w", path, err)
-	}
-	if mm := weights.CompareKeys(nn.Shapes(net), ck.State); mm.Err() != nil {
-		nn.Free(net)
-		what := desc
-		if what == "" {
-			what = "not a recognisable ResNet"
-		}
-		return nil, fmt.Errorf("model %s (%s) does not fit %s: %v", path, what, cfg, mm)
 	}
 	sd, err := ToTensors(ck.State)
 	if err != nil {
-		nn.Free(net)
 		return nil, fmt.Errorf("model %s: %w", path, err)
 	}
 	defer freeMap(sd)
-	if err := nn.LoadStateDict(net, sd, true); err != nil {
-		nn.Free(net)
+	net, desc, err := vision.ResNetFromStateDict(sd, func(c *vision.ResNetConfig) {
+		if m.HasMeta {
+			*c = metaCfg
+		}
+		if c.StemPadding == 0 {
+			c.StemPadding = filePadding
+		}
+		if opt.Stem != "" {
+			c.Stem = opt.Stem
+		}
+		if opt.StemPadding > 0 {
+			c.StemPadding = opt.StemPadding
+		}
+	})
+	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", path, err)
 	}
+	loaded := false
+	defer func() {
+		if !loaded {
+			nn.Free(net)
+		}
+	}()
+	m.Description = desc
+	if m.HasMeta {
+		m.Meta.Stem, m.Meta.StemPadding = net.Config.Stem, net.Config.StemPadding
+	} else {
+		m.Meta = MetaFor(net.Config)
+		m.Notes = append(m.Notes, "architecture inferred from the weights: "+net.Config.String())
+		if net.Config.Stem == vision.StemCIFAR && filePadding == 0 && opt.StemPadding == 0 && opt.Stem == "" {
+			m.Notes = append(m.Notes, "a 3×3 stem: assumed stride 1, padding 1 and no max pool (the usual CIFAR stem), "+
+				"which the weights cannot show; set the stem to imagenet for a max pool, or another stem padding")
+		}
+		if mean, std, ok := inputNormalisation(ck.Metadata); ok {
+			m.Meta.Mean, m.Meta.Std = mean, std
+		}
+	}
 	if err := nn.ToDevice(net, opt.Device); err != nil {
-		nn.Free(net)
 		return nil, fmt.Errorf("model %s: %w", path, err)
 	}
 	nn.Eval(net)
 	m.Net = net
+	loaded = true
 	return m, nil
+}
+
+// inputNormalisation reads the normalisation a network applied to its own
+// input (weights.MetaInputMean/Std, e.g. robustness' normalizer).
+func inputNormalisation(md map[string]string) (mean, std []float64, ok bool) {
+	parse := func(s string) []float64 {
+		var out []float64
+		for _, f := range strings.Split(s, ",") {
+			v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+			if err != nil {
+				return nil
+			}
+			out = append(out, v)
+		}
+		return out
+	}
+	mean, std = parse(md[weights.MetaInputMean]), parse(md[weights.MetaInputStd])
+	return mean, std, len(mean) > 0 && len(mean) == len(std)
 }
 
 // NewRandom builds an untrained (PyTorch-initialised) model like meta, seeded.
@@ -195,6 +243,7 @@ func NewRandom(meta Meta, seed int64, dev torch.Device) (*Model, error) {
 		return nil, err
 	}
 	if err := nn.ToDevice(net, dev); err != nil {
+		nn.Free(net)
 		return nil, err
 	}
 	nn.Eval(net)
@@ -241,13 +290,18 @@ func (m *Model) Free() {
 
 // Open reads a checkpoint file, a shipped default ("embedded:NAME"), or a
 // TorchScript archive.
-func Open(path string) (*weights.Checkpoint, error) {
+func Open(path string) (*weights.Checkpoint, error) { return OpenWith(path, "") }
+
+// OpenWith is Open picking a sub-network or prefix by key (see
+// weights.ReadOptions.Key; "" chooses automatically).
+func OpenWith(path, key string) (*weights.Checkpoint, error) {
+	opt := weights.ReadOptions{Key: key}
 	if strings.HasPrefix(path, defaults.Prefix) {
 		b, err := defaults.Bytes(path)
 		if err != nil {
 			return nil, fmt.Errorf("model %s: %w", path, err)
 		}
-		ck, err := weights.ReadTorchBytes(b)
+		ck, err := weights.ReadTorchBytesWith(b, opt)
 		if err != nil {
 			return nil, fmt.Errorf("model %s: %w", path, err)
 		}
@@ -257,9 +311,9 @@ func Open(path string) (*weights.Checkpoint, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("model %s: %w", path, errors.Unwrap(err))
 	}
-	ck, err := weights.Open(path)
+	ck, err := weights.OpenWith(path, opt)
 	if errors.Is(err, weights.ErrTorchScript) {
-		ck, err = readTorchScript(path)
+		ck, err = loadTorchScriptIsolated(path, key)
 	}
 	return ck, err
 }
@@ -267,7 +321,7 @@ func Open(path string) (*weights.Checkpoint, error) {
 func baseName(path string) string {
 	path = strings.TrimPrefix(path, defaults.Prefix)
 	b := filepath.Base(path)
-	for _, ext := range []string{".pt", ".pth", ".ckpt", ".safetensors", ".bin", ".tar", ".pth.tar"} {
+	for _, ext := range []string{".pth.tar", ".pt", ".pth", ".ckpt", ".safetensors", ".bin", ".tar"} {
 		if strings.HasSuffix(strings.ToLower(b), ext) {
 			return b[:len(b)-len(ext)]
 		}
@@ -279,24 +333,4 @@ func freeMap(m map[string]*torch.Tensor) {
 	for _, t := range m {
 		t.Free()
 	}
-}
-
-// readTorchScript loads a TorchScript archive through libtorch and returns its
-// parameters and buffers as a checkpoint with normalised keys.
-func readTorchScript(path string) (*weights.Checkpoint, error) {
-	names, ts, err := torch.LoadTorchScript(path)
-	if err != nil {
-		return nil, fmt.Errorf("model %s: reading TorchScript: %w", path, err)
-	}
-	defer torch.FreeAll(ts...)
-	sd := weights.NewStateDict()
-	for i, n := range names {
-		r, err := ToRaw(ts[i])
-		if err != nil {
-			return nil, fmt.Errorf("model %s: %s: %w", path, n, err)
-		}
-		sd.Set(n, r)
-	}
-	norm, notes := weights.NormalizeKeys(sd)
-	return &weights.Checkpoint{Path: path, Format: weights.FormatTorchScript, State: norm, Metadata: map[string]string{}, Notes: notes}, nil
 }

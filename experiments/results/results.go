@@ -4,14 +4,15 @@
 package results
 
 import (
-	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
-	"strings"
+	"path/filepath"
+	"syscall"
 	"text/tabwriter"
 )
 
@@ -50,104 +51,281 @@ type Row struct {
 	Device     string `json:"device"`
 	BottomPath string `json:"bottom_path"`
 	TopPath    string `json:"top_path"`
+	// BottomSHA256 and TopSHA256 are the SHA-256 of the checkpoint files'
+	// bytes (see Digest; empty for the random bottom): the key a re-run
+	// matches on, while the paths are for people.
+	BottomSHA256 string `json:"bottom_sha256,omitempty"`
+	TopSHA256    string `json:"top_sha256,omitempty"`
 	// Seconds is the wall time spent on this cut (fit + evaluation).
 	Seconds float64 `json:"seconds"`
 	Time    string  `json:"time"`
 }
 
-// Key identifies what a row measured, so a re-run can skip it.
+// Key identifies what a row measured, so a re-run can skip it. The models
+// are identified by their files' contents (BottomSHA256, TopSHA256) when the
+// row has them, so that a checkpoint replaced at the same path is measured
+// again and one file named by two paths (../x.pt, /abs/x.pt) is measured once;
+// by their paths otherwise (the random bottom, rows from older versions).
 func (r Row) Key() string {
-	return fmt.Sprintf("%s|%s|%s|%s|%d|%d|%g|%d|%d|%d|%d|%s|%s", r.BottomPath, r.TopPath, r.Cut, r.Init,
+	bottom, top := r.BottomPath, r.TopPath
+	if r.BottomSHA256 != "" {
+		bottom = "sha256:" + r.BottomSHA256
+	}
+	if r.TopSHA256 != "" {
+		top = "sha256:" + r.TopSHA256
+	}
+	return fmt.Sprintf("%s|%s|%s|%s|%d|%d|%g|%d|%d|%d|%d|%s|%s", bottom, top, r.Cut, r.Init,
 		r.Epochs, r.Seed, r.LR, r.BatchSize, r.FitSamples, r.LSSamples, r.KernelSize, r.FrozenBN, r.Data)
 }
 
-// Read loads every row of a JSON Lines file; a missing file has no rows. A
-// torn last line (from an interrupted write) is ignored.
+// Read loads every row of a results file; a missing file has no rows. A torn
+// last line (an interrupted write) is ignored; a line that is not a results
+// row is an error naming the file and the line.
 func Read(path string) ([]Row, error) {
-	f, err := os.Open(path)
+	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("results: %w", err)
 	}
-	defer f.Close()
-	var rows []Row
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<24)
-	line := 0
-	var pending error
-	for sc.Scan() {
-		line++
-		text := strings.TrimSpace(sc.Text())
-		if text == "" {
-			continue
-		}
-		if pending != nil {
-			return nil, pending
-		}
-		var r Row
-		if err := json.Unmarshal([]byte(text), &r); err != nil {
-			pending = fmt.Errorf("results: %s line %d: %w", path, line, err)
-			continue
-		}
-		rows = append(rows, r)
-	}
-	return rows, sc.Err()
+	rows, _, err := parseRows(path, data)
+	return rows, err
 }
 
-// Store appends rows to a JSON Lines file and remembers which were done.
+// rowPrefix is how every row this package writes starts (Row's first field).
+const rowPrefix = `{"bottom":`
+
+// parseRows parses a results file's contents. Every complete line must be a
+// row (blank lines are skipped). The bytes after the last newline are a row
+// whose write was cut short (torn: returned as tornAt, the offset where they
+// start, or -1 when there are none or they form a whole row, which is then
+// returned with the others); anything else there is an error.
+func parseRows(path string, data []byte) (rows []Row, tornAt int, err error) {
+	tornAt = -1
+	line := 0
+	for start := 0; start < len(data); {
+		line++
+		end := bytes.IndexByte(data[start:], '\n')
+		complete := end >= 0
+		if complete {
+			end += start
+		} else {
+			end = len(data)
+		}
+		text := bytes.TrimSpace(data[start:end])
+		if len(text) > 0 {
+			r, err := parseRow(text)
+			switch {
+			case err == nil:
+				rows = append(rows, r)
+			case !complete && (bytes.HasPrefix(text, []byte(rowPrefix)) || bytes.HasPrefix([]byte(rowPrefix), text)):
+				tornAt = start
+			default:
+				return nil, -1, fmt.Errorf("results: %s line %d is not a results row (%v): "+
+					"refusing to use a file that is not a modelstitch results file; pass another --out", path, line, err)
+			}
+		}
+		start = end + 1
+	}
+	return rows, tornAt, nil
+}
+
+// parseRow decodes one line, requiring the fields every row has.
+func parseRow(text []byte) (Row, error) {
+	var probe struct {
+		Cut    *string  `json:"cut"`
+		Top    *string  `json:"top"`
+		TopAcc *float64 `json:"top_acc"`
+	}
+	if err := json.Unmarshal(text, &probe); err != nil {
+		return Row{}, err
+	}
+	if probe.Cut == nil || probe.Top == nil || probe.TopAcc == nil {
+		return Row{}, errors.New("a JSON object without cut, top and top_acc")
+	}
+	var r Row
+	if err := json.Unmarshal(text, &r); err != nil {
+		return Row{}, err
+	}
+	return r, nil
+}
+
+// Store appends rows to a results file (JSON Lines) and tells which were
+// done. Every check and append happens under an exclusive lock on the file
+// (flock) after re-reading it, so that runs sharing a file never write one
+// measurement twice, and a torn last line is repaired before anything is
+// appended after it.
 type Store struct {
-	path string
-	done map[string]Row
+	path  string
+	done  map[string]Row
+	notes []string
 }
 
 // Open reads an existing results file (if any) so that Done can tell which
-// results exist. An empty path gives a store that keeps nothing on disk.
+// results exist, repairing a torn last line (see Notes). It refuses a file
+// that is not a results file, and checks that the file can be written (see
+// CheckWritable), so that a run fails before its work rather than after. An
+// empty path gives a store that keeps nothing on disk.
 func Open(path string) (*Store, error) {
 	s := &Store{path: path, done: map[string]Row{}}
 	if path == "" {
 		return s, nil
 	}
-	rows, err := Read(path)
-	if err != nil {
+	if err := CheckWritable(path); err != nil {
 		return nil, err
 	}
-	for _, r := range rows {
-		s.done[r.Key()] = r
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return s, nil
+	}
+	if err := s.locked(func(f *os.File) error { _, err := s.sync(f); return err }); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
 
-// Done returns the stored row with the same key as r, if there is one.
+// Notes says what Open or Append repaired in the file, one line each.
+func (s *Store) Notes() []string { return s.notes }
+
+// Done returns the stored row with the same key as r, if there is one. It
+// re-reads the file, so rows another run appended meanwhile count.
 func (s *Store) Done(r Row) (Row, bool) {
+	if s.path != "" {
+		if _, err := os.Stat(s.path); err == nil {
+			// An unreadable file keeps what was read before; Append reports the error.
+			_ = s.locked(func(f *os.File) error { _, err := s.sync(f); return err })
+		}
+	}
 	d, ok := s.done[r.Key()]
 	return d, ok
 }
 
-// Append writes r as one line and syncs it to disk.
+// Append writes r as one line and syncs it to disk, unless a row with the
+// same key is there already (another run sharing the file wrote it). A failed
+// write (a full disk) leaves the file as it was.
 func (s *Store) Append(r Row) error {
-	s.done[r.Key()] = r
 	if s.path == "" {
+		s.done[r.Key()] = r
 		return nil
 	}
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(s.path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	return s.locked(func(f *os.File) error {
+		size, err := s.sync(f)
+		if err != nil {
+			return err
+		}
+		if _, ok := s.done[r.Key()]; ok {
+			return nil
+		}
+		if _, err := f.WriteAt(append(b, '\n'), size); err != nil {
+			if terr := f.Truncate(size); terr != nil {
+				return fmt.Errorf("results: %s: writing a row: %w (and removing the partial row: %v)", s.path, err, terr)
+			}
+			return fmt.Errorf("results: %s: writing a row: %w (the file is left as it was)", s.path, err)
+		}
+		if err := f.Sync(); err != nil {
+			if terr := f.Truncate(size); terr == nil {
+				return fmt.Errorf("results: %s: syncing a row: %w (the row was removed)", s.path, err)
+			}
+			return fmt.Errorf("results: %s: syncing a row: %w", s.path, err)
+		}
+		s.done[r.Key()] = r
+		return nil
+	})
+}
+
+// locked runs fn with the results file open for reading and writing (created
+// if missing) and exclusively locked.
+func (s *Store) locked(fn func(f *os.File) error) error {
+	if err := os.MkdirAll(filepath.Dir(s.path), 0o755); err != nil {
+		return fmt.Errorf("results: %w", err)
+	}
+	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
-		return err
+		return fmt.Errorf("results: %w", err)
 	}
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		f.Close()
-		return err
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		return fmt.Errorf("results: locking %s: %w", s.path, err)
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
+	defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return fn(f)
+}
+
+// sync re-reads the locked file into s.done, repairs a torn last line (cut
+// off, or ended with the newline it lacks when it is a whole row) and returns
+// the file's size after the repair.
+func (s *Store) sync(f *os.File) (int64, error) {
+	data, err := io.ReadAll(io.NewSectionReader(f, 0, 1<<62))
+	if err != nil {
+		return 0, fmt.Errorf("results: reading %s: %w", s.path, err)
 	}
-	return f.Close()
+	rows, tornAt, err := parseRows(s.path, data)
+	if err != nil {
+		return 0, err
+	}
+	size := int64(len(data))
+	switch {
+	case tornAt >= 0:
+		if err := f.Truncate(int64(tornAt)); err != nil {
+			return 0, fmt.Errorf("results: %s: removing a torn last line: %w", s.path, err)
+		}
+		s.notes = append(s.notes, fmt.Sprintf("%s: removed a torn last line (%d bytes, an interrupted write)", s.path, size-int64(tornAt)))
+		size = int64(tornAt)
+	case size > 0 && data[size-1] != '\n':
+		if _, err := f.WriteAt([]byte{'\n'}, size); err != nil {
+			return 0, fmt.Errorf("results: %s: ending the last line: %w", s.path, err)
+		}
+		s.notes = append(s.notes, fmt.Sprintf("%s: the last row lacked its newline; added it", s.path))
+		size++
+	}
+	for _, r := range rows {
+		s.done[r.Key()] = r
+	}
+	return size, nil
+}
+
+// CheckWritable checks, before any work, that a file can be written at path
+// later: the file, if it exists, is not a directory and opens for writing;
+// otherwise its nearest existing ancestor directory takes new files (the
+// directories in between are made when the file is written). It leaves
+// nothing behind.
+func CheckWritable(path string) error {
+	if st, err := os.Stat(path); err == nil {
+		if st.IsDir() {
+			return fmt.Errorf("%s is a directory", path)
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			return fmt.Errorf("%s: cannot write it: %w", path, err)
+		}
+		return f.Close()
+	}
+	dir := filepath.Dir(path)
+	for {
+		st, err := os.Stat(dir)
+		if err == nil {
+			if !st.IsDir() {
+				return fmt.Errorf("%s: %s is not a directory", path, dir)
+			}
+			break
+		}
+		parent := filepath.Dir(dir)
+		if !errors.Is(err, os.ErrNotExist) || parent == dir {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		dir = parent
+	}
+	f, err := os.CreateTemp(dir, ".modelstitch-write-check-*")
+	if err != nil {
+		return fmt.Errorf("%s: cannot write in %s: %w", path, dir, err)
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
 }
 
 // WriteTable prints rows as an aligned table.

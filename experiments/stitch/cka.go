@@ -12,8 +12,16 @@ import (
 // matrices, so wide activations cost no p×p memory. 1 means the same up to a
 // rotation and scale; 0 means unrelated.
 func LinearCKA(x, y *torch.Tensor) (float64, error) {
-	if x.Size(0) != y.Size(0) {
-		return 0, fmt.Errorf("cka: %d and %d samples", x.Size(0), y.Size(0))
+	nx, err := x.Size(0)
+	if err != nil {
+		return 0, fmt.Errorf("cka: x: %w", err)
+	}
+	ny, err := y.Size(0)
+	if err != nil {
+		return 0, fmt.Errorf("cka: y: %w", err)
+	}
+	if nx != ny {
+		return 0, fmt.Errorf("cka: x has %d samples, y has %d", nx, ny)
 	}
 	s := torch.NewScope()
 	defer s.Close()

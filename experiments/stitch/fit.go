@@ -2,10 +2,9 @@ package stitch
 
 import (
 	"fmt"
-	"math"
-	"runtime"
 
-	"modelstitch/experiments/evaluate"
+	"modelstitch/experiments/loop"
+	"modelstitch/experiments/progress"
 	"modelstitch/torch"
 	"modelstitch/torch/nn"
 	"modelstitch/torch/optim"
@@ -19,99 +18,73 @@ type FitConfig struct {
 	LR     float64
 }
 
-// Fit trains only m's stitching layer on the loader's batches.
-func Fit(m *Model, loader *data.Loader, cfg FitConfig, progress evaluate.Progress) error {
+// Fit trains only m's stitching layer on the loader's batches, reporting
+// progress to report as one stage named stage.
+func Fit(m *Model, loader *data.Loader, cfg FitConfig, report progress.Func, stage string) error {
 	params := nn.Parameters(m.Layer)
 	opt, err := optim.NewAdam(optim.Params(params, cfg.LR, 0), optim.AdamConfig{})
 	if err != nil {
 		return err
 	}
 	defer opt.Close()
-	steps := loader.Len() * cfg.Epochs
-	sched, err := optim.NewScheduler(opt, optim.CosineAnnealingLR{TMax: steps})
+	sched, err := optim.NewScheduler(opt, optim.CosineAnnealingLR{TMax: loader.Len() * cfg.Epochs})
 	if err != nil {
 		return err
 	}
-	// One OS thread for the whole fit: libtorch's thread pools are per OS thread.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	m.SetFitting(true)
 	defer m.SetFitting(false)
-	for epoch := 0; epoch < cfg.Epochs; epoch++ {
+	_, err = loop.Train(loop.Run{Epochs: cfg.Epochs, StepsPerEpoch: loader.Len(), Optimizer: opt, Schedule: sched,
+		Stage: stage, OneStage: true, Progress: report,
+	}, func(epoch int, step func(loop.Batch) error) error {
 		for b, err := range loader.Batches(epoch) {
 			if err != nil {
 				return err
 			}
-			loss := torch.CrossEntropy(m.Forward(b.X), b.Y, 0, torch.ReduceMean)
-			err = loss.Backward()
-			if err == nil {
-				err = checkLoss(loss)
-			}
-			if err == nil {
-				err = opt.Step()
-			}
-			if err == nil {
-				err = opt.ZeroGrad()
-			}
-			if err == nil {
-				err = sched.Step()
-			}
-			n := b.Len()
+			err = step(loop.Batch{Loss: torch.CrossEntropy(m.Forward(b.X), b.Y, 0, torch.ReduceMean), N: b.Len()})
 			b.Close()
 			if err != nil {
-				return fmt.Errorf("fitting the stitching layer (epoch %d): %w", epoch+1, err)
-			}
-			if progress != nil {
-				progress(n)
+				return err
 			}
 		}
-	}
-	return nil
-}
-
-// checkLoss stops training on a diverged loss instead of producing garbage.
-func checkLoss(loss *torch.Tensor) error {
-	v, err := loss.Item()
+		return nil
+	})
 	if err != nil {
-		return err
-	}
-	if math.IsNaN(v) || math.IsInf(v, 0) {
-		return fmt.Errorf("loss is %v (diverged; try a lower --lr)", v)
+		return fmt.Errorf("fitting the stitching layer: %w", err)
 	}
 	return nil
 }
 
 // LeastSquaresInit sets m's stitching layer to the least-squares map from the
 // bottom's activations to the top's own activations at the cut, over the
-// loader's samples (direct matching, Csiszárik et al. 2021).
-func LeastSquaresInit(m *Model, loader *data.Loader, progress evaluate.Progress) error {
+// loader's samples (direct matching, Csiszárik et al. 2021), reporting
+// progress to report as a stage named stage.
+func LeastSquaresInit(m *Model, loader *data.Loader, report progress.Func, stage string) error {
 	var acc lstsq
 	defer acc.free()
-	var ferr error
-	torch.NoGrad(func() {
+	bar := report.Start(stage, "images", loader.Dataset().N)
+	err := torch.NoGrad(func() error {
 		for b, err := range loader.Batches(0) {
 			if err != nil {
-				ferr = err
-				return
+				return err
 			}
 			x := m.Bottom.ForwardTo(b.X, m.Cut)
 			y := m.Top.ForwardTo(b.X, m.Cut)
-			ferr = torch.FirstError(x, y)
-			if ferr == nil {
-				ferr = acc.add(x, y)
+			err = torch.FirstError(x, y)
+			if err == nil {
+				err = acc.add(x, y)
 			}
 			n := b.Len()
 			b.Close()
-			if ferr != nil {
-				return
+			if err != nil {
+				return err
 			}
-			if progress != nil {
-				progress(n)
-			}
+			bar.Add(n)
 		}
+		return nil
 	})
-	if ferr != nil {
-		return fmt.Errorf("least-squares init: %w", ferr)
+	if err != nil {
+		return fmt.Errorf("least-squares init: %w", err)
 	}
+	bar.End()
 	return acc.solve(m.Layer)
 }

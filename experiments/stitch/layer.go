@@ -6,6 +6,7 @@ package stitch
 import (
 	"fmt"
 
+	"modelstitch/experiments/invalid"
 	"modelstitch/torch"
 	"modelstitch/torch/nn"
 )
@@ -25,7 +26,7 @@ type Layer struct {
 // Channel counts may differ; spatial sizes must match.
 func NewLayer(in, out []int64, kernel int64) (*Layer, error) {
 	if kernel < 1 || kernel%2 == 0 {
-		return nil, fmt.Errorf("stitch: --kernel-size must be a positive odd number, got %d", kernel)
+		return nil, fmt.Errorf("stitch: %w", invalid.Errorf("kernel size", "must be a positive odd number, got %d", kernel))
 	}
 	l := &Layer{Base: nn.NewBase()}
 	switch {
@@ -48,6 +49,10 @@ func NewLayer(in, out []int64, kernel int64) (*Layer, error) {
 		l.RegisterModule("2", l.Post)
 	default:
 		return nil, fmt.Errorf("stitch: cannot stitch activations of shape %v into %v (need both C×H×W or both C)", in, out)
+	}
+	if err := nn.Err(l); err != nil {
+		nn.Free(l)
+		return nil, fmt.Errorf("stitch: layer %v → %v: %w", in, out, err)
 	}
 	return l, nil
 }

@@ -18,9 +18,12 @@ type lstsq struct {
 
 // rows flattens [N,C,H,W] or [N,C] activations to [samples, C] float64.
 func rows(t *torch.Tensor) *torch.Tensor {
-	if t.Dim() == 4 {
-		c := t.Size(1)
-		return t.Permute(0, 2, 3, 1).Reshape(-1, c).To(torch.Float64)
+	s, err := t.Shape()
+	if err != nil {
+		return torch.ErrTensor(err)
+	}
+	if len(s) == 4 {
+		return t.Permute(0, 2, 3, 1).Reshape(-1, s[1]).To(torch.Float64)
 	}
 	return t.To(torch.Float64)
 }
@@ -37,7 +40,15 @@ func (a *lstsq) add(x, y *torch.Tensor) error {
 		return err
 	}
 	if a.xtx == nil {
-		a.c1, a.c2 = xr.Size(1), yr.Size(1)
+		c1, err := xr.Size(1)
+		if err != nil {
+			return err
+		}
+		c2, err := yr.Size(1)
+		if err != nil {
+			return err
+		}
+		a.c1, a.c2 = c1, c2
 		a.xtx = xtx.Detach().Clone().Escape()
 		a.xty = xty.Detach().Clone().Escape()
 		return torch.FirstError(a.xtx, a.xty)
@@ -78,8 +89,8 @@ func (a *lstsq) solve(l *Layer) error {
 	}
 	dev := l.Pre.Weight.Device()
 	f32 := func(t *torch.Tensor) *torch.Tensor { return t.ToDeviceDType(dev, torch.Float32) }
-	var err error
-	torch.NoGrad(func() {
+	err := torch.NoGrad(func() error {
+		var err error
 		set := func(dst, src *torch.Tensor) {
 			if err == nil {
 				err = dst.CopyFrom(f32(src))
@@ -95,7 +106,10 @@ func (a *lstsq) solve(l *Layer) error {
 		}
 		mw, mb := l.Map()
 		if l.Conv != nil {
-			k := mw.Size(2)
+			k, kerr := mw.Size(2)
+			if err == nil {
+				err = kerr
+			}
 			if err == nil {
 				err = mw.Fill(0)
 			}
@@ -109,6 +123,7 @@ func (a *lstsq) solve(l *Layer) error {
 		set(l.Post.RunningVar, varZ)
 		set(l.Post.Weight, varZ.AddScalar(l.Post.Eps).Sqrt())
 		set(l.Post.Bias, bNorm)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("stitch: least-squares init: %w", err)

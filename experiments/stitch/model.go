@@ -21,7 +21,7 @@ type Model struct {
 // recording gradients (the bottom is frozen).
 func (m *Model) BottomFeatures(x *torch.Tensor) *torch.Tensor {
 	var h *torch.Tensor
-	torch.NoGrad(func() { h = m.Bottom.ForwardTo(x, m.Cut) })
+	_ = torch.NoGrad(func() error { h = m.Bottom.ForwardTo(x, m.Cut); return nil }) // h carries any error
 	return h
 }
 

@@ -1,15 +1,14 @@
 package stitch
 
 import (
+	"errors"
 	"fmt"
-	"io"
-	"os"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
-
 	"modelstitch/experiments/evaluate"
+	"modelstitch/experiments/invalid"
 	"modelstitch/experiments/models"
+	"modelstitch/experiments/progress"
 	"modelstitch/experiments/results"
 	"modelstitch/torch"
 	"modelstitch/torch/nn"
@@ -44,8 +43,8 @@ type Config struct {
 	LSSamples int
 	Data      string
 	Device    torch.Device
-	// Progress, when set, receives progress bars (usually os.Stderr).
-	Progress io.Writer
+	// Progress receives progress events (nil: none).
+	Progress progress.Func
 }
 
 // Defaults returns the paper's recipe sized for a CPU: the stitching layer
@@ -57,32 +56,34 @@ type Config struct {
 // the shipped seed-2 model into seed 1 at layer1.0 (2,000 test images) lost
 // 10.2 points from the default init (2 epochs, LR 1e-2; worse at 1e-3), but
 // 1.2 points from the least-squares init after one epoch and 0.7 after two.
-// Pass --init default (and more --epochs) for the paper's setting.
+// Set Init to InitDefault (and more Epochs) for the paper's setting.
 func Defaults() Config {
 	return Config{Cuts: "all", Epochs: 1, BatchSize: 128, LR: 1e-2, Seed: 0, FitSamples: 6000,
 		KernelSize: 1, Init: InitLeastSquares, FrozenBN: "eval", CKASamples: 500, LSSamples: 2000, Data: "fashion-mnist",
-		Device: torch.CPU, Progress: os.Stderr}
+		Device: torch.CPU}
 }
 
-// Validate checks the settings and names the flag at fault.
+// Validate checks the settings; a bad one is an *invalid.Setting naming its
+// field ("epochs", "batch size", "learning rate", "fit samples", "init",
+// "frozen bn", "cka samples", "ls samples").
 func (c Config) Validate() error {
 	switch {
 	case c.Epochs < 1:
-		return fmt.Errorf("--epochs must be at least 1, got %d", c.Epochs)
+		return invalid.Errorf("epochs", "must be at least 1, got %d", c.Epochs)
 	case c.BatchSize < 2:
-		return fmt.Errorf("--batch-size must be at least 2 (batch norm needs a batch), got %d", c.BatchSize)
+		return invalid.Errorf("batch size", "must be at least 2 (batch norm needs a batch), got %d", c.BatchSize)
 	case !(c.LR > 0):
-		return fmt.Errorf("--lr must be positive, got %g", c.LR)
+		return invalid.Errorf("learning rate", "must be positive, got %g", c.LR)
 	case c.FitSamples < 0:
-		return fmt.Errorf("--fit-samples must be ≥ 0, got %d", c.FitSamples)
+		return invalid.Errorf("fit samples", "must be ≥ 0, got %d", c.FitSamples)
 	case c.Init != InitDefault && c.Init != InitLeastSquares:
-		return fmt.Errorf("--init must be %q or %q, got %q", InitDefault, InitLeastSquares, c.Init)
+		return invalid.Errorf("init", "must be %q or %q, got %q", InitDefault, InitLeastSquares, c.Init)
 	case c.FrozenBN != "eval" && c.FrozenBN != "train":
-		return fmt.Errorf("--frozen-bn must be eval or train, got %q", c.FrozenBN)
+		return invalid.Errorf("frozen bn", "must be eval or train, got %q", c.FrozenBN)
 	case c.CKASamples < 0:
-		return fmt.Errorf("--cka-samples must be ≥ 0, got %d", c.CKASamples)
+		return invalid.Errorf("cka samples", "must be ≥ 0, got %d", c.CKASamples)
 	case c.LSSamples < 0:
-		return fmt.Errorf("--ls-samples must be ≥ 0, got %d", c.LSSamples)
+		return invalid.Errorf("ls samples", "must be ≥ 0, got %d", c.LSSamples)
 	}
 	return nil
 }
@@ -105,14 +106,14 @@ func (r *Runner) Run() ([]results.Row, error) {
 		return nil, err
 	}
 	if !r.Top.Net.HasClassifier() {
-		return nil, fmt.Errorf("top model %s has no classifier (%s): pass --probe to fit a linear probe on it first", r.Top.Path, r.Top.Description)
+		return nil, fmt.Errorf("top model %s has no classifier (%s): fit a linear probe on it first (train.Probe)", r.Top.Path, r.Top.Description)
 	}
 	cuts, err := r.Top.Net.ParseCuts(cfg.Cuts)
 	if err != nil {
-		return nil, fmt.Errorf("--layer: %w", err)
+		return nil, invalid.Wrap("cuts", err)
 	}
 	if _, err := r.Bottom.Net.ParseCuts(cfg.Cuts); err != nil {
-		return nil, fmt.Errorf("--layer: bottom model: %w", err)
+		return nil, invalid.Wrap("cuts", fmt.Errorf("bottom model: %w", err))
 	}
 	input := []int64{int64(r.Test.C), int64(r.Test.H), int64(r.Test.W)}
 	if int64(r.Top.Meta.InChannels) != input[0] || int64(r.Bottom.Meta.InChannels) != input[0] {
@@ -138,7 +139,7 @@ func (r *Runner) Run() ([]results.Row, error) {
 	fitSet := r.Train
 	if cfg.FitSamples > 0 && cfg.FitSamples < r.Train.N {
 		if fitSet, err = r.Train.Subset(cfg.FitSamples, cfg.Seed); err != nil {
-			return nil, fmt.Errorf("--fit-samples: %w", err)
+			return nil, invalid.Wrap("fit samples", err)
 		}
 	}
 	bottomNorm, topNorm := normOf(r.Bottom, r.Test), normOf(r.Top, r.Test)
@@ -158,13 +159,17 @@ func (r *Runner) Run() ([]results.Row, error) {
 	if cfg.Init == InitLeastSquares && cfg.LSSamples > 0 && cfg.LSSamples < fitSet.N {
 		lsSet, err := fitSet.Subset(cfg.LSSamples, cfg.Seed)
 		if err != nil {
-			return nil, fmt.Errorf("--ls-samples: %w", err)
+			return nil, invalid.Wrap("ls samples", err)
 		}
 		if lsFit, err = r.loader(lsSet, bottomNorm, false); err != nil {
 			return nil, err
 		}
 	}
 
+	bottomSum, topSum, err := results.Digests(r.Bottom.Path, r.Top.Path) // rows are keyed by the files' contents
+	if err != nil {
+		return nil, err
+	}
 	lsN := 0
 	if cfg.Init == InitLeastSquares {
 		lsN = lsFit.Dataset().N
@@ -177,18 +182,18 @@ func (r *Runner) Run() ([]results.Row, error) {
 		row := results.Row{Bottom: r.Bottom.Name, Top: r.Top.Name, Cut: cut, CutIndex: cutIndex(r.Top, cut),
 			Init: cfg.Init, Epochs: cfg.Epochs, Seed: cfg.Seed, LR: cfg.LR, BatchSize: cfg.BatchSize,
 			FitSamples: fitSet.N, LSSamples: lsN, KernelSize: cfg.KernelSize, FrozenBN: cfg.FrozenBN, Data: cfg.Data,
-			Device: cfg.Device.String(), BottomPath: r.Bottom.Path, TopPath: r.Top.Path}
+			Device: cfg.Device.String(), BottomPath: r.Bottom.Path, TopPath: r.Top.Path, BottomSHA256: bottomSum, TopSHA256: topSum}
 		if done, ok := r.Store.Done(row); ok {
 			rows = append(rows, done)
-			r.say("cut %s: already in results, skipped\n", cut)
+			cfg.Progress.Notef("cut %s: already in results, skipped", cut)
 			continue
 		}
 		if !haveAcc {
-			if topAcc, err = evaluate.Accuracy(r.Top.Net.Forward, testTop, r.bar(r.Test.N, "top model accuracy")); err != nil {
+			if topAcc, err = evaluate.Accuracy(r.Top.Net.Forward, testTop, cfg.Progress, "top model accuracy"); err != nil {
 				return rows, fmt.Errorf("top model accuracy: %w", err)
 			}
 			if r.Bottom.Net.HasClassifier() {
-				a, err := evaluate.Accuracy(r.Bottom.Net.Forward, testBottom, r.bar(r.Test.N, "bottom model accuracy"))
+				a, err := evaluate.Accuracy(r.Bottom.Net.Forward, testBottom, cfg.Progress, "bottom model accuracy")
 				if err != nil {
 					return rows, fmt.Errorf("bottom model accuracy: %w", err)
 				}
@@ -215,7 +220,9 @@ func (r *Runner) Run() ([]results.Row, error) {
 }
 
 // stitchCut builds, initialises, fits and scores the stitching layer at one cut.
-func (r *Runner) stitchCut(row *results.Row, cut string, in, out []int64, fit, lsFit, test *data.Loader, tag string) error {
+// With batch statistics it puts the frozen halves' buffers back afterwards; a
+// failed restore is returned with any other error.
+func (r *Runner) stitchCut(row *results.Row, cut string, in, out []int64, fit, lsFit, test *data.Loader, tag string) (err error) {
 	cfg := r.Config
 	if err := torch.ManualSeed(uint64(cfg.Seed)); err != nil {
 		return err
@@ -237,27 +244,27 @@ func (r *Runner) stitchCut(row *results.Row, cut string, in, out []int64, fit, l
 			return err
 		}
 		defer func() {
-			if rerr := restore(); rerr != nil && err == nil {
-				err = rerr
+			if rerr := restore(); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("restoring the frozen halves' batch-norm statistics: %w", rerr))
 			}
 		}()
 	}
 	if cfg.Init == InitLeastSquares {
-		if err := LeastSquaresInit(m, lsFit, r.bar(lsFit.Dataset().N, tag+" "+cut+" least squares")); err != nil {
+		if err := LeastSquaresInit(m, lsFit, cfg.Progress, tag+" "+cut+" least squares"); err != nil {
 			return err
 		}
 		m.SetFitting(false)
-		acc, err := evaluate.Accuracy(m.Forward, test, r.bar(r.Test.N, tag+" "+cut+" direct match"))
+		acc, err := evaluate.Accuracy(m.Forward, test, cfg.Progress, tag+" "+cut+" direct match")
 		if err != nil {
 			return err
 		}
 		row.DirectAcc = &acc
 	}
-	if err := Fit(m, fit, FitConfig{Epochs: cfg.Epochs, LR: cfg.LR}, r.bar(fit.Len()*cfg.Epochs*fit.Config().BatchSize, tag+" "+cut+" fit")); err != nil {
+	if err := Fit(m, fit, FitConfig{Epochs: cfg.Epochs, LR: cfg.LR}, cfg.Progress, tag+" "+cut+" fit"); err != nil {
 		return err
 	}
 	m.SetFitting(false)
-	if row.StitchedAcc, err = evaluate.Accuracy(m.Forward, test, r.bar(r.Test.N, tag+" "+cut+" test")); err != nil {
+	if row.StitchedAcc, err = evaluate.Accuracy(m.Forward, test, cfg.Progress, tag+" "+cut+" test"); err != nil {
 		return err
 	}
 	row.Penalty = row.TopAcc - row.StitchedAcc
@@ -277,29 +284,33 @@ func (r *Runner) cka(cut string, test *data.Loader) (float64, error) {
 	var xs, ys []*torch.Tensor
 	defer func() { torch.FreeAll(xs...); torch.FreeAll(ys...) }()
 	n := 0
-	var ferr error
-	torch.NoGrad(func() {
+	err := torch.NoGrad(func() error {
 		for b, err := range test.Batches(0) {
 			if err != nil {
-				ferr = err
-				return
+				return err
 			}
 			x := b.X
-			if take := r.Config.CKASamples - n; int64(take) < x.Size(0) {
-				x = x.Narrow(0, 0, int64(take))
+			size, err := x.Size(0)
+			if err != nil {
+				b.Close()
+				return err
+			}
+			if take := int64(r.Config.CKASamples - n); take < size {
+				x, size = x.Narrow(0, 0, take), take
 			}
 			bx := b.Scope.Keep(r.Bottom.Net.ForwardTo(x, cut).Flatten(1, -1))
 			ty := b.Scope.Keep(r.Top.Net.ForwardTo(x, cut).Flatten(1, -1))
-			n += int(x.Size(0))
+			n += int(size)
 			b.Close()
 			xs, ys = append(xs, bx), append(ys, ty)
-			if ferr = torch.FirstError(bx, ty); ferr != nil || n >= r.Config.CKASamples {
-				return
+			if err := torch.FirstError(bx, ty); err != nil || n >= r.Config.CKASamples {
+				return err
 			}
 		}
+		return nil
 	})
-	if ferr != nil {
-		return 0, ferr
+	if err != nil {
+		return 0, err
 	}
 	if len(xs) == 0 {
 		return 0, fmt.Errorf("cka: no test samples")
@@ -312,24 +323,6 @@ func (r *Runner) cka(cut string, test *data.Loader) (float64, error) {
 func (r *Runner) loader(ds *datasets.Dataset, norm [2][]float64, shuffle bool) (*data.Loader, error) {
 	return data.NewLoader(ds, data.Config{BatchSize: r.Config.BatchSize, Shuffle: shuffle, Seed: r.Config.Seed,
 		DropLast: shuffle && ds.N > r.Config.BatchSize, Device: r.Config.Device, Mean: norm[0], Std: norm[1]})
-}
-
-func (r *Runner) say(format string, args ...any) {
-	if r.Config.Progress != nil {
-		fmt.Fprintf(r.Config.Progress, format, args...)
-	}
-}
-
-// bar returns a progress callback drawing a bar of total samples, or nil when quiet.
-func (r *Runner) bar(total int, what string) evaluate.Progress {
-	if r.Config.Progress == nil {
-		return nil
-	}
-	b := progressbar.NewOptions(total, progressbar.OptionSetWriter(r.Config.Progress),
-		progressbar.OptionSetDescription(what), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
-		progressbar.OptionSetItsString("img"), progressbar.OptionThrottle(200*time.Millisecond),
-		progressbar.OptionClearOnFinish(), progressbar.OptionSetWidth(30))
-	return func(n int) { _ = b.Add(n) }
 }
 
 // normOf returns the input normalisation a model was trained with, or the data set's.
@@ -376,15 +369,15 @@ func snapshotBuffers(ms ...nn.Module) (func() error, error) {
 		}
 	}
 	return func() error {
-		var err error
-		torch.NoGrad(func() {
+		return torch.NoGrad(func() error {
+			var err error
 			for _, s := range all {
 				if e := s.dst.CopyFrom(s.copy); e != nil && err == nil {
 					err = e
 				}
 				s.copy.Free()
 			}
+			return err
 		})
-		return err
 	}, nil
 }

@@ -2,6 +2,7 @@ package stitch
 
 import (
 	"encoding/json"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 
 	"modelstitch/experiments/models"
 	"modelstitch/experiments/results"
+	"modelstitch/experiments/splits"
 	"modelstitch/experiments/train"
 	"modelstitch/torch"
 	"modelstitch/torch/nn"
@@ -24,9 +26,13 @@ var (
 )
 
 // trained returns a small ResNet-18 trained on a real Fashion-MNIST subset,
-// made once per test run.
+// made once per test run. With -short it skips the test: training takes
+// minutes on a loaded CPU.
 func trained(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: needs a ResNet trained on Fashion-MNIST (minutes)")
+	}
 	if _, err := os.Stat("/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz"); err != nil {
 		t.Skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
 	}
@@ -37,7 +43,7 @@ func trained(t *testing.T) string {
 			return
 		}
 		cfg := train.Defaults()
-		cfg.Data = train.DataConfig{Name: "fashion-mnist", TrainSamples: 2000, TestSamples: 500, Seed: 1}
+		cfg.Data = splits.Config{Name: "fashion-mnist", TrainSamples: 2000, TestSamples: 500, Seed: 1}
 		cfg.Epochs, cfg.BatchSize, cfg.Seed, cfg.Progress = 2, 32, 1, nil
 		cfg.Out = filepath.Join(dir, "sup.pt")
 		_, trainedErr = train.Supervised(cfg)
@@ -49,8 +55,8 @@ func trained(t *testing.T) string {
 	return trainedPath
 }
 
-func splits(t *testing.T) (*datasets.Dataset, *datasets.Dataset) {
-	tr, te, err := train.LoadSplits(train.DataConfig{Name: "fashion-mnist", TestSamples: 500, Seed: 1})
+func fashionSplits(t *testing.T) (*datasets.Dataset, *datasets.Dataset) {
+	tr, te, err := splits.Load(splits.Config{Name: "fashion-mnist", TestSamples: 500, Seed: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +80,7 @@ func quickConfig(cuts string) Config {
 
 func TestSelfStitchHasNoPenalty(t *testing.T) {
 	path := trained(t)
-	tr, te := splits(t)
+	tr, te := fashionSplits(t)
 	store, err := results.Open("")
 	if err != nil {
 		t.Fatal(err)
@@ -110,7 +116,7 @@ func TestSelfStitchHasNoPenalty(t *testing.T) {
 
 func TestRandomBottomPenaltyGrowsWithDepth(t *testing.T) {
 	path := trained(t)
-	tr, te := splits(t)
+	tr, te := fashionSplits(t)
 	top := load(t, path)
 	bottom, err := models.NewRandom(top.Meta, 7, torch.CPU)
 	if err != nil {
@@ -140,7 +146,7 @@ func TestRandomBottomPenaltyGrowsWithDepth(t *testing.T) {
 
 func TestResultsResumeAndFields(t *testing.T) {
 	path := trained(t)
-	tr, te := splits(t)
+	tr, te := fashionSplits(t)
 	out := filepath.Join(t.TempDir(), "r.jsonl")
 	run := func(cuts string) []results.Row {
 		store, err := results.Open(out)
@@ -179,7 +185,7 @@ func TestResultsResumeAndFields(t *testing.T) {
 
 func TestBadInputs(t *testing.T) {
 	path := trained(t)
-	tr, te := splits(t)
+	tr, te := fashionSplits(t)
 	store, _ := results.Open("")
 	bad := quickConfig("layer9.9")
 	r := &Runner{Bottom: load(t, path), Top: load(t, path), Train: tr, Test: te, Config: bad, Store: store}
@@ -211,7 +217,10 @@ func TestStitchLayerShapesAndTrainableParams(t *testing.T) {
 	}
 	defer nn.Free(l)
 	want := map[string][]int64{"0.weight": {64}, "1.weight": {32, 64, 3, 3}, "1.bias": {32}, "2.weight": {32}}
-	got := nn.Shapes(l)
+	got, err := nn.Shapes(l)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for k, s := range want {
 		if len(got[k]) != len(s) {
 			t.Errorf("%s: %v want %v", k, got[k], s)
@@ -219,16 +228,16 @@ func TestStitchLayerShapesAndTrainableParams(t *testing.T) {
 	}
 	x := torch.Randn([]int64{4, 64, 7, 7})
 	y := l.Forward(x)
-	if s := y.Shape(); y.Err() != nil || s[1] != 32 || s[2] != 7 {
-		t.Errorf("forward: %v %v", s, y.Err())
+	if s, err := y.Shape(); err != nil || s[1] != 32 || s[2] != 7 {
+		t.Errorf("forward: %v %v", s, err)
 	}
 	lin, err := NewLayer([]int64{128}, []int64{64}, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nn.Free(lin)
-	if s := lin.Forward(torch.Randn([]int64{4, 128})).Shape(); s[1] != 64 {
-		t.Errorf("linear stitch: %v", s)
+	if s, err := lin.Forward(torch.Randn([]int64{4, 128})).Shape(); err != nil || s[1] != 64 {
+		t.Errorf("linear stitch: %v %v", s, err)
 	}
 }
 
@@ -255,11 +264,16 @@ func TestLinearCKA(t *testing.T) {
 	if !(other < mixed && mixed < 1) {
 		t.Errorf("CKA ordering: independent %.3f, linear map %.3f", other, mixed)
 	}
+	// A failed activation reports its own error, not a sample count.
+	bad := torch.Zeros([]int64{-1})
+	if _, err := LinearCKA(bad, x); err == nil || !errors.Is(err, bad.Err()) {
+		t.Errorf("CKA of an error tensor: %v, want the tensor's error %v", err, bad.Err())
+	}
 }
 
 func TestWideBottomIntoThinTop(t *testing.T) {
 	path := trained(t)
-	tr, te := splits(t)
+	tr, te := fashionSplits(t)
 	top := load(t, path)
 	wide := top.Meta
 	wide.Width = 0.5

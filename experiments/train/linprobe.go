@@ -1,13 +1,13 @@
 package train
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"math"
 	"math/rand/v2"
 	"slices"
 
+	"modelstitch/experiments/invalid"
+	"modelstitch/experiments/progress"
 	"modelstitch/torch"
 )
 
@@ -30,8 +30,9 @@ type LinearProbeConfig struct {
 	Tol float64
 	// Seed draws the held-out part.
 	Seed int64
-	// Progress receives one line per fit (nil: silent).
-	Progress io.Writer
+	// Progress receives a "linear probe" stage counting the fits (one per
+	// candidate weight decay, then the final one) and a note per fit (nil: none).
+	Progress progress.Func
 }
 
 // DefaultWeightDecays are the candidate weight decays of a linear probe: every
@@ -80,8 +81,16 @@ func FitLinearProbe(x, y *torch.Tensor, classes int, cfg LinearProbeConfig) (*Li
 	if err := torch.FirstError(x, y); err != nil {
 		return nil, err
 	}
-	if x.Dim() != 2 || y.Dim() != 1 || x.Size(0) != y.Size(0) {
-		return nil, fmt.Errorf("linear probe: want features [N, d] and labels [N], got %v and %v", x.Shape(), y.Shape())
+	xs0, err := x.Shape()
+	if err != nil {
+		return nil, fmt.Errorf("linear probe: features: %w", err)
+	}
+	ys0, err := y.Shape()
+	if err != nil {
+		return nil, fmt.Errorf("linear probe: labels: %w", err)
+	}
+	if len(xs0) != 2 || len(ys0) != 1 || xs0[0] != ys0[0] {
+		return nil, fmt.Errorf("linear probe: want features [N, d] and labels [N], got %v and %v", xs0, ys0)
 	}
 	if classes < 2 {
 		return nil, fmt.Errorf("linear probe: need at least 2 classes, got %d", classes)
@@ -90,18 +99,18 @@ func FitLinearProbe(x, y *torch.Tensor, classes int, cfg LinearProbeConfig) (*Li
 		cfg.WeightDecays = DefaultWeightDecays()
 	}
 	if len(cfg.WeightDecays) == 0 {
-		return nil, errors.New("linear probe: no candidate weight decays")
+		return nil, fmt.Errorf("linear probe: %w", invalid.Errorf("weight decays", "is empty: give at least one candidate"))
 	}
 	for _, l := range cfg.WeightDecays {
 		if !(l >= 0) || math.IsInf(l, 0) {
-			return nil, fmt.Errorf("linear probe: weight decay must be finite and ≥ 0, got %g", l)
+			return nil, fmt.Errorf("linear probe: %w", invalid.Errorf("weight decays", "must be finite and ≥ 0, got %g", l))
 		}
 	}
 	if cfg.HoldOut == 0 {
 		cfg.HoldOut = 0.1
 	}
 	if !(cfg.HoldOut > 0 && cfg.HoldOut < 1) {
-		return nil, fmt.Errorf("linear probe: held-out fraction must be in (0, 1), got %g", cfg.HoldOut)
+		return nil, fmt.Errorf("linear probe: %w", invalid.Errorf("holdout", "must be in (0, 1), got %g", cfg.HoldOut))
 	}
 	if cfg.MaxIter == 0 {
 		cfg.MaxIter = 500
@@ -109,8 +118,11 @@ func FitLinearProbe(x, y *torch.Tensor, classes int, cfg LinearProbeConfig) (*Li
 	if cfg.Tol == 0 {
 		cfg.Tol = 1e-4
 	}
-	if cfg.MaxIter < 1 || !(cfg.Tol > 0) {
-		return nil, fmt.Errorf("linear probe: want MaxIter ≥ 1 and Tol > 0, got %d and %g", cfg.MaxIter, cfg.Tol)
+	if cfg.MaxIter < 1 {
+		return nil, fmt.Errorf("linear probe: %w", invalid.Errorf("max iter", "must be at least 1, got %d", cfg.MaxIter))
+	}
+	if !(cfg.Tol > 0) {
+		return nil, fmt.Errorf("linear probe: %w", invalid.Errorf("tol", "must be positive, got %g", cfg.Tol))
 	}
 	labels, err := y.ToDeviceDType(torch.CPU, torch.Int64).Int64s()
 	if err != nil {
@@ -131,7 +143,7 @@ func FitLinearProbe(x, y *torch.Tensor, classes int, cfg LinearProbeConfig) (*Li
 	if err := torch.FirstError(xs); err != nil {
 		return nil, fmt.Errorf("linear probe: standardising features: %w", err)
 	}
-	p := &LinearProbe{Classes: classes, Dim: int(x.Size(1))}
+	p := &LinearProbe{Classes: classes, Dim: int(xs0[1])}
 	if p.Mean, err = mu.Float64s(); err == nil {
 		p.Std, err = sigma.Float64s()
 	}
@@ -144,6 +156,12 @@ func FitLinearProbe(x, y *torch.Tensor, classes int, cfg LinearProbeConfig) (*Li
 	slices.Sort(decays)
 	slices.Reverse(decays) // strongest first: each fit warm-starts the next, weaker one
 	p.WeightDecay = decays[0]
+	fits := 1
+	if len(decays) > 1 {
+		fits += len(decays)
+	}
+	stage := cfg.Progress.Start("linear probe", "fits", fits)
+	defer stage.End()
 	if len(decays) > 1 {
 		fitRows, heldRows := holdOut(labels, classes, cfg.HoldOut, cfg.Seed)
 		if len(fitRows) == 0 || len(heldRows) == 0 {
@@ -169,7 +187,9 @@ func FitLinearProbe(x, y *torch.Tensor, classes int, cfg LinearProbeConfig) (*Li
 			if err != nil {
 				return nil, fmt.Errorf("linear probe: %w", err)
 			}
-			say(cfg.Progress, "linear probe: weight decay %.3g: held-out accuracy %.2f%% (%d L-BFGS iterations)\n", l, acc, it)
+			stage.SetDetail("weight decay %.3g: held-out %.2f%%", l, acc)
+			stage.Add(1)
+			cfg.Progress.Notef("linear probe: weight decay %.3g: held-out accuracy %.2f%% (%d L-BFGS iterations)", l, acc, it)
 			p.Scores = append(p.Scores, DecayScore{WeightDecay: l, Accuracy: acc, Iters: it})
 			if acc > best { // ties keep the stronger decay
 				best, bestTheta, p.WeightDecay = acc, th, l
@@ -194,7 +214,10 @@ func FitLinearProbe(x, y *torch.Tensor, classes int, cfg LinearProbeConfig) (*Li
 		return nil, fmt.Errorf("linear probe: %w", err)
 	}
 	p.W, p.B = theta[:classes*p.Dim], theta[classes*p.Dim:]
-	say(cfg.Progress, "linear probe: weight decay %.3g chosen; fit on all %d training rows: train accuracy %.2f%% (%d iterations, converged %v)\n",
+	stage.SetDetail("weight decay %.3g: train %.2f%%", p.WeightDecay, p.TrainAccuracy)
+	stage.Add(1)
+	stage.End()
+	cfg.Progress.Notef("linear probe: weight decay %.3g chosen; fit on all %d training rows: train accuracy %.2f%% (%d iterations, converged %v)",
 		p.WeightDecay, len(labels), p.TrainAccuracy, p.Iters, p.Converged)
 	return p, nil
 }
@@ -223,8 +246,16 @@ func (p *LinearProbe) Accuracy(x, y *torch.Tensor) (float64, error) {
 	if err := torch.FirstError(x, y); err != nil {
 		return 0, err
 	}
-	if x.Dim() != 2 || x.Size(1) != int64(p.Dim) || y.Dim() != 1 || y.Size(0) != x.Size(0) {
-		return 0, fmt.Errorf("linear probe: want features [N, %d] and labels [N], got %v and %v", p.Dim, x.Shape(), y.Shape())
+	xs, err := x.Shape()
+	if err != nil {
+		return 0, fmt.Errorf("linear probe: features: %w", err)
+	}
+	ys, err := y.Shape()
+	if err != nil {
+		return 0, fmt.Errorf("linear probe: labels: %w", err)
+	}
+	if len(xs) != 2 || xs[1] != int64(p.Dim) || len(ys) != 1 || ys[0] != xs[0] {
+		return 0, fmt.Errorf("linear probe: want features [N, %d] and labels [N], got %v and %v", p.Dim, xs, ys)
 	}
 	s := torch.NewScope()
 	defer s.Close()
@@ -267,16 +298,22 @@ type softmaxProblem struct {
 func newSoftmaxProblem(s *torch.Scope, xs *torch.Tensor, labels []int64, rows []int, classes int) (*softmaxProblem, error) {
 	idx := make([]int64, len(rows))
 	ys := make([]int64, len(rows))
+	ohs := make([]float64, len(rows)*classes)
 	for i, r := range rows {
 		idx[i], ys[i] = int64(r), labels[r]
+		ohs[i*classes+int(labels[r])] = 1
 	}
 	x := xs.IndexSelect(0, s.Track(torch.FromSlice(idx))).Contiguous()
 	y := s.Track(torch.FromSlice(ys))
-	oh := torch.OneHot(y, int64(classes)).To(torch.Float64)
+	oh := s.Track(torch.FromSlice(ohs, int64(len(rows)), int64(classes)))
 	if err := torch.FirstError(x, y, oh); err != nil {
 		return nil, err
 	}
-	return &softmaxProblem{x: x, onehot: oh, y: y, n: len(rows), d: int(xs.Size(1)), c: classes}, nil
+	d, err := xs.Size(1)
+	if err != nil {
+		return nil, err
+	}
+	return &softmaxProblem{x: x, onehot: oh, y: y, n: len(rows), d: int(d), c: classes}, nil
 }
 
 // loss returns mean cross-entropy + λ/2·‖W‖² at theta = (W row-major, B) and its gradient.
@@ -286,7 +323,7 @@ func (p *softmaxProblem) loss(theta []float64, lambda float64) (float64, []float
 	nw := p.c * p.d
 	w := s.Track(torch.FromSlice(theta[:nw], int64(p.c), int64(p.d)))
 	b := s.Track(torch.FromSlice(theta[nw:], int64(p.c)))
-	logp := torch.LogSoftmax(torch.AddMm(b, p.x, w.T()), 1)
+	logp := torch.LogSoftmax(p.x.Mm(w.T()).Add(b), 1)
 	s.Track(logp)
 	ce := logp.Mul(p.onehot).Sum()
 	g := logp.Exp().Sub(p.onehot).DivScalar(float64(p.n)) // dCE/dlogits

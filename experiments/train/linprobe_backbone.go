@@ -62,7 +62,7 @@ func ProbeBackboneLBFGS(backbone *models.Model, train, test *datasets.Dataset, c
 	if err != nil {
 		return nil, nil, fmt.Errorf("probe: %w", err)
 	}
-	say(cfg.Progress, "linear probe on %s: test accuracy %.2f%% (%d training, %d test images)\n", backbone.Name, res.Accuracy, train.N, test.N)
+	cfg.Progress.Notef("linear probe on %s: test accuracy %.2f%% (%d training, %d test images)", backbone.Name, res.Accuracy, train.N, test.N)
 
 	w, b := res.Probe.Folded()
 	defer torch.FreeAll(w, b)
@@ -121,7 +121,7 @@ func ProbePixels(train, test *datasets.Dataset, cfg LinearProbeConfig) (*LinearP
 	if err != nil {
 		return nil, fmt.Errorf("probe: %w", err)
 	}
-	say(cfg.Progress, "linear probe on raw pixels: test accuracy %.2f%% (%d training, %d test images)\n", res.Accuracy, train.N, test.N)
+	cfg.Progress.Notef("linear probe on raw pixels: test accuracy %.2f%% (%d training, %d test images)", res.Accuracy, train.N, test.N)
 	return res, nil
 }
 
@@ -163,7 +163,11 @@ func probeFeatures(trainX, trainY, testX, testY *torch.Tensor, classes int, cfg 
 	if err != nil {
 		return nil, fmt.Errorf("test accuracy: %w", err)
 	}
-	return &LinearProbeResult{Accuracy: acc, TestSamples: int(testX.Size(0)), Probe: p}, nil
+	n, err := testX.Size(0)
+	if err != nil {
+		return nil, fmt.Errorf("test features: %w", err)
+	}
+	return &LinearProbeResult{Accuracy: acc, TestSamples: int(n), Probe: p}, nil
 }
 
 // WriteDecayScores prints the held-out accuracy of every candidate weight decay.

@@ -27,7 +27,14 @@ func NTXent(z1, z2 *torch.Tensor, temperature float64) *torch.Tensor {
 	if !(temperature > 0) || math.IsInf(temperature, 0) {
 		return torch.ErrTensor(fmt.Errorf("nt-xent: temperature must be a positive number, got %v", temperature))
 	}
-	s1, s2 := z1.Shape(), z2.Shape()
+	s1, err := z1.Shape()
+	if err != nil {
+		return torch.ErrTensor(err)
+	}
+	s2, err := z2.Shape()
+	if err != nil {
+		return torch.ErrTensor(err)
+	}
 	if len(s1) != 2 || len(s2) != 2 || s1[0] != s2[0] || s1[1] != s2[1] {
 		return torch.ErrTensor(fmt.Errorf("nt-xent: want two [N, d] projections of the same shape, got %v and %v", s1, s2))
 	}

@@ -50,6 +50,9 @@ for k, (n, d, t, scale) in enumerate([(8, 16, 0.5, 1.0), (5, 3, 0.1, 3.0), (16, 
 // TestNTXentMatchesPyTorch checks the loss and its gradients with respect to
 // both views' projections against a PyTorch implementation, to 1e-5.
 func TestNTXentMatchesPyTorch(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: PyTorch reference test (starts Python)")
+	}
 	refs := reftest.Run(t, ntxentScript)
 	cases := refs.Names("")
 	if len(cases) == 0 {
@@ -67,7 +70,11 @@ func TestNTXentMatchesPyTorch(t *testing.T) {
 			t.Fatal(err)
 		}
 		temp := refs.Float(t, name("t"))
-		what := fmt.Sprintf("N=%d d=%d τ=%g", z1.Size(0), z1.Size(1), temp)
+		zs, err := z1.Shape()
+		if err != nil {
+			t.Fatal(err)
+		}
+		what := fmt.Sprintf("N=%d d=%d τ=%g", zs[0], zs[1], temp)
 		loss := NTXent(z1, z2, temp)
 		if err := loss.Backward(); err != nil {
 			t.Fatalf("%s: %v", what, err)

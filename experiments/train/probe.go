@@ -3,13 +3,14 @@ package train
 import (
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"os"
 	"strings"
 
 	"modelstitch/experiments/evaluate"
+	"modelstitch/experiments/invalid"
+	"modelstitch/experiments/loop"
 	"modelstitch/experiments/models"
+	"modelstitch/experiments/progress"
 	"modelstitch/torch"
 	"modelstitch/torch/nn"
 	"modelstitch/torch/optim"
@@ -30,14 +31,14 @@ type ProbeConfig struct {
 	WeightDecay float64
 	Seed        int64
 	Device      torch.Device
-	// Progress receives progress bars and messages (nil: silent).
-	Progress io.Writer
+	// Progress receives progress events (nil: none).
+	Progress progress.Func
 }
 
 // ProbeDefaults returns the default probe: 30 epochs of Adam, LR 1e-2 with
 // cosine decay, batch 256, no weight decay.
 func ProbeDefaults() ProbeConfig {
-	return ProbeConfig{Epochs: 30, BatchSize: 256, LR: 1e-2, Device: torch.CPU, Progress: os.Stderr}
+	return ProbeConfig{Epochs: 30, BatchSize: 256, LR: 1e-2, Device: torch.CPU}
 }
 
 // Probe fits a linear probe on backbone's frozen features and returns the
@@ -63,16 +64,16 @@ func Probe(backbone *models.Model, train, test *datasets.Dataset, cfg ProbeConfi
 		return nil, 0, errors.New("probe: need a training and a test split")
 	}
 	if cfg.Epochs < 1 {
-		return nil, 0, fmt.Errorf("probe: epochs must be at least 1, got %d", cfg.Epochs)
+		return nil, 0, fmt.Errorf("probe: %w", invalid.Errorf("probe epochs", "must be at least 1, got %d", cfg.Epochs))
 	}
 	if cfg.BatchSize < 1 {
-		return nil, 0, fmt.Errorf("probe: batch size must be at least 1, got %d", cfg.BatchSize)
+		return nil, 0, fmt.Errorf("probe: %w", invalid.Errorf("batch size", "must be at least 1, got %d", cfg.BatchSize))
 	}
 	if !(cfg.LR > 0) {
-		return nil, 0, fmt.Errorf("probe: learning rate must be positive, got %g", cfg.LR)
+		return nil, 0, fmt.Errorf("probe: %w", invalid.Errorf("learning rate", "must be positive, got %g", cfg.LR))
 	}
 	if cfg.WeightDecay < 0 {
-		return nil, 0, fmt.Errorf("probe: weight decay must be ≥ 0, got %g", cfg.WeightDecay)
+		return nil, 0, fmt.Errorf("probe: %w", invalid.Errorf("weight decay", "must be ≥ 0, got %g", cfg.WeightDecay))
 	}
 	if train.Classes < 1 || test.Classes != train.Classes {
 		return nil, 0, fmt.Errorf("probe: training split has %d classes, test split %d", train.Classes, test.Classes)
@@ -102,13 +103,14 @@ func Probe(backbone *models.Model, train, test *datasets.Dataset, cfg ProbeConfi
 
 	// Standardise with the training features' statistics.
 	var mu, sigma, xs *torch.Tensor
-	torch.NoGrad(func() {
+	err = torch.NoGrad(func() error {
 		mu = trainX.MeanDims([]int64{0}, true)
 		sigma = trainX.Var([]int64{0}, false, true).AddScalar(1e-5).Sqrt()
 		xs = trainX.Sub(mu).Div(sigma)
+		return torch.FirstError(mu, sigma, xs)
 	})
 	defer torch.FreeAll(mu, sigma, xs)
-	if err := torch.FirstError(mu, sigma, xs); err != nil {
+	if err != nil {
 		return nil, 0, fmt.Errorf("probe: standardising features: %w", err)
 	}
 
@@ -127,16 +129,17 @@ func Probe(backbone *models.Model, train, test *datasets.Dataset, cfg ProbeConfi
 
 	// Fold the standardisation in: W(x−μ)/σ + b = (W/σ)x + (b − (W/σ)μ).
 	var w, b *torch.Tensor
-	torch.NoGrad(func() {
+	_ = torch.NoGrad(func() error { // w and b carry any error to linearAccuracy
 		w = fc.Weight.Div(sigma)
 		b = fc.Bias.Sub(w.Mm(mu.T()).Flatten(0, -1))
+		return nil
 	})
 	defer torch.FreeAll(w, b)
 	acc, err := linearAccuracy(testX, testY, w, b)
 	if err != nil {
 		return nil, 0, fmt.Errorf("probe: test accuracy: %w", err)
 	}
-	say(cfg.Progress, "linear probe on %s: test accuracy %.2f%% (%d training, %d test images)\n", backbone.Name, acc, train.N, test.N)
+	cfg.Progress.Notef("linear probe on %s: test accuracy %.2f%% (%d training, %d test images)", backbone.Name, acc, train.N, test.N)
 
 	out, err := probeModel(backbone, w, b, cfg.Device)
 	if err != nil {
@@ -164,7 +167,7 @@ func Probe(backbone *models.Model, train, test *datasets.Dataset, cfg ProbeConfi
 // every image of ds, in order, computed by net in eval mode without
 // gradients or augmentation, with inputs normalised by mean and std (the
 // data set's own when nil). The tensors live on dev and belong to the caller.
-func Features(net *vision.ResNet, ds *datasets.Dataset, mean, std []float64, batch int, dev torch.Device, progress io.Writer) (x, y *torch.Tensor, err error) {
+func Features(net *vision.ResNet, ds *datasets.Dataset, mean, std []float64, batch int, dev torch.Device, report progress.Func) (x, y *torch.Tensor, err error) {
 	if batch < 1 {
 		batch = 256
 	}
@@ -173,39 +176,30 @@ func Features(net *vision.ResNet, ds *datasets.Dataset, mean, std []float64, bat
 		return nil, nil, err
 	}
 	nn.Eval(net)
-	bar := newBar(progress, loader.Len(), fmt.Sprintf("features (%s)", ds.Split))
+	bar := report.Start(fmt.Sprintf("features (%s)", ds.Split), "batches", loader.Len())
 	var xs, ys []*torch.Tensor
 	defer func() {
 		torch.FreeAll(xs...)
 		torch.FreeAll(ys...)
 	}()
-	torch.NoGrad(func() {
-		for b, berr := range loader.Batches(0) {
-			if berr != nil {
-				err = berr
-				return
+	err = torch.NoGrad(func() error {
+		for b, err := range loader.Batches(0) {
+			if err != nil {
+				return err
 			}
 			f := net.ForwardTo(b.X, "pool")
-			if ferr := f.Err(); ferr != nil {
+			if err := f.Err(); err != nil {
 				b.Close()
-				err = ferr
-				return
+				return err
 			}
 			xs = append(xs, b.Scope.Keep(f))
 			ys = append(ys, b.Scope.Keep(b.Y))
 			b.Close()
-			if bar != nil {
-				_ = bar.Add(1)
-			}
+			bar.Add(1)
 		}
-		if err == nil {
-			x, y = torch.Cat(xs, 0), torch.Cat(ys, 0)
-		}
+		x, y = torch.Cat(xs, 0), torch.Cat(ys, 0)
+		return nil
 	})
-	if bar != nil {
-		_ = bar.Finish()
-		fmt.Fprintln(progress)
-	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -213,13 +207,18 @@ func Features(net *vision.ResNet, ds *datasets.Dataset, mean, std []float64, bat
 		torch.FreeAll(x, y)
 		return nil, nil, err
 	}
+	bar.End()
 	return x, y, nil
 }
 
 // fitLinear trains fc on the cached features x [N, d] and labels y [N] with
 // Adam and cosine decay, shuffling every epoch.
 func fitLinear(fc *nn.Linear, x, y *torch.Tensor, cfg ProbeConfig) error {
-	n := int(x.Size(0))
+	n64, err := x.Size(0)
+	if err != nil {
+		return err
+	}
+	n := int(n64)
 	if n < 1 {
 		return errors.New("no training images")
 	}
@@ -238,59 +237,47 @@ func fitLinear(fc *nn.Linear, x, y *torch.Tensor, cfg ProbeConfig) error {
 	for i := range order {
 		order[i] = int64(i)
 	}
-	bar := newBar(cfg.Progress, cfg.Epochs, "linear probe")
-	for epoch := 0; epoch < cfg.Epochs; epoch++ {
+	_, err = loop.Train(loop.Run{Epochs: cfg.Epochs, StepsPerEpoch: steps, Optimizer: opt, Schedule: sched,
+		Stage: "linear probe", OneStage: true, Progress: cfg.Progress,
+	}, func(epoch int, step func(loop.Batch) error) error {
 		rng.Shuffle(n, func(i, j int) { order[i], order[j] = order[j], order[i] })
-		var lossSum float64
-		var correct int64
 		for k := 0; k < steps; k++ {
 			lo, hi := k*cfg.BatchSize, min((k+1)*cfg.BatchSize, n)
 			s := torch.NewScope()
 			idx := s.Track(torch.FromSlice(order[lo:hi])).ToDevice(cfg.Device)
 			xb, yb := x.IndexSelect(0, idx), y.IndexSelect(0, idx)
 			logits := fc.Forward(xb)
-			l, err := optimize(torch.CrossEntropy(logits, yb, 0, torch.ReduceMean), opt, sched)
-			var c int64
-			if err == nil {
-				c, err = evaluate.Correct(logits, yb)
-			}
+			err := step(loop.Batch{Loss: torch.CrossEntropy(logits, yb, 0, torch.ReduceMean), N: hi - lo, Logits: logits, Labels: yb})
 			s.Close()
 			if err != nil {
-				return fmt.Errorf("epoch %d: %w", epoch+1, err)
+				return err
 			}
-			lossSum += l * float64(hi-lo)
-			correct += c
 		}
-		if bar != nil {
-			bar.Describe(fmt.Sprintf("linear probe loss %.3f train acc %.1f%%", lossSum/float64(n), 100*float64(correct)/float64(n)))
-			_ = bar.Add(1)
-		}
-	}
-	if bar != nil {
-		_ = bar.Finish()
-		fmt.Fprintln(cfg.Progress)
-	}
-	return nil
+		return nil
+	})
+	return err
 }
 
 // linearAccuracy returns the accuracy (percent) of logits x·wᵀ + b against y.
 func linearAccuracy(x, y, w, b *torch.Tensor) (float64, error) {
-	n := x.Size(0)
+	n, err := x.Size(0)
+	if err != nil {
+		return 0, err
+	}
 	if n < 1 {
 		return 0, errors.New("empty test set")
 	}
 	var c int64
-	var err error
-	torch.NoGrad(func() {
+	err = torch.NoGrad(func() (err error) {
 		s := torch.NewScope()
 		defer s.Close()
-		pred := s.Track(torch.Linear(x, w, b)).Argmax(1, false)
-		c, err = pred.Eq(y).Sum().ItemInt()
+		c, err = evaluate.Correct(s.Track(torch.Linear(x, w, b)), y)
+		return err
 	})
 	if err != nil {
 		return 0, err
 	}
-	return 100 * float64(c) / float64(n), nil
+	return evaluate.Percent(c, n), nil
 }
 
 // probeModel builds a new ResNet with backbone's weights (its fc, if any,
@@ -313,12 +300,20 @@ func probeModel(backbone *models.Model, w, b *torch.Tensor, dev torch.Device) (*
 		nn.Free(net)
 		return nil, err
 	}
-	fc := nn.NewLinear(w.Size(1), w.Size(0), true)
-	var cerr error
-	torch.NoGrad(func() {
-		if cerr = fc.Weight.CopyFrom(w); cerr == nil {
-			cerr = fc.Bias.CopyFrom(b)
+	ws, err := w.Shape()
+	if err == nil && len(ws) != 2 {
+		err = fmt.Errorf("probe weight has shape %v, want [classes, features]", ws)
+	}
+	if err != nil {
+		nn.Free(net)
+		return nil, err
+	}
+	fc := nn.NewLinear(ws[1], ws[0], true)
+	cerr := torch.NoGrad(func() error {
+		if err := fc.Weight.CopyFrom(w); err != nil {
+			return err
 		}
+		return fc.Bias.CopyFrom(b)
 	})
 	if cerr == nil {
 		cerr = net.SetClassifier(fc)

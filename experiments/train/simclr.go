@@ -4,13 +4,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"path/filepath"
-	"time"
 
+	"modelstitch/experiments/invalid"
+	"modelstitch/experiments/loop"
 	"modelstitch/experiments/models"
+	"modelstitch/experiments/progress"
+	"modelstitch/experiments/splits"
 	"modelstitch/torch"
 	"modelstitch/torch/nn"
 	"modelstitch/torch/optim"
@@ -26,7 +28,7 @@ type SimCLRConfig struct {
 	Width float64
 	Stem  string // cifar or imagenet
 	// Data's TrainSamples subsets the images SimCLR trains on (labels unused).
-	Data DataConfig
+	Data splits.Config
 	// Epochs 0 writes the untrained ("random") backbone, probed like a trained one.
 	Epochs    int
 	BatchSize int
@@ -62,8 +64,8 @@ type SimCLRConfig struct {
 	// NoProbe skips the final probe: the checkpoint gets no TestAccuracy and
 	// the result's is 0 (for callers that probe on their own terms).
 	NoProbe bool
-	// Progress receives progress bars and messages (nil: silent).
-	Progress io.Writer
+	// Progress receives progress events (nil: none).
+	Progress progress.Func
 	// OnStep, if set, is called after every optimizer step; an error stops
 	// training (the epochs already written stay, as after an interruption).
 	OnStep func(SimCLRStep) error
@@ -82,9 +84,9 @@ type SimCLRStep struct {
 // CPU: Adam, LR 1e-3 with cosine decay, weight decay 1e-6, batch 256,
 // temperature 0.5, 128-d projections, and the default linear probe.
 func SimCLRDefaults() SimCLRConfig {
-	return SimCLRConfig{Arch: "resnet18", Width: 0.25, Stem: "cifar", Data: DataConfig{Name: "fashion-mnist"},
+	return SimCLRConfig{Arch: "resnet18", Width: 0.25, Stem: "cifar", Data: splits.Config{Name: "fashion-mnist"},
 		Epochs: 5, BatchSize: 256, Optimizer: "adam", LR: 1e-3, Momentum: 0.9, WeightDecay: 1e-6,
-		Temperature: 0.5, ProjectionDim: 128, Device: torch.CPU, Probe: ProbeDefaults(), Progress: os.Stderr}
+		Temperature: 0.5, ProjectionDim: 128, Device: torch.CPU, Probe: ProbeDefaults()}
 }
 
 // HeadPath is where SimCLR keeps the projection head of the backbone written
@@ -114,31 +116,34 @@ type headMeta struct {
 // TestAccuracy (Meta.Note says so).
 func SimCLR(cfg SimCLRConfig) (*Result, error) {
 	if cfg.Out == "" {
-		return nil, errors.New("--out: give the checkpoint file to write")
+		return nil, invalid.Errorf("out", "is empty: give the checkpoint file to write")
 	}
 	if cfg.BatchSize < 2 {
-		return nil, fmt.Errorf("--batch-size must be at least 2 (NT-Xent needs negatives), got %d", cfg.BatchSize)
+		return nil, invalid.Errorf("batch size", "must be at least 2 (NT-Xent needs negatives), got %d", cfg.BatchSize)
 	}
 	if cfg.Epochs < 0 {
-		return nil, fmt.Errorf("--epochs must be ≥ 0, got %d", cfg.Epochs)
+		return nil, invalid.Errorf("epochs", "must be ≥ 0, got %d", cfg.Epochs)
 	}
 	if !(cfg.Temperature > 0) || math.IsInf(cfg.Temperature, 0) {
-		return nil, fmt.Errorf("--temperature must be positive, got %g", cfg.Temperature)
+		return nil, invalid.Errorf("temperature", "must be positive, got %g", cfg.Temperature)
 	}
 	if !(cfg.LR > 0) {
-		return nil, fmt.Errorf("--lr must be positive, got %g", cfg.LR)
+		return nil, invalid.Errorf("learning rate", "must be positive, got %g", cfg.LR)
 	}
 	if cfg.Optimizer != "adam" && cfg.Optimizer != "sgd" {
-		return nil, fmt.Errorf("optimizer must be adam or sgd, got %q", cfg.Optimizer)
+		return nil, invalid.Errorf("optimizer", "must be adam or sgd, got %q", cfg.Optimizer)
 	}
 	if cfg.ProjectionDim == 0 {
 		cfg.ProjectionDim = 128
 	}
 	if cfg.ProjectionDim < 1 {
-		return nil, fmt.Errorf("projection size must be positive, got %d", cfg.ProjectionDim)
+		return nil, invalid.Errorf("projection size", "must be positive, got %d", cfg.ProjectionDim)
 	}
-	if cfg.Data.LabelNoise != 0 || cfg.Data.ObjectsVsAnimals {
-		return nil, errors.New("SimCLR uses no labels: --label-noise and --labels apply to supervised training only")
+	if cfg.Data.LabelNoise != 0 || cfg.Data.ObjectsVsAnimals || cfg.Data.Task != "" {
+		return nil, errors.New("SimCLR uses no labels: label noise and relabelling apply to supervised training only")
+	}
+	if !cfg.NoProbe && cfg.Probe.Epochs < 1 {
+		return nil, invalid.Errorf("probe epochs", "must be at least 1, got %d", cfg.Probe.Epochs)
 	}
 	r, err := newRun(cfg.Arch, cfg.Width, cfg.Stem, cfg.Data, cfg.Device, cfg.Epochs, models.SimCLR, false)
 	if err != nil {
@@ -180,16 +185,6 @@ func SimCLR(cfg SimCLRConfig) (*Result, error) {
 			return nil, fmt.Errorf("projection head %s: %w", n.Name, err)
 		}
 	}
-	res := &Result{Path: cfg.Out}
-	done, err := simclrResumePoint(cfg, meta, net, head)
-	if err != nil {
-		return nil, err
-	}
-	if done > 0 {
-		res.Resumed = done
-		meta.Recipe.EpochsDone = done
-		say(cfg.Progress, "resuming %s after epoch %d of %d\n", cfg.Out, done, cfg.Epochs)
-	}
 	if err := nn.ToDevice(net, cfg.Device); err != nil {
 		return nil, err
 	}
@@ -217,40 +212,61 @@ func SimCLR(cfg SimCLRConfig) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	for i := 0; i < min(res.Resumed, cfg.Epochs)*loader.Len(); i++ {
-		if err := sched.Step(); err != nil {
-			return nil, err
+
+	run := loop.Run{
+		Epochs: cfg.Epochs, StepsPerEpoch: loader.Len(), Optimizer: opt, Schedule: sched,
+		Resume: func() (int, error) {
+			done, err := simclrResumePoint(cfg, meta, net, head)
+			meta.Recipe.EpochsDone = done
+			return done, err
+		},
+		Save: func(done int) error {
+			meta.Recipe.EpochsDone = done
+			return saveSimCLR(cfg.Out, net, head, meta)
+		},
+		What: cfg.Out, LossName: "NT-Xent", Progress: cfg.Progress,
+	}
+	if cfg.OnStep != nil {
+		run.OnStep = func(s loop.Step) error {
+			return cfg.OnStep(SimCLRStep{Epoch: s.Epoch, Step: s.Step, Loss: s.Loss, Backbone: net})
 		}
 	}
-
-	start := time.Now()
-	images := 0
-	for epoch := res.Resumed; epoch < cfg.Epochs; epoch++ {
-		n, err := simclrEpoch(net, head, loader, opt, sched, epoch, cfg)
-		images += n
-		if err != nil {
-			return nil, err
+	lr, err := loop.Train(run, func(epoch int, step func(loop.Batch) error) error {
+		nn.Train(head)
+		for b, err := range loader.Batches(epoch) {
+			if err != nil {
+				return err
+			}
+			nn.Train(net) // OnStep may have evaluated it
+			n := int64(b.Len())
+			// Both views in one batch: batch norm sees all 2N images, as in SimCLR.
+			z := head.Forward(net.Forward(torch.Cat(b.Views, 0)))
+			err = step(loop.Batch{Loss: NTXent(z.Narrow(0, 0, n), z.Narrow(0, n, n), cfg.Temperature), N: int(n)})
+			b.Close()
+			if err != nil {
+				return err
+			}
 		}
-		meta.Recipe.EpochsDone = epoch + 1
-		if err := saveSimCLR(cfg.Out, net, head, meta); err != nil {
-			return nil, err
-		}
+		return nil
+	})
+	res := &Result{Path: cfg.Out, Resumed: lr.Resumed, Seconds: lr.Seconds}
+	if err != nil {
+		return nil, fmt.Errorf("SimCLR: %w", err)
 	}
 	if cfg.Epochs == 0 { // the untrained backbone, probed like a trained one
 		if err := saveSimCLR(cfg.Out, net, head, meta); err != nil {
 			return nil, err
 		}
 	}
-	res.Seconds = time.Since(start).Seconds()
 	if res.Seconds > 0 {
-		res.ImagesPerSec = float64(images) / res.Seconds
+		res.ImagesPerSec = float64(lr.Samples) / res.Seconds
 	}
 
 	if cfg.NoProbe {
 		return res, nil
 	}
 	// Measure the backbone with a linear probe on labelled data.
-	probeTrain, probeTest, err := LoadSplits(DataConfig{Name: cfg.Data.Name, Dir: cfg.Data.Dir, ImageSize: cfg.Data.ImageSize,
+	probeTrain, probeTest, err := splits.Load(splits.Config{Name: cfg.Data.Name, Dir: cfg.Data.Dir, ImageSize: cfg.Data.ImageSize,
 		TrainSamples: cfg.ProbeSamples, Seed: cfg.Seed})
 	if err != nil {
 		return nil, fmt.Errorf("linear probe: %w", err)
@@ -291,48 +307,6 @@ func SimCLR(cfg SimCLRConfig) (*Result, error) {
 		return nil, fmt.Errorf("writing %s: %w", cfg.Out, err)
 	}
 	return res, nil
-}
-
-// simclrEpoch runs one epoch of SimCLR and returns the number of images seen
-// (each as two views).
-func simclrEpoch(net *vision.ResNet, head *nn.Sequential, loader *data.Loader, opt optim.Optimizer, sched *optim.Scheduler, epoch int, cfg SimCLRConfig) (int, error) {
-	nn.Train(head)
-	bar := newBar(cfg.Progress, loader.Len(), fmt.Sprintf("epoch %d/%d", epoch+1, cfg.Epochs))
-	var lossSum float64
-	var seen int64
-	step := epoch * loader.Len()
-	for b, err := range loader.Batches(epoch) {
-		if err != nil {
-			return int(seen), err
-		}
-		nn.Train(net)
-		n := int64(b.Len())
-		// Both views in one batch: batch norm sees all 2N images, as in SimCLR.
-		z := head.Forward(net.Forward(torch.Cat(b.Views, 0)))
-		loss := NTXent(z.Narrow(0, 0, n), z.Narrow(0, n, n), cfg.Temperature)
-		l, err := optimize(loss, opt, sched)
-		b.Close()
-		if err != nil {
-			return int(seen), fmt.Errorf("SimCLR epoch %d: %w", epoch+1, err)
-		}
-		lossSum += l * float64(n)
-		seen += n
-		if bar != nil {
-			bar.Describe(fmt.Sprintf("epoch %d/%d NT-Xent %.3f", epoch+1, cfg.Epochs, lossSum/float64(seen)))
-			_ = bar.Add(1)
-		}
-		if cfg.OnStep != nil {
-			if err := cfg.OnStep(SimCLRStep{Epoch: epoch, Step: step, Loss: l, Backbone: net}); err != nil {
-				return int(seen), err
-			}
-		}
-		step++
-	}
-	if bar != nil {
-		_ = bar.Finish()
-		fmt.Fprintln(cfg.Progress)
-	}
-	return int(seen), nil
 }
 
 // saveSimCLR writes the head, then the backbone (whose EpochsDone marks the
@@ -376,7 +350,7 @@ func simclrResumePoint(cfg SimCLRConfig, want models.Meta, net *vision.ResNet, h
 	}
 	prev, err := models.Load(path, models.LoadOptions{})
 	if err != nil {
-		return 0, fmt.Errorf("%s exists but cannot be resumed (%v); remove it or choose another --out", path, err)
+		return 0, invalid.Errorf("out", "%s exists but cannot be resumed (%v); remove it or choose another file", path, err)
 	}
 	defer prev.Free()
 	r, w := prev.Meta.Recipe, want.Recipe
@@ -384,7 +358,7 @@ func simclrResumePoint(cfg SimCLRConfig, want models.Meta, net *vision.ResNet, h
 		prev.Meta.Stem != want.Stem || prev.Meta.Dataset != want.Dataset || r.Seed != w.Seed || r.Epochs != w.Epochs ||
 		r.LR != w.LR || r.BatchSize != w.BatchSize || r.Optimizer != w.Optimizer || r.TrainSamples != w.TrainSamples ||
 		r.Temperature != w.Temperature {
-		return 0, fmt.Errorf("%s exists and was made by a different recipe; remove it or choose another --out", path)
+		return 0, invalid.Errorf("out", "%s exists and was made by a different recipe; remove it or choose another file", path)
 	}
 	if r.EpochsDone >= w.Epochs && prev.Meta.TestAccuracy != nil {
 		return r.EpochsDone, fmt.Errorf("%s is already finished (linear probe accuracy %.2f%%); remove it to train again", path, *prev.Meta.TestAccuracy)

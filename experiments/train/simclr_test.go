@@ -9,7 +9,9 @@ import (
 	"sync"
 	"testing"
 
+	"modelstitch/experiments/evaluate"
 	"modelstitch/experiments/models"
+	"modelstitch/experiments/splits"
 	"modelstitch/torch"
 	"modelstitch/torch/nn"
 	"modelstitch/torch/vision"
@@ -35,7 +37,7 @@ func fashion(t *testing.T) (train, test *datasets.Dataset) {
 	}
 	fashionOnce.Do(func() {
 		torch.SetNumThreads(2)
-		fashionTr, fashionTe, fashionErr = LoadSplits(DataConfig{Name: "fashion-mnist"})
+		fashionTr, fashionTe, fashionErr = splits.Load(splits.Config{Name: "fashion-mnist"})
 	})
 	if fashionErr != nil {
 		t.Fatal(fashionErr)
@@ -56,7 +58,7 @@ func subset(t *testing.T, ds *datasets.Dataset, n int, seed int64) *datasets.Dat
 // smallSimCLR is a SimCLR run sized for a test on two shared cores.
 func smallSimCLR(out string, n, epochs, batch int) SimCLRConfig {
 	cfg := SimCLRDefaults()
-	cfg.Data = DataConfig{Name: "fashion-mnist", TrainSamples: n, Seed: 1}
+	cfg.Data = splits.Config{Name: "fashion-mnist", TrainSamples: n, Seed: 1}
 	cfg.Epochs, cfg.BatchSize, cfg.Seed, cfg.Out = epochs, batch, 1, out
 	cfg.NoProbe, cfg.Progress = true, nil
 	return cfg
@@ -84,7 +86,7 @@ func smallSimCLR(out string, n, epochs, batch int) SimCLRConfig {
 // built is logged for reference.
 func TestSimCLRLearnsAndBeatsRandomProbe(t *testing.T) {
 	if testing.Short() {
-		t.Skip("trains SimCLR for 48 steps and fits three linear probes")
+		t.Skip("-short: trains SimCLR for 48 steps and fits three linear probes (minutes)")
 	}
 	trainAll, testAll := fashion(t)
 	out := filepath.Join(t.TempDir(), "simclr.pt")
@@ -178,7 +180,7 @@ func TestSimCLRLearnsAndBeatsRandomProbe(t *testing.T) {
 // batch norms' running statistics are gathered as in that run.
 func gatherBNStats(t *testing.T, m *models.Model, cfg SimCLRConfig) {
 	t.Helper()
-	tr, _, err := LoadSplits(cfg.Data)
+	tr, _, err := splits.Load(cfg.Data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,8 +196,7 @@ func gatherBNStats(t *testing.T, m *models.Model, cfg SimCLRConfig) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var ferr error
-			torch.NoGrad(func() { ferr = m.Net.Forward(torch.Cat(b.Views, 0)).Err() })
+			ferr := torch.NoGrad(func() error { return m.Net.Forward(torch.Cat(b.Views, 0)).Err() })
 			b.Close()
 			if ferr != nil {
 				t.Fatal(ferr)
@@ -208,6 +209,9 @@ func gatherBNStats(t *testing.T, m *models.Model, cfg SimCLRConfig) {
 // loaded back with models.Load and evaluated on images, it scores what Probe
 // reported.
 func TestProbeModelRoundTrip(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: trains a SimCLR backbone and a probe")
+	}
 	trainAll, testAll := fashion(t)
 	meta := models.MetaFor(vision.ResNetConfig{Depth: 18, Width: 0.25, Stem: vision.StemCIFAR, InChannels: 1})
 	meta.Dataset, meta.Mean, meta.Std = "fashion-mnist", trainAll.Mean, trainAll.Std
@@ -244,7 +248,7 @@ func TestProbeModelRoundTrip(t *testing.T) {
 	if !back.Net.HasClassifier() || back.Meta.Objective != models.Probe || back.Meta.Backbone != bb.Path {
 		t.Fatalf("loaded probe: classifier %v, meta %+v", back.Net.HasClassifier(), back.Meta)
 	}
-	got, err := Evaluate(back.Net, te, back.Meta.Mean, back.Meta.Std, 128, torch.CPU, nil)
+	got, err := evaluate.TestAccuracy(back.Net, te, back.Meta.Mean, back.Meta.Std, 128, torch.CPU, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,6 +275,9 @@ func TestProbeModelRoundTrip(t *testing.T) {
 // TestSimCLRResume interrupts a run in its second epoch and checks that the
 // next run resumes after the first, and that a finished run is not redone.
 func TestSimCLRResume(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: trains SimCLR twice")
+	}
 	fashion(t)
 	out := filepath.Join(t.TempDir(), "resume.pt")
 	stop := errors.New("interrupted")

@@ -1,9 +1,9 @@
 package train
 
 import (
-	"fmt"
 	"math"
 
+	"modelstitch/experiments/invalid"
 	"modelstitch/torch/vision/data"
 )
 
@@ -37,13 +37,15 @@ func (v SimCLRViews) Transform() (data.Transform, error) {
 	in01 := func(x float64) bool { return x >= 0 && x <= 1 }
 	switch {
 	case !(v.CropMin > 0 && v.CropMin <= 1):
-		return nil, fmt.Errorf("crop scale minimum must be in (0, 1], got %g", v.CropMin)
-	case !(v.Jitter >= 0) || math.IsInf(v.Jitter, 0), !in01(v.JitterP):
-		return nil, fmt.Errorf("jitter %g with probability %g: want jitter ≥ 0 and probability in [0, 1]", v.Jitter, v.JitterP)
+		return nil, invalid.Errorf("crop min", "must be in (0, 1], got %g", v.CropMin)
+	case !(v.Jitter >= 0) || math.IsInf(v.Jitter, 0):
+		return nil, invalid.Errorf("jitter", "must be finite and ≥ 0, got %g", v.Jitter)
+	case !in01(v.JitterP):
+		return nil, invalid.Errorf("jitter probability", "must be in [0, 1], got %g", v.JitterP)
 	case !(v.NoiseStd >= 0) || math.IsInf(v.NoiseStd, 0):
-		return nil, fmt.Errorf("noise std must be finite and ≥ 0, got %g", v.NoiseStd)
+		return nil, invalid.Errorf("noise", "must be finite and ≥ 0, got %g", v.NoiseStd)
 	case !in01(v.EraseP):
-		return nil, fmt.Errorf("erasing probability must be in [0, 1], got %g", v.EraseP)
+		return nil, invalid.Errorf("erase", "must be in [0, 1], got %g", v.EraseP)
 	}
 	var ts []data.Transform
 	if v.CropMin < 1 {

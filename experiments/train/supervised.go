@@ -1,23 +1,20 @@
 package train
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"os"
-	"runtime"
-	"time"
-
-	"github.com/schollz/progressbar/v3"
 
 	"modelstitch/experiments/evaluate"
+	"modelstitch/experiments/invalid"
+	"modelstitch/experiments/loop"
 	"modelstitch/experiments/models"
+	"modelstitch/experiments/progress"
+	"modelstitch/experiments/splits"
 	"modelstitch/torch"
 	"modelstitch/torch/nn"
 	"modelstitch/torch/optim"
 	"modelstitch/torch/vision"
 	"modelstitch/torch/vision/data"
-	"modelstitch/torch/vision/datasets"
 )
 
 // Config is a supervised training run.
@@ -25,7 +22,7 @@ type Config struct {
 	Arch  string // resnet18, resnet34, resnet50, resnet101
 	Width float64
 	Stem  string // cifar or imagenet
-	Data  DataConfig
+	Data  splits.Config
 	// Epochs 0 writes the untrained ("random") model: the paper's baseline.
 	Epochs      int
 	BatchSize   int
@@ -42,16 +39,16 @@ type Config struct {
 	// a checkpoint that a later run with the same recipe resumes (as after an
 	// interruption).
 	StopAfter int
-	// Progress receives progress bars and messages (nil: silent).
-	Progress io.Writer
+	// Progress receives progress events (nil: none).
+	Progress progress.Func
 }
 
 // Defaults returns the default recipe: SGD momentum 0.9, weight decay 5e-4,
 // LR 0.05 with cosine decay, batch 128, crop+flip augmentation.
 func Defaults() Config {
-	return Config{Arch: "resnet18", Width: 0.25, Stem: "cifar", Data: DataConfig{Name: "fashion-mnist"},
+	return Config{Arch: "resnet18", Width: 0.25, Stem: "cifar", Data: splits.Config{Name: "fashion-mnist"},
 		Epochs: 5, BatchSize: 128, LR: 0.05, Momentum: 0.9, WeightDecay: 5e-4, Schedule: "cosine",
-		Augment: true, Device: torch.CPU, Progress: os.Stderr}
+		Augment: true, Device: torch.CPU}
 }
 
 // Result summarises a finished run.
@@ -68,13 +65,13 @@ type Result struct {
 // every epoch, so an interrupted run resumes from its last finished epoch.
 func Supervised(cfg Config) (*Result, error) {
 	if cfg.Out == "" {
-		return nil, errors.New("--out: give the checkpoint file to write")
+		return nil, invalid.Errorf("out", "is empty: give the checkpoint file to write")
 	}
 	if cfg.BatchSize < 2 {
-		return nil, fmt.Errorf("--batch-size must be at least 2, got %d", cfg.BatchSize)
+		return nil, invalid.Errorf("batch size", "must be at least 2, got %d", cfg.BatchSize)
 	}
 	if cfg.Epochs < 0 {
-		return nil, fmt.Errorf("--epochs must be ≥ 0, got %d", cfg.Epochs)
+		return nil, invalid.Errorf("epochs", "must be ≥ 0, got %d", cfg.Epochs)
 	}
 	r, err := newRun(cfg.Arch, cfg.Width, cfg.Stem, cfg.Data, cfg.Device, cfg.Epochs, models.Supervised, true)
 	if err != nil {
@@ -87,6 +84,9 @@ func Supervised(cfg Config) (*Result, error) {
 	if cfg.Data.ObjectsVsAnimals {
 		meta.Recipe.Labels = "objects-vs-animals"
 	}
+	if cfg.Data.Task != "" {
+		meta.Recipe.Labels = cfg.Data.Task
+	}
 
 	if err := torch.ManualSeed(uint64(cfg.Seed)); err != nil {
 		return nil, err
@@ -96,14 +96,6 @@ func Supervised(cfg Config) (*Result, error) {
 		return nil, err
 	}
 	defer nn.Free(net)
-	res := &Result{Path: cfg.Out}
-	if done, err := resumePoint(cfg.Out, meta, net); err != nil {
-		return nil, err
-	} else if done > 0 {
-		res.Resumed = done
-		meta.Recipe.EpochsDone = done
-		say(cfg.Progress, "resuming %s after epoch %d of %d\n", cfg.Out, done, cfg.Epochs)
-	}
 	if err := nn.ToDevice(net, cfg.Device); err != nil {
 		return nil, err
 	}
@@ -122,41 +114,52 @@ func Supervised(cfg Config) (*Result, error) {
 		return nil, err
 	}
 	defer opt.Close()
-	total := loader.Len() * cfg.Epochs
-	sched, err := optim.NewScheduler(opt, scheduleFor(cfg.Schedule, cfg.LR, total))
+	sched, err := optim.NewScheduler(opt, scheduleFor(cfg.Schedule, cfg.LR, loader.Len()*cfg.Epochs))
 	if err != nil {
-		return nil, fmt.Errorf("--schedule: %w", err)
-	}
-	// Fast-forward the schedule past finished epochs.
-	for i := 0; i < res.Resumed*loader.Len(); i++ {
-		if err := sched.Step(); err != nil {
-			return nil, err
-		}
+		return nil, invalid.Wrap("schedule", err)
 	}
 
-	start := time.Now()
-	images := 0
-	for epoch := res.Resumed; epoch < cfg.Epochs; epoch++ {
-		n, err := trainEpoch(net, loader, opt, sched, epoch, cfg)
-		images += n
-		if err != nil {
-			return nil, err
+	lr, err := loop.Train(loop.Run{
+		Epochs: cfg.Epochs, StepsPerEpoch: loader.Len(), Optimizer: opt, Schedule: sched,
+		Resume: func() (int, error) {
+			done, err := resumePoint(cfg.Out, meta, net)
+			meta.Recipe.EpochsDone = done
+			return done, err
+		},
+		Save: func(done int) error {
+			meta.Recipe.EpochsDone = done
+			if err := models.Save(cfg.Out, net, meta); err != nil {
+				return fmt.Errorf("writing %s: %w", cfg.Out, err)
+			}
+			return nil
+		},
+		StopAfter: cfg.StopAfter, What: cfg.Out, Progress: cfg.Progress,
+	}, func(epoch int, step func(loop.Batch) error) error {
+		nn.Train(net)
+		for b, err := range loader.Batches(epoch) {
+			if err != nil {
+				return err
+			}
+			logits := net.Forward(b.X)
+			err = step(loop.Batch{Loss: torch.CrossEntropy(logits, b.Y, 0, torch.ReduceMean), N: b.Len(), Logits: logits, Labels: b.Y})
+			b.Close()
+			if err != nil {
+				return err
+			}
 		}
-		meta.Recipe.EpochsDone = epoch + 1
-		if err := models.Save(cfg.Out, net, meta); err != nil {
-			return nil, fmt.Errorf("writing %s: %w", cfg.Out, err)
-		}
-		if cfg.StopAfter > 0 && epoch+1 >= cfg.StopAfter && epoch+1 < cfg.Epochs {
-			res.Seconds = time.Since(start).Seconds()
-			res.Stopped = true
-			return res, nil
-		}
+		return nil
+	})
+	res := &Result{Path: cfg.Out, Resumed: lr.Resumed, Seconds: lr.Seconds, Stopped: lr.Stopped}
+	if err != nil {
+		return nil, fmt.Errorf("training: %w", err)
 	}
-	res.Seconds = time.Since(start).Seconds()
+	if res.Stopped {
+		return res, nil
+	}
 	if res.Seconds > 0 {
-		res.ImagesPerSec = float64(images) / res.Seconds
+		res.ImagesPerSec = float64(lr.Samples) / res.Seconds
 	}
-	acc, err := Evaluate(net, testSet, meta.Mean, meta.Std, cfg.BatchSize, cfg.Device, cfg.Progress)
+	acc, err := evaluate.TestAccuracy(net, testSet, meta.Mean, meta.Std, cfg.BatchSize, cfg.Device, cfg.Progress)
 	if err != nil {
 		return nil, err
 	}
@@ -175,64 +178,6 @@ func augmentName(on bool) string {
 	return "none"
 }
 
-// trainEpoch runs one epoch and returns the number of images seen.
-func trainEpoch(net *vision.ResNet, loader *data.Loader, opt optim.Optimizer, sched *optim.Scheduler, epoch int, cfg Config) (int, error) {
-	// One OS thread for the whole epoch: libtorch's thread pools are per OS
-	// thread, and a migrating goroutine measurably slows training.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	nn.Train(net)
-	bar := newBar(cfg.Progress, loader.Len(), fmt.Sprintf("epoch %d/%d", epoch+1, cfg.Epochs))
-	var lossSum float64
-	var correct, seen int64
-	for b, err := range loader.Batches(epoch) {
-		if err != nil {
-			return int(seen), err
-		}
-		logits := net.Forward(b.X)
-		l, err := optimize(torch.CrossEntropy(logits, b.Y, 0, torch.ReduceMean), opt, sched)
-		var c int64
-		if err == nil {
-			c, err = evaluate.Correct(logits, b.Y)
-		}
-		n := int64(b.Len())
-		b.Close()
-		if err != nil {
-			return int(seen), fmt.Errorf("training epoch %d: %w", epoch+1, err)
-		}
-		lossSum += l * float64(n)
-		correct += c
-		seen += n
-		if bar != nil {
-			bar.Describe(fmt.Sprintf("epoch %d/%d loss %.3f acc %.1f%%", epoch+1, cfg.Epochs, lossSum/float64(seen), 100*float64(correct)/float64(seen)))
-			_ = bar.Add(1)
-		}
-	}
-	if bar != nil {
-		_ = bar.Finish()
-		fmt.Fprintln(cfg.Progress)
-	}
-	return int(seen), nil
-}
-
-// Evaluate returns the test accuracy (percent) of net on ds, in eval mode.
-func Evaluate(net nn.Module, ds *datasets.Dataset, mean, std []float64, batch int, dev torch.Device, progress io.Writer) (float64, error) {
-	if batch < 1 {
-		batch = 256
-	}
-	loader, err := data.NewLoader(ds, data.Config{BatchSize: batch, Device: dev, Mean: mean, Std: std})
-	if err != nil {
-		return 0, err
-	}
-	nn.Eval(net)
-	var tick evaluate.Progress
-	if bar := newBar(progress, ds.N, "test accuracy"); bar != nil {
-		defer func() { _ = bar.Finish(); fmt.Fprintln(progress) }()
-		tick = func(n int) { _ = bar.Add(n) }
-	}
-	return evaluate.Accuracy(net.Forward, loader, tick)
-}
-
 // resumePoint loads an interrupted run's checkpoint into net when it was made
 // by the same recipe, returning the number of finished epochs (0: start afresh).
 func resumePoint(path string, want models.Meta, net *vision.ResNet) (int, error) {
@@ -241,14 +186,14 @@ func resumePoint(path string, want models.Meta, net *vision.ResNet) (int, error)
 	}
 	prev, err := models.Load(path, models.LoadOptions{})
 	if err != nil {
-		return 0, fmt.Errorf("%s exists but cannot be resumed (%v); remove it or choose another --out", path, err)
+		return 0, invalid.Errorf("out", "%s exists but cannot be resumed (%v); remove it or choose another file", path, err)
 	}
 	defer prev.Free()
 	r := prev.Meta.Recipe
 	if r == nil || prev.Meta.Objective != want.Objective || prev.Meta.Arch != want.Arch || prev.Meta.Width != want.Width ||
 		prev.Meta.Dataset != want.Dataset || r.Seed != want.Recipe.Seed || r.Epochs != want.Recipe.Epochs ||
 		r.LR != want.Recipe.LR || r.TrainSamples != want.Recipe.TrainSamples || r.LabelNoise != want.Recipe.LabelNoise {
-		return 0, fmt.Errorf("%s exists and was made by a different recipe; remove it or choose another --out", path)
+		return 0, invalid.Errorf("out", "%s exists and was made by a different recipe; remove it or choose another file", path)
 	}
 	if r.EpochsDone >= want.Recipe.Epochs && prev.Meta.TestAccuracy != nil {
 		return r.EpochsDone, fmt.Errorf("%s is already finished (test accuracy %.2f%%); remove it to train again", path, *prev.Meta.TestAccuracy)
@@ -274,19 +219,4 @@ func scheduleFor(name string, lr float64, total int) optim.Schedule {
 	default:
 		return optim.CosineAnnealingLR{TMax: total}
 	}
-}
-
-func say(w io.Writer, format string, args ...any) {
-	if w != nil {
-		fmt.Fprintf(w, format, args...)
-	}
-}
-
-func newBar(w io.Writer, total int, what string) *progressbar.ProgressBar {
-	if w == nil {
-		return nil
-	}
-	return progressbar.NewOptions(total, progressbar.OptionSetWriter(w), progressbar.OptionSetDescription(what),
-		progressbar.OptionShowCount(), progressbar.OptionThrottle(250*time.Millisecond), progressbar.OptionSetWidth(25),
-		progressbar.OptionShowElapsedTimeOnFinish())
 }

@@ -5,7 +5,9 @@ import (
 	"path/filepath"
 	"testing"
 
+	"modelstitch/experiments/evaluate"
 	"modelstitch/experiments/models"
+	"modelstitch/experiments/splits"
 	"modelstitch/torch"
 	"modelstitch/torch/nn"
 	"modelstitch/torch/vision/datasets"
@@ -23,12 +25,15 @@ func needFashionMNIST(t *testing.T) {
 // smallConfig is a quick run on a real Fashion-MNIST subset.
 func smallConfig(t *testing.T, out string) Config {
 	cfg := Defaults()
-	cfg.Data = DataConfig{Name: "fashion-mnist", TrainSamples: 1000, TestSamples: 1000, Seed: 3}
+	cfg.Data = splits.Config{Name: "fashion-mnist", TrainSamples: 1000, TestSamples: 1000, Seed: 3}
 	cfg.Epochs, cfg.BatchSize, cfg.Seed, cfg.Out, cfg.Progress = 1, 32, 3, out, nil
 	return cfg
 }
 
 func TestSupervisedLearnsFashionMNIST(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: trains a ResNet")
+	}
 	needFashionMNIST(t)
 	out := filepath.Join(t.TempDir(), "m.pt")
 	res, err := Supervised(smallConfig(t, out))
@@ -50,7 +55,7 @@ func TestSupervisedLearnsFashionMNIST(t *testing.T) {
 	if m.Meta.Recipe == nil || m.Meta.Recipe.TrainSamples != 1000 || m.Meta.Recipe.Seed != 3 || m.Meta.Dataset != "fashion-mnist" {
 		t.Errorf("metadata does not record the recipe: %+v", m.Meta)
 	}
-	acc, err := Evaluate(m.Net, mustTest(t), m.Meta.Mean, m.Meta.Std, 256, torch.CPU, nil)
+	acc, err := evaluate.TestAccuracy(m.Net, mustTest(t), m.Meta.Mean, m.Meta.Std, 256, torch.CPU, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +65,7 @@ func TestSupervisedLearnsFashionMNIST(t *testing.T) {
 }
 
 func mustTest(t *testing.T) *datasets.Dataset {
-	_, test, err := LoadSplits(DataConfig{Name: "fashion-mnist", TestSamples: 1000, Seed: 3})
+	_, test, err := splits.Load(splits.Config{Name: "fashion-mnist", TestSamples: 1000, Seed: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,6 +73,9 @@ func mustTest(t *testing.T) *datasets.Dataset {
 }
 
 func TestSupervisedDeterministic(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: trains two ResNets")
+	}
 	needFashionMNIST(t)
 	dir := t.TempDir()
 	var sds [2]map[string][]float32
@@ -102,6 +110,9 @@ func TestSupervisedDeterministic(t *testing.T) {
 }
 
 func TestSupervisedResumes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: trains a ResNet in two runs")
+	}
 	needFashionMNIST(t)
 	out := filepath.Join(t.TempDir(), "r.pt")
 	cfg := smallConfig(t, out)
@@ -137,29 +148,5 @@ func TestSupervisedResumes(t *testing.T) {
 	other.Out = out
 	if _, err := Supervised(other); err == nil {
 		t.Error("a different recipe into an existing checkpoint should be refused")
-	}
-}
-
-func TestLoadSplitsErrors(t *testing.T) {
-	needFashionMNIST(t)
-	cases := []DataConfig{
-		{Name: "fashion-mnist", TrainSamples: 70000},
-		{Name: "fashion-mnist", LabelNoise: 1.5},
-		{Name: "fashion-mnist", ObjectsVsAnimals: true},
-		{Name: "no-such-data"},
-	}
-	for _, c := range cases {
-		if _, _, err := LoadSplits(c); err == nil {
-			t.Errorf("%+v: no error", c)
-		} else {
-			t.Logf("%+v: %v", c, err)
-		}
-	}
-	train, _, err := LoadSplits(DataConfig{Name: "fashion-mnist", TrainSamples: 1000, LabelNoise: 0.5, Seed: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if train.N != 1000 || train.Noise == nil || len(train.Noise.Replaced) != 500 {
-		t.Errorf("subset %d, noise %+v", train.N, train.Noise)
 	}
 }

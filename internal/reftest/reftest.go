@@ -257,7 +257,7 @@ func Compare(t testing.TB, what string, got *torch.Tensor, want Ref, atol, rtol 
 		t.Errorf("%s: %v", what, err)
 		return math.Inf(1)
 	}
-	if gs := got.Shape(); !slices.Equal(gs, want.Shape) {
+	if gs, err := got.Shape(); err != nil || !slices.Equal(gs, want.Shape) {
 		t.Errorf("%s: shape %v, PyTorch %v", what, gs, want.Shape)
 		return math.Inf(1)
 	}

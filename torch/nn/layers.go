@@ -26,7 +26,21 @@ type Conv2dConfig struct {
 	NoBias                    bool
 }
 
-// NewConv2d makes a square-kernel convolution with PyTorch's default initialisation.
+// uniformInit returns a tensor of the given shape drawn from U(−bound, bound),
+// or a tensor carrying the error that prevented it: constructors keep such a
+// tensor in the module, where Err and Forward report it.
+func uniformInit(shape []int64, bound float64) *torch.Tensor {
+	t := torch.Empty(shape)
+	if err := t.FillUniform(-bound, bound, nil); err != nil {
+		t.Free()
+		return torch.ErrTensor(fmt.Errorf("nn: initialising a %v tensor: %w", shape, err))
+	}
+	return t
+}
+
+// NewConv2d makes a square-kernel convolution with PyTorch's default
+// initialisation. A failure (e.g. a negative size) stays in the module's
+// tensors: see Err.
 func NewConv2d(in, out, kernel int64, cfg Conv2dConfig) *Conv2d {
 	if cfg.Stride == 0 {
 		cfg.Stride = 1
@@ -42,12 +56,10 @@ func NewConv2d(in, out, kernel int64, cfg Conv2dConfig) *Conv2d {
 		KernelSize: torch.P(kernel)}
 	fanIn := in / cfg.Groups * kernel * kernel
 	bound := kaimingUniformBound(fanIn)
-	c.Weight = torch.Empty([]int64{out, in / cfg.Groups, kernel, kernel})
-	_ = c.Weight.FillUniform(-bound, bound, nil)
+	c.Weight = uniformInit([]int64{out, in / cfg.Groups, kernel, kernel}, bound)
 	c.RegisterParameter("weight", &c.Weight)
 	if !cfg.NoBias {
-		c.Bias = torch.Empty([]int64{out})
-		_ = c.Bias.FillUniform(-bound, bound, nil)
+		c.Bias = uniformInit([]int64{out}, bound)
 		c.RegisterParameter("bias", &c.Bias)
 	}
 	return c
@@ -72,7 +84,8 @@ type BatchNorm struct {
 }
 
 // NewBatchNorm makes a batch norm over c features with PyTorch's defaults
-// (weight 1, bias 0, momentum 0.1, eps 1e-5).
+// (weight 1, bias 0, momentum 0.1, eps 1e-5). A failure stays in the
+// module's tensors: see Err.
 func NewBatchNorm(c int64) *BatchNorm {
 	b := &BatchNorm{Base: NewBase(), Momentum: 0.1, Eps: 1e-5, Features: c}
 	b.Weight = torch.Ones([]int64{c})
@@ -98,9 +111,7 @@ func NewBatchNorm1d(c int64) *BatchNorm { return NewBatchNorm(c) }
 func (b *BatchNorm) Forward(x *torch.Tensor) *torch.Tensor {
 	training := b.Training() || b.UseBatchStats
 	if b.Training() && b.NumBatches != nil {
-		var err error
-		torch.NoGrad(func() { err = b.NumBatches.AddInPlace(int64One()) })
-		if err != nil {
+		if err := torch.NoGrad(func() error { return b.NumBatches.AddInPlace(int64One()) }); err != nil {
 			return torch.ErrTensor(fmt.Errorf("nn: batch norm: counting batches: %w", err))
 		}
 	}
@@ -117,7 +128,11 @@ var (
 // int64 tensor ("result type Float can't be cast to ... Long"), and a 0-dim
 // CPU tensor adds to a tensor on any device.
 func int64One() *torch.Tensor {
-	oneOnce.Do(func() { one = torch.FromSlice([]int64{1}).Reshape() })
+	oneOnce.Do(func() {
+		v := torch.FromSlice([]int64{1})
+		one = v.Reshape() // 0-dim view; v's own handle would be garbage
+		v.Free()
+	})
 	return one
 }
 
@@ -128,16 +143,15 @@ type Linear struct {
 	In, Out      int64
 }
 
-// NewLinear makes a linear layer with PyTorch's default initialisation; bias optional.
+// NewLinear makes a linear layer with PyTorch's default initialisation; bias
+// optional. A failure stays in the module's tensors: see Err.
 func NewLinear(in, out int64, bias bool) *Linear {
 	l := &Linear{Base: NewBase(), In: in, Out: out}
 	bound := kaimingUniformBound(in)
-	l.Weight = torch.Empty([]int64{out, in})
-	_ = l.Weight.FillUniform(-bound, bound, nil)
+	l.Weight = uniformInit([]int64{out, in}, bound)
 	l.RegisterParameter("weight", &l.Weight)
 	if bias {
-		l.Bias = torch.Empty([]int64{out})
-		_ = l.Bias.FillUniform(-bound, bound, nil)
+		l.Bias = uniformInit([]int64{out}, bound)
 		l.RegisterParameter("bias", &l.Bias)
 	}
 	return l
@@ -226,7 +240,10 @@ func (s *Sequential) Forward(x *torch.Tensor) *torch.Tensor {
 // KaimingNormalFanOut initialises a conv weight as torchvision's ResNet does:
 // kaiming_normal_(mode="fan_out", nonlinearity="relu"), std = √(2/fan_out).
 func KaimingNormalFanOut(w *torch.Tensor) error {
-	s := w.Shape()
+	s, err := w.Shape()
+	if err != nil {
+		return fmt.Errorf("nn: kaiming init: %w", err)
+	}
 	if len(s) < 2 {
 		return fmt.Errorf("nn: kaiming init needs a weight with ≥ 2 dims, got %v", s)
 	}
@@ -234,7 +251,5 @@ func KaimingNormalFanOut(w *torch.Tensor) error {
 	for _, k := range s[2:] {
 		fanOut *= k
 	}
-	var err error
-	torch.NoGrad(func() { err = w.FillNormal(0, math.Sqrt(2/float64(fanOut)), nil) })
-	return err
+	return torch.NoGrad(func() error { return w.FillNormal(0, math.Sqrt(2/float64(fanOut)), nil) })
 }

@@ -50,11 +50,17 @@ func (b *Base) ModuleBase() *Base { return b }
 // Training reports whether the module is in training mode.
 func (b *Base) Training() bool { return b.training }
 
-// RegisterParameter records a trainable tensor under name. p points at the
-// module's field, so device moves and loads can replace the tensor.
+// RegisterParameter records a trainable tensor under name and turns on its
+// gradient. p points at the module's field, so device moves and loads can
+// replace the tensor. When the tensor cannot take a gradient (it is not a
+// floating-point leaf, or carries an error), the field gets a tensor carrying
+// that error instead, which Err and Forward report.
 func (b *Base) RegisterParameter(name string, p **torch.Tensor) {
-	if *p != nil {
-		_ = (*p).SetRequiresGrad(true)
+	if *p != nil && (*p).Err() == nil {
+		if err := (*p).SetRequiresGrad(true); err != nil {
+			(*p).Free()
+			*p = torch.ErrTensor(fmt.Errorf("nn: parameter %s: %w", name, err))
+		}
 	}
 	b.params = append(b.params, slot{name, p})
 }
@@ -151,13 +157,34 @@ func StateDict(m Module) []Named {
 	return out
 }
 
-// Shapes returns the shape of every state-dict entry of m, by name.
-func Shapes(m Module) map[string][]int64 {
+// Err returns the first error carried by a parameter or buffer of m (such as
+// a constructor's failure to initialise one), naming the entry; nil when
+// every tensor is good.
+func Err(m Module) error {
+	var first error
+	walk(m, "", func(s namedSlot) {
+		if first != nil || *s.p == nil {
+			return
+		}
+		if err := (*s.p).Err(); err != nil {
+			first = fmt.Errorf("%s: %w", s.name, err)
+		}
+	})
+	return first
+}
+
+// Shapes returns the shape of every state-dict entry of m, by name, or the
+// first entry's error.
+func Shapes(m Module) (map[string][]int64, error) {
 	out := map[string][]int64{}
 	for _, n := range StateDict(m) {
-		out[n.Name] = n.Tensor.Shape()
+		s, err := n.Tensor.Shape()
+		if err != nil {
+			return nil, fmt.Errorf("nn: %s: %w", n.Name, err)
+		}
+		out[n.Name] = s
 	}
-	return out
+	return out, nil
 }
 
 // NumParameters returns the number of scalar parameters of m.
@@ -312,8 +339,8 @@ func (e *LoadError) Error() string {
 func LoadStateDict(m Module, sd map[string]*torch.Tensor, strict bool) error {
 	le := &LoadError{}
 	seen := map[string]bool{}
-	var copyErr error
-	torch.NoGrad(func() {
+	var copyErr error // walk cannot stop early: the first copy error skips the rest
+	err := torch.NoGrad(func() error {
 		walk(m, "", func(s namedSlot) {
 			if *s.p == nil || copyErr != nil {
 				return
@@ -324,7 +351,16 @@ func LoadStateDict(m Module, sd map[string]*torch.Tensor, strict bool) error {
 				return
 			}
 			seen[s.name] = true
-			have, want := src.Shape(), (*s.p).Shape()
+			have, err := src.Shape()
+			if err != nil {
+				copyErr = fmt.Errorf("loading %s: %w", s.name, err)
+				return
+			}
+			want, err := (*s.p).Shape()
+			if err != nil {
+				copyErr = fmt.Errorf("loading %s: model: %w", s.name, err)
+				return
+			}
 			if !slices.Equal(have, want) {
 				le.WrongShape = append(le.WrongShape, fmt.Sprintf("%s: file %v, model %v", s.name, have, want))
 				return
@@ -333,9 +369,10 @@ func LoadStateDict(m Module, sd map[string]*torch.Tensor, strict bool) error {
 				copyErr = fmt.Errorf("loading %s: %w", s.name, err)
 			}
 		})
-	})
-	if copyErr != nil {
 		return copyErr
+	})
+	if err != nil {
+		return err
 	}
 	for k := range sd {
 		if !seen[k] {

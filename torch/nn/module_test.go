@@ -69,7 +69,11 @@ func TestStateDictNamesAndOrder(t *testing.T) {
 	if n := nn.NumParameters(m); n != 2*9+2+1+4+2+2+6 {
 		t.Errorf("NumParameters %d", n)
 	}
-	if got := nn.Shapes(m)["1.conv.weight"]; !slices.Equal(got, []int64{2, 2, 1, 1}) {
+	shapes, err := nn.Shapes(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := shapes["1.conv.weight"]; !slices.Equal(got, []int64{2, 2, 1, 1}) {
 		t.Errorf("Shapes: %v", got)
 	}
 	if nn.Child(m, "1") == nil || nn.Child(m, "7") != nil || len(nn.Children(m)) != 4 {
@@ -158,7 +162,9 @@ func TestTrainEvalBatchNorm(t *testing.T) {
 	if bn.Training() {
 		t.Fatal("Eval did not reach the child")
 	}
-	torch.NoGrad(func() { y = m.Forward(x) })
+	if err := torch.NoGrad(func() error { y = m.Forward(x); return y.Err() }); err != nil {
+		t.Fatal(err)
+	}
 	want := make([]float64, 16)
 	xs := floats(t, x)
 	for i, v := range xs {
@@ -273,5 +279,32 @@ func TestToDevice(t *testing.T) {
 	}
 	if after := m.Layers[0].(*nn.Linear).Weight; after != before || after.Freed() {
 		t.Error("a failed move changed the parameters")
+	}
+}
+
+// TestConstructorFailureIsKept checks that a layer whose parameters cannot be
+// made keeps the failure: nn.Err names the entry, and Forward returns the
+// same error instead of computing with a broken weight.
+func TestConstructorFailureIsKept(t *testing.T) {
+	for name, m := range map[string]nn.Module{
+		"linear": nn.NewLinear(-2, 3, true),
+		"conv":   nn.NewConv2d(2, -4, 3, nn.Conv2dConfig{}),
+		"bn":     nn.NewBatchNorm2d(-1),
+	} {
+		err := nn.Err(m)
+		if err == nil || !strings.Contains(err.Error(), "weight") {
+			t.Errorf("%s: nn.Err = %v, want an error naming the weight", name, err)
+			continue
+		}
+		y := m.Forward(torch.Ones([]int64{1, 2, 4, 4}))
+		if !errors.Is(err, y.Err()) {
+			t.Errorf("%s: Forward gave %v, want the constructor's failure %v", name, y.Err(), err)
+		}
+		nn.Free(m)
+	}
+	ok := nn.NewLinear(2, 3, true)
+	defer nn.Free(ok)
+	if err := nn.Err(ok); err != nil {
+		t.Errorf("a good layer reports %v", err)
 	}
 }

@@ -215,8 +215,7 @@ func (c *core) stepGroups(update func(g *Group, params, grads []*torch.Tensor, s
 	}
 	s := torch.NewScope()
 	defer s.Close()
-	var err error
-	torch.NoGrad(func() {
+	return torch.NoGrad(func() error {
 		for gi := range c.groups {
 			g := &c.groups[gi]
 			var params, grads []*torch.Tensor
@@ -226,9 +225,8 @@ func (c *core) stepGroups(update func(g *Group, params, grads []*torch.Tensor, s
 					continue // no gradient: PyTorch skips the parameter
 				}
 				s.Track(grad)
-				if err = grad.Err(); err != nil {
-					err = fmt.Errorf("optim: %s step, group %d parameter %d: %w", c.name, gi, pi, err)
-					return
+				if err := grad.Err(); err != nil {
+					return fmt.Errorf("optim: %s step, group %d parameter %d: %w", c.name, gi, pi, err)
 				}
 				params = append(params, p)
 				grads = append(grads, grad)
@@ -236,13 +234,12 @@ func (c *core) stepGroups(update func(g *Group, params, grads []*torch.Tensor, s
 			if len(params) == 0 {
 				continue
 			}
-			if err = update(g, params, grads, s); err != nil {
-				err = fmt.Errorf("optim: %s step, group %d: %w", c.name, gi, err)
-				return
+			if err := update(g, params, grads, s); err != nil {
+				return fmt.Errorf("optim: %s step, group %d: %w", c.name, gi, err)
 			}
 		}
+		return nil
 	})
-	return err
 }
 
 // addScaled returns a + alpha·b as a new tensor (PyTorch's a.add(b, alpha=alpha)).

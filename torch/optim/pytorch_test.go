@@ -122,6 +122,9 @@ func trajRuns() []trajRun {
 // TestOptimizersMatchPyTorch runs 10 steps of each optimizer and compares the
 // parameters after every step with PyTorch's.
 func TestOptimizersMatchPyTorch(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs PyTorch for reference values (tens of seconds on a busy machine); skipped with -short")
+	}
 	refs := reftest.Run(t, trajScript)
 	var xs, ys []*torch.Tensor
 	for i := 0; i < 10; i++ {
@@ -210,6 +213,9 @@ func compareQuiet(t *testing.T, what string, got *torch.Tensor, want reftest.Ref
 // TestSchedulesMatchPyTorch compares the learning rates (and OneCycle's
 // momentum) set at every step with PyTorch's schedulers on two groups.
 func TestSchedulesMatchPyTorch(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs PyTorch for reference values (tens of seconds on a busy machine); skipped with -short")
+	}
 	refs := reftest.Run(t, trajScript)
 	cases := []struct {
 		name   string

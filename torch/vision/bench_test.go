@@ -67,6 +67,10 @@ func BenchmarkResNet18TrainStep(b *testing.B) {
 		defer runtime.UnlockOSThread()
 	}
 	b.StopTimer()
+	// As the stitch command does at start-up (MODELSTITCH_MALLOC=system opts out).
+	if _, err := torch.TuneHeapForTraining(); err != nil {
+		b.Fatal(err)
+	}
 	// Go's benchmark output keeps 10 log lines: these are 10 at most.
 	loadAtStart := loadAverage()
 	defer func() {
@@ -146,10 +150,10 @@ func BenchmarkResNet18TrainStep(b *testing.B) {
 
 	// The frozen model's loss, to check that PyTorch got the same model and batch.
 	var goLoss float64
-	torch.NoGrad(func() {
+	if err := torch.NoGrad(func() (err error) {
 		goLoss, err = torch.CrossEntropy(frozen.Forward(x), y, 0, torch.ReduceMean).Item()
-	})
-	if err != nil {
+		return err
+	}); err != nil {
 		b.Fatal(err)
 	}
 
@@ -172,13 +176,11 @@ func BenchmarkResNet18TrainStep(b *testing.B) {
 		return sgd.Step()
 	}
 	evalStep := func() error {
-		var err error
-		torch.NoGrad(func() {
+		return torch.NoGrad(func() error {
 			s := torch.NewScope()
 			defer s.Close()
-			err = frozen.Forward(s.Track(x.Ref())).Err()
+			return frozen.Forward(s.Track(x.Ref())).Err()
 		})
-		return err
 	}
 	// timeGo runs steps of f and returns the seconds they took (to the end of
 	// the device's work) and the minor page faults the process took meanwhile.
@@ -256,8 +258,9 @@ func BenchmarkResNet18TrainStep(b *testing.B) {
 	if py != nil {
 		var goTrained float64
 		nn.Eval(model)
-		torch.NoGrad(func() {
+		err := torch.NoGrad(func() (err error) {
 			goTrained, err = torch.CrossEntropy(model.Forward(x), y, 0, torch.ReduceMean).Item()
+			return err
 		})
 		nn.Train(model)
 		if err != nil {

@@ -29,7 +29,14 @@ func (r *ResNet) SetClassifier(fc *nn.Linear) error {
 	if err := fc.Bias.Err(); err != nil {
 		return fmt.Errorf("vision: SetClassifier: fc.bias: %w", err)
 	}
-	w, b := fc.Weight.Shape(), fc.Bias.Shape()
+	w, err := fc.Weight.Shape()
+	if err != nil {
+		return fmt.Errorf("vision: SetClassifier: fc.weight: %w", err)
+	}
+	b, err := fc.Bias.Shape()
+	if err != nil {
+		return fmt.Errorf("vision: SetClassifier: fc.bias: %w", err)
+	}
 	if len(w) != 2 || w[1] != r.FeatureDim() || w[0] < 1 || len(b) != 1 || b[0] != w[0] {
 		return fmt.Errorf("vision: SetClassifier: fc.weight %v and fc.bias %v do not map %d features to classes",
 			w, b, r.FeatureDim())

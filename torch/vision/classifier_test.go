@@ -37,7 +37,10 @@ func TestSetClassifier(t *testing.T) {
 	if !r.HasClassifier() || r.Config.Classes != 7 {
 		t.Errorf("after SetClassifier: HasClassifier %v, Classes %d", r.HasClassifier(), r.Config.Classes)
 	}
-	shapes := nn.Shapes(r)
+	shapes, err := nn.Shapes(r)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if s := shapes["fc.weight"]; len(s) != 2 || s[0] != 7 || s[1] != r.FeatureDim() {
 		t.Errorf("fc.weight shape %v", s)
 	}
@@ -54,11 +57,12 @@ func TestSetClassifier(t *testing.T) {
 	x := s.Track(torch.Randn([]int64{2, 1, 16, 16}))
 	nn.Eval(r)
 	var logits, from *torch.Tensor
-	torch.NoGrad(func() {
+	_ = torch.NoGrad(func() error { // the checks below report the tensors' errors
 		logits = r.Forward(x)
 		from = r.ForwardFrom(r.ForwardTo(x, "layer3.1"), "layer3.1")
+		return nil
 	})
-	if got := logits.Shape(); len(got) != 2 || got[0] != 2 || got[1] != 7 {
+	if got := shapeOf(t, logits); len(got) != 2 || got[0] != 2 || got[1] != 7 {
 		t.Fatalf("logits shape %v (err %v)", got, logits.Err())
 	}
 	if ok, err := torch.AllClose(logits, from, 1e-5, 1e-6); err != nil || !ok {

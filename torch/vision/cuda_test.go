@@ -100,11 +100,12 @@ func TestResNetOnCUDAMatchesCPU(t *testing.T) {
 	for _, m := range []*ResNet{cpu, gpu} {
 		nn.Eval(m)
 	}
-	torch.NoGrad(func() {
+	_ = torch.NoGrad(func() error { // closeTensors reports its own failures
 		a := cpu.Forward(x)
 		b := gpu.Forward(x.ToDevice(torch.CUDA))
 		closeTensors(t, "eval logits", a, b, 1e-3)
 		torch.FreeAll(a, b)
+		return nil
 	})
 }
 

@@ -31,6 +31,10 @@ import (
 func InferResNetConfig(shapes map[string][]int64) (ResNetConfig, string, error) {
 	var c ResNetConfig
 	w, ok := shapes["conv1.weight"]
+	if _, deep := shapes["conv1.0.weight"]; !ok && deep {
+		return c, "", fmt.Errorf("vision: conv1.0.weight, conv1.1.*, ... form a timm deep stem (resnet*c/d/s/t: three 3×3 convolutions), " +
+			"which these ResNets do not build; use a plain resnet18/34/50/101/152 or wide_resnet50_2/101_2 checkpoint")
+	}
 	if !ok {
 		return c, "", notResNet(shapes, "no conv1.weight")
 	}
@@ -62,6 +66,12 @@ func InferResNetConfig(shapes map[string][]int64) (ResNetConfig, string, error) 
 			c.Depth = d
 		}
 	}
+	if w1, ok := shapes["layer1.0.conv1.weight"]; ok && bottleneck && len(w1) == 4 && w[0] > 0 && w1[0] != w[0] {
+		if w1[0]*64%w[0] != 0 {
+			return c, "", fmt.Errorf("vision: layer1.0.conv1.weight has %d output channels for a %d-channel stem: no ResNet or wide ResNet has that inner width", w1[0], w[0])
+		}
+		c.WidthPerGroup = int(w1[0] * 64 / w[0])
+	}
 	if c.Depth == 0 {
 		kind := "basic"
 		if bottleneck {
@@ -88,15 +98,17 @@ func notResNet(shapes map[string][]int64, why string) error {
 	keys := make([]string, 0, len(shapes))
 	for k := range shapes {
 		keys = append(keys, k)
-		if strings.HasSuffix(k, ".conv1.weight") && !strings.Contains(k, "layer") {
-			return fmt.Errorf("vision: not a ResNet as it stands: %s, but there is %s; strip the prefix %q first",
-				why, k, strings.TrimSuffix(k, "conv1.weight"))
-		}
 	}
 	if len(keys) == 0 {
 		return fmt.Errorf("vision: not a ResNet: %s (the state dict is empty)", why)
 	}
-	sort.Strings(keys)
+	sort.Strings(keys) // the first prefix in sorted order: the same hint every run
+	for _, k := range keys {
+		if strings.HasSuffix(k, ".conv1.weight") && !strings.Contains(k, "layer") {
+			return fmt.Errorf("vision: not a ResNet as it stands: %s, but there is %s; pick that network by its key (prefix %s)",
+				why, k, strings.TrimSuffix(k, ".conv1.weight"))
+		}
+	}
 	if len(keys) > 5 {
 		keys = append(keys[:5], "…")
 	}
@@ -142,7 +154,11 @@ func ResNetFromStateDict(sd map[string]*torch.Tensor, override func(*ResNetConfi
 		if err := t.Err(); err != nil {
 			return nil, "", fmt.Errorf("vision: tensor %s: %w", k, err)
 		}
-		shapes[k] = t.Shape()
+		s, err := t.Shape()
+		if err != nil {
+			return nil, "", fmt.Errorf("vision: tensor %s: %w", k, err)
+		}
+		shapes[k] = s
 	}
 	cfg, desc, err := InferResNetConfig(shapes)
 	if err != nil {
@@ -246,7 +262,13 @@ func describe(c ResNetConfig) string {
 	default:
 		details = append(details, fmt.Sprintf("%d input channels", c.InChannels))
 	}
+	if c.StemPadding > 0 {
+		details = append(details, fmt.Sprintf("stem padding %d", c.StemPadding))
+	}
 	s := fmt.Sprintf("a ResNet-%d", c.Depth)
+	if c.WidthPerGroup != 0 && c.WidthPerGroup != 64 {
+		s = fmt.Sprintf("a Wide ResNet-%d-%g", c.Depth, float64(c.WidthPerGroup)/64)
+	}
 	if len(details) > 0 {
 		s += " (" + strings.Join(details, ", ") + ")"
 	}
@@ -279,10 +301,7 @@ func stateDictShapes(cfg ResNetConfig) ([]string, map[string][]int64, error) {
 		add(name + ".num_batches_tracked")
 	}
 	base := c.baseWidth()
-	stemK := int64(7)
-	if c.Stem == StemCIFAR {
-		stemK = 3
-	}
+	stemK, _, _ := c.stemGeometry()
 	conv("conv1", base, int64(c.InChannels), stemK)
 	bn("bn1", base)
 	layout := resnetLayouts[c.Depth]
@@ -297,11 +316,12 @@ func stateDictShapes(cfg ResNetConfig) ([]string, map[string][]int64, error) {
 			}
 			out := planes * c.expansion()
 			if layout.bottleneck {
-				conv(p+"conv1", planes, in, 1)
-				bn(p+"bn1", planes)
-				conv(p+"conv2", planes, planes, 3)
-				bn(p+"bn2", planes)
-				conv(p+"conv3", out, planes, 1)
+				w := c.inner(planes)
+				conv(p+"conv1", w, in, 1)
+				bn(p+"bn1", w)
+				conv(p+"conv2", w, w, 3)
+				bn(p+"bn2", w)
+				conv(p+"conv3", out, w, 1)
 				bn(p+"bn3", out)
 			} else {
 				conv(p+"conv1", planes, in, 3)

@@ -30,6 +30,8 @@ func TestInferResNetConfig(t *testing.T) {
 		{ResNetConfig{Depth: 50, Width: 0.5, InChannels: 4, Classes: 7}, "a ResNet-50 (width 0.5, 4 input channels) with a 7-class classifier"},
 		{ResNetConfig{Depth: 101, Classes: 1000}, "a ResNet-101 with a 1000-class classifier"},
 		{ResNetConfig{Depth: 152}, "a ResNet-152 backbone, no classifier"},
+		{ResNetConfig{Depth: 50, WidthPerGroup: 128, Classes: 1000}, "a Wide ResNet-50-2 with a 1000-class classifier"},
+		{ResNetConfig{Depth: 101, WidthPerGroup: 128, Width: 0.25}, "a Wide ResNet-101-2 (width 0.25) backbone, no classifier"},
 	} {
 		want, _ := c.cfg.normalized()
 		got, desc, err := InferResNetConfig(shapesOf(t, c.cfg))
@@ -74,7 +76,11 @@ func TestInferResNetConfigErrors(t *testing.T) {
 	}{
 		{"empty", map[string][]int64{}, "no conv1.weight (the state dict is empty)"},
 		{"vgg", map[string][]int64{"features.0.weight": {64, 3, 3, 3}, "classifier.6.bias": {1000}}, "no conv1.weight (keys are classifier.6.bias, features.0.weight)"},
-		{"prefixed", prefixed, `strip the prefix "module." first`},
+		{"prefixed", prefixed, `pick that network by its key (prefix module)`},
+		{"timm deep stem", r18(func(s map[string][]int64) {
+			delete(s, "conv1.weight")
+			s["conv1.0.weight"] = []int64{32, 3, 3, 3}
+		}), "timm deep stem"},
 		{"5x5 stem", r18(func(s map[string][]int64) { s["conv1.weight"] = []int64{64, 3, 5, 5} }), "5×5 kernel"},
 		{"no layer3", r18(func(s map[string][]int64) {
 			for k := range s {
@@ -94,7 +100,7 @@ func TestInferResNetConfigErrors(t *testing.T) {
 			delete(s, "fc.bias")
 			s["fc.0.weight"] = []int64{512, 512}
 		}), "unexpected: fc.0.weight"},
-		{"wide resnet", wide, "wrong shape: layer1.0.conv1.weight [128 64 1 1] (want [64 64 1 1])"},
+		{"half-wide resnet", wide, "look like wide_resnet50_2 backbone but do not fit it; wrong shape: layer1.0.bn1.weight [64] (want [128])"},
 	} {
 		_, _, err := InferResNetConfig(c.shapes)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -130,12 +136,18 @@ func TestResNetFromStateDict(t *testing.T) {
 	nn.Eval(r)
 	x := torch.Randn([]int64{2, 1, 12, 12})
 	defer x.Free()
-	torch.NoGrad(func() {
+	if err := torch.NoGrad(func() error {
 		d, _, err := maxAbsDiff(r.Forward(x), src.Forward(x))
-		if err != nil || d != 0 {
-			t.Errorf("loaded model differs by %g (%v)", d, err)
+		if err != nil {
+			return err
 		}
-	})
+		if d != 0 {
+			t.Errorf("loaded model differs by %g", d)
+		}
+		return nil
+	}); err != nil {
+		t.Errorf("comparing the loaded model: %v", err)
+	}
 
 	// A config cannot have a 3×3 conv with the ImageNet stem's max pool.
 	if _, _, err := ResNetFromStateDict(sd, func(c *ResNetConfig) { c.Stem = StemImageNet }); err == nil || !strings.Contains(err.Error(), "conv1.weight [8 1 3 3] (want [8 1 7 7])") {

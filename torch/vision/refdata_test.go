@@ -98,7 +98,11 @@ func writeRefCase(dir, name string, config map[string]any, tensors []nn.Named) e
 	var bin []byte
 	c := refCase{Config: config}
 	for _, n := range tensors {
-		e := refEntry{Name: n.Name, Shape: n.Tensor.Shape(), Offset: int64(len(bin))}
+		shape, err := n.Tensor.Shape()
+		if err != nil {
+			return fmt.Errorf("%s: %w", n.Name, err)
+		}
+		e := refEntry{Name: n.Name, Shape: shape, Offset: int64(len(bin))}
 		if n.Tensor.DType() == torch.Int64 {
 			v, err := n.Tensor.Int64s()
 			if err != nil {
@@ -145,8 +149,16 @@ func maxAbsDiff(a, b *torch.Tensor) (diff, scale float64, err error) {
 	if err := torch.FirstError(a, b); err != nil {
 		return 0, 0, err
 	}
-	if !slices.Equal(a.Shape(), b.Shape()) {
-		return 0, 0, fmt.Errorf("shape %v, want %v", a.Shape(), b.Shape())
+	as, err := a.Shape()
+	if err != nil {
+		return 0, 0, err
+	}
+	bs, err := b.Shape()
+	if err != nil {
+		return 0, 0, err
+	}
+	if !slices.Equal(as, bs) {
+		return 0, 0, fmt.Errorf("shape %v, want %v", as, bs)
 	}
 	av, err := a.Float64s()
 	if err != nil {

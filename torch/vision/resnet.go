@@ -20,6 +20,14 @@ type ResNetConfig struct {
 	Stem       string  // "imagenet" (7×7/2 conv + 3×3/2 maxpool) or "cifar" (3×3/1 conv, no maxpool); "" = imagenet
 	InChannels int     // 0 means 3
 	Classes    int     // size of fc; 0 = a backbone with no fc (Forward returns pooled features)
+	// WidthPerGroup is torchvision's width_per_group for bottleneck blocks:
+	// their inner width is planes·WidthPerGroup/64. 0 means 64; 128 makes
+	// wide_resnet50_2 and wide_resnet101_2. Basic blocks must keep 64.
+	WidthPerGroup int
+	// StemPadding is the stem convolution's padding; 0 means (k−1)/2 (3 for
+	// the 7×7 ImageNet stem, 1 for the 3×3 CIFAR stem). solo-learn's CIFAR
+	// stem pads by 2. The weights cannot show it.
+	StemPadding int
 }
 
 // Stem names accepted by ResNetConfig.Stem.
@@ -76,7 +84,66 @@ func (c ResNetConfig) normalized() (ResNetConfig, error) {
 	if c.Classes < 0 {
 		return c, fmt.Errorf("vision: ResNet classes %d must be ≥ 0", c.Classes)
 	}
+	if c.WidthPerGroup == 64 {
+		c.WidthPerGroup = 0 // the default has one spelling, so configurations compare equal
+	}
+	if c.WidthPerGroup < 0 || c.WidthPerGroup != 0 && !resnetLayouts[c.Depth].bottleneck {
+		return c, fmt.Errorf("vision: ResNet-%d: width per group %d (only bottleneck ResNets, 50 and deeper, can be wide)", c.Depth, c.WidthPerGroup)
+	}
+	if c.StemPadding < 0 || c.StemPadding > 3 {
+		return c, fmt.Errorf("vision: ResNet stem padding %d must be 0 (the default) to 3", c.StemPadding)
+	}
 	return c, nil
+}
+
+// stemGeometry is the stem convolution's kernel, stride and padding.
+func (c ResNetConfig) stemGeometry() (k, stride, pad int64) {
+	k, stride = 7, 2
+	if c.Stem == StemCIFAR {
+		k, stride = 3, 1
+	}
+	pad = (k - 1) / 2
+	if c.StemPadding > 0 {
+		pad = int64(c.StemPadding)
+	}
+	return k, stride, pad
+}
+
+// inner is a bottleneck's inner width for a stage of the given planes.
+func (c ResNetConfig) inner(planes int64) int64 {
+	if c.WidthPerGroup == 0 {
+		return planes
+	}
+	return planes * int64(c.WidthPerGroup) / 64
+}
+
+// ArchName is torchvision's name of the architecture: resnet50, or
+// wide_resnet50_2 when WidthPerGroup is 128.
+func (c ResNetConfig) ArchName() string {
+	if c.WidthPerGroup != 0 && c.WidthPerGroup != 64 {
+		if c.WidthPerGroup%64 == 0 {
+			return fmt.Sprintf("wide_resnet%d_%d", c.Depth, c.WidthPerGroup/64)
+		}
+		return fmt.Sprintf("resnet%d-wpg%d", c.Depth, c.WidthPerGroup)
+	}
+	return fmt.Sprintf("resnet%d", c.Depth)
+}
+
+// ParseArchConfig reads an architecture name as ParseArch does, and also
+// torchvision's wide_resnet50_2 and wide_resnet101_2 (WidthPerGroup 128).
+func ParseArchConfig(s string) (ResNetConfig, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	if rest, ok := strings.CutPrefix(t, "wide_resnet"); ok {
+		d, f, ok := strings.Cut(rest, "_")
+		depth, err1 := strconv.Atoi(d)
+		factor, err2 := strconv.Atoi(f)
+		if !ok || err1 != nil || err2 != nil || factor < 1 || !resnetLayouts[depth].bottleneck {
+			return ResNetConfig{}, fmt.Errorf("vision: architecture %q: want wide_resnet50_2 or wide_resnet101_2", s)
+		}
+		return ResNetConfig{Depth: depth, WidthPerGroup: 64 * factor}, nil
+	}
+	d, err := ParseArch(s)
+	return ResNetConfig{Depth: d}, err
 }
 
 // baseWidth is the channel count of the stem and of layer1's blocks (before
@@ -95,12 +162,15 @@ func (c ResNetConfig) expansion() int64 {
 // "resnet18 width 0.25 cifar-stem 1ch 10 classes" or "resnet50 backbone".
 func (c ResNetConfig) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "resnet%d", c.Depth)
+	b.WriteString(c.ArchName())
 	if c.Width != 0 && c.Width != 1 {
 		b.WriteString(" width " + strconv.FormatFloat(c.Width, 'g', -1, 64))
 	}
 	if c.Stem != "" && strings.ToLower(c.Stem) != StemImageNet {
 		b.WriteString(" " + strings.ToLower(c.Stem) + "-stem")
+	}
+	if c.StemPadding > 0 {
+		fmt.Fprintf(&b, " stem-padding %d", c.StemPadding)
 	}
 	if c.InChannels != 0 && c.InChannels != 3 {
 		fmt.Fprintf(&b, " %dch", c.InChannels)
@@ -165,7 +235,12 @@ type builder struct{ err error }
 // conv makes a bias-free k×k convolution with padding (k−1)/2, initialised
 // kaiming_normal_(mode="fan_out", nonlinearity="relu").
 func (bd *builder) conv(in, out, k, stride int64) *nn.Conv2d {
-	c := nn.NewConv2d(in, out, k, nn.Conv2dConfig{Stride: stride, Padding: (k - 1) / 2, NoBias: true})
+	return bd.convPadded(in, out, k, stride, (k-1)/2)
+}
+
+// convPadded is conv with an explicit padding.
+func (bd *builder) convPadded(in, out, k, stride, pad int64) *nn.Conv2d {
+	c := nn.NewConv2d(in, out, k, nn.Conv2dConfig{Stride: stride, Padding: pad, NoBias: true})
 	if err := c.Weight.Err(); err != nil && bd.err == nil {
 		bd.err = err
 	}
@@ -208,12 +283,12 @@ func (b *BasicBlock) Forward(x *torch.Tensor) *torch.Tensor {
 	return residual(out, b.Downsample, x)
 }
 
-func (bd *builder) bottleneck(in, planes, stride int64) *Bottleneck {
+func (bd *builder) bottleneck(in, planes, width, stride int64) *Bottleneck {
 	out := planes * 4
 	b := &Bottleneck{Base: nn.NewBase(),
-		Conv1: bd.conv(in, planes, 1, 1), BN1: nn.NewBatchNorm2d(planes),
-		Conv2: bd.conv(planes, planes, 3, stride), BN2: nn.NewBatchNorm2d(planes),
-		Conv3: bd.conv(planes, out, 1, 1), BN3: nn.NewBatchNorm2d(out),
+		Conv1: bd.conv(in, width, 1, 1), BN1: nn.NewBatchNorm2d(width),
+		Conv2: bd.conv(width, width, 3, stride), BN2: nn.NewBatchNorm2d(width),
+		Conv3: bd.conv(width, out, 1, 1), BN3: nn.NewBatchNorm2d(out),
 		Downsample: bd.downsample(in, out, stride)}
 	b.RegisterModule("conv1", b.Conv1)
 	b.RegisterModule("bn1", b.BN1)
@@ -296,11 +371,8 @@ func NewResNet(cfg ResNetConfig) (*ResNet, error) {
 	base := c.baseWidth()
 	r := &ResNet{Base: nn.NewBase(), Config: c}
 	bd := &builder{}
-	if c.Stem == StemCIFAR {
-		r.Conv1 = bd.conv(int64(c.InChannels), base, 3, 1)
-	} else {
-		r.Conv1 = bd.conv(int64(c.InChannels), base, 7, 2)
-	}
+	k, stride, pad := c.stemGeometry()
+	r.Conv1 = bd.convPadded(int64(c.InChannels), base, k, stride, pad)
 	r.BN1 = nn.NewBatchNorm2d(base)
 	r.RegisterModule("conv1", r.Conv1)
 	r.RegisterModule("bn1", r.BN1)
@@ -317,7 +389,7 @@ func NewResNet(cfg ResNetConfig) (*ResNet, error) {
 		for j := 0; j < layout.blocks[i]; j++ {
 			var blk Block
 			if layout.bottleneck {
-				blk = bd.bottleneck(in, planes, stride)
+				blk = bd.bottleneck(in, planes, c.inner(planes), stride)
 			} else {
 				blk = bd.basicBlock(in, planes, stride)
 			}
@@ -333,12 +405,7 @@ func NewResNet(cfg ResNetConfig) (*ResNet, error) {
 		r.RegisterModule("fc", r.FC)
 	}
 	if bd.err == nil {
-		for _, n := range nn.StateDict(r) {
-			if err := n.Tensor.Err(); err != nil {
-				bd.err = fmt.Errorf("%s: %w", n.Name, err)
-				break
-			}
-		}
+		bd.err = nn.Err(r)
 	}
 	if bd.err != nil {
 		nn.Free(r)

@@ -69,8 +69,8 @@ func TestStateDictMatchesArithmetic(t *testing.T) {
 				t.Fatalf("%d state-dict entries, want %d", len(sd), len(names))
 			}
 			for i, n := range sd {
-				if n.Name != names[i] || !slices.Equal(n.Tensor.Shape(), shapes[n.Name]) {
-					t.Fatalf("entry %d: %s %v, want %s %v", i, n.Name, n.Tensor.Shape(), names[i], shapes[names[i]])
+				if n.Name != names[i] || !slices.Equal(shapeOf(t, n.Tensor), shapes[n.Name]) {
+					t.Fatalf("entry %d: %s %v, want %s %v", i, n.Name, shapeOf(t, n.Tensor), names[i], shapes[names[i]])
 				}
 			}
 			if got, want := nn.NumParameters(r), paramCount(names, shapes); got != want {
@@ -131,7 +131,7 @@ func TestInitialisation(t *testing.T) {
 	}
 	// kaiming_normal_ fan_out relu: std √(2 / (out·k·k)).
 	for name, w := range map[string]*torch.Tensor{"conv1": r.Conv1.Weight, "layer3.1.conv2": r.Layer3.Layers[1].(*BasicBlock).Conv2.Weight} {
-		s := w.Shape()
+		s := shapeOf(t, w)
 		want := math.Sqrt(2 / float64(s[0]*s[2]*s[3]))
 		if got := std(w); got < 0.9*want || got > 1.1*want {
 			t.Errorf("%s weight std %.4g, want ≈ %.4g", name, got, want)
@@ -212,15 +212,15 @@ func TestCuts(t *testing.T) {
 			}
 
 			nn.Eval(r)
-			torch.NoGrad(func() {
+			if err := torch.NoGrad(func() error {
 				full := r.Forward(x)
 				if err := full.Err(); err != nil {
-					t.Fatal(err)
+					return err
 				}
 				for i, cut := range cuts {
 					h := r.ForwardTo(x, cut)
-					if shapes[i].Name != cut || !slices.Equal(h.Shape(), append([]int64{2}, shapes[i].Shape...)) {
-						t.Errorf("%s: ForwardTo shape %v, CutShapes %s %v", cut, h.Shape(), shapes[i].Name, shapes[i].Shape)
+					if shapes[i].Name != cut || !slices.Equal(shapeOf(t, h), append([]int64{2}, shapes[i].Shape...)) {
+						t.Errorf("%s: ForwardTo shape %v, CutShapes %s %v", cut, shapeOf(t, h), shapes[i].Name, shapes[i].Shape)
 					}
 					if !r.HasClassifier() {
 						if err := r.ForwardFrom(h, cut).Err(); err == nil || !strings.Contains(err.Error(), "no classifier") {
@@ -239,7 +239,10 @@ func TestCuts(t *testing.T) {
 						t.Errorf("a backbone's Forward is not its pooled features: %g %v", d, err)
 					}
 				}
-			})
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
 		})
 	}
 }
@@ -361,7 +364,9 @@ func TestNoLeaks(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, c := range r.CutPoints() {
-			torch.NoGrad(func() { r.ForwardFrom(r.ForwardTo(s.Track(x.Ref()), c), c) })
+			if err := torch.NoGrad(func() error { return r.ForwardFrom(r.ForwardTo(s.Track(x.Ref()), c), c).Err() }); err != nil {
+				t.Fatal(err)
+			}
 		}
 		if err := nn.ZeroGrad(r); err != nil {
 			t.Fatal(err)
@@ -398,6 +403,26 @@ func ExampleResNet_ForwardTo() {
 	x := s.Track(torch.Randn([]int64{8, 1, 28, 28}))
 	h := r.ForwardTo(x, "layer2.1")        // bottom half
 	logits := r.ForwardFrom(h, "layer2.1") // top half
-	fmt.Println(h.Shape(), logits.Shape(), logits.Err())
+	hs, err := h.Shape()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ls, err := logits.Shape()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(hs, ls, logits.Err())
 	// Output: [8 32 14 14] [8 10] <nil>
+}
+
+// shapeOf returns x's shape, failing the test when x carries an error.
+func shapeOf(t testing.TB, x *torch.Tensor) []int64 {
+	t.Helper()
+	s, err := x.Shape()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -25,7 +25,17 @@ func ExampleLoader() {
 			fmt.Println(err)
 			return
 		}
-		fmt.Println(b.X.Shape(), b.X.DType(), b.Y.Shape(), b.Y.DType())
+		xs, err := b.X.Shape()
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		ys, err := b.Y.Shape()
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Println(xs, b.X.DType(), ys, b.Y.DType())
 		b.Close() // frees the batch and everything computed from b.X
 	}
 	// Output:

@@ -25,10 +25,10 @@ func TestBatchShapesAndValues(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !slices.Equal(b.X.Shape(), []int64{256, 1, 28, 28}) || b.X.DType() != torch.Float32 || b.X.Device() != torch.CPU {
+		if !slices.Equal(shapeOf(t, b.X), []int64{256, 1, 28, 28}) || b.X.DType() != torch.Float32 || b.X.Device() != torch.CPU {
 			t.Fatalf("X is %v", b.X)
 		}
-		if !slices.Equal(b.Y.Shape(), []int64{256}) || b.Y.DType() != torch.Int64 {
+		if !slices.Equal(shapeOf(t, b.Y), []int64{256}) || b.Y.DType() != torch.Int64 {
 			t.Fatalf("Y is %v", b.Y)
 		}
 		if len(b.Index) != 256 || len(b.Views) != 1 || b.Views[0] != b.X || b.Len() != 256 {
@@ -218,6 +218,9 @@ func TestShuffleDeterminism(t *testing.T) {
 }
 
 func TestEarlyBreakLeaksNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("loads Fashion-MNIST and waits for the garbage collector (seconds); skipped with -short")
+	}
 	ds := fashion(t)
 	start := settle(t)
 	goroutines := runtime.NumGoroutine()

@@ -50,7 +50,10 @@ func begin(name string, x *torch.Tensor, g *torch.Generator) (*opScope, error) {
 	if err := x.Err(); err != nil {
 		return nil, err
 	}
-	shape := x.Shape()
+	shape, err := x.Shape()
+	if err != nil {
+		return nil, err
+	}
 	if len(shape) != 4 {
 		return nil, fmt.Errorf("data: %s: want an [N,C,H,W] tensor, got shape %v", name, shape)
 	}
@@ -384,7 +387,9 @@ func (t ColorJitter) String() string {
 
 // gray returns the luma of x as [N,1,H,W] (x itself for one channel).
 func gray(x *torch.Tensor) *torch.Tensor {
-	if x.Size(1) == 1 {
+	if c, err := x.Size(1); err != nil {
+		return torch.ErrTensor(err)
+	} else if c == 1 {
 		return x
 	}
 	r, g, b := x.Narrow(1, 0, 1), x.Narrow(1, 1, 1), x.Narrow(1, 2, 1)

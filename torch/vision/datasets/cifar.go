@@ -95,7 +95,7 @@ func (l cifarLayout) resolve(root string, files []string) (string, string) {
 	if root != "" && filepath.Base(filepath.Clean(root)) == l.folder {
 		first = root
 	}
-	hint := fmt.Sprintf("download %s from %s and unpack it into %s, set %s, or pass --data-dir",
+	hint := fmt.Sprintf("download %s from %s and unpack it into %s, set %s, or give the data directory",
 		l.archive, cifarURL, filepath.Dir(first), EnvData)
 	return first, hint
 }

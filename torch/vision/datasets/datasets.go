@@ -71,7 +71,7 @@ type LabelNoise struct {
 
 // Options adjusts how [Load] finds and decodes a data set.
 type Options struct {
-	// Root overrides the data directory (e.g. from a --data-dir flag). For CIFAR it may
+	// Root overrides the data directory (e.g. from a command-line flag). For CIFAR it may
 	// name the folder holding the .bin files or its parent.
 	Root string
 	// ImageSize is the side of the square images produced for folder data sets

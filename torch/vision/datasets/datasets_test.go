@@ -19,6 +19,9 @@ import (
 )
 
 func TestRealIDX(t *testing.T) {
+	if testing.Short() {
+		t.Skip("reads every split of the real data sets (seconds); skipped with -short")
+	}
 	tests := []struct {
 		name, split string
 		n           int

@@ -26,7 +26,7 @@ var FashionMNISTClasses = []string{
 // MNISTClasses are MNIST's class names, in label order.
 var MNISTClasses = []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}
 
-const fashionHint = "apt-get install dataset-fashion-mnist, or pass --data-dir"
+const fashionHint = "apt-get install dataset-fashion-mnist, or give the data directory"
 
 func loadFashionMNIST(split string, opts Options) (*Dataset, error) {
 	dir := opts.Root

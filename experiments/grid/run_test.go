@@ -1,0 +1,273 @@
+package grid
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"modelstitch/torch/vision/datasets"
+)
+
+// tinyPlan plans testdata/tiny.toml into dir.
+func tinyPlan(t *testing.T, dir string) *Plan {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(datasets.DefaultFashionMNISTDir, "train-images-idx3-ubyte.gz")); err != nil {
+		if _, err2 := os.Stat(filepath.Join(datasets.DefaultFashionMNISTDir, "train-images-idx3-ubyte")); err2 != nil {
+			t.Skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+		}
+	}
+	s, err := Load("testdata/tiny.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewPlan(s, dir, CutPoints)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// rowLines counts the lines of every rows file under dir, and the ids seen.
+func rowLines(t *testing.T, dir string) (int, []string) {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(RowsDir(dir), "*.jsonl"))
+	n := 0
+	var ids []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
+			if len(l) > 0 {
+				n++
+			}
+		}
+	}
+	recs, err := ReadRecords(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs.All() {
+		ids = append(ids, r.Unit)
+	}
+	return n, ids
+}
+
+func planIDs(p *Plan) []string {
+	var ids []string
+	for _, u := range p.Units {
+		ids = append(ids, u.ID)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// TestRunCancelResumeShardsReport trains and stitches the tiny grid for real:
+// once uninterrupted; once cancelled after its first stitch and resumed; once
+// as two shards. Every way ends with exactly one row per unit, the same set of
+// units, and a report with figures.
+func TestRunCancelResumeShardsReport(t *testing.T) {
+	whole := tinyPlan(t, t.TempDir())
+	want := planIDs(whole)
+	if len(want) != 4+5 { // a, b, random, long; a-b ×2, random-b ×2, early-b ×1
+		t.Fatalf("tiny plan has %d units: %v", len(want), want)
+	}
+	for _, u := range whole.Units {
+		if u.Kind == UnitStitch && u.Bottom == "long@1" && (len(u.Deps) != 2 || !strings.HasPrefix(u.Deps[0], "train/long-")) {
+			t.Errorf("snapshot unit %s depends on %v, want the long run and b", u.ID, u.Deps)
+		}
+	}
+
+	// Uninterrupted.
+	sum, err := Run(context.Background(), whole, Options{Exec: &InProcess{}, Cores: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Ran != len(want) || sum.Skipped != 0 {
+		t.Errorf("first run: %+v", sum)
+	}
+	n, ids := rowLines(t, whole.Dir)
+	if n != len(want) || !slices.Equal(ids, want) {
+		t.Fatalf("uninterrupted run wrote %d lines for units %v, want %v", n, ids, want)
+	}
+	recs, _ := ReadRecords(whole.Dir)
+	for _, r := range recs.All() {
+		if r.Kind == UnitStitch && (r.Stitch == nil || r.Stitch.TestSamples != 200 || r.Stitch.CKA == nil || r.Threads != 2) {
+			t.Errorf("stitch record %+v lacks what was asked for", r)
+		}
+		if r.Kind == UnitTrain && (r.Model == nil || r.Model.TestAcc <= 0) {
+			t.Errorf("train record %+v has no accuracy", r)
+		}
+	}
+	if _, err := os.Stat(SnapshotPath(whole.Files["long"].Path, 1)); err != nil {
+		t.Errorf("no epoch-1 snapshot of the long run: %v", err)
+	}
+	// A second run finds nothing to do.
+	if sum, err := Run(context.Background(), whole, Options{Exec: &InProcess{}}); err != nil || sum.Ran != 0 || sum.Skipped != len(want) {
+		t.Errorf("rerun of a finished grid: %+v, %v", sum, err)
+	}
+	states := whole.States(recs, 1)
+	for _, st := range states {
+		if st.State != StateDone {
+			t.Errorf("unit %s is %s after the run", st.ID, st.State)
+		}
+	}
+
+	// Cancelled after the first stitch, then resumed.
+	dir := t.TempDir()
+	p := tinyPlan(t, dir)
+	ctx, cancel := context.WithCancel(context.Background())
+	stitched := 0
+	sum, err = Run(ctx, p, Options{Exec: &InProcess{}, OnEvent: func(e Event) {
+		if e.Kind == "done" && e.Unit.Kind == UnitStitch {
+			stitched++
+			cancel()
+		}
+	}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled run returned %v", err)
+	}
+	n, _ = rowLines(t, dir)
+	if stitched != 1 || n != sum.Ran || n >= len(want) {
+		t.Fatalf("cancelled run: %d stitched, %d lines, summary %+v", stitched, n, sum)
+	}
+	recs, _ = ReadRecords(dir)
+	st := p.States(recs, 1)
+	missing := 0
+	for _, s := range st {
+		if s.State != StateDone {
+			missing++
+		}
+	}
+	if missing != len(want)-n {
+		t.Errorf("plan after the cancelled run: %d units not done, want %d", missing, len(want)-n)
+	}
+	sum, err = Run(context.Background(), p, Options{Exec: &InProcess{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, ids = rowLines(t, dir)
+	if n != len(want) || !slices.Equal(ids, want) || sum.Skipped+sum.Ran != len(want) {
+		t.Errorf("resumed run: %d lines for units %v (summary %+v), want one line each of %v", n, ids, sum, want)
+	}
+
+	// A torn last line (a write cut off by a kill) is skipped and cut off.
+	f, err := os.OpenFile(filepath.Join(RowsDir(dir), "all.jsonl"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(`{"unit":"stitch/x~y/stem/s0-dead","kind":"sti`)
+	f.Close()
+	recs, err = ReadRecords(dir)
+	if err != nil || recs.Torn != 1 || recs.Len() != len(want) {
+		t.Fatalf("torn line: %v, %d torn, %d records", err, recs.Torn, recs.Len())
+	}
+	w, err := OpenWriter(dir, Shard{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lockWait = 100 * time.Millisecond
+	if _, err := OpenWriter(dir, Shard{0, 1}); err == nil || !strings.Contains(err.Error(), "one process per shard") {
+		t.Errorf("a second writer of the same file: %v", err)
+	}
+	w.Close()
+	if recs, _ = ReadRecords(dir); recs.Torn != 0 {
+		t.Errorf("the writer left the torn line in place")
+	}
+
+	// Two shards: the union is the whole grid; a shard reports stitches whose
+	// models the other shard makes as waiting, not failed.
+	sdir := t.TempDir()
+	sp := tinyPlan(t, sdir)
+	owned := map[string]int{}
+	for _, u := range sp.Units {
+		if (Shard{0, 2}).Owns(u.ID) {
+			owned[u.Kind]++
+		}
+	}
+	// The stitch phase with no model made runs nothing and waits for all.
+	early, err := Run(context.Background(), sp, Options{Exec: &InProcess{}, Shard: Shard{0, 2}, Phase: PhaseStitch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if early.Ran != 0 || len(early.Waiting) != owned[UnitStitch] || early.OtherPhase != owned[UnitTrain] || owned[UnitTrain] == 0 {
+		t.Errorf("stitch phase before training: %+v, want %d waiting and %d left to the train phase", early, owned[UnitStitch], owned[UnitTrain])
+	}
+	if _, err := Run(context.Background(), sp, Options{Exec: &InProcess{}, Phase: "stich"}); err == nil || !strings.Contains(err.Error(), "--phase") {
+		t.Errorf("phase stich: %v", err)
+	}
+	sum0, err := Run(context.Background(), sp, Options{Exec: &InProcess{}, Shard: Shard{0, 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Shard 1 in two phases: models only, then stitches only.
+	sum1, err := Run(context.Background(), sp, Options{Exec: &InProcess{}, Shard: Shard{1, 2}, Phase: PhaseTrain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum1s, err := Run(context.Background(), sp, Options{Exec: &InProcess{}, Shard: Shard{1, 2}, Phase: PhaseStitch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum1.Ran != sum1s.OtherPhase || sum1s.Ran != sum1.OtherPhase || sum1s.Ran == 0 || len(sum1s.Waiting) != 0 {
+		t.Errorf("shard 1 train phase %+v then stitch phase %+v: want each to run what the other left", sum1, sum1s)
+	}
+	if sum0.NotOwned+sum1.NotOwned != len(want) || sum0.Failed+sum1.Failed != 0 {
+		t.Errorf("shards: %+v and %+v", sum0, sum1)
+	}
+	sum0b, err := Run(context.Background(), sp, Options{Exec: &InProcess{}, Shard: Shard{0, 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sum0b.Waiting) != 0 || sum0b.Ran != len(sum0.Waiting) {
+		t.Errorf("shard 0 again: ran %d, want the %d it waited for: %+v", sum0b.Ran, len(sum0.Waiting), sum0b)
+	}
+	n, ids = rowLines(t, sdir)
+	if n != len(want) || !slices.Equal(ids, want) {
+		t.Errorf("shards wrote %d lines for units %v, want one each of %v", n, ids, want)
+	}
+
+	// The report: every experiment's figure and table, verdicts, recipes.
+	rdir := t.TempDir()
+	res, err := Report(whole, rdir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Figures) != 4 {
+		t.Errorf("report figures %v, want PNG and SVG of 2 experiments", res.Figures)
+	}
+	for _, fig := range res.Figures {
+		if fi, err := os.Stat(fig); err != nil || fi.Size() < 1000 {
+			t.Errorf("figure %s: %v", fig, err)
+		}
+	}
+	md, err := os.ReadFile(res.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"## 1. Two seeds and a random bottom", "**Verdict: holds.**", "figures/connectivity.png", "linear CKA per cut",
+		"| `a-b` |", "## Models", "## Pairs and stitching recipes", "## Wall time", "snapshots at epochs [1]"} {
+		if !bytes.Contains(md, []byte(w)) {
+			t.Errorf("report lacks %q", w)
+		}
+	}
+	if res.Verdicts["connectivity"] != Holds || res.Verdicts["time"] != "no rule" {
+		t.Errorf("verdicts %v", res.Verdicts)
+	}
+	// On an empty directory the report says "not yet run".
+	res, err = Report(tinyPlan(t, t.TempDir()), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, _ = os.ReadFile(res.Path)
+	if res.Verdicts["connectivity"] != NotYetRun || !bytes.Contains(md, []byte("not yet run")) || len(res.Figures) != 0 {
+		t.Errorf("report of nothing: %v, %d figures", res.Verdicts, len(res.Figures))
+	}
+}

@@ -1,0 +1,173 @@
+package grid
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"modelstitch/experiments/shardfile"
+)
+
+// Record is one finished unit, one line of a rows file.
+type Record struct {
+	Unit string `json:"unit"`
+	Kind string `json:"kind"`
+	// Seconds is the unit's wall time; Threads the libtorch threads it had.
+	Seconds float64 `json:"seconds"`
+	// CPUSeconds is the processor time (user + system) the unit's process
+	// spent on it: on a shared machine it predicts an idle machine's cost
+	// better than the wall time.
+	CPUSeconds float64       `json:"cpu_seconds,omitempty"`
+	Threads    int           `json:"threads"`
+	Time       string        `json:"time"`
+	Model      *ModelResult  `json:"model,omitempty"`
+	Stitch     *StitchResult `json:"stitch,omitempty"`
+}
+
+// ModelResult is what a train unit made.
+type ModelResult struct {
+	Name string `json:"name"`
+	Path string `json:"path"`
+	// TestAcc is in percent (a linear probe's for a SimCLR backbone).
+	TestAcc   float64  `json:"test_acc"`
+	Recipe    *Recipe  `json:"recipe,omitempty"`
+	Snapshots []string `json:"snapshots,omitempty"`
+	// Steps is the number of optimizer steps taken.
+	Steps int `json:"steps,omitempty"`
+}
+
+// StitchResult is one stitching measurement. Accuracies are percentages; the
+// penalty is top accuracy − stitched accuracy in percentage points.
+type StitchResult struct {
+	Bottom      string       `json:"bottom"`
+	Top         string       `json:"top"`
+	BottomPath  string       `json:"bottom_path"`
+	TopPath     string       `json:"top_path"`
+	Cut         string       `json:"cut"`
+	CutIndex    int          `json:"cut_index"`
+	Recipe      StitchRecipe `json:"recipe"`
+	TopAcc      float64      `json:"top_acc"`
+	BottomAcc   *float64     `json:"bottom_acc"`
+	StitchedAcc float64      `json:"stitched_acc"`
+	Penalty     float64      `json:"penalty"`
+	DirectAcc   *float64     `json:"direct_acc,omitempty"`
+	CKA         *float64     `json:"cka"`
+	FitSamples  int          `json:"fit_samples"`
+	TestSamples int          `json:"test_samples"`
+	Data        string       `json:"data"`
+	Device      string       `json:"device"`
+}
+
+// Records are the finished units found in a directory's rows files.
+type Records struct {
+	byID map[string]Record
+	// Duplicates counts unit ids found more than once (kept: the first).
+	Duplicates int
+	// Torn counts incomplete last lines skipped (an interrupted write).
+	Torn int
+}
+
+// Get returns a unit's record.
+func (r *Records) Get(id string) (Record, bool) {
+	rec, ok := r.byID[id]
+	return rec, ok
+}
+
+// Len is the number of records.
+func (r *Records) Len() int { return len(r.byID) }
+
+// All returns every record, sorted by unit id.
+func (r *Records) All() []Record {
+	out := make([]Record, 0, len(r.byID))
+	for _, rec := range r.byID {
+		out = append(out, rec)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Unit < out[j].Unit })
+	return out
+}
+
+func (r *Records) add(rec Record) {
+	if _, ok := r.byID[rec.Unit]; ok {
+		r.Duplicates++
+		return
+	}
+	r.byID[rec.Unit] = rec
+}
+
+// RowsDir is where the rows files of a run directory are: one JSON Lines file
+// per writer (a whole run: all.jsonl, or one shard: shard-I-of-N.jsonl), so
+// writers never share a file. The files are experiments/shardfile's, which
+// also merges them into one for a cluster run.
+func RowsDir(dir string) string { return filepath.Join(dir, shardfile.RowsDir) }
+
+// rowsFile is the rows file a run of the shard writes under dir.
+func rowsFile(dir string, sh Shard) string {
+	if sh.N <= 1 {
+		return filepath.Join(RowsDir(dir), shardfile.UnshardedName)
+	}
+	return shardfile.Path(dir, sh.I, sh.N)
+}
+
+// ReadRecords reads every rows file under dir. A line cut short by an
+// interruption (the last line, without its newline) is skipped; a complete
+// line that is not a record is an error naming its file.
+func ReadRecords(dir string) (*Records, error) {
+	recs := &Records{byID: map[string]Record{}}
+	files, err := shardfile.ShardFiles(dir)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range files {
+		rows, torn, corrupt, err := shardfile.Read(f)
+		if err != nil {
+			return nil, err
+		}
+		if corrupt > 0 {
+			return nil, fmt.Errorf("%s: %d complete line(s) are not JSON objects with a %q", f, corrupt, shardfile.IDField)
+		}
+		recs.Torn += torn
+		for i, r := range rows {
+			var rec Record
+			if err := json.Unmarshal(r.Line, &rec); err != nil {
+				return nil, fmt.Errorf("%s: row %d (unit %s): %w", f, i+1, r.ID, err)
+			}
+			recs.add(rec)
+		}
+	}
+	return recs, nil
+}
+
+// lockWait is how long OpenWriter waits for another writer of the same rows
+// file (a re-queued task whose killed predecessor is still exiting).
+var lockWait = 10 * time.Second
+
+// Writer appends records to one rows file, holding an exclusive lock on it
+// so that two runs of the same shard cannot write at once.
+type Writer struct {
+	w *shardfile.Writer
+}
+
+// OpenWriter opens (creating) the rows file of shard sh under dir for
+// appending. A line left incomplete by an interrupted write is cut off first,
+// so the next record starts on a line of its own.
+func OpenWriter(dir string, sh Shard) (*Writer, error) {
+	w, err := shardfile.Open(rowsFile(dir, sh), lockWait)
+	if err != nil {
+		return nil, fmt.Errorf("%w; run one process per shard", err)
+	}
+	return &Writer{w: w}, nil
+}
+
+// Append writes one record as one line in one write and syncs it to disk.
+func (w *Writer) Append(rec Record) error {
+	if rec.Unit == "" {
+		return errors.New("record without a unit id")
+	}
+	return w.w.Append(rec)
+}
+
+// Close releases the file and its lock.
+func (w *Writer) Close() error { return w.w.Close() }

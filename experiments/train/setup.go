@@ -1,0 +1,52 @@
+// Package train trains the models the paper compares: supervised ResNets
+// (with subsets, label noise and relabelled tasks), SimCLR backbones and
+// linear probes, all through the one training loop (experiments/loop).
+package train
+
+import (
+	"modelstitch/experiments/invalid"
+	"modelstitch/experiments/models"
+	"modelstitch/experiments/splits"
+	"modelstitch/torch"
+	"modelstitch/torch/vision"
+	"modelstitch/torch/vision/datasets"
+)
+
+// run is what every training objective starts from: the data splits, the
+// network's configuration and the checkpoint metadata describing them.
+type run struct {
+	train, test *datasets.Dataset
+	net         vision.ResNetConfig
+	meta        models.Meta
+}
+
+// newRun checks the device and architecture, reads the data and fills in the
+// architecture, data set and objective of the metadata (models.Random when
+// no epochs will be trained). The network gets a classifier when classify.
+func newRun(arch string, width float64, stem string, dc splits.Config, dev torch.Device, epochs int, objective string, classify bool) (*run, error) {
+	if err := torch.CheckDevice(dev); err != nil {
+		return nil, err
+	}
+	depth, err := vision.ParseArch(arch)
+	if err != nil {
+		return nil, invalid.Wrap("arch", err)
+	}
+	if stem != vision.StemCIFAR && stem != vision.StemImageNet {
+		return nil, invalid.Errorf("stem", "must be %s or %s, got %q", vision.StemCIFAR, vision.StemImageNet, stem)
+	}
+	r := &run{}
+	if r.train, r.test, err = splits.Load(dc); err != nil {
+		return nil, err
+	}
+	r.net = vision.ResNetConfig{Depth: depth, Width: width, Stem: stem, InChannels: r.train.C}
+	if classify {
+		r.net.Classes = r.train.Classes
+	}
+	r.meta = models.MetaFor(r.net)
+	r.meta.Dataset, r.meta.Mean, r.meta.Std = dc.Name, r.train.Mean, r.train.Std
+	r.meta.Objective = objective
+	if epochs == 0 {
+		r.meta.Objective = models.Random
+	}
+	return r, nil
+}
