@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 
 	"modelstitch/experiments/models"
 	"modelstitch/torch"
@@ -70,23 +69,9 @@ func ProbeBackboneLBFGS(backbone *models.Model, train, test *datasets.Dataset, c
 	if err != nil {
 		return nil, nil, fmt.Errorf("probe: %w", err)
 	}
-	acc := res.Accuracy
-	meta := backbone.Meta
-	meta.Classes = train.Classes
-	meta.Dataset, meta.Mean, meta.Std = train.Name, mean, std
-	meta.Objective = models.Probe
-	meta.Backbone = backbone.Path
-	meta.TestAccuracy = &acc
-	meta.Created, meta.Tool = "", ""
-	meta.Recipe = &models.Recipe{Optimizer: "lbfgs", WeightDecay: res.Probe.WeightDecay, Schedule: "none", Augment: "none",
+	recipe := &models.Recipe{Optimizer: "lbfgs", WeightDecay: res.Probe.WeightDecay, Schedule: "none", Augment: "none",
 		TrainSamples: train.N, Seed: cfg.Seed}
-	meta.Note = ProtocolNote(res.Probe, train.N, test.N)
-	desc := strings.TrimSuffix(backbone.Description, ", no classifier")
-	if desc == "" {
-		desc = net.Config.String()
-	}
-	return &models.Model{Name: backbone.Name + "+probe", Net: out, Meta: meta, Format: backbone.Format,
-		Description: fmt.Sprintf("a linear probe (%d classes) on %s", train.Classes, desc), HasMeta: true}, res, nil
+	return probeClassifier(backbone, out, train, mean, std, res.Accuracy, recipe, ProtocolNote(res.Probe, train.N, test.N)), res, nil
 }
 
 // ProtocolNote describes a probe fit by the LinearProbeConfig protocol, for
