@@ -3,6 +3,8 @@
 #   make test   set up (if needed) and run the whole test suite
 #   make build  build the C bridge (CMake) and the Go packages
 #   make bench  run the benchmarks (Go vs PyTorch training speed, loader throughput)
+#   make bench-stitch  time our stitching of a pair at every cut against a plain PyTorch script
+#               (BENCH_STITCH_ARGS, e.g. "--fit-samples 6000 --rounds 3 --device cuda")
 #   make check  gofmt, go vet, staticcheck and the fast test tier (go test -short -race)
 #   make fuzz   run every fuzz target for FUZZTIME each (default 60s; e.g. make fuzz FUZZTIME=10m)
 #   make device-bundle  prepare device/ for scripts/device-check.sh on a GPU machine
@@ -26,7 +28,7 @@ LIB := $(BUILD_DIR)/libcbridge.so
 FUZZTIME ?= 60s
 FUZZ_PKGS ?= ./weights
 
-.PHONY: all build run test check bench fuzz device-bundle deps-build deps-test deps-run clean vet
+.PHONY: all build run test check bench bench-stitch fuzz device-bundle deps-build deps-test deps-run clean vet
 
 all: build
 
@@ -78,6 +80,10 @@ check: deps-test build
 
 bench: deps-test build
 	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 60m ./...
+
+BENCH_STITCH_ARGS ?=
+bench-stitch: deps-test build
+	$(GO) run ./cmd/stitchbench $(BENCH_STITCH_ARGS)
 
 # Each fuzz target runs on its own (go test -fuzz takes one target at a time);
 # new failing inputs land in the package's testdata/fuzz/<target>/.

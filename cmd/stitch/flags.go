@@ -13,6 +13,7 @@ var (
 		"epochs": "--epochs", "batch size": "--batch-size", "learning rate": "--lr", "fit samples": "--fit-samples",
 		"init": "--init", "frozen bn": "--frozen-bn", "cka samples": "--cka-samples", "ls samples": "--ls-samples",
 		"cuts": "--layer", "kernel size": "--kernel-size", "test samples": "--test-samples",
+		"eval batch size": "--eval-batch-size", "memory budget": "--memory-budget",
 	}
 	trainFlagOf = map[string]string{
 		"arch": "--arch", "stem": "--stem", "epochs": "--epochs", "batch size": "--batch-size", "learning rate": "--lr",

@@ -40,6 +40,7 @@ func TestBadInputGivesClearErrors(t *testing.T) {
 		{[]string{"eval", "--checkpoint", missing}, "missing.pt"},
 		{[]string{"train", "--out", filepath.Join(t.TempDir(), "x.pt"), "--arch", "vgg16"}, "--arch"},
 		{[]string{"train", "--out", filepath.Join(t.TempDir(), "x.pt"), "--labels", "odd-vs-even"}, "--labels"},
+		{[]string{"train", "--out", filepath.Join(t.TempDir(), "x.pt"), "--labels", "odd-vs-even"}, "clothing-vs-accessories"}, // every task is offered
 		{[]string{"inspect"}, "usage"},
 	}
 	for _, c := range cases {

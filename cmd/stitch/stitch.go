@@ -48,6 +48,13 @@ func stitchFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "json", Usage: "print the rows as JSON Lines on stdout instead of a table"},
 		&cli.BoolFlag{Name: "quiet", Usage: "no progress bars"},
 		deviceFlag(), threadsFlag(),
+		// Speed switches (stitch.Speed): every optimisation is on unless switched off.
+		&cli.BoolFlag{Name: "plain-stitch", Usage: "stitch one cut at a time without sharing work between cuts (turns off all of the below)"},
+		&cli.BoolFlag{Name: "no-fold-bn", Usage: "keep the frozen halves' batch norms instead of folding them into their convolutions"},
+		&cli.BoolFlag{Name: "no-cache", Usage: "recompute the bottom's activations for every batch instead of keeping them across epochs and cuts"},
+		&cli.BoolFlag{Name: "half-cache", Usage: "keep cached activations as float16 (half the memory, rounded)"},
+		&cli.IntFlag{Name: "eval-batch-size", Usage: "batch size of evaluation and cache filling (0: 4 × --batch-size)"},
+		&cli.StringFlag{Name: "memory-budget", Usage: "cap on cached activations, e.g. 2GiB (empty: none); caches that do not fit are recomputed"},
 	}
 	return append(flags, dataFlags(d.Data)...)
 }
@@ -66,6 +73,14 @@ func stitchAction(c *cli.Context) error {
 	cfg.Init, cfg.FrozenBN, cfg.CKASamples = c.String("init"), c.String("frozen-bn"), c.Int("cka-samples")
 	cfg.Data, cfg.Device, cfg.LSSamples = c.String("data"), dev, c.Int("ls-samples")
 	cfg.Progress = newProgress(c.Bool("quiet"))
+	cfg.Speed = stitch.Speed{Plain: c.Bool("plain-stitch"), NoFoldBN: c.Bool("no-fold-bn"), NoCache: c.Bool("no-cache"),
+		HalfCache: c.Bool("half-cache"), EvalBatchSize: c.Int("eval-batch-size")}
+	if cfg.Speed.MemoryBudget, err = stitch.ParseBytes(c.String("memory-budget")); err != nil {
+		return fmt.Errorf("--memory-budget: %w", err)
+	}
+	if err := cfg.Speed.Validate(); err != nil {
+		return err
+	}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -102,7 +117,10 @@ func stitchAction(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("--data: %w", err)
 	}
-	if !top.Net.HasClassifier() {
+	if top.Net.HasClassifier() && top.Meta.Classes != testSet.Classes && !c.Bool("probe") {
+		return fmt.Errorf("--top %s has %d classes but --data %s has %d: pass --probe to fit a linear probe for this data on it", top.Path, top.Meta.Classes, cfg.Data, testSet.Classes)
+	}
+	if !top.Net.HasClassifier() || top.Meta.Classes != testSet.Classes {
 		if !c.Bool("probe") {
 			return fmt.Errorf("--top %s is %s: it has no classifier to stitch into; pass --probe to fit a linear probe on it first", top.Path, top.Description)
 		}
@@ -145,7 +163,7 @@ func stitchAction(c *cli.Context) error {
 	if c.String("out") != "" {
 		say("results in %s", c.String("out"))
 	}
-	say("wall time %s", time.Since(start).Round(time.Second))
+	say("wall time %s, peak memory (maxrss) %.0f MiB", time.Since(start).Round(time.Second), float64(stitch.PeakRSS())/(1<<20))
 	return nil
 }
 

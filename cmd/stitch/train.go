@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -11,6 +13,7 @@ import (
 	"modelstitch/experiments/splits"
 	"modelstitch/experiments/train"
 	"modelstitch/torch"
+	"modelstitch/torch/vision/datasets"
 )
 
 // trainCommand is `stitch train`.
@@ -35,7 +38,7 @@ func trainCommand() *cli.Command {
 		&cli.StringFlag{Name: "stem", Value: d.Stem, Usage: "cifar (3×3 conv, no maxpool) or imagenet (7×7/2 conv + maxpool)"},
 		&cli.IntFlag{Name: "train-samples", Usage: "train on a class-balanced subset of N images (0: all)"},
 		&cli.Float64Flag{Name: "label-noise", Usage: "replace this fraction of training labels with random ones"},
-		&cli.StringFlag{Name: "labels", Value: "original", Usage: "original, or objects-vs-animals (CIFAR-10's two-class task)"},
+		&cli.StringFlag{Name: "labels", Value: "original", Usage: "original, or a relabelling task: " + strings.Join(datasets.Tasks(), ", ") + " (objects-vs-animals: CIFAR-10's two-class task; clothing-vs-accessories: Fashion-MNIST's)"},
 		&cli.IntFlag{Name: "epochs", Value: d.Epochs, Usage: "epochs (0 writes the untrained random model)"},
 		&cli.IntFlag{Name: "batch-size", Value: d.BatchSize, Usage: fmt.Sprintf("images per batch (simclr default %d, each seen as two views)", sd.BatchSize)},
 		&cli.Float64Flag{Name: "lr", Value: d.LR, Usage: fmt.Sprintf("SGD learning rate (simclr: Adam, default %g)", sd.LR)},
@@ -78,10 +81,13 @@ func trainAction(c *cli.Context) error {
 		LabelNoise: c.Float64("label-noise"), Seed: c.Int64("seed")}
 	switch c.String("labels") {
 	case "original":
-	case "objects-vs-animals":
+	case datasets.TaskObjectsVsAnimals:
 		cfg.Data.ObjectsVsAnimals = true
 	default:
-		return fmt.Errorf("--labels must be original or objects-vs-animals, got %q", c.String("labels"))
+		if !slices.Contains(datasets.Tasks(), c.String("labels")) {
+			return fmt.Errorf("--labels must be original or one of %s, got %q", strings.Join(datasets.Tasks(), ", "), c.String("labels"))
+		}
+		cfg.Data.Task = c.String("labels")
 	}
 	cfg.Epochs, cfg.BatchSize, cfg.LR = c.Int("epochs"), c.Int("batch-size"), c.Float64("lr")
 	cfg.Momentum, cfg.WeightDecay, cfg.Schedule = c.Float64("momentum"), c.Float64("weight-decay"), c.String("schedule")

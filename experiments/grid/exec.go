@@ -112,11 +112,6 @@ func (x *InProcess) train(ctx context.Context, p *Plan, u *Unit) (*ModelResult, 
 		cfg.Arch, cfg.Width, cfg.Stem, cfg.Data = r.Arch, r.Width, r.Stem, dc
 		cfg.Epochs, cfg.BatchSize, cfg.LR, cfg.Momentum, cfg.WeightDecay = r.Epochs, r.Batch, r.LR, r.Momentum, r.WeightDecay
 		cfg.Schedule, cfg.Augment, cfg.Seed, cfg.Out, cfg.Progress = r.Schedule, r.Augment, r.Seed, f.Path, x.Progress
-		if r.Epochs == 0 {
-			// The untrained network: no steps, and a cosine schedule over 0
-			// steps is refused by optim.
-			cfg.Schedule = "constant"
-		}
 		// One epoch per call (StopAfter), so that a cancelled context stops
 		// between epochs and save_at snapshots are taken: the run resumes
 		// from its checkpoint each time, as after an interruption.

@@ -34,23 +34,30 @@ type Row struct {
 	DirectAcc *float64 `json:"direct_acc,omitempty"`
 	// CKA is the linear CKA between the bottom's and the top's own activations
 	// at the cut (null when not computed).
-	CKA       *float64 `json:"cka"`
-	Init      string   `json:"init"`
-	Epochs    int      `json:"epochs"`
-	Seed      int64    `json:"seed"`
-	LR        float64  `json:"lr"`
-	BatchSize int      `json:"batch_size"`
+	CKA *float64 `json:"cka"`
+	// CKAUnbiased is the debiased linear CKA (unbiased HSIC; Song et al. 2012,
+	// Nguyen et al. 2021) on the same activations (null when not computed).
+	CKAUnbiased *float64 `json:"cka_unbiased,omitempty"`
+	Init        string   `json:"init"`
+	Epochs      int      `json:"epochs"`
+	Seed        int64    `json:"seed"`
+	LR          float64  `json:"lr"`
+	BatchSize   int      `json:"batch_size"`
 	// FitSamples is the number of training images the layer was fit on (0: all).
 	FitSamples int `json:"fit_samples"`
 	// LSSamples is the number of training images the least-squares start was
 	// solved on (0 when Init is not least-squares).
-	LSSamples  int    `json:"ls_samples,omitempty"`
-	KernelSize int64  `json:"kernel_size"`
-	FrozenBN   string `json:"frozen_bn"`
-	Data       string `json:"data"`
-	Device     string `json:"device"`
-	BottomPath string `json:"bottom_path"`
-	TopPath    string `json:"top_path"`
+	LSSamples  int   `json:"ls_samples,omitempty"`
+	KernelSize int64 `json:"kernel_size"`
+	// TestSamples is the number of test images the accuracies were measured
+	// on; CKASamples the number of test images CKA was computed on (0: none).
+	TestSamples int    `json:"test_samples,omitempty"`
+	CKASamples  int    `json:"cka_samples,omitempty"`
+	FrozenBN    string `json:"frozen_bn"`
+	Data        string `json:"data"`
+	Device      string `json:"device"`
+	BottomPath  string `json:"bottom_path"`
+	TopPath     string `json:"top_path"`
 	// BottomSHA256 and TopSHA256 are the SHA-256 of the checkpoint files'
 	// bytes (see Digest; empty for the random bottom): the key a re-run
 	// matches on, while the paths are for people.
@@ -59,6 +66,9 @@ type Row struct {
 	// Seconds is the wall time spent on this cut (fit + evaluation).
 	Seconds float64 `json:"seconds"`
 	Time    string  `json:"time"`
+	// PeakRSSMiB is the process's peak resident memory (getrusage
+	// maxrss) when the row was written, in MiB (0: not measured).
+	PeakRSSMiB float64 `json:"peak_rss_mib,omitempty"`
 }
 
 // Key identifies what a row measured, so a re-run can skip it. The models
@@ -74,8 +84,14 @@ func (r Row) Key() string {
 	if r.TopSHA256 != "" {
 		top = "sha256:" + r.TopSHA256
 	}
-	return fmt.Sprintf("%s|%s|%s|%s|%d|%d|%g|%d|%d|%d|%d|%s|%s", bottom, top, r.Cut, r.Init,
+	k := fmt.Sprintf("%s|%s|%s|%s|%d|%d|%g|%d|%d|%d|%d|%s|%s", bottom, top, r.Cut, r.Init,
 		r.Epochs, r.Seed, r.LR, r.BatchSize, r.FitSamples, r.LSSamples, r.KernelSize, r.FrozenBN, r.Data)
+	if r.TestSamples != 0 || r.CKASamples != 0 {
+		// Settings recorded since rows carried them; rows without them keep
+		// their old keys.
+		k += fmt.Sprintf("|test=%d|cka=%d", r.TestSamples, r.CKASamples)
+	}
+	return k
 }
 
 // Read loads every row of a results file; a missing file has no rows. A torn

@@ -68,7 +68,7 @@ func LeastSquaresInit(m *Model, loader *data.Loader, report progress.Func, stage
 				return err
 			}
 			x := m.Bottom.ForwardTo(b.X, m.Cut)
-			y := m.Top.ForwardTo(b.X, m.Cut)
+			y := m.TopFeatures(b.X)
 			err = torch.FirstError(x, y)
 			if err == nil {
 				err = acc.add(x, y)

@@ -15,6 +15,19 @@ type Model struct {
 	// BatchStats runs the frozen halves' BatchNorms on batch statistics while
 	// fitting (the paper authors' scripts); otherwise they stay in eval mode.
 	BatchStats bool
+	// TopInput, when set, maps a batch normalised for the bottom to the same
+	// images normalised for the top (its own mean and std), for the top's own
+	// activations (least-squares target, CKA); nil: the two share a normalisation.
+	TopInput func(*torch.Tensor) *torch.Tensor
+}
+
+// TopFeatures returns the top's own activations at the cut for a batch x
+// normalised for the bottom (see TopInput).
+func (m *Model) TopFeatures(x *torch.Tensor) *torch.Tensor {
+	if m.TopInput != nil {
+		x = m.TopInput(x)
+	}
+	return m.Top.ForwardTo(x, m.Cut)
 }
 
 // BottomFeatures returns the bottom's activations at the cut, without

@@ -45,6 +45,8 @@ type Config struct {
 	Device    torch.Device
 	// Progress receives progress events (nil: none).
 	Progress progress.Func
+	// Speed switches RunAll's optimisations (speed hook: see runall.go).
+	Speed Speed
 }
 
 // Defaults returns the paper's recipe sized for a CPU: the stitching layer
@@ -96,17 +98,28 @@ type Runner struct {
 	Store       *results.Store
 	// OnRow is called after each cut finishes (e.g. to print it).
 	OnRow func(results.Row)
+
+	topInput func(*torch.Tensor) *torch.Tensor // set during Run when the halves' normalisations differ
 }
 
 // Run fits and scores a stitching layer at every cut, skipping cuts the store
 // already holds, and returns the rows in cut order.
 func (r *Runner) Run() ([]results.Row, error) {
+	// --- speed hook (runall.go): share the frozen halves' work between cuts.
+	if !r.Config.Speed.Plain {
+		return r.RunAll()
+	}
+	// --- end of speed hook.
 	cfg := r.Config
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if !r.Top.Net.HasClassifier() {
 		return nil, fmt.Errorf("top model %s has no classifier (%s): fit a linear probe on it first (train.Probe)", r.Top.Path, r.Top.Description)
+	}
+	if r.Top.Meta.Classes != r.Test.Classes {
+		return nil, fmt.Errorf("top model %s has %d classes but the data set %s has %d: its accuracy and the stitched accuracy would compare labels it was not trained on (fit a linear probe on it for this data first)",
+			r.Top.Path, r.Top.Meta.Classes, cfg.Data, r.Test.Classes)
 	}
 	cuts, err := r.Top.Net.ParseCuts(cfg.Cuts)
 	if err != nil {
@@ -143,6 +156,15 @@ func (r *Runner) Run() ([]results.Row, error) {
 		}
 	}
 	bottomNorm, topNorm := normOf(r.Bottom, r.Test), normOf(r.Top, r.Test)
+	renorm, err := renormalise(bottomNorm, topNorm, cfg.Device)
+	if err != nil {
+		return nil, err
+	}
+	if renorm != nil {
+		defer renorm.free()
+		r.topInput = renorm.apply
+	}
+	defer func() { r.topInput = nil }()
 	testBottom, err := r.loader(r.Test, bottomNorm, false)
 	if err != nil {
 		return nil, err
@@ -181,7 +203,7 @@ func (r *Runner) Run() ([]results.Row, error) {
 	for i, cut := range cuts {
 		row := results.Row{Bottom: r.Bottom.Name, Top: r.Top.Name, Cut: cut, CutIndex: cutIndex(r.Top, cut),
 			Init: cfg.Init, Epochs: cfg.Epochs, Seed: cfg.Seed, LR: cfg.LR, BatchSize: cfg.BatchSize,
-			FitSamples: fitSet.N, LSSamples: lsN, KernelSize: cfg.KernelSize, FrozenBN: cfg.FrozenBN, Data: cfg.Data,
+			FitSamples: fitSet.N, LSSamples: lsN, TestSamples: r.Test.N, CKASamples: min(cfg.CKASamples, r.Test.N), KernelSize: cfg.KernelSize, FrozenBN: cfg.FrozenBN, Data: cfg.Data,
 			Device: cfg.Device.String(), BottomPath: r.Bottom.Path, TopPath: r.Top.Path, BottomSHA256: bottomSum, TopSHA256: topSum}
 		if done, ok := r.Store.Done(row); ok {
 			rows = append(rows, done)
@@ -192,7 +214,8 @@ func (r *Runner) Run() ([]results.Row, error) {
 			if topAcc, err = evaluate.Accuracy(r.Top.Net.Forward, testTop, cfg.Progress, "top model accuracy"); err != nil {
 				return rows, fmt.Errorf("top model accuracy: %w", err)
 			}
-			if r.Bottom.Net.HasClassifier() {
+			// The bottom's own accuracy means something only when its classes are the data's.
+			if r.Bottom.Net.HasClassifier() && r.Bottom.Meta.Classes == r.Test.Classes {
 				a, err := evaluate.Accuracy(r.Bottom.Net.Forward, testBottom, cfg.Progress, "bottom model accuracy")
 				if err != nil {
 					return rows, fmt.Errorf("bottom model accuracy: %w", err)
@@ -205,6 +228,9 @@ func (r *Runner) Run() ([]results.Row, error) {
 		row.TopAcc, row.BottomAcc = topAcc, bottomAcc
 		if err := r.stitchCut(&row, cut, bottomShapes[cut], topShapes[cut], fit, lsFit, testBottom, fmt.Sprintf("[%d/%d]", i+1, len(cuts))); err != nil {
 			return rows, fmt.Errorf("cut %s: %w", cut, err)
+		}
+		if err := r.ckaRow(&row, cut, testBottom); err != nil {
+			return rows, fmt.Errorf("cut %s: cka: %w", cut, err)
 		}
 		row.Seconds = time.Since(start).Seconds()
 		row.Time = time.Now().UTC().Format(time.RFC3339)
@@ -235,7 +261,7 @@ func (r *Runner) stitchCut(row *results.Row, cut string, in, out []int64, fit, l
 	if err := nn.ToDevice(layer, cfg.Device); err != nil {
 		return err
 	}
-	m := &Model{Bottom: r.Bottom.Net, Top: r.Top.Net, Cut: cut, Layer: layer, BatchStats: cfg.FrozenBN == "train"}
+	m := &Model{Bottom: r.Bottom.Net, Top: r.Top.Net, Cut: cut, Layer: layer, BatchStats: cfg.FrozenBN == "train", TopInput: r.topInput}
 	var restore func() error
 	if m.BatchStats {
 		// Batch statistics move the frozen halves' running averages; put them back
@@ -250,6 +276,9 @@ func (r *Runner) stitchCut(row *results.Row, cut string, in, out []int64, fit, l
 		}()
 	}
 	if cfg.Init == InitLeastSquares {
+		// The least-squares start sees the halves as the fit will (batch
+		// statistics with frozen bn "train"); the buffers are restored after the cut.
+		m.SetFitting(true)
 		if err := LeastSquaresInit(m, lsFit, cfg.Progress, tag+" "+cut+" least squares"); err != nil {
 			return err
 		}
@@ -268,19 +297,43 @@ func (r *Runner) stitchCut(row *results.Row, cut string, in, out []int64, fit, l
 		return err
 	}
 	row.Penalty = row.TopAcc - row.StitchedAcc
-	if cfg.CKASamples > 0 {
-		v, err := r.cka(cut, test)
+	return nil
+}
+
+// ckaRow fills row's CKA fields at cut. It runs after the cut's fit, once the
+// frozen halves' buffers are restored; with batch statistics (frozen bn
+// "train") it compares activations under batch statistics, as the fit saw
+// them, and puts the buffers back again afterwards.
+func (r *Runner) ckaRow(row *results.Row, cut string, test *data.Loader) (err error) {
+	if r.Config.CKASamples == 0 {
+		return nil
+	}
+	if r.Config.FrozenBN == "train" {
+		restore, err := snapshotBuffers(r.Bottom.Net, r.Top.Net)
 		if err != nil {
 			return err
 		}
-		row.CKA = &v
+		nn.SetTraining(r.Bottom.Net, true)
+		nn.SetTraining(r.Top.Net, true)
+		defer func() {
+			nn.Eval(r.Bottom.Net)
+			nn.Eval(r.Top.Net)
+			if rerr := restore(); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("restoring the frozen halves' batch-norm statistics: %w", rerr))
+			}
+		}()
 	}
+	b, u, err := r.cka(cut, test)
+	if err != nil {
+		return err
+	}
+	row.CKA, row.CKAUnbiased = &b, u
 	return nil
 }
 
 // cka compares the bottom's and the top's own activations at cut on the first
 // CKASamples test images.
-func (r *Runner) cka(cut string, test *data.Loader) (float64, error) {
+func (r *Runner) cka(cut string, test *data.Loader) (float64, *float64, error) {
 	var xs, ys []*torch.Tensor
 	defer func() { torch.FreeAll(xs...); torch.FreeAll(ys...) }()
 	n := 0
@@ -299,7 +352,11 @@ func (r *Runner) cka(cut string, test *data.Loader) (float64, error) {
 				x, size = x.Narrow(0, 0, take), take
 			}
 			bx := b.Scope.Keep(r.Bottom.Net.ForwardTo(x, cut).Flatten(1, -1))
-			ty := b.Scope.Keep(r.Top.Net.ForwardTo(x, cut).Flatten(1, -1))
+			tx := x
+			if r.topInput != nil {
+				tx = r.topInput(x)
+			}
+			ty := b.Scope.Keep(r.Top.Net.ForwardTo(tx, cut).Flatten(1, -1))
 			n += int(size)
 			b.Close()
 			xs, ys = append(xs, bx), append(ys, ty)
@@ -310,14 +367,22 @@ func (r *Runner) cka(cut string, test *data.Loader) (float64, error) {
 		return nil
 	})
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	if len(xs) == 0 {
-		return 0, fmt.Errorf("cka: no test samples")
+		return 0, nil, fmt.Errorf("cka: no test samples")
 	}
 	x, y := torch.Cat(xs, 0), torch.Cat(ys, 0)
 	defer torch.FreeAll(x, y)
-	return LinearCKA(x, y)
+	b, err := LinearCKA(x, y)
+	if err != nil || n < 4 {
+		return b, nil, err // the unbiased estimator needs 4 samples
+	}
+	u, err := UnbiasedLinearCKA(x, y)
+	if err != nil {
+		return 0, nil, err
+	}
+	return b, &u, nil
 }
 
 func (r *Runner) loader(ds *datasets.Dataset, norm [2][]float64, shuffle bool) (*data.Loader, error) {
@@ -381,3 +446,39 @@ func snapshotBuffers(ms ...nn.Module) (func() error, error) {
 		})
 	}, nil
 }
+
+// renorm maps images normalised one way to the same images normalised another:
+// x·scale + shift per channel.
+type renorm struct{ scale, shift *torch.Tensor }
+
+// renormalise returns the map from inputs normalised by from (mean, std) to
+// inputs normalised by to, or nil when the two are the same.
+func renormalise(from, to [2][]float64, dev torch.Device) (*renorm, error) {
+	same := len(from[0]) == len(to[0])
+	for i := range from[0] {
+		same = same && from[0][i] == to[0][i] && from[1][i] == to[1][i]
+	}
+	if same {
+		return nil, nil
+	}
+	c := len(from[0])
+	scale, shift := make([]float32, c), make([]float32, c)
+	for i := range c {
+		// pixel p = x·σf + μf;  x' = (p − μt)/σt
+		scale[i] = float32(from[1][i] / to[1][i])
+		shift[i] = float32((from[0][i] - to[0][i]) / to[1][i])
+	}
+	s := torch.FromSlice(scale, 1, int64(c), 1, 1)
+	sh := torch.FromSlice(shift, 1, int64(c), 1, 1)
+	r := &renorm{scale: s.ToDevice(dev), shift: sh.ToDevice(dev)}
+	torch.FreeAll(s, sh)
+	if err := torch.FirstError(r.scale, r.shift); err != nil {
+		r.free()
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *renorm) apply(x *torch.Tensor) *torch.Tensor { return x.Mul(r.scale).Add(r.shift) }
+
+func (r *renorm) free() { torch.FreeAll(r.scale, r.shift) }

@@ -209,6 +209,11 @@ func resumePoint(path string, want models.Meta, net *vision.ResNet) (int, error)
 }
 
 func scheduleFor(name string, lr float64, total int) optim.Schedule {
+	if total < 1 {
+		// No steps (0 epochs: the untrained network): any schedule is the
+		// constant one, and a cosine or one-cycle over 0 steps is refused by optim.
+		return optim.Constant{}
+	}
 	switch name {
 	case "onecycle":
 		return optim.OneCycleLR{TotalSteps: total}

@@ -150,3 +150,21 @@ func TestSupervisedResumes(t *testing.T) {
 		t.Error("a different recipe into an existing checkpoint should be refused")
 	}
 }
+
+// TestSupervisedZeroEpochsWritesUntrained checks that 0 epochs (the untrained
+// network, e.g. the random bottom) writes a model under every schedule,
+// instead of refusing a schedule over 0 steps.
+func TestSupervisedZeroEpochsWritesUntrained(t *testing.T) {
+	needFashionMNIST(t)
+	for _, sched := range []string{"cosine", "onecycle", "step", "constant"} {
+		out := filepath.Join(t.TempDir(), "untrained.pt")
+		cfg := smallConfig(t, out)
+		cfg.Epochs, cfg.Schedule = 0, sched
+		if _, err := Supervised(cfg); err != nil {
+			t.Fatalf("schedule %s, 0 epochs: %v", sched, err)
+		}
+		if _, err := os.Stat(out); err != nil {
+			t.Fatalf("schedule %s, 0 epochs: no model written: %v", sched, err)
+		}
+	}
+}

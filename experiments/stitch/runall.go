@@ -1,0 +1,451 @@
+package stitch
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"syscall"
+	"time"
+
+	"modelstitch/experiments/evaluate"
+	"modelstitch/experiments/invalid"
+	"modelstitch/experiments/loop"
+	"modelstitch/experiments/progress"
+	"modelstitch/experiments/results"
+	"modelstitch/torch"
+	"modelstitch/torch/nn"
+	"modelstitch/torch/optim"
+	"modelstitch/torch/vision/data"
+	"modelstitch/torch/vision/datasets"
+)
+
+// runPlain runs Run's original one-cut-at-a-time path.
+func (r *Runner) runPlain() ([]results.Row, error) {
+	plain := *r
+	plain.Config.Speed.Plain = true
+	return plain.Run()
+}
+
+// PeakRSS returns this process's peak resident set size in bytes
+// (getrusage's ru_maxrss), or 0 when the system does not say.
+func PeakRSS() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return int64(ru.Maxrss) * 1024 // Linux reports kilobytes
+}
+
+// fastSupported says why RunAll cannot serve cfg ("" when it can): batch
+// statistics in the frozen halves make their activations depend on the batch.
+func fastSupported(cfg Config) string {
+	if cfg.FrozenBN != "eval" {
+		return "frozen bn " + cfg.FrozenBN + " (batch statistics) needs the plain path"
+	}
+	return ""
+}
+
+// RunAll does what Run does, with the same rows up to float rounding, but
+// shares work between the cuts of the pair (see Speed for the switches):
+//   - the bottom runs once over the fitting, least-squares and test images,
+//     carried from cut to cut by the blocks in between (ActivationCache), so
+//     every epoch, the direct match and the final score read the same
+//     activations instead of recomputing them (NoCache: recomputed per
+//     batch; MemoryBudget: caches that do not fit are recomputed);
+//   - the top's own activations for the least-squares targets and CKA are
+//     carried cut to cut the same way, and its accuracy takes one pass;
+//   - the bottom's own accuracy comes from the pass that fills the test cache;
+//   - the frozen halves' batch norms are folded into their convolutions
+//     (NoFoldBN keeps them);
+//   - evaluation runs in batches of EvalBatchSize.
+//
+// Batch statistics (FrozenBN "train") make the frozen halves' activations
+// depend on the batch; RunAll then returns Run's plain path.
+//
+// Each row's PeakRSSMiB is the process's peak resident memory so far.
+func (r *Runner) RunAll() ([]results.Row, error) {
+	cfg := r.Config
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := cfg.Speed.Validate(); err != nil {
+		return nil, err
+	}
+	if why := fastSupported(cfg); why != "" {
+		cfg.Progress.Notef("%s", why)
+		return r.runPlain()
+	}
+	if !r.Top.Net.HasClassifier() {
+		return nil, fmt.Errorf("top model %s has no classifier (%s): fit a linear probe on it first (train.Probe)", r.Top.Path, r.Top.Description)
+	}
+	cuts, err := r.Top.Net.ParseCuts(cfg.Cuts)
+	if err != nil {
+		return nil, invalid.Wrap("cuts", err)
+	}
+	if _, err := r.Bottom.Net.ParseCuts(cfg.Cuts); err != nil {
+		return nil, invalid.Wrap("cuts", fmt.Errorf("bottom model: %w", err))
+	}
+	input := []int64{int64(r.Test.C), int64(r.Test.H), int64(r.Test.W)}
+	if int64(r.Top.Meta.InChannels) != input[0] || int64(r.Bottom.Meta.InChannels) != input[0] {
+		return nil, fmt.Errorf("data set %s has %d channels but the bottom takes %d and the top %d", cfg.Data, input[0], r.Bottom.Meta.InChannels, r.Top.Meta.InChannels)
+	}
+	bottomShapes, err := shapesByName(r.Bottom, input)
+	if err != nil {
+		return nil, err
+	}
+	topShapes, err := shapesByName(r.Top, input)
+	if err != nil {
+		return nil, err
+	}
+	// --- the frozen halves: eval mode, no gradients, batch norms folded.
+	nn.Eval(r.Bottom.Net)
+	nn.Eval(r.Top.Net)
+	if err := nn.Freeze(r.Bottom.Net); err != nil {
+		return nil, err
+	}
+	if err := nn.Freeze(r.Top.Net); err != nil {
+		return nil, err
+	}
+	fold := !cfg.Speed.NoFoldBN
+	bottomF, err := NewFrozen(r.Bottom.Net, fold)
+	if err != nil {
+		return nil, fmt.Errorf("bottom model: %w", err)
+	}
+	defer bottomF.Close()
+	topF, err := NewFrozen(r.Top.Net, fold)
+	if err != nil {
+		return nil, fmt.Errorf("top model: %w", err)
+	}
+	defer topF.Close()
+
+	// --- the data, as Run chooses it.
+	fitSet := r.Train
+	if cfg.FitSamples > 0 && cfg.FitSamples < r.Train.N {
+		if fitSet, err = r.Train.Subset(cfg.FitSamples, cfg.Seed); err != nil {
+			return nil, invalid.Wrap("fit samples", err)
+		}
+	}
+	evalBatch := cfg.Speed.EvalBatchSize
+	if evalBatch == 0 {
+		evalBatch = 4 * cfg.BatchSize
+	}
+	bottomNorm, topNorm := normOf(r.Bottom, r.Test), normOf(r.Top, r.Test)
+	inOrder := func(ds *datasets.Dataset, norm [2][]float64) (*data.Loader, error) {
+		return data.NewLoader(ds, data.Config{BatchSize: evalBatch, Device: cfg.Device, Mean: norm[0], Std: norm[1]})
+	}
+	fit, err := r.loader(fitSet, bottomNorm, true) // the batches' order and labels
+	if err != nil {
+		return nil, err
+	}
+	var lsSet *datasets.Dataset
+	if cfg.Init == InitLeastSquares {
+		lsSet = fitSet
+		if cfg.LSSamples > 0 && cfg.LSSamples < fitSet.N {
+			if lsSet, err = fitSet.Subset(cfg.LSSamples, cfg.Seed); err != nil {
+				return nil, invalid.Wrap("ls samples", err)
+			}
+		}
+	}
+
+	bottomSum, topSum, err := results.Digests(r.Bottom.Path, r.Top.Path)
+	if err != nil {
+		return nil, err
+	}
+	lsN := 0
+	if lsSet != nil {
+		lsN = lsSet.N
+	}
+	rowFor := func(cut string) results.Row {
+		return results.Row{Bottom: r.Bottom.Name, Top: r.Top.Name, Cut: cut, CutIndex: cutIndex(r.Top, cut),
+			Init: cfg.Init, Epochs: cfg.Epochs, Seed: cfg.Seed, LR: cfg.LR, BatchSize: cfg.BatchSize,
+			FitSamples: fitSet.N, LSSamples: lsN, KernelSize: cfg.KernelSize, FrozenBN: cfg.FrozenBN, Data: cfg.Data,
+			Device: cfg.Device.String(), BottomPath: r.Bottom.Path, TopPath: r.Top.Path, BottomSHA256: bottomSum, TopSHA256: topSum}
+	}
+	var todo []string
+	var rows []results.Row
+	for _, cut := range cuts {
+		if _, ok := r.Store.Done(rowFor(cut)); !ok {
+			todo = append(todo, cut)
+		}
+	}
+	if len(todo) == 0 {
+		for _, cut := range cuts {
+			done, _ := r.Store.Done(rowFor(cut))
+			rows = append(rows, done)
+			cfg.Progress.Notef("cut %s: already in results, skipped", cut)
+		}
+		return rows, nil
+	}
+
+	// --- the caches, filled at the first cut to do, in the order of priority
+	// for the memory budget: fitting images (every epoch), test, the rest.
+	budget := &MemoryBudget{Limit: cfg.Speed.MemoryBudget}
+	copts := CacheOptions{Off: cfg.Speed.NoCache, Budget: budget, Batch: evalBatch}
+	if cfg.Speed.HalfCache {
+		copts.DType = torch.Float16
+	}
+	var caches []*ActivationCache
+	defer func() {
+		for _, c := range caches {
+			c.Free()
+		}
+	}()
+	newCache := func(net *Frozen, ds *datasets.Dataset, norm [2][]float64, o CacheOptions) (*ActivationCache, error) {
+		l, err := inOrder(ds, norm)
+		if err != nil {
+			return nil, err
+		}
+		c, err := NewActivationCache(net, l, o)
+		if err == nil {
+			caches = append(caches, c)
+		}
+		return c, err
+	}
+	fitC, err := newCache(bottomF, fitSet, bottomNorm, copts)
+	if err != nil {
+		return nil, err
+	}
+	testC, err := newCache(bottomF, r.Test, bottomNorm, copts)
+	if err != nil {
+		return nil, err
+	}
+	var lsB, lsT, ckaT *ActivationCache
+	if lsSet != nil {
+		if lsB, err = newCache(bottomF, lsSet, bottomNorm, copts); err != nil {
+			return nil, err
+		}
+		if lsT, err = newCache(topF, lsSet, topNorm, copts); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.CKASamples > 0 {
+		o := copts
+		o.Limit = cfg.CKASamples
+		if ckaT, err = newCache(topF, r.Test, topNorm, o); err != nil {
+			return nil, err
+		}
+	}
+
+	// --- the halves' own accuracies: the top in one pass, the bottom from the
+	// pass that fills the test cache at the first cut.
+	topTest, err := inOrder(r.Test, topNorm)
+	if err != nil {
+		return nil, err
+	}
+	topAcc, err := evaluate.Accuracy(topF.Forward, topTest, cfg.Progress, "top model accuracy")
+	if err != nil {
+		return nil, fmt.Errorf("top model accuracy: %w", err)
+	}
+	var bottomAcc *float64
+	var bottomCorrect int64
+	var onFirst func(h *torch.Tensor, start int) error
+	if r.Bottom.Net.HasClassifier() {
+		first := todo[0]
+		onFirst = func(h *torch.Tensor, start int) error {
+			n, err := h.Size(0)
+			if err != nil {
+				return err
+			}
+			y := testC.Labels(start, int(n))
+			defer y.Free()
+			c, err := evaluate.Correct(bottomF.ForwardFrom(h, first), y)
+			bottomCorrect += c
+			return err
+		}
+	}
+
+	for i, cut := range cuts {
+		row := rowFor(cut)
+		if done, ok := r.Store.Done(row); ok {
+			rows = append(rows, done)
+			cfg.Progress.Notef("cut %s: already in results, skipped", cut)
+			continue
+		}
+		start := time.Now()
+		tag := fmt.Sprintf("[%d/%d] %s", i+1, len(cuts), cut)
+		bar := cfg.Progress.Start(tag+" bottom and top activations", "caches", len(caches))
+		for _, c := range caches {
+			var hook func(*torch.Tensor, int) error
+			if c == testC && onFirst != nil {
+				hook = onFirst
+			}
+			if err := c.At(cut, hook); err != nil {
+				return rows, fmt.Errorf("cut %s: %w", cut, err)
+			}
+			if hook != nil {
+				a := evaluate.Percent(bottomCorrect, int64(testC.N()))
+				bottomAcc, onFirst = &a, nil
+			}
+			bar.Add(1)
+		}
+		bar.End()
+		row.TopAcc, row.BottomAcc = topAcc, bottomAcc
+		if err := r.stitchCached(&row, cut, bottomShapes[cut], topShapes[cut], topF, fit, fitC, testC, lsB, lsT, ckaT, tag); err != nil {
+			return rows, fmt.Errorf("cut %s: %w", cut, err)
+		}
+		row.Seconds = time.Since(start).Seconds()
+		row.Time = time.Now().UTC().Format(time.RFC3339)
+		row.PeakRSSMiB = float64(PeakRSS()) / (1 << 20)
+		if err := r.Store.Append(row); err != nil {
+			return rows, fmt.Errorf("writing results: %w", err)
+		}
+		rows = append(rows, row)
+		if r.OnRow != nil {
+			r.OnRow(row)
+		}
+	}
+	return rows, nil
+}
+
+// stitchCached builds, initialises, fits and scores the stitching layer at
+// one cut from the caches (see RunAll); it follows stitchCut step by step.
+func (r *Runner) stitchCached(row *results.Row, cut string, in, out []int64, topF *Frozen, fit *data.Loader, fitC, testC, lsB, lsT, ckaT *ActivationCache, tag string) error {
+	cfg := r.Config
+	if err := torch.ManualSeed(uint64(cfg.Seed)); err != nil {
+		return err
+	}
+	layer, err := NewLayer(in, out, cfg.KernelSize)
+	if err != nil {
+		return err
+	}
+	defer nn.Free(layer)
+	if err := nn.ToDevice(layer, cfg.Device); err != nil {
+		return err
+	}
+	stitched := func(h *torch.Tensor) *torch.Tensor {
+		return topF.ForwardFrom(layer.Forward(h), cut)
+	}
+	if lsB != nil {
+		if err := leastSquaresCached(layer, lsB, lsT, cfg.Progress, tag+" least squares"); err != nil {
+			return err
+		}
+		nn.SetTraining(layer, false)
+		acc, err := accuracyCached(stitched, testC, cfg.Speed.EvalBatchSize, cfg.BatchSize, cfg.Progress, tag+" direct match")
+		if err != nil {
+			return err
+		}
+		row.DirectAcc = &acc
+	}
+	if err := fitCached(layer, stitched, fit, fitC, FitConfig{Epochs: cfg.Epochs, LR: cfg.LR}, cfg.Progress, tag+" fit"); err != nil {
+		return err
+	}
+	nn.SetTraining(layer, false)
+	if row.StitchedAcc, err = accuracyCached(stitched, testC, cfg.Speed.EvalBatchSize, cfg.BatchSize, cfg.Progress, tag+" test"); err != nil {
+		return err
+	}
+	row.Penalty = row.TopAcc - row.StitchedAcc
+	if ckaT != nil {
+		n := min(ckaT.N(), testC.N())
+		x, y := testC.Range(0, n), ckaT.Range(0, n)
+		defer torch.FreeAll(x, y)
+		if err := torch.FirstError(x, y); err != nil {
+			return err
+		}
+		v, err := LinearCKA(x, y)
+		if err != nil {
+			return err
+		}
+		row.CKA = &v
+	}
+	return nil
+}
+
+// leastSquaresCached is LeastSquaresInit on cached bottom (lsB) and top (lsT)
+// activations at the caches' cut.
+func leastSquaresCached(layer *Layer, lsB, lsT *ActivationCache, report progress.Func, stage string) error {
+	var acc lstsq
+	defer acc.free()
+	bar := report.Start(stage, "images", lsB.N())
+	step := lsB.opts.Batch
+	err := torch.NoGrad(func() error {
+		for start := 0; start < lsB.N(); start += step {
+			n := min(step, lsB.N()-start)
+			x, y := lsB.Range(start, n), lsT.Range(start, n)
+			err := torch.FirstError(x, y)
+			if err == nil {
+				err = acc.add(x, y)
+			}
+			torch.FreeAll(x, y)
+			if err != nil {
+				return err
+			}
+			bar.Add(n)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("least-squares init: %w", err)
+	}
+	bar.End()
+	return acc.solve(layer)
+}
+
+// accuracyCached scores forward on the test cache's activations.
+func accuracyCached(forward func(*torch.Tensor) *torch.Tensor, test *ActivationCache, evalBatch, trainBatch int, report progress.Func, stage string) (float64, error) {
+	if evalBatch < 1 {
+		evalBatch = 4 * trainBatch
+	}
+	var correct int64
+	bar := report.Start(stage, "images", test.N())
+	err := torch.NoGrad(func() error {
+		for start := 0; start < test.N(); start += evalBatch {
+			n := min(evalBatch, test.N()-start)
+			h := test.Range(start, n)
+			y := test.Labels(start, n)
+			c, err := evaluate.Correct(forward(h), y)
+			torch.FreeAll(h, y)
+			if err != nil {
+				return err
+			}
+			correct += c
+			bar.Add(n)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	bar.End()
+	if test.N() == 0 {
+		return 0, errors.New("evaluate: no samples")
+	}
+	return evaluate.Percent(correct, int64(test.N())), nil
+}
+
+// fitCached is Fit with the bottom's activations taken from the fitting
+// cache: the loader gives each batch's images (by index) and labels in the
+// order Fit would see them.
+func fitCached(layer *Layer, stitched func(*torch.Tensor) *torch.Tensor, loader *data.Loader, fitC *ActivationCache, cfg FitConfig, report progress.Func, stage string) error {
+	params := nn.Parameters(layer)
+	opt, err := optim.NewAdam(optim.Params(params, cfg.LR, 0), optim.AdamConfig{})
+	if err != nil {
+		return err
+	}
+	defer opt.Close()
+	sched, err := optim.NewScheduler(opt, optim.CosineAnnealingLR{TMax: loader.Len() * cfg.Epochs})
+	if err != nil {
+		return err
+	}
+	nn.SetTraining(layer, true)
+	defer nn.SetTraining(layer, false)
+	_, err = loop.Train(loop.Run{Epochs: cfg.Epochs, StepsPerEpoch: loader.Len(), Optimizer: opt, Schedule: sched,
+		Stage: stage, OneStage: true, Progress: report,
+	}, func(epoch int, step func(loop.Batch) error) error {
+		for b, err := range loader.Batches(epoch) {
+			if err != nil {
+				return err
+			}
+			h := b.Scope.Track(fitC.Rows(slices.Clone(b.Index)))
+			err = step(loop.Batch{Loss: torch.CrossEntropy(stitched(h), b.Y, 0, torch.ReduceMean), N: b.Len()})
+			b.Close()
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("fitting the stitching layer: %w", err)
+	}
+	return nil
+}
