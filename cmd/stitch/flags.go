@@ -19,10 +19,12 @@ var (
 		"arch": "--arch", "stem": "--stem", "epochs": "--epochs", "batch size": "--batch-size", "learning rate": "--lr",
 		"schedule": "--schedule", "out": "--out", "train samples": "--train-samples", "label noise": "--label-noise",
 		"objects vs animals": "--labels objects-vs-animals", "temperature": "--temperature", "probe epochs": "--probe-epochs",
+		"crop min": "--crop-min", "jitter": "--jitter", "jitter probability": "--jitter-p", "noise": "--noise", "erase": "--erase",
 	}
 	probeFlagOf = map[string]string{
 		"probe epochs": "--epochs", "batch size": "--batch-size", "learning rate": "--lr", "weight decay": "--weight-decay",
 		"train samples": "--train-samples", "stem": "--stem", "stem padding": "--stem-padding",
+		"weight decays": "--weight-decays", "holdout": "--holdout", "max iter": "--max-iter",
 	}
 )
 

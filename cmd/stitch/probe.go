@@ -19,7 +19,7 @@ import (
 func probeCommand() *cli.Command {
 	d := train.ProbeDefaults()
 	flags := []cli.Flag{
-		&cli.StringFlag{Name: "backbone", Required: true, Usage: "model whose frozen pooled features are probed (a backbone, or a classifier whose fc is ignored)"},
+		&cli.StringFlag{Name: "backbone", Required: true, Usage: "model whose frozen pooled features are probed (a backbone, or a classifier whose fc is ignored); random: an untrained --arch/--width/--stem network seeded with --seed; pixels: the raw standardised pixels"},
 		&cli.StringFlag{Name: "out", Usage: "write the probe as a classifier checkpoint (the backbone plus fc; a valid --top)"},
 		&cli.StringFlag{Name: "stem", Usage: "override the backbone's inferred stem (cifar or imagenet)"},
 		keyFlag("key", "the backbone's file"), stemPaddingFlag("stem-padding"),
@@ -36,7 +36,7 @@ func probeCommand() *cli.Command {
 	return &cli.Command{
 		Name:   "probe",
 		Usage:  "fit a linear probe on a backbone's frozen features and report its test accuracy",
-		Flags:  append(flags, dataFlags("")...),
+		Flags:  append(append(flags, linearProbeFlags()...), dataFlags("")...),
 		Action: namingFlags(probeAction, probeFlagOf),
 	}
 }
@@ -50,6 +50,16 @@ func probeAction(c *cli.Context) error {
 		if err := results.CheckWritable(out); err != nil {
 			return fmt.Errorf("--out: %w", err)
 		}
+	}
+	switch c.String("solver") {
+	case "lbfgs":
+		return linearProbeAction(c, dev)
+	case "adam":
+		if b := c.String("backbone"); b == "random" || b == "pixels" {
+			return fmt.Errorf("--backbone %s needs --solver lbfgs", b)
+		}
+	default:
+		return fmt.Errorf("--solver must be lbfgs or adam, got %q", c.String("solver"))
 	}
 	bb, err := models.Load(c.String("backbone"), models.LoadOptions{Stem: c.String("stem"), StemPadding: c.Int("stem-padding"), Key: c.String("key"), Device: dev})
 	if err != nil {

@@ -18,10 +18,19 @@ import (
 
 // trainCommand is `stitch train`.
 func trainCommand() *cli.Command {
-	d, sd := train.Defaults(), train.SimCLRDefaults()
+	d, sd, vd := train.Defaults(), train.SimCLRDefaults(), train.DefaultSimCLRViews()
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "objective", Value: "supervised", Usage: "supervised (cross-entropy) or simclr (self-supervised; ends with a linear probe)"},
 		&cli.Float64Flag{Name: "temperature", Value: sd.Temperature, Usage: "simclr: NT-Xent temperature"},
+		&cli.BoolFlag{Name: "head-bn", Usage: "simclr: batch norm in the projection head (Linear-BN-ReLU-Linear)"},
+		&cli.Float64Flag{Name: "crop-min", Value: vd.CropMin, Usage: "simclr: own views (one-channel data): smallest random-resized-crop area, in (0, 1] (1: no crop); setting any view flag replaces the default views, the others then taking the defaults' values"},
+		&cli.BoolFlag{Name: "flip", Value: vd.Flip, Usage: "simclr own views: horizontal flip"},
+		&cli.Float64Flag{Name: "jitter", Value: vd.Jitter, Usage: "simclr own views: brightness/contrast jitter strength"},
+		&cli.Float64Flag{Name: "jitter-p", Value: 0.8, Usage: "simclr own views: probability of jitter"},
+		&cli.Float64Flag{Name: "noise", Value: vd.NoiseStd, Usage: "simclr own views: Gaussian pixel noise std"},
+		&cli.Float64Flag{Name: "erase", Value: vd.EraseP, Usage: "simclr own views: random erasing probability"},
+		&cli.StringFlag{Name: "probe-solver", Value: "lbfgs", Usage: "simclr: final probe by lbfgs (logistic regression to convergence, weight decay chosen on held-out training images) or adam (--probe-epochs)"},
+		&cli.BoolFlag{Name: "no-probe", Usage: "simclr: skip the final linear probe (measure with stitch probe)"},
 		&cli.IntFlag{Name: "probe-epochs", Value: sd.Probe.Epochs, Usage: "simclr: epochs of the final linear probe"},
 		&cli.IntFlag{Name: "probe-samples", Usage: "simclr: fit the final linear probe on a class-balanced subset of N training images (0: all)"},
 		&cli.StringFlag{Name: "arch", Value: d.Arch, Usage: "resnet18, resnet34, resnet50 or resnet101"},
@@ -116,6 +125,18 @@ func simclrAction(c *cli.Context, dev torch.Device) error {
 		cfg.WeightDecay = c.Float64("weight-decay")
 	}
 	cfg.Temperature, cfg.Seed, cfg.Device, cfg.Out = c.Float64("temperature"), c.Int64("seed"), dev, c.String("out")
+	cfg.HeadBN, cfg.NoProbe = c.Bool("head-bn"), c.Bool("no-probe")
+	switch c.String("probe-solver") {
+	case "lbfgs":
+		cfg.LinearProbe = &train.LinearProbeConfig{}
+	case "adam":
+	default:
+		return fmt.Errorf("--probe-solver must be lbfgs or adam, got %q", c.String("probe-solver"))
+	}
+	if c.IsSet("crop-min") || c.IsSet("flip") || c.IsSet("jitter") || c.IsSet("jitter-p") || c.IsSet("noise") || c.IsSet("erase") {
+		cfg.Views = &train.SimCLRViews{CropMin: c.Float64("crop-min"), Flip: c.Bool("flip"), Jitter: c.Float64("jitter"),
+			JitterP: c.Float64("jitter-p"), NoiseStd: c.Float64("noise"), EraseP: c.Float64("erase")}
+	}
 	cfg.Probe.Epochs, cfg.Probe.Seed, cfg.ProbeSamples = c.Int("probe-epochs"), c.Int64("seed"), c.Int("probe-samples")
 	cfg.Progress = newProgress(false)
 	res, err := train.SimCLR(cfg)

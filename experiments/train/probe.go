@@ -145,6 +145,16 @@ func Probe(backbone *models.Model, train, test *datasets.Dataset, cfg ProbeConfi
 	if err != nil {
 		return nil, 0, fmt.Errorf("probe: %w", err)
 	}
+	recipe := &models.Recipe{Epochs: cfg.Epochs, BatchSize: cfg.BatchSize, Optimizer: "adam", LR: cfg.LR,
+		WeightDecay: cfg.WeightDecay, Schedule: "cosine", Augment: "none", TrainSamples: train.N, Seed: cfg.Seed, EpochsDone: cfg.Epochs}
+	note := "linear probe: fc trained on the frozen backbone's standardised pooled features (standardisation folded into fc)"
+	return probeClassifier(backbone, out, train, mean, std, acc, recipe, note), acc, nil
+}
+
+// probeClassifier describes out, backbone with a probe's fc, as a classifier
+// checkpoint: trained on train (inputs normalised with mean and std) by
+// recipe, testing at acc percent.
+func probeClassifier(backbone *models.Model, out *vision.ResNet, train *datasets.Dataset, mean, std []float64, acc float64, recipe *models.Recipe, note string) *models.Model {
 	meta := backbone.Meta
 	meta.Classes = train.Classes
 	meta.Dataset, meta.Mean, meta.Std = train.Name, mean, std
@@ -152,15 +162,13 @@ func Probe(backbone *models.Model, train, test *datasets.Dataset, cfg ProbeConfi
 	meta.Backbone = backbone.Path
 	meta.TestAccuracy = &acc
 	meta.Created, meta.Tool = "", ""
-	meta.Recipe = &models.Recipe{Epochs: cfg.Epochs, BatchSize: cfg.BatchSize, Optimizer: "adam", LR: cfg.LR,
-		WeightDecay: cfg.WeightDecay, Schedule: "cosine", Augment: "none", TrainSamples: train.N, Seed: cfg.Seed, EpochsDone: cfg.Epochs}
-	meta.Note = "linear probe: fc trained on the frozen backbone's standardised pooled features (standardisation folded into fc)"
+	meta.Recipe, meta.Note = recipe, note
 	desc := strings.TrimSuffix(backbone.Description, ", no classifier")
 	if desc == "" {
-		desc = net.Config.String()
+		desc = backbone.Net.Config.String()
 	}
 	return &models.Model{Name: backbone.Name + "+probe", Net: out, Meta: meta, Format: backbone.Format,
-		Description: fmt.Sprintf("a linear probe (%d classes) on %s", train.Classes, desc), HasMeta: true}, acc, nil
+		Description: fmt.Sprintf("a linear probe (%d classes) on %s", train.Classes, desc), HasMeta: true}
 }
 
 // Features returns the pooled features [N, FeatureDim] and labels [N] of

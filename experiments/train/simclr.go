@@ -43,8 +43,13 @@ type SimCLRConfig struct {
 	// ProjectionDim is the output size of the projection head
 	// Linear(d,d) → ReLU → Linear(d,ProjectionDim).
 	ProjectionDim int
-	Seed          int64
-	Device        torch.Device
+	// HeadBN puts a batch norm after the head's first layer:
+	// Linear(d,d) → BatchNorm1d(d) → ReLU → Linear(d,ProjectionDim).
+	HeadBN bool
+	// Views, when set, replaces data.SimCLRAugment's views (one-channel data).
+	Views  *SimCLRViews
+	Seed   int64
+	Device torch.Device
 	// Out is the backbone checkpoint to write; the projection head goes to
 	// HeadPath(Out).
 	Out string
@@ -53,6 +58,9 @@ type SimCLRConfig struct {
 	// training split, whatever Data.TrainSamples says).
 	Probe        ProbeConfig
 	ProbeSamples int
+	// LinearProbe, when set, makes the final probe follow the L-BFGS protocol
+	// (ProbeBackboneLBFGS; its Seed is the run's) instead of Probe's Adam epochs.
+	LinearProbe *LinearProbeConfig
 	// NoProbe skips the final probe: the checkpoint gets no TestAccuracy and
 	// the result's is 0 (for callers that probe on their own terms).
 	NoProbe bool
@@ -146,6 +154,11 @@ func SimCLR(cfg SimCLRConfig) (*Result, error) {
 		return nil, fmt.Errorf("SimCLR needs at least 2 training images, got %d", trainSet.N)
 	}
 	aug := data.SimCLRAugment(trainSet)
+	if cfg.Views != nil {
+		if aug, err = cfg.Views.Transform(); err != nil {
+			return nil, fmt.Errorf("SimCLR views: %w", err)
+		}
+	}
 	meta.Recipe = &models.Recipe{Epochs: cfg.Epochs, BatchSize: cfg.BatchSize, Optimizer: cfg.Optimizer, LR: cfg.LR,
 		WeightDecay: cfg.WeightDecay, Schedule: "cosine", Augment: "simclr: " + fmt.Sprint(aug),
 		TrainSamples: cfg.Data.TrainSamples, Temperature: cfg.Temperature, Seed: cfg.Seed}
@@ -163,6 +176,9 @@ func SimCLR(cfg SimCLRConfig) (*Result, error) {
 	defer nn.Free(net)
 	d := net.FeatureDim()
 	head := nn.NewSequential(nn.NewLinear(d, d, true), nn.NewReLU(), nn.NewLinear(d, int64(cfg.ProjectionDim), true))
+	if cfg.HeadBN {
+		head = nn.NewSequential(nn.NewLinear(d, d, true), nn.NewBatchNorm1d(d), nn.NewReLU(), nn.NewLinear(d, int64(cfg.ProjectionDim), true))
+	}
 	defer nn.Free(head)
 	for _, n := range nn.StateDict(head) {
 		if err := n.Tensor.Err(); err != nil {
@@ -261,15 +277,32 @@ func SimCLR(cfg SimCLRConfig) (*Result, error) {
 		pc.Progress = cfg.Progress
 	}
 	bb := &models.Model{Name: filepath.Base(cfg.Out), Path: cfg.Out, Net: net, Meta: meta, Description: net.Config.String()}
-	probe, acc, err := Probe(bb, probeTrain, probeTest, pc)
-	if err != nil {
-		return nil, err
+	var acc float64
+	if cfg.LinearProbe != nil {
+		lc := *cfg.LinearProbe
+		lc.Seed = cfg.Seed
+		if lc.Progress == nil {
+			lc.Progress = cfg.Progress
+		}
+		probe, r, err := ProbeBackboneLBFGS(bb, probeTrain, probeTest, lc, pc.BatchSize, cfg.Device)
+		if err != nil {
+			return nil, err
+		}
+		probe.Free()
+		acc = r.Accuracy
+		meta.Note = "test_accuracy is a " + ProtocolNote(r.Probe, probeTrain.N, probeTest.N)
+	} else {
+		probe, a, err := Probe(bb, probeTrain, probeTest, pc)
+		if err != nil {
+			return nil, err
+		}
+		probe.Free()
+		acc = a
+		meta.Note = fmt.Sprintf("test_accuracy is a linear probe's: %d epochs of Adam (LR %g, batch %d) on the frozen backbone's "+
+			"standardised pooled features of %d training images, tested on %d", pc.Epochs, pc.LR, pc.BatchSize, probeTrain.N, probeTest.N)
 	}
-	probe.Free()
 	res.TestAccuracy = acc
 	meta.TestAccuracy = &acc
-	meta.Note = fmt.Sprintf("test_accuracy is a linear probe's: %d epochs of Adam (LR %g, batch %d) on the frozen backbone's "+
-		"standardised pooled features of %d training images, tested on %d", pc.Epochs, pc.LR, pc.BatchSize, probeTrain.N, probeTest.N)
 	if err := models.Save(cfg.Out, net, meta); err != nil {
 		return nil, fmt.Errorf("writing %s: %w", cfg.Out, err)
 	}
@@ -289,8 +322,12 @@ func saveSimCLR(out string, net *vision.ResNet, head *nn.Sequential, meta models
 }
 
 func saveHead(path string, head *nn.Sequential, hm headMeta) error {
-	l0, l2 := head.Layers[0].(*nn.Linear), head.Layers[2].(*nn.Linear)
-	hm.Layers = fmt.Sprintf("Linear(%d,%d) ReLU Linear(%d,%d)", l0.In, l0.Out, l2.In, l2.Out)
+	l0, l2 := head.Layers[0].(*nn.Linear), head.Layers[len(head.Layers)-1].(*nn.Linear)
+	bn := ""
+	if len(head.Layers) == 4 {
+		bn = " BatchNorm1d"
+	}
+	hm.Layers = fmt.Sprintf("Linear(%d,%d)%s ReLU Linear(%d,%d)", l0.In, l0.Out, bn, l2.In, l2.Out)
 	js, err := json.Marshal(hm)
 	if err != nil {
 		return err
