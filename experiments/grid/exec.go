@@ -270,8 +270,7 @@ func (x *InProcess) stitch(p *Plan, u *Unit) (*StitchResult, error) {
 	}
 	row := rows[0]
 	return &StitchResult{Bottom: u.Bottom, Top: u.Top, BottomPath: bf.Path, TopPath: tf.Path, Cut: row.Cut,
-		CutIndex: row.CutIndex, Recipe: r, TopAcc: row.TopAcc, BottomAcc: row.BottomAcc, StitchedAcc: row.StitchedAcc,
-		Penalty: row.Penalty, DirectAcc: row.DirectAcc, CKA: row.CKA, FitSamples: row.FitSamples,
+		CutIndex: row.CutIndex, Recipe: r, Scores: row.Scores, FitSamples: row.FitSamples,
 		TestSamples: testSet.N, Data: row.Data, Device: row.Device}, nil
 }
 

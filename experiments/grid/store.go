@@ -8,6 +8,7 @@ import (
 	"sort"
 	"time"
 
+	"modelstitch/experiments/results"
 	"modelstitch/experiments/shardfile"
 )
 
@@ -42,23 +43,18 @@ type ModelResult struct {
 // StitchResult is one stitching measurement. Accuracies are percentages; the
 // penalty is top accuracy − stitched accuracy in percentage points.
 type StitchResult struct {
-	Bottom      string       `json:"bottom"`
-	Top         string       `json:"top"`
-	BottomPath  string       `json:"bottom_path"`
-	TopPath     string       `json:"top_path"`
-	Cut         string       `json:"cut"`
-	CutIndex    int          `json:"cut_index"`
-	Recipe      StitchRecipe `json:"recipe"`
-	TopAcc      float64      `json:"top_acc"`
-	BottomAcc   *float64     `json:"bottom_acc"`
-	StitchedAcc float64      `json:"stitched_acc"`
-	Penalty     float64      `json:"penalty"`
-	DirectAcc   *float64     `json:"direct_acc,omitempty"`
-	CKA         *float64     `json:"cka"`
-	FitSamples  int          `json:"fit_samples"`
-	TestSamples int          `json:"test_samples"`
-	Data        string       `json:"data"`
-	Device      string       `json:"device"`
+	Bottom     string       `json:"bottom"`
+	Top        string       `json:"top"`
+	BottomPath string       `json:"bottom_path"`
+	TopPath    string       `json:"top_path"`
+	Cut        string       `json:"cut"`
+	CutIndex   int          `json:"cut_index"`
+	Recipe     StitchRecipe `json:"recipe"`
+	results.Scores
+	FitSamples  int    `json:"fit_samples"`
+	TestSamples int    `json:"test_samples"`
+	Data        string `json:"data"`
+	Device      string `json:"device"`
 }
 
 // Records are the finished units found in a directory's rows files.

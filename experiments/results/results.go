@@ -16,15 +16,10 @@ import (
 	"text/tabwriter"
 )
 
-// Row is one stitching result. Accuracies are percentages (0–100); the
-// penalty is in percentage points: top accuracy − stitched accuracy
-// (negative: the bottom is better than the top's own).
-type Row struct {
-	Bottom string `json:"bottom"`
-	Top    string `json:"top"`
-	Cut    string `json:"cut"`
-	// CutIndex is the cut's position in the network (0 = stem).
-	CutIndex    int      `json:"cut_index"`
+// Scores are one stitch's measurements, shared by result rows and the grid's
+// records. Accuracies are percentages; the penalty is top accuracy − stitched
+// accuracy in percentage points (negative: the bottom is better than the top's own).
+type Scores struct {
 	TopAcc      float64  `json:"top_acc"`
 	BottomAcc   *float64 `json:"bottom_acc"`
 	StitchedAcc float64  `json:"stitched_acc"`
@@ -38,11 +33,23 @@ type Row struct {
 	// CKAUnbiased is the debiased linear CKA (unbiased HSIC; Song et al. 2012,
 	// Nguyen et al. 2021) on the same activations (null when not computed).
 	CKAUnbiased *float64 `json:"cka_unbiased,omitempty"`
-	Init        string   `json:"init"`
-	Epochs      int      `json:"epochs"`
-	Seed        int64    `json:"seed"`
-	LR          float64  `json:"lr"`
-	BatchSize   int      `json:"batch_size"`
+}
+
+// Row is one stitching result. Accuracies are percentages (0–100); the
+// penalty is in percentage points: top accuracy − stitched accuracy
+// (negative: the bottom is better than the top's own).
+type Row struct {
+	Bottom string `json:"bottom"`
+	Top    string `json:"top"`
+	Cut    string `json:"cut"`
+	// CutIndex is the cut's position in the network (0 = stem).
+	CutIndex int `json:"cut_index"`
+	Scores
+	Init      string  `json:"init"`
+	Epochs    int     `json:"epochs"`
+	Seed      int64   `json:"seed"`
+	LR        float64 `json:"lr"`
+	BatchSize int     `json:"batch_size"`
 	// FitSamples is the number of training images the layer was fit on (0: all).
 	FitSamples int `json:"fit_samples"`
 	// LSSamples is the number of training images the least-squares start was

@@ -12,8 +12,8 @@ func rows() []Row {
 	c := 0.8
 	b := 91.0
 	return []Row{
-		{Bottom: "a", Top: "b", Cut: "stem", TopAcc: 90, BottomAcc: &b, StitchedAcc: 89.5, Penalty: 0.5, CKA: &c, Init: "default", Epochs: 2, BottomPath: "a.pt", TopPath: "b.pt"},
-		{Bottom: "a", Top: "b", Cut: "pool", CutIndex: 9, TopAcc: 90, StitchedAcc: 92, Penalty: -2, Init: "default", Epochs: 2, BottomPath: "a.pt", TopPath: "b.pt"},
+		{Bottom: "a", Top: "b", Cut: "stem", Scores: Scores{TopAcc: 90, BottomAcc: &b, StitchedAcc: 89.5, Penalty: 0.5, CKA: &c}, Init: "default", Epochs: 2, BottomPath: "a.pt", TopPath: "b.pt"},
+		{Bottom: "a", Top: "b", Cut: "pool", CutIndex: 9, Scores: Scores{TopAcc: 90, StitchedAcc: 92, Penalty: -2}, Init: "default", Epochs: 2, BottomPath: "a.pt", TopPath: "b.pt"},
 	}
 }
 
