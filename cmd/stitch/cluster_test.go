@@ -97,6 +97,9 @@ func mergedIDs(t *testing.T, path string) []string {
 // waits for the stitch array and the report job, and checks that the merged
 // rows hold exactly the units of the same grid run on one machine.
 func TestGridSlurmOnLocalCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains and stitches real models end to end; runs without -short")
+	}
 	start := time.Now()
 	c := slurmtest.Start(t, slurmtest.Options{CPUs: 4})
 	t.Logf("Slurm up in %v", time.Since(start).Round(time.Millisecond))

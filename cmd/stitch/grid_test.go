@@ -46,6 +46,9 @@ func TestGridBadInput(t *testing.T) {
 // `--jobs 2` (units in child processes) and checks that every unit has
 // exactly one row, the same units an uninterrupted run has.
 func TestGridKillAndResume(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains and stitches real models end to end; runs without -short")
+	}
 	if _, err := os.Stat(filepath.Join(datasets.DefaultFashionMNISTDir, "train-images-idx3-ubyte.gz")); err != nil {
 		t.Skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
 	}

@@ -74,6 +74,9 @@ func planIDs(p *Plan) []string {
 // as two shards. Every way ends with exactly one row per unit, the same set of
 // units, and a report with figures.
 func TestRunCancelResumeShardsReport(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains and stitches real models end to end; runs without -short")
+	}
 	whole := tinyPlan(t, t.TempDir())
 	want := planIDs(whole)
 	if len(want) != 4+5 { // a, b, random, long; a-b ×2, random-b ×2, early-b ×1
