@@ -2,6 +2,7 @@ package stitch
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"modelstitch/torch"
@@ -123,7 +124,11 @@ func NewFrozen(net *vision.ResNet, fold bool) (*Frozen, error) {
 		return torch.AdaptiveAvgPool2d(h, torch.P(1)).Then(func(t *torch.Tensor) *torch.Tensor { return t.Flatten(1, -1) })
 	}})
 	if err == nil {
-		if got, want := strings.Join(f.CutPoints(), ","), strings.Join(net.CutPoints(), ","); got != want {
+		names := make([]string, len(f.stages))
+		for i, st := range f.stages {
+			names[i] = st.name
+		}
+		if got, want := strings.Join(names, ","), strings.Join(net.CutPoints(), ","); got != want {
 			err = fmt.Errorf("stitch: frozen network: cut points %s differ from the network's %s", got, want)
 		}
 	}
@@ -201,20 +206,13 @@ func (f *Frozen) Close() {
 	f.owned = nil
 }
 
-// CutPoints returns the cut names in forward order, as the network's.
-func (f *Frozen) CutPoints() []string {
-	out := make([]string, len(f.stages))
-	for i, s := range f.stages {
-		out[i] = s.name
-	}
-	return out
-}
+// CutPoints returns the cut names in forward order: the network's own (its
+// stages are built one per cut point and checked against them).
+func (f *Frozen) CutPoints() []string { return f.Net.CutPoints() }
 
 func (f *Frozen) index(cut string) (int, error) {
-	for i, s := range f.stages {
-		if s.name == cut {
-			return i, nil
-		}
+	if i := slices.Index(f.CutPoints(), cut); i >= 0 {
+		return i, nil
 	}
 	return -1, fmt.Errorf("stitch: %v has no cut point %q; valid cuts: %s", f.Net.Config, cut, strings.Join(f.CutPoints(), ", "))
 }

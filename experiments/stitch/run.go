@@ -115,6 +115,39 @@ func (r *Runner) checkTop() error {
 	return nil
 }
 
+// prepare checks that the two models and the data fit together at the
+// configured cuts, freezes both halves (eval mode, no gradients) and returns
+// the cuts with each model's activation shapes by cut. Run and RunAll share it.
+func (r *Runner) prepare() (cuts []string, bottomShapes, topShapes map[string][]int64, err error) {
+	cfg := r.Config
+	if err := r.checkTop(); err != nil {
+		return nil, nil, nil, err
+	}
+	if cuts, err = r.Top.Net.ParseCuts(cfg.Cuts); err != nil {
+		return nil, nil, nil, invalid.Wrap("cuts", err)
+	}
+	if _, err := r.Bottom.Net.ParseCuts(cfg.Cuts); err != nil {
+		return nil, nil, nil, invalid.Wrap("cuts", fmt.Errorf("bottom model: %w", err))
+	}
+	input := []int64{int64(r.Test.C), int64(r.Test.H), int64(r.Test.W)}
+	if int64(r.Top.Meta.InChannels) != input[0] || int64(r.Bottom.Meta.InChannels) != input[0] {
+		return nil, nil, nil, fmt.Errorf("data set %s has %d channels but the bottom takes %d and the top %d", cfg.Data, input[0], r.Bottom.Meta.InChannels, r.Top.Meta.InChannels)
+	}
+	if bottomShapes, err = shapesByName(r.Bottom, input); err != nil {
+		return nil, nil, nil, err
+	}
+	if topShapes, err = shapesByName(r.Top, input); err != nil {
+		return nil, nil, nil, err
+	}
+	for _, m := range []nn.Module{r.Bottom.Net, r.Top.Net} {
+		nn.Eval(m)
+		if err := nn.Freeze(m); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	return cuts, bottomShapes, topShapes, nil
+}
+
 // Run fits and scores a stitching layer at every cut, skipping cuts the store
 // already holds, and returns the rows in cut order.
 func (r *Runner) Run() ([]results.Row, error) {
@@ -127,34 +160,8 @@ func (r *Runner) Run() ([]results.Row, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if err := r.checkTop(); err != nil {
-		return nil, err
-	}
-	cuts, err := r.Top.Net.ParseCuts(cfg.Cuts)
+	cuts, bottomShapes, topShapes, err := r.prepare()
 	if err != nil {
-		return nil, invalid.Wrap("cuts", err)
-	}
-	if _, err := r.Bottom.Net.ParseCuts(cfg.Cuts); err != nil {
-		return nil, invalid.Wrap("cuts", fmt.Errorf("bottom model: %w", err))
-	}
-	input := []int64{int64(r.Test.C), int64(r.Test.H), int64(r.Test.W)}
-	if int64(r.Top.Meta.InChannels) != input[0] || int64(r.Bottom.Meta.InChannels) != input[0] {
-		return nil, fmt.Errorf("data set %s has %d channels but the bottom takes %d and the top %d", cfg.Data, input[0], r.Bottom.Meta.InChannels, r.Top.Meta.InChannels)
-	}
-	bottomShapes, err := shapesByName(r.Bottom, input)
-	if err != nil {
-		return nil, err
-	}
-	topShapes, err := shapesByName(r.Top, input)
-	if err != nil {
-		return nil, err
-	}
-	nn.Eval(r.Bottom.Net)
-	nn.Eval(r.Top.Net)
-	if err := nn.Freeze(r.Bottom.Net); err != nil {
-		return nil, err
-	}
-	if err := nn.Freeze(r.Top.Net); err != nil {
 		return nil, err
 	}
 

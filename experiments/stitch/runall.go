@@ -75,37 +75,11 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 		cfg.Progress.Notef("%s", why)
 		return r.runPlain()
 	}
-	if err := r.checkTop(); err != nil {
-		return nil, err
-	}
-	cuts, err := r.Top.Net.ParseCuts(cfg.Cuts)
-	if err != nil {
-		return nil, invalid.Wrap("cuts", err)
-	}
-	if _, err := r.Bottom.Net.ParseCuts(cfg.Cuts); err != nil {
-		return nil, invalid.Wrap("cuts", fmt.Errorf("bottom model: %w", err))
-	}
-	input := []int64{int64(r.Test.C), int64(r.Test.H), int64(r.Test.W)}
-	if int64(r.Top.Meta.InChannels) != input[0] || int64(r.Bottom.Meta.InChannels) != input[0] {
-		return nil, fmt.Errorf("data set %s has %d channels but the bottom takes %d and the top %d", cfg.Data, input[0], r.Bottom.Meta.InChannels, r.Top.Meta.InChannels)
-	}
-	bottomShapes, err := shapesByName(r.Bottom, input)
+	cuts, bottomShapes, topShapes, err := r.prepare()
 	if err != nil {
 		return nil, err
 	}
-	topShapes, err := shapesByName(r.Top, input)
-	if err != nil {
-		return nil, err
-	}
-	// --- the frozen halves: eval mode, no gradients, batch norms folded.
-	nn.Eval(r.Bottom.Net)
-	nn.Eval(r.Top.Net)
-	if err := nn.Freeze(r.Bottom.Net); err != nil {
-		return nil, err
-	}
-	if err := nn.Freeze(r.Top.Net); err != nil {
-		return nil, err
-	}
+	// --- the frozen halves (eval mode, no gradients: prepare), batch norms folded.
 	fold := !cfg.Speed.NoFoldBN
 	bottomF, err := NewFrozen(r.Bottom.Net, fold)
 	if err != nil {
