@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -19,6 +20,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"modelstitch/experiments/grid"
+	"modelstitch/torch"
 )
 
 func gridCommand() *cli.Command {
@@ -42,6 +44,7 @@ func gridCommand() *cli.Command {
 					&cli.IntFlag{Name: "cores", Value: runtime.NumCPU(), Usage: "CPU cores to divide between the jobs"},
 					&cli.BoolFlag{Name: "no-report", Usage: "do not regenerate the report at the end"},
 					&cli.StringFlag{Name: "report", Usage: "report directory (default: the spec's report)"},
+					&cli.StringFlag{Name: "device", Value: "cpu", Usage: "where the units train and stitch: cpu, cuda or cuda:N (recorded in the rows, not part of a unit's id)"},
 				},
 				Action: gridRunAction,
 			},
@@ -65,10 +68,10 @@ func gridCommand() *cli.Command {
 			},
 			{
 				Name:      "unit",
-				Usage:     "run one unit in this process and print its record (used by run --jobs)",
-				ArgsUsage: "SPEC UNIT-ID",
+				Usage:     "run one unit, or one group of stitch units, in this process and print each record as one JSON line as it is finished (used by run --jobs)",
+				ArgsUsage: "SPEC UNIT-ID [UNIT-ID...]",
 				Hidden:    true,
-				Flags:     []cli.Flag{outFlag, threadsFlag()},
+				Flags:     []cli.Flag{outFlag, threadsFlag(), deviceFlag()},
 				Action:    gridUnitAction,
 			},
 			gridSlurmCommand(),
@@ -122,21 +125,33 @@ func gridRunAction(c *cli.Context) error {
 		stop()
 		fmt.Fprintln(os.Stderr, "stopping after the units in flight (training stops at the end of its epoch); interrupt again to kill now")
 	}()
+	dev, err := gridDevice(c.String("device"))
+	if err != nil {
+		return err
+	}
 	opts := grid.Options{Jobs: c.Int("jobs"), Cores: c.Int("cores"), Shard: shard, Phase: phase}
 	if opts.Jobs > 1 {
 		exe, err := os.Executable()
 		if err != nil {
 			return err
 		}
-		opts.Exec = &childExecutor{exe: exe, spec: p.Spec.Path, out: p.Dir}
+		opts.Exec = &childExecutor{exe: exe, spec: p.Spec.Path, out: p.Dir, device: dev.String()}
 	} else {
-		opts.Exec = &grid.InProcess{}
+		opts.Exec = &grid.InProcess{Device: dev}
 	}
 	start := time.Now()
 	opts.OnEvent = func(e grid.Event) {
 		switch e.Kind {
 		case "start":
-			fmt.Fprintf(os.Stderr, "[%d/%d] start  %s\n", e.Done+1, e.Total, e.Unit.ID)
+			if len(e.Group) > 1 {
+				cuts := make([]string, len(e.Group))
+				for i, u := range e.Group {
+					cuts[i] = u.Cut
+				}
+				fmt.Fprintf(os.Stderr, "[%d/%d] start  %s and %d more cuts together (%s)\n", e.Done+1, e.Total, e.Unit.ID, len(e.Group)-1, strings.Join(cuts, ", "))
+			} else {
+				fmt.Fprintf(os.Stderr, "[%d/%d] start  %s\n", e.Done+1, e.Total, e.Unit.ID)
+			}
 		case "done":
 			extra := ""
 			if s := e.Record.Stitch; s != nil {
@@ -144,8 +159,12 @@ func gridRunAction(c *cli.Context) error {
 			} else if m := e.Record.Model; m != nil {
 				extra = fmt.Sprintf("test accuracy %.2f%%", m.TestAcc)
 			}
-			fmt.Fprintf(os.Stderr, "[%d/%d] done   %s  %s  (%.0f s, elapsed %s)\n", e.Done, e.Total, e.Unit.ID, extra,
-				e.Record.Seconds, time.Since(start).Round(time.Second))
+			left := ""
+			if e.Left > 0 {
+				left = fmt.Sprintf(", about %s left", e.Left.Round(time.Second))
+			}
+			fmt.Fprintf(os.Stderr, "[%d/%d] done   %s  %s  (%.0f s, elapsed %s%s)\n", e.Done, e.Total, e.Unit.ID, extra,
+				e.Record.Seconds, time.Since(start).Round(time.Second), left)
 		case "failed":
 			fmt.Fprintf(os.Stderr, "[%d/%d] FAILED %s: %v\n", e.Done, e.Total, e.Unit.ID, e.Err)
 		}
@@ -189,7 +208,7 @@ func gridPlanAction(c *cli.Context) error {
 		fmt.Fprintln(tw, "STATE\tSHARD\tKIND\tUNIT\tWAITING FOR")
 	}
 	for _, st := range states {
-		if !shard.Owns(st.ID) {
+		if !shard.OwnsUnit(st.Unit) {
 			continue
 		}
 		counts[st.State]++
@@ -224,59 +243,147 @@ func gridReportAction(c *cli.Context) error {
 	return nil
 }
 
-// gridUnitAction runs one unit and prints its record as JSON on stdout; the
-// parent run appends it to the rows.
+// gridDevice parses and checks a --device value for grid run and grid unit.
+func gridDevice(s string) (torch.Device, error) {
+	dev, err := torch.ParseDevice(s)
+	if err != nil {
+		return dev, fmt.Errorf("--device: %w", err)
+	}
+	if err := torch.CheckDevice(dev); err != nil {
+		return dev, fmt.Errorf("--device %s: %w (--device cpu runs on the CPU)", dev, err)
+	}
+	return dev, nil
+}
+
+// gridUnitAction runs one unit, or one group of stitch units (grid.Groups),
+// and prints each record as one JSON line on stdout as soon as its unit is
+// finished; the parent run appends them to the rows.
 func gridUnitAction(c *cli.Context) error {
-	p, err := loadPlan(c, 2)
+	if c.Args().Len() < 2 {
+		return fmt.Errorf("%s: want SPEC and one or more unit ids, got %d argument(s)", c.Command.FullName(), c.Args().Len())
+	}
+	dev, err := gridDevice(c.String("device"))
 	if err != nil {
 		return err
 	}
-	u, ok := p.Unit(c.Args().Get(1))
-	if !ok {
-		return fmt.Errorf("no unit %q in %s", c.Args().Get(1), p.Spec.Path)
-	}
-	threads := c.Int("threads")
-	rec, err := (&grid.InProcess{Progress: newProgress(false)}).Execute(c.Context, p, u, max(1, threads))
+	p, err := loadPlan(c, c.Args().Len())
 	if err != nil {
 		return err
 	}
-	return json.NewEncoder(os.Stdout).Encode(rec)
+	var us []*grid.Unit
+	for _, id := range c.Args().Slice()[1:] {
+		u, ok := p.Unit(id)
+		if !ok {
+			return fmt.Errorf("no unit %q in %s", id, p.Spec.Path)
+		}
+		us = append(us, u)
+	}
+	threads := max(1, c.Int("threads"))
+	x := &grid.InProcess{Progress: newProgress(false), Device: dev}
+	enc := json.NewEncoder(os.Stdout) // one Write per record: a line the parent reads whole
+	if len(us) == 1 && us[0].Kind != grid.UnitStitch {
+		rec, err := x.Execute(c.Context, p, us[0], threads)
+		if err != nil {
+			return err
+		}
+		return enc.Encode(rec)
+	}
+	var werr error
+	err = x.ExecuteGroup(c.Context, p, us, threads, func(rec grid.Record) {
+		if e := enc.Encode(rec); e != nil && werr == nil {
+			werr = fmt.Errorf("writing the record of %s: %w", rec.Unit, e)
+		}
+	})
+	return errors.Join(err, werr)
 }
 
-// childExecutor runs each unit as `stitch grid unit` in a child process (its
-// own libtorch threads and random generator), logging to OUT/logs/. A
-// cancelled context kills the child; what it wrote is atomic, so nothing is
-// left half done.
+// childExecutor runs each unit, or group of stitch units, as `stitch grid
+// unit` in a child process (its own libtorch threads and random generator),
+// logging to OUT/logs/. The child prints each record as its unit finishes;
+// a cancelled context kills the child, and the records it printed before
+// stay done (what is written is atomic, so nothing is left half done).
 type childExecutor struct {
-	exe, spec, out string
+	exe, spec, out, device string
 }
 
+// Execute runs one unit in a child process.
 func (x *childExecutor) Execute(ctx context.Context, p *grid.Plan, u *grid.Unit, threads int) (grid.Record, error) {
-	var rec grid.Record
+	var got *grid.Record
+	err := x.run(ctx, p, []*grid.Unit{u}, threads, func(rec grid.Record) { got = &rec })
+	if err == nil && got == nil {
+		err = fmt.Errorf("the child printed no record for %s", u.ID)
+	}
+	if err != nil {
+		return grid.Record{}, err
+	}
+	return *got, nil
+}
+
+// ExecuteGroup runs a group of stitch units in one child process.
+func (x *childExecutor) ExecuteGroup(ctx context.Context, p *grid.Plan, us []*grid.Unit, threads int, emit func(grid.Record)) error {
+	return x.run(ctx, p, us, threads, emit)
+}
+
+func (x *childExecutor) run(ctx context.Context, p *grid.Plan, us []*grid.Unit, threads int, emit func(grid.Record)) error {
 	logDir := filepath.Join(p.Dir, "logs")
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
-		return rec, err
+		return err
 	}
-	logPath := filepath.Join(logDir, strings.NewReplacer("/", "_", "~", "_", "@", "_").Replace(u.ID)+".log")
+	// The log is named after the first unit (a group's first cut).
+	logPath := filepath.Join(logDir, strings.NewReplacer("/", "_", "~", "_", "@", "_").Replace(us[0].ID)+".log")
 	logf, err := os.Create(logPath)
 	if err != nil {
-		return rec, err
+		return err
 	}
 	defer logf.Close()
-	cmd := exec.CommandContext(ctx, x.exe, "grid", "unit", "--out", x.out, "--threads", fmt.Sprint(threads), x.spec, u.ID)
-	var stdout bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, logf
-	if err := cmd.Run(); err != nil {
-		if ctx.Err() != nil {
-			return rec, ctx.Err()
+	args := []string{"grid", "unit", "--out", x.out, "--threads", fmt.Sprint(threads)}
+	if x.device != "" {
+		args = append(args, "--device", x.device)
+	}
+	args = append(args, x.spec)
+	want := map[string]bool{}
+	for _, u := range us {
+		args = append(args, u.ID)
+		want[u.ID] = true
+	}
+	cmd := exec.CommandContext(ctx, x.exe, args...)
+	cmd.Stderr = logf
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	var bad error
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 || bad != nil {
+			continue
 		}
-		return rec, fmt.Errorf("%v (log: %s)", err, logPath)
+		var rec grid.Record
+		if err := json.Unmarshal(line, &rec); err != nil {
+			bad = fmt.Errorf("reading the child's record: %w (log: %s)", err, logPath)
+			continue
+		}
+		if !want[rec.Unit] {
+			bad = fmt.Errorf("the child recorded unit %q, not one of %d asked for (log: %s)", rec.Unit, len(us), logPath)
+			continue
+		}
+		delete(want, rec.Unit)
+		emit(rec)
 	}
-	if err := json.Unmarshal(bytes.TrimSpace(stdout.Bytes()), &rec); err != nil {
-		return rec, fmt.Errorf("reading the child's record: %w (log: %s)", err, logPath)
+	werr := cmd.Wait()
+	if ctx.Err() != nil {
+		return ctx.Err()
 	}
-	if rec.Unit != u.ID {
-		return rec, fmt.Errorf("the child recorded unit %q, not %q", rec.Unit, u.ID)
+	if werr != nil {
+		return fmt.Errorf("%v (log: %s)", werr, logPath)
 	}
-	return rec, nil
+	if bad == nil && sc.Err() != nil {
+		bad = fmt.Errorf("reading the child's records: %w (log: %s)", sc.Err(), logPath)
+	}
+	return bad
 }

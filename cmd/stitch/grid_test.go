@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"modelstitch/experiments/grid"
+	"modelstitch/torch"
 	"modelstitch/torch/vision/datasets"
 )
 
@@ -31,6 +32,15 @@ func TestGridBadInput(t *testing.T) {
 		{[]string{"grid", "run", "--shard", "2/2", tinySpec}, "--shard"},
 		{[]string{"grid", "plan", "--shard", "x", tinySpec}, "--shard"},
 		{[]string{"grid", "run", "--phase", "stich", tinySpec}, "--phase"},
+		{[]string{"grid", "run", "--device", "tpu", tinySpec}, "--device"},
+		{[]string{"grid", "unit", "--device", "tpu", tinySpec, "train/a-0"}, "--device"},
+	}
+	if !torch.BuiltWithCUDA() || !torch.CUDAAvailable() {
+		// Refused before any unit runs, naming the flag and the device.
+		cases = append(cases, struct {
+			args []string
+			want string
+		}{[]string{"grid", "run", "--device", "cuda:7", tinySpec}, "--device cuda:7"})
 	}
 	for _, c := range cases {
 		err := run(append([]string{"stitch"}, c.args...))

@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -29,37 +30,92 @@ import (
 // InProcess runs units in this process, one at a time (libtorch's random
 // generator is global, so two units at once would not be reproducible; run
 // units in child processes for parallel jobs). A cancelled context stops
-// training at the next epoch (SimCLR: the next step); a stitch unit, one cut,
-// finishes first.
+// training at the next epoch (SimCLR: the next step); stitching stops before
+// its next cut (the cut in progress finishes first).
 type InProcess struct {
 	// Progress, when set, receives the libraries' progress events.
 	Progress progress.Func
-	mu       sync.Mutex
+	// Device is where models are trained and stitched (the zero value is the
+	// CPU). It is recorded in the rows but is not part of a unit's id: a row
+	// made on one device counts as done on any other (see docs/grid.md).
+	Device torch.Device
+	mu     sync.Mutex
 }
 
-// Execute runs one unit with the given number of libtorch threads.
-func (x *InProcess) Execute(ctx context.Context, p *Plan, u *Unit, threads int) (rec Record, err error) {
+// begin takes the executor and this OS thread for one unit or group and
+// sets libtorch's thread count; the returned function releases them.
+func (x *InProcess) begin(threads int) func() {
 	x.mu.Lock()
-	defer x.mu.Unlock()
+	// libtorch's thread count belongs to the OS thread: keep the run on one.
+	runtime.LockOSThread()
+	torch.SetNumThreads(threads)
+	return func() {
+		runtime.UnlockOSThread()
+		x.mu.Unlock()
+	}
+}
+
+// Execute runs one unit with the given number of libtorch threads. A stitch
+// unit runs as a group of one (ExecuteGroup), so that its row is made
+// exactly as it would be among the other cuts of its pair.
+func (x *InProcess) Execute(ctx context.Context, p *Plan, u *Unit, threads int) (rec Record, err error) {
+	if u.Kind == UnitStitch {
+		var got *Record
+		err := x.ExecuteGroup(ctx, p, []*Unit{u}, threads, func(r Record) { got = &r })
+		if err == nil && got == nil {
+			err = fmt.Errorf("stitching %s made no row", u.ID)
+		}
+		if err != nil {
+			return Record{Unit: u.ID, Kind: u.Kind}, err
+		}
+		return *got, nil
+	}
+	defer x.begin(threads)()
 	if err := ctx.Err(); err != nil {
 		return Record{}, err
 	}
-	// libtorch's thread count belongs to the OS thread: keep this unit on one.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	torch.SetNumThreads(threads)
 	rec = Record{Unit: u.ID, Kind: u.Kind}
 	cpu0 := cpuSeconds()
 	defer func() { rec.CPUSeconds = cpuSeconds() - cpu0 }()
 	switch u.Kind {
 	case UnitTrain:
 		rec.Model, err = x.train(ctx, p, u)
-	case UnitStitch:
-		rec.Stitch, err = x.stitch(p, u)
 	default:
 		err = fmt.Errorf("unknown unit kind %q", u.Kind)
 	}
 	return rec, err
+}
+
+// ExecuteGroup stitches a group of units (Groups: one bottom, top, recipe
+// and seed) in one stitch.Runner call over all their cuts: the models and
+// the data are loaded once, the halves' own accuracies measured once, and
+// the frozen halves' passes over the images shared between the cuts. Each
+// cut's record goes to emit as soon as the cut is finished; its CPUSeconds
+// is the processor time since the previous record (the first one's includes
+// the loading). A cancelled context stops before the next cut.
+func (x *InProcess) ExecuteGroup(ctx context.Context, p *Plan, us []*Unit, threads int, emit func(Record)) error {
+	if err := checkGroup(us); err != nil {
+		return err
+	}
+	defer x.begin(threads)()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	cpu0 := cpuSeconds()
+	byCut := map[string]*Unit{}
+	for _, u := range us {
+		byCut[u.Cut] = u
+	}
+	return x.stitch(ctx, p, us, func(row results.Row, testN int) {
+		u := byCut[row.Cut]
+		rec := Record{Unit: u.ID, Kind: u.Kind, Stitch: &StitchResult{Bottom: u.Bottom, Top: u.Top,
+			BottomPath: p.Files[u.Bottom].Path, TopPath: p.Files[u.Top].Path, Cut: row.Cut, CutIndex: row.CutIndex,
+			Recipe: *u.Recipe, Scores: row.Scores, FitSamples: row.FitSamples, TestSamples: testN, Data: row.Data,
+			Device: row.Device}}
+		now := cpuSeconds()
+		rec.CPUSeconds, cpu0 = now-cpu0, now
+		emit(rec)
+	})
 }
 
 // cpuSeconds is the processor time this process has used.
@@ -79,7 +135,7 @@ func (x *InProcess) dataConfig(s *Spec) splits.Config {
 func (x *InProcess) train(ctx context.Context, p *Plan, u *Unit) (*ModelResult, error) {
 	f := p.Files[u.Model]
 	m := f.Model
-	res := &ModelResult{Name: m.Name, Path: f.Path}
+	res := &ModelResult{Name: m.Name, Path: f.Path, Device: x.Device.String()}
 	if m.Kind == KindProbe {
 		acc, err := x.probe(p, m, f.Path)
 		res.TestAcc = acc
@@ -99,7 +155,7 @@ func (x *InProcess) train(ctx context.Context, p *Plan, u *Unit) (*ModelResult, 
 		cfg := train.SimCLRDefaults()
 		cfg.Arch, cfg.Width, cfg.Stem, cfg.Data = r.Arch, r.Width, r.Stem, dc
 		cfg.Epochs, cfg.BatchSize, cfg.LR, cfg.WeightDecay, cfg.Temperature = r.Epochs, r.Batch, r.LR, r.WeightDecay, r.Temperature
-		cfg.Seed, cfg.Out, cfg.Progress = r.Seed, f.Path, x.Progress
+		cfg.Seed, cfg.Out, cfg.Progress, cfg.Device, cfg.Probe.Device = r.Seed, f.Path, x.Progress, x.Device, x.Device
 		cfg.Probe.Seed, cfg.Probe.Progress, cfg.ProbeSamples = r.Seed, x.Progress, 10000
 		cfg.OnStep = func(train.SimCLRStep) error { return ctx.Err() }
 		out, err := train.SimCLR(cfg)
@@ -112,6 +168,7 @@ func (x *InProcess) train(ctx context.Context, p *Plan, u *Unit) (*ModelResult, 
 		cfg.Arch, cfg.Width, cfg.Stem, cfg.Data = r.Arch, r.Width, r.Stem, dc
 		cfg.Epochs, cfg.BatchSize, cfg.LR, cfg.Momentum, cfg.WeightDecay = r.Epochs, r.Batch, r.LR, r.Momentum, r.WeightDecay
 		cfg.Schedule, cfg.Augment, cfg.Seed, cfg.Out, cfg.Progress = r.Schedule, r.Augment, r.Seed, f.Path, x.Progress
+		cfg.Device = x.Device
 		// One epoch per call (StopAfter), so that a cancelled context stops
 		// between epochs and save_at snapshots are taken: the run resumes
 		// from its checkpoint each time, as after an interruption.
@@ -206,7 +263,7 @@ func copyAtomic(src, dst string) error {
 // probe fits a linear probe on the model's base and writes it to out.
 func (x *InProcess) probe(p *Plan, m *Model, out string) (float64, error) {
 	base := p.Files[m.Base]
-	bb, err := models.Load(base.Path, models.LoadOptions{})
+	bb, err := models.Load(base.Path, models.LoadOptions{Device: x.Device})
 	if err != nil {
 		return 0, err
 	}
@@ -223,7 +280,7 @@ func (x *InProcess) probe(p *Plan, m *Model, out string) (float64, error) {
 		}
 	}
 	cfg := train.ProbeDefaults()
-	cfg.Epochs, cfg.Progress = m.ProbeEpochs, x.Progress
+	cfg.Epochs, cfg.Progress, cfg.Device = m.ProbeEpochs, x.Progress, x.Device
 	probe, acc, err := train.Probe(bb, trainSet, testSet, cfg)
 	if err != nil {
 		return 0, err
@@ -232,46 +289,52 @@ func (x *InProcess) probe(p *Plan, m *Model, out string) (float64, error) {
 	return acc, models.Save(out, probe.Net, probe.Meta)
 }
 
-// stitch fits and scores one stitching layer.
-func (x *InProcess) stitch(p *Plan, u *Unit) (*StitchResult, error) {
-	bf, tf := p.Files[u.Bottom], p.Files[u.Top]
-	top, err := models.Load(tf.Path, models.LoadOptions{})
+// stitch fits and scores the stitching layers of a group of units (one
+// bottom, top, recipe and seed) in one stitch.Runner call over their cuts,
+// handing each finished cut's row to onRow.
+func (x *InProcess) stitch(ctx context.Context, p *Plan, us []*Unit, onRow func(row results.Row, testN int)) error {
+	u0 := us[0]
+	bf, tf := p.Files[u0.Bottom], p.Files[u0.Top]
+	top, err := models.Load(tf.Path, models.LoadOptions{Device: x.Device})
 	if err != nil {
-		return nil, fmt.Errorf("top: %w", err)
+		return fmt.Errorf("top: %w", err)
 	}
 	defer top.Free()
-	bottom, err := models.Load(bf.Path, models.LoadOptions{})
+	bottom, err := models.Load(bf.Path, models.LoadOptions{Device: x.Device})
 	if err != nil {
-		return nil, fmt.Errorf("bottom: %w", err)
+		return fmt.Errorf("bottom: %w", err)
 	}
 	defer bottom.Free()
 	dc := x.dataConfig(p.Spec)
 	dc.TestSamples = p.Spec.TestSamples // the same test images for every unit (subset seed 0)
 	trainSet, testSet, err := splits.Load(dc)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	r := *u.Recipe
+	r := *u0.Recipe
+	cuts := make([]string, len(us))
+	for i, u := range us {
+		cuts[i] = u.Cut
+	}
 	cfg := stitch.Defaults()
-	cfg.Cuts, cfg.Epochs, cfg.BatchSize, cfg.LR, cfg.Seed = u.Cut, r.Epochs, r.Batch, r.LR, r.Seed
+	cfg.Cuts, cfg.Epochs, cfg.BatchSize, cfg.LR, cfg.Seed = strings.Join(cuts, ","), r.Epochs, r.Batch, r.LR, r.Seed
 	cfg.FitSamples, cfg.LSSamples, cfg.KernelSize, cfg.Init = r.FitSamples, r.LSSamples, r.KernelSize, r.Init
 	cfg.FrozenBN, cfg.CKASamples, cfg.Data, cfg.Progress = r.FrozenBN, r.CKASamples, p.Spec.Data, x.Progress
+	cfg.Device = x.Device
 	store, err := results.Open("")
 	if err != nil {
-		return nil, err
+		return err
 	}
-	runner := &stitch.Runner{Bottom: bottom, Top: top, Train: trainSet, Test: testSet, Config: cfg, Store: store}
+	runner := &stitch.Runner{Bottom: bottom, Top: top, Train: trainSet, Test: testSet, Config: cfg, Store: store, Context: ctx,
+		OnRow: func(row results.Row) { onRow(row, testSet.N) }}
 	rows, err := runner.Run()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if len(rows) != 1 {
-		return nil, fmt.Errorf("stitching at %s gave %d rows, want 1", u.Cut, len(rows))
+	if len(rows) != len(us) {
+		return fmt.Errorf("stitching at %s gave %d rows, want %d", cfg.Cuts, len(rows), len(us))
 	}
-	row := rows[0]
-	return &StitchResult{Bottom: u.Bottom, Top: u.Top, BottomPath: bf.Path, TopPath: tf.Path, Cut: row.Cut,
-		CutIndex: row.CutIndex, Recipe: r, Scores: row.Scores, FitSamples: row.FitSamples,
-		TestSamples: testSet.N, Data: row.Data, Device: row.Device}, nil
+	return nil
 }
 
 // CutPoints lists the cut points of a model's architecture, in order. A

@@ -240,7 +240,8 @@ func ShardOf(id string, n int) int {
 	return int(h.Sum32() % uint32(n))
 }
 
-// Shard selects part of a plan: units with ShardOf(id, N) == I.
+// Shard selects part of a plan: the units u with ShardOf(GroupKey(u), N) ==
+// I (OwnsUnit), so that a group of stitch units stays in one shard.
 type Shard struct{ I, N int }
 
 // ParseShard reads "i/n" (0 ≤ i < n).
@@ -258,7 +259,8 @@ func ParseShard(s string) (Shard, error) {
 	return sh, nil
 }
 
-// Owns reports whether the shard runs the unit.
+// Owns reports whether ShardOf(key, N) is I for a key (a unit's GroupKey:
+// see OwnsUnit, which Run and the plan use).
 func (s Shard) Owns(id string) bool { return s.N <= 1 || ShardOf(id, s.N) == s.I }
 
 // String is "i/n".
@@ -277,7 +279,8 @@ type UnitState struct {
 	State string `json:"state"`
 	// WaitingFor lists the train units it needs that are not done.
 	WaitingFor []string `json:"waiting_for,omitempty"`
-	// Shard is ShardOf(ID, n) for the shard count asked about.
+	// Shard is the shard that runs the unit (ShardOf(GroupKey, n)) for the
+	// shard count asked about.
 	Shard int `json:"shard"`
 	// Seconds is the recorded wall time of a done unit.
 	Seconds float64 `json:"seconds,omitempty"`
@@ -287,7 +290,7 @@ type UnitState struct {
 func (p *Plan) States(recs *Records, shards int) []UnitState {
 	out := make([]UnitState, len(p.Units))
 	for i, u := range p.Units {
-		st := UnitState{Unit: u, Shard: ShardOf(u.ID, shards)}
+		st := UnitState{Unit: u, Shard: ShardOf(GroupKey(u), shards)}
 		if r, ok := p.Done(recs, u); ok {
 			st.State, st.Seconds = StateDone, r.Seconds
 		} else {

@@ -191,7 +191,7 @@ func TestRunCancelResumeShardsReport(t *testing.T) {
 	sp := tinyPlan(t, sdir)
 	owned := map[string]int{}
 	for _, u := range sp.Units {
-		if (Shard{0, 2}).Owns(u.ID) {
+		if (Shard{0, 2}).OwnsUnit(u) {
 			owned[u.Kind]++
 		}
 	}

@@ -38,6 +38,9 @@ type ModelResult struct {
 	Snapshots []string `json:"snapshots,omitempty"`
 	// Steps is the number of optimizer steps taken.
 	Steps int `json:"steps,omitempty"`
+	// Device is the device of the run that recorded the unit ("cpu", "cuda",
+	// "cuda:N"; empty in rows written before it was recorded).
+	Device string `json:"device,omitempty"`
 }
 
 // StitchResult is one stitching measurement. Accuracies are percentages; the

@@ -1,6 +1,7 @@
 package stitch
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -98,6 +99,10 @@ type Runner struct {
 	Store       *results.Store
 	// OnRow is called after each cut finishes (e.g. to print it).
 	OnRow func(results.Row)
+	// Context, when set, is checked before each cut is started: once it is
+	// done, Run returns the rows finished so far and the context's error (a
+	// cut in progress finishes first).
+	Context context.Context
 
 	topInput func(*torch.Tensor) *torch.Tensor // set during Run when the halves' normalisations differ
 }
@@ -226,6 +231,9 @@ func (r *Runner) Run() ([]results.Row, error) {
 			cfg.Progress.Notef("cut %s: already in results, skipped", cut)
 			continue
 		}
+		if err := r.stopped(); err != nil {
+			return rows, err
+		}
 		if !haveAcc {
 			if topAcc, err = evaluate.Accuracy(r.Top.Net.Forward, testTop, cfg.Progress, "top model accuracy"); err != nil {
 				return rows, fmt.Errorf("top model accuracy: %w", err)
@@ -259,6 +267,14 @@ func (r *Runner) Run() ([]results.Row, error) {
 		}
 	}
 	return rows, nil
+}
+
+// stopped returns the Context's error once it is done (nil without one).
+func (r *Runner) stopped() error {
+	if r.Context == nil {
+		return nil
+	}
+	return r.Context.Err()
 }
 
 // stitchCut builds, initialises, fits and scores the stitching layer at one cut.

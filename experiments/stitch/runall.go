@@ -237,6 +237,9 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 			cfg.Progress.Notef("cut %s: already in results, skipped", cut)
 			continue
 		}
+		if err := r.stopped(); err != nil {
+			return rows, err
+		}
 		start := time.Now()
 		tag := fmt.Sprintf("[%d/%d] %s", i+1, len(cuts), cut)
 		bar := cfg.Progress.Start(tag+" bottom and top activations", "caches", len(caches))
