@@ -39,6 +39,7 @@ func gridCommand() *cli.Command {
 				Flags: []cli.Flag{
 					outFlag,
 					&cli.IntFlag{Name: "jobs", Value: 1, Usage: "units at once (each in a child process with max(1, cores/N) libtorch threads)"},
+					&cli.BoolFlag{Name: "in-process", Usage: "run the units in this process, one at a time (--jobs 1 only), instead of a child process per unit or group, which returns all of a group's memory when it ends"},
 					&cli.StringFlag{Name: "shard", Usage: "i/n: run only the units whose id hashes to shard i of n"},
 					&cli.StringFlag{Name: "phase", Value: grid.PhaseAll, Usage: "train: only train units; stitch: only stitch units (missing models are waited for); all: both"},
 					&cli.IntFlag{Name: "cores", Value: runtime.NumCPU(), Usage: "CPU cores to divide between the jobs"},
@@ -130,7 +131,10 @@ func gridRunAction(c *cli.Context) error {
 		return err
 	}
 	opts := grid.Options{Jobs: c.Int("jobs"), Cores: c.Int("cores"), Shard: shard, Phase: phase}
-	if opts.Jobs > 1 {
+	if c.Bool("in-process") && opts.Jobs > 1 {
+		return fmt.Errorf("--in-process runs one unit at a time: it needs --jobs 1, got --jobs %d", opts.Jobs)
+	}
+	if !c.Bool("in-process") {
 		exe, err := os.Executable()
 		if err != nil {
 			return err
