@@ -106,6 +106,10 @@ func gridRunAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	dev, err := gridDevice(c.String("device"))
+	if err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	finished := make(chan struct{})
@@ -123,12 +127,8 @@ func gridRunAction(c *cli.Context) error {
 		}
 		// A second signal kills at once: what is written is atomic.
 		stop()
-		fmt.Fprintln(os.Stderr, "stopping after the units in flight (training stops at the end of its epoch); interrupt again to kill now")
+		fmt.Fprintln(os.Stderr, "stopping after the units in flight (training stops at the end of its epoch, a group of cuts before its next cut); interrupt again to kill now")
 	}()
-	dev, err := gridDevice(c.String("device"))
-	if err != nil {
-		return err
-	}
 	opts := grid.Options{Jobs: c.Int("jobs"), Cores: c.Int("cores"), Shard: shard, Phase: phase}
 	if opts.Jobs > 1 {
 		exe, err := os.Executable()
