@@ -148,7 +148,11 @@ func gridRunAction(c *cli.Context) error {
 				for i, u := range e.Group {
 					cuts[i] = u.Cut
 				}
-				fmt.Fprintf(os.Stderr, "[%d/%d] start  %s and %d more cuts together (%s)\n", e.Done+1, e.Total, e.Unit.ID, len(e.Group)-1, strings.Join(cuts, ", "))
+				more := fmt.Sprintf("%d more cuts", len(e.Group)-1)
+				if len(e.Group) == 2 {
+					more = "1 more cut"
+				}
+				fmt.Fprintf(os.Stderr, "[%d/%d] start  %s and %s together (%s)\n", e.Done+1, e.Total, e.Unit.ID, more, strings.Join(cuts, ", "))
 			} else {
 				fmt.Fprintf(os.Stderr, "[%d/%d] start  %s\n", e.Done+1, e.Total, e.Unit.ID)
 			}
