@@ -107,6 +107,10 @@ func gridRunAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	dev, err := gridDevice(c.String("device"))
+	if err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	finished := make(chan struct{})
@@ -124,12 +128,8 @@ func gridRunAction(c *cli.Context) error {
 		}
 		// A second signal kills at once: what is written is atomic.
 		stop()
-		fmt.Fprintln(os.Stderr, "stopping after the units in flight (training stops at the end of its epoch); interrupt again to kill now")
+		fmt.Fprintln(os.Stderr, "stopping after the units in flight (training stops at the end of its epoch, a group of cuts before its next cut); interrupt again to kill now")
 	}()
-	dev, err := gridDevice(c.String("device"))
-	if err != nil {
-		return err
-	}
 	opts := grid.Options{Jobs: c.Int("jobs"), Cores: c.Int("cores"), Shard: shard, Phase: phase}
 	if c.Bool("in-process") && opts.Jobs > 1 {
 		return fmt.Errorf("--in-process runs one unit at a time: it needs --jobs 1, got --jobs %d", opts.Jobs)
@@ -152,7 +152,11 @@ func gridRunAction(c *cli.Context) error {
 				for i, u := range e.Group {
 					cuts[i] = u.Cut
 				}
-				fmt.Fprintf(os.Stderr, "[%d/%d] start  %s and %d more cuts together (%s)\n", e.Done+1, e.Total, e.Unit.ID, len(e.Group)-1, strings.Join(cuts, ", "))
+				more := fmt.Sprintf("%d more cuts", len(e.Group)-1)
+				if len(e.Group) == 2 {
+					more = "1 more cut"
+				}
+				fmt.Fprintf(os.Stderr, "[%d/%d] start  %s and %s together (%s)\n", e.Done+1, e.Total, e.Unit.ID, more, strings.Join(cuts, ", "))
 			} else {
 				fmt.Fprintf(os.Stderr, "[%d/%d] start  %s\n", e.Done+1, e.Total, e.Unit.ID)
 			}
