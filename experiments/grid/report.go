@@ -319,8 +319,12 @@ func writeRecipes(b *bytes.Buffer, p *Plan, recs *Records) {
 		for i, x := range pr.Seeds {
 			seeds[i] = fmt.Sprint(x)
 		}
+		recipe := stitchText(pr.Recipe)
+		if pr.Description != "" {
+			recipe += " — " + strings.TrimSpace(pr.Description)
+		}
 		fmt.Fprintf(b, "| `%s` | `%s` → `%s` | %s | %s | %s | %d/%d | %s |\n", name, pr.Bottom, pr.Top, cuts,
-			stitchText(pr.Recipe), strings.Join(seeds, ", "), done, len(p.PairUnits[name]), dur(sec))
+			mdCell(recipe), strings.Join(seeds, ", "), done, len(p.PairUnits[name]), dur(sec))
 	}
 	b.WriteString("\n<details><summary>Every unit: its row, recipe and times</summary>\n\n")
 	b.WriteString("| unit | pairs | cut | stitching seed | top % | stitched % | penalty pp | CKA | wall | CPU |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -356,6 +360,11 @@ func recipeText(r Recipe) string {
 	}
 	if r.Epochs == 0 {
 		parts = append(parts, "untrained (random)")
+		if r.BNStats == "data" {
+			parts = append(parts, "batch-norm running statistics recomputed on its "+samples(r.TrainSamples)+" training images")
+		} else {
+			parts = append(parts, "batch-norm running statistics as initialised (mean 0, variance 1)")
+		}
 	} else {
 		ep := fmt.Sprintf("%d epochs", r.Epochs)
 		if r.Steps > 0 {
@@ -381,6 +390,9 @@ func recipeText(r Recipe) string {
 
 func stitchText(r StitchRecipe) string {
 	s := fmt.Sprintf("init %s, %d epoch(s), Adam lr %g cosine, batch %d, fit on %s images", r.Init, r.Epochs, r.LR, r.Batch, samples(r.FitSamples))
+	if r.FitAugment {
+		s += " cropped and flipped afresh each epoch"
+	}
 	if r.Init == "least-squares" {
 		s += fmt.Sprintf(" (LS on %s)", samples(r.LSSamples))
 	}
