@@ -33,7 +33,8 @@
 // description (shown in the report).
 //
 // [[experiments]]: id, title, paper (the paper's reading), pairs (the series),
-// y (penalty, stitched_acc, direct_acc, cka, top_acc; x is the cut), finding
+// y (penalty, stitched_acc, direct_acc, cka, cka_unbiased, top_acc; x is the
+// cut), finding
 // (the rule in words), verdict (a Rule, see ParseRule), cka (add a CKA table),
 // figure (false: table only), note.
 //
@@ -211,7 +212,8 @@ type Experiment struct {
 	// Pairs are the series, in legend order.
 	Pairs []string `toml:"pairs"`
 	// Y is what the figure plots against the cut: penalty (default),
-	// stitched_acc, direct_acc or cka.
+	// stitched_acc, direct_acc, cka (biased linear CKA), cka_unbiased
+	// (debiased) or top_acc.
 	Y string `toml:"y"`
 	// X is the figure's axis: only "cut" is supported.
 	X string `toml:"x"`
@@ -220,7 +222,7 @@ type Experiment struct {
 	Verdict string `toml:"verdict"`
 	// Finding says in words what the verdict rule checks.
 	Finding string `toml:"finding"`
-	// CKA adds the CKA beside the penalty in the experiment's table.
+	// CKA adds the CKA tables (unbiased, then biased) beside the penalty's.
 	CKA bool `toml:"cka"`
 	// Figure false leaves the experiment out of the figures (table only).
 	Figure *bool `toml:"figure"`
