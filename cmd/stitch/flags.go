@@ -13,13 +13,13 @@ var (
 		"epochs": "--epochs", "batch size": "--batch-size", "learning rate": "--lr", "fit samples": "--fit-samples",
 		"init": "--init", "frozen bn": "--frozen-bn", "cka samples": "--cka-samples", "ls samples": "--ls-samples",
 		"cuts": "--layer", "kernel size": "--kernel-size", "test samples": "--test-samples",
-		"eval batch size": "--eval-batch-size", "memory budget": "--memory-budget",
+		"eval batch size": "--eval-batch-size", "memory budget": "--memory-budget", "recipe": "--recipe",
 	}
 	trainFlagOf = map[string]string{
 		"arch": "--arch", "stem": "--stem", "epochs": "--epochs", "batch size": "--batch-size", "learning rate": "--lr",
 		"schedule": "--schedule", "out": "--out", "train samples": "--train-samples", "label noise": "--label-noise",
 		"objects vs animals": "--labels objects-vs-animals", "temperature": "--temperature", "probe epochs": "--probe-epochs",
-		"crop min": "--crop-min", "jitter": "--jitter", "jitter probability": "--jitter-p", "noise": "--noise", "erase": "--erase",
+		"crop min": "--crop-min", "bn stats": "--bn-stats", "jitter": "--jitter", "jitter probability": "--jitter-p", "noise": "--noise", "erase": "--erase",
 	}
 	probeFlagOf = map[string]string{
 		"probe epochs": "--epochs", "batch size": "--batch-size", "learning rate": "--lr", "weight decay": "--weight-decay",

@@ -25,16 +25,20 @@ const (
 func stitchFlags() []cli.Flag {
 	d := stitch.Defaults()
 	flags := []cli.Flag{
-		&cli.StringFlag{Name: "bottom", Value: defaultBottom, Usage: "checkpoint whose bottom layers are used, or \"random\" (an untrained copy of the top's architecture)"},
+		&cli.StringFlag{Name: "bottom", Value: defaultBottom, Usage: "checkpoint whose bottom layers are used, or \"random\" (an untrained copy of the top's architecture, batch-norm running statistics mean 0 / variance 1; for statistics from data write one with: stitch train --epochs 0 --bn-stats data)"},
 		&cli.StringFlag{Name: "top", Value: defaultTop, Usage: "checkpoint whose top layers are used (needs a classifier, or --probe)"},
 		&cli.StringFlag{Name: "layer", Value: d.Cuts, Usage: "cut point (stem, layer1.0 … layer4.1, pool), a comma list, or all"},
+		&cli.StringFlag{Name: "recipe", Value: stitch.RecipeCPU, Usage: fmt.Sprintf("stitching recipe: cpu (the defaults shown here: least-squares start, 1 epoch of Adam 1e-2 on 6,000 images) or paper "+
+			"(the paper's setting: default init, Adam 1e-3 with cosine decay, crop-and-flip while fitting, the whole training split, %d epochs, eval-mode frozen halves); "+
+			"flags given beside it override the recipe's values", stitch.PaperEpochs)},
 		&cli.IntFlag{Name: "epochs", Value: d.Epochs, Usage: "epochs of fitting the stitching layer"},
 		&cli.IntFlag{Name: "batch-size", Value: d.BatchSize},
 		&cli.Float64Flag{Name: "lr", Value: d.LR, Usage: "Adam learning rate (cosine decay to 0)"},
 		&cli.Int64Flag{Name: "seed", Value: d.Seed},
 		&cli.IntFlag{Name: "fit-samples", Value: d.FitSamples, Usage: "fit the stitching layer on a class-balanced subset of N training images (0: all)"},
+		&cli.BoolFlag{Name: "fit-augment", Value: d.FitAugment, Usage: "crop and flip the fitting images, drawn afresh every epoch (--fit-augment=false turns off the paper recipe's)"},
 		&cli.Int64Flag{Name: "kernel-size", Value: d.KernelSize, Usage: "stitching convolution's kernel size (odd)"},
-		&cli.StringFlag{Name: "init", Value: d.Init, Usage: "least-squares (start from the direct match, reported as direct_acc, then fine-tune) or default (PyTorch init, as the paper; needs more --epochs)"},
+		&cli.StringFlag{Name: "init", Value: d.Init, Usage: "least-squares (start from the direct match, reported as direct_acc, then fine-tune) or default (PyTorch init, as the paper; alone it is not the paper's setting: see --recipe paper)"},
 		&cli.StringFlag{Name: "frozen-bn", Value: d.FrozenBN, Usage: "eval (frozen means frozen) or train (batch statistics, as the paper's scripts)"},
 		&cli.IntFlag{Name: "ls-samples", Value: d.LSSamples, Usage: "training images the least-squares start is solved on (0: all fitting images)"},
 		&cli.IntFlag{Name: "test-samples", Usage: "score on a class-balanced subset of N test images (0: the whole test split)"},
@@ -67,11 +71,11 @@ func stitchAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	cfg := stitch.Defaults()
-	cfg.Cuts, cfg.Epochs, cfg.BatchSize, cfg.LR = c.String("layer"), c.Int("epochs"), c.Int("batch-size"), c.Float64("lr")
-	cfg.Seed, cfg.FitSamples, cfg.KernelSize = c.Int64("seed"), c.Int("fit-samples"), c.Int64("kernel-size")
-	cfg.Init, cfg.FrozenBN, cfg.CKASamples = c.String("init"), c.String("frozen-bn"), c.Int("cka-samples")
-	cfg.Data, cfg.Device, cfg.LSSamples = c.String("data"), dev, c.Int("ls-samples")
+	cfg, err := recipeConfig(c)
+	if err != nil {
+		return err
+	}
+	cfg.Device = dev
 	cfg.Progress = newProgress(c.Bool("quiet"))
 	cfg.Speed = stitch.Speed{Plain: c.Bool("plain-stitch"), NoFoldBN: c.Bool("no-fold-bn"), NoCache: c.Bool("no-cache"),
 		HalfCache: c.Bool("half-cache"), EvalBatchSize: c.Int("eval-batch-size")}
@@ -129,8 +133,8 @@ func stitchAction(c *cli.Context) error {
 		}
 	}
 	say := cfg.Progress.Notef
-	say("bottom: %s (%s)\ntop:    %s (%s)\ndata:   %s, %d train / %d test images; fitting on %s",
-		bottom.Path, bottom.Description, top.Path, top.Description, cfg.Data, trainSet.N, testSet.N, fitWhat(cfg.FitSamples, trainSet.N))
+	say("bottom: %s (%s)\ntop:    %s (%s)\ndata:   %s, %d train / %d test images; fitting on %s%s",
+		bottom.Path, bottom.Description, top.Path, top.Description, cfg.Data, trainSet.N, testSet.N, fitWhat(cfg.FitSamples, trainSet.N), augmentWhat(cfg.FitAugment))
 	asJSON := c.Bool("json")
 	r := &stitch.Runner{Bottom: bottom, Top: top, Train: trainSet, Test: testSet, Config: cfg, Store: store,
 		OnRow: func(row results.Row) {
@@ -167,11 +171,45 @@ func stitchAction(c *cli.Context) error {
 	return nil
 }
 
+// recipeConfig is the --recipe's settings with every stitching flag given
+// on the command line put over them (a flag left out keeps the recipe's value,
+// not the default shown in the help).
+func recipeConfig(c *cli.Context) (stitch.Config, error) {
+	cfg, err := stitch.Recipe(c.String("recipe"))
+	if err != nil {
+		return cfg, err
+	}
+	over := func(name string, set func()) {
+		if c.IsSet(name) {
+			set()
+		}
+	}
+	cfg.Cuts, cfg.Seed, cfg.Data = c.String("layer"), c.Int64("seed"), c.String("data")
+	over("epochs", func() { cfg.Epochs = c.Int("epochs") })
+	over("batch-size", func() { cfg.BatchSize = c.Int("batch-size") })
+	over("lr", func() { cfg.LR = c.Float64("lr") })
+	over("fit-samples", func() { cfg.FitSamples = c.Int("fit-samples") })
+	over("fit-augment", func() { cfg.FitAugment = c.Bool("fit-augment") })
+	over("kernel-size", func() { cfg.KernelSize = c.Int64("kernel-size") })
+	over("init", func() { cfg.Init = c.String("init") })
+	over("frozen-bn", func() { cfg.FrozenBN = c.String("frozen-bn") })
+	over("cka-samples", func() { cfg.CKASamples = c.Int("cka-samples") })
+	over("ls-samples", func() { cfg.LSSamples = c.Int("ls-samples") })
+	return cfg, nil
+}
+
 func fitWhat(n, all int) string {
 	if n <= 0 || n >= all {
 		return "all training images"
 	}
 	return fmt.Sprintf("%d training images", n)
+}
+
+func augmentWhat(on bool) string {
+	if on {
+		return ", cropped and flipped afresh every epoch"
+	}
+	return ""
 }
 
 // plotPath is --plot, or when it is not given, the plot beside --out.

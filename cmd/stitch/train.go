@@ -40,6 +40,7 @@ func trainCommand() *cli.Command {
 		&cli.Float64Flag{Name: "label-noise", Usage: "replace this fraction of training labels with random ones"},
 		&cli.StringFlag{Name: "labels", Value: "original", Usage: "original, or a relabelling task: " + strings.Join(datasets.Tasks(), ", ") + " (objects-vs-animals: CIFAR-10's two-class task; clothing-vs-accessories: Fashion-MNIST's)"},
 		&cli.IntFlag{Name: "epochs", Value: d.Epochs, Usage: "epochs (0 writes the untrained random model)"},
+		&cli.StringFlag{Name: "bn-stats", Value: train.BNStatsInitial, Usage: "with --epochs 0: the untrained model's batch-norm running statistics, initial (mean 0, variance 1, as PyTorch makes them) or data (recomputed on the training images)"},
 		&cli.IntFlag{Name: "batch-size", Value: d.BatchSize, Usage: fmt.Sprintf("images per batch (simclr default %d, each seen as two views)", sd.BatchSize)},
 		&cli.Float64Flag{Name: "lr", Value: d.LR, Usage: fmt.Sprintf("SGD learning rate (simclr: Adam, default %g)", sd.LR)},
 		&cli.Float64Flag{Name: "momentum", Value: d.Momentum},
@@ -68,6 +69,9 @@ func trainAction(c *cli.Context) error {
 	if err := results.CheckWritable(c.String("out")); err != nil {
 		return fmt.Errorf("--out: %w", err)
 	}
+	if c.IsSet("bn-stats") && (c.String("objective") != "supervised" || c.Int("epochs") != 0) {
+		return fmt.Errorf("--bn-stats applies to the untrained supervised model (--epochs 0)")
+	}
 	switch c.String("objective") {
 	case "supervised":
 	case "simclr":
@@ -92,7 +96,7 @@ func trainAction(c *cli.Context) error {
 	cfg.Epochs, cfg.BatchSize, cfg.LR = c.Int("epochs"), c.Int("batch-size"), c.Float64("lr")
 	cfg.Momentum, cfg.WeightDecay, cfg.Schedule = c.Float64("momentum"), c.Float64("weight-decay"), c.String("schedule")
 	cfg.Augment, cfg.Seed, cfg.Device, cfg.Out = c.Bool("augment"), c.Int64("seed"), dev, c.String("out")
-	cfg.Progress = newProgress(false)
+	cfg.BNStats, cfg.Progress = c.String("bn-stats"), newProgress(false)
 	res, err := train.Supervised(cfg)
 	if err != nil {
 		return err

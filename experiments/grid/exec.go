@@ -169,6 +169,7 @@ func (x *InProcess) train(ctx context.Context, p *Plan, u *Unit) (*ModelResult, 
 		cfg.Epochs, cfg.BatchSize, cfg.LR, cfg.Momentum, cfg.WeightDecay = r.Epochs, r.Batch, r.LR, r.Momentum, r.WeightDecay
 		cfg.Schedule, cfg.Augment, cfg.Seed, cfg.Out, cfg.Progress = r.Schedule, r.Augment, r.Seed, f.Path, x.Progress
 		cfg.Device = x.Device
+		cfg.BNStats = r.BNStats
 		// One epoch per call (StopAfter), so that a cancelled context stops
 		// between epochs and save_at snapshots are taken: the run resumes
 		// from its checkpoint each time, as after an interruption.
@@ -319,6 +320,7 @@ func (x *InProcess) stitch(ctx context.Context, p *Plan, us []*Unit, onRow func(
 	cfg := stitch.Defaults()
 	cfg.Cuts, cfg.Epochs, cfg.BatchSize, cfg.LR, cfg.Seed = strings.Join(cuts, ","), r.Epochs, r.Batch, r.LR, r.Seed
 	cfg.FitSamples, cfg.LSSamples, cfg.KernelSize, cfg.Init = r.FitSamples, r.LSSamples, r.KernelSize, r.Init
+	cfg.FitAugment = r.FitAugment
 	cfg.FrozenBN, cfg.CKASamples, cfg.Data, cfg.Progress = r.FrozenBN, r.CKASamples, p.Spec.Data, x.Progress
 	cfg.Device = x.Device
 	store, err := results.Open("")

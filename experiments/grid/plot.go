@@ -38,6 +38,7 @@ var yLabels = map[string]string{
 	"stitched_acc": "stitched accuracy (%)",
 	"direct_acc":   "direct-match accuracy (%)",
 	"cka":          "linear CKA",
+	"cka_unbiased": "linear CKA (unbiased)",
 	"top_acc":      "top accuracy (%)",
 }
 

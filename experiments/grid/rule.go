@@ -11,7 +11,7 @@ import (
 )
 
 // metrics are the row values a figure or a rule can use.
-var metrics = []string{"penalty", "stitched_acc", "direct_acc", "cka", "top_acc"}
+var metrics = []string{"penalty", "stitched_acc", "direct_acc", "cka", "cka_unbiased", "top_acc"}
 
 // aggregates a rule term can apply. Every term first averages each cut's
 // value over the stitching seeds, then:

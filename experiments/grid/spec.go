@@ -25,12 +25,16 @@
 //
 // [stitch_defaults] and [pairs.NAME]: bottom, top (model references), cuts
 // ("all", "stem,layer2.1" or an array), label, and a stitch table overriding
-// the stitching recipe: init (least-squares or default), epochs, batch, lr,
-// fit_samples, ls_samples, kernel_size, frozen_bn (eval or train), cka_samples,
-// seeds (one unit per stitching seed and cut).
+// the stitching recipe: recipe ("cpu" or "paper": start from that named
+// recipe's settings, which the table's other fields then override), init
+// (least-squares or default), epochs, batch, lr, fit_samples, fit_augment
+// (crop and flip the fitting images), ls_samples, kernel_size, frozen_bn
+// (eval or train), cka_samples, seeds (one unit per stitching seed and cut),
+// description (shown in the report).
 //
 // [[experiments]]: id, title, paper (the paper's reading), pairs (the series),
-// y (penalty, stitched_acc, direct_acc, cka, top_acc; x is the cut), finding
+// y (penalty, stitched_acc, direct_acc, cka, cka_unbiased, top_acc; x is the
+// cut), finding
 // (the rule in words), verdict (a Rule, see ParseRule), cka (add a CKA table),
 // figure (false: table only), note.
 //
@@ -127,7 +131,11 @@ type ModelFields struct {
 	Schedule    *string  `toml:"schedule"`
 	Augment     *bool    `toml:"augment"`
 	Temperature *float64 `toml:"temperature"`
-	Seed        *int64   `toml:"seed"`
+	// BNStats is the untrained network's (epochs 0) batch-norm running
+	// statistics: "initial" (mean 0, variance 1, the default) or "data"
+	// (recomputed on its training images).
+	BNStats *string `toml:"bn_stats"`
+	Seed    *int64  `toml:"seed"`
 	// SaveAt lists epochs after which a copy of the run's checkpoint is kept;
 	// a pair refers to one as "NAME@EPOCH".
 	SaveAt []int `toml:"save_at"`
@@ -138,12 +146,16 @@ type ModelFields struct {
 // StitchFields is a stitching recipe as written ([stitch_defaults] or a
 // pair's stitch table); unset fields take the defaults.
 type StitchFields struct {
+	// Recipe names the settings the others override: "cpu" (the CPU
+	// default, stitch.Defaults) or "paper" (the paper's, stitch.Paper).
+	Recipe *string `toml:"recipe"`
 	// Init is "least-squares" or "default".
 	Init        *string  `toml:"init"`
 	Epochs      *int     `toml:"epochs"`
 	Batch       *int     `toml:"batch"`
 	LR          *float64 `toml:"lr"`
 	FitSamples  *int     `toml:"fit_samples"`
+	FitAugment  *bool    `toml:"fit_augment"`
 	LSSamples   *int     `toml:"ls_samples"`
 	KernelSize  *int64   `toml:"kernel_size"`
 	FrozenBN    *string  `toml:"frozen_bn"`
@@ -200,7 +212,8 @@ type Experiment struct {
 	// Pairs are the series, in legend order.
 	Pairs []string `toml:"pairs"`
 	// Y is what the figure plots against the cut: penalty (default),
-	// stitched_acc, direct_acc or cka.
+	// stitched_acc, direct_acc, cka (biased linear CKA), cka_unbiased
+	// (debiased) or top_acc.
 	Y string `toml:"y"`
 	// X is the figure's axis: only "cut" is supported.
 	X string `toml:"x"`
@@ -209,7 +222,7 @@ type Experiment struct {
 	Verdict string `toml:"verdict"`
 	// Finding says in words what the verdict rule checks.
 	Finding string `toml:"finding"`
-	// CKA adds the CKA beside the penalty in the experiment's table.
+	// CKA adds the CKA tables (unbiased, then biased) beside the penalty's.
 	CKA bool `toml:"cka"`
 	// Figure false leaves the experiment out of the figures (table only).
 	Figure *bool `toml:"figure"`
@@ -273,8 +286,12 @@ type Recipe struct {
 	Schedule    string  `json:"schedule"`
 	Augment     bool    `json:"augment"`
 	Temperature float64 `json:"temperature,omitempty"`
-	Seed        int64   `json:"seed"`
-	SaveAt      []int   `json:"save_at,omitempty"`
+	// BNStats is "data" for an untrained network whose batch-norm statistics
+	// are recomputed on its training images ("" for the initial mean 0,
+	// variance 1; omitted then, so that other recipes keep their identities).
+	BNStats string `json:"bn_stats,omitempty"`
+	Seed    int64  `json:"seed"`
+	SaveAt  []int  `json:"save_at,omitempty"`
 }
 
 // StepsPerEpoch is the number of optimizer steps one epoch takes (the last,
@@ -300,11 +317,14 @@ type StitchRecipe struct {
 	Batch      int     `json:"batch"`
 	LR         float64 `json:"lr"`
 	FitSamples int     `json:"fit_samples"`
-	LSSamples  int     `json:"ls_samples"`
-	KernelSize int64   `json:"kernel_size"`
-	FrozenBN   string  `json:"frozen_bn"`
-	CKASamples int     `json:"cka_samples"`
-	Seed       int64   `json:"seed"`
+	// FitAugment crops and flips the fitting images afresh every epoch
+	// (omitted when false, so that recipes without it keep their unit ids).
+	FitAugment bool   `json:"fit_augment,omitempty"`
+	LSSamples  int    `json:"ls_samples"`
+	KernelSize int64  `json:"kernel_size"`
+	FrozenBN   string `json:"frozen_bn"`
+	CKASamples int    `json:"cka_samples"`
+	Seed       int64  `json:"seed"`
 }
 
 // Pair is a resolved pair: a bottom stitched into a top at some cuts with
@@ -331,6 +351,34 @@ func builtinModel() Recipe {
 func builtinStitch() StitchRecipe {
 	return StitchRecipe{Init: "least-squares", Epochs: 1, Batch: 128, LR: 1e-2, FitSamples: 6000, LSSamples: 2000,
 		KernelSize: 1, FrozenBN: "eval", CKASamples: 500}
+}
+
+// Named stitching recipes (a stitch table's recipe field).
+const (
+	StitchRecipeCPU   = "cpu"
+	StitchRecipePaper = "paper"
+)
+
+// PaperStitchEpochs is the paper recipe's number of epochs (stitch.PaperEpochs).
+const PaperStitchEpochs = 30
+
+// namedStitch sets a named recipe's fitting settings over r, keeping its
+// CKA samples: "cpu" is builtinStitch's (stitch.Defaults), "paper" the
+// paper's (stitch.Paper: default init, Adam 1e-3 cosine, crop and flip, the
+// whole training split, PaperStitchEpochs epochs, eval-mode frozen halves).
+func namedStitch(r StitchRecipe, name string) (StitchRecipe, bool) {
+	switch name {
+	case StitchRecipeCPU:
+		cka := r.CKASamples
+		r = builtinStitch()
+		r.CKASamples = cka
+	case StitchRecipePaper:
+		r.Init, r.LR, r.Epochs, r.Batch = "default", 1e-3, PaperStitchEpochs, 128
+		r.FitSamples, r.FitAugment, r.FrozenBN, r.KernelSize = 0, true, "eval", 1
+	default:
+		return r, false
+	}
+	return r, true
 }
 
 // Load reads, decodes strictly and validates a spec file.
@@ -624,6 +672,12 @@ func (s *Spec) applyModel(r Recipe, f ModelFields, key []string) (Recipe, error)
 	set(&r.Augment, f.Augment)
 	set(&r.Temperature, f.Temperature)
 	set(&r.Seed, f.Seed)
+	if f.BNStats != nil {
+		r.BNStats = *f.BNStats
+		if r.BNStats == "initial" {
+			r.BNStats = ""
+		}
+	}
 	r.Data = s.Data
 	k := func(field string) []string { return append(slices.Clone(key), field) }
 	switch {
@@ -655,6 +709,10 @@ func (s *Spec) applyModel(r Recipe, f ModelFields, key []string) (Recipe, error)
 		return r, s.errAt(k("epochs"), "must be ≥ 0, got %d", r.Epochs)
 	case f.Steps != nil && f.Epochs != nil:
 		return r, s.errAt(key, "give epochs or steps, not both")
+	case r.BNStats != "" && r.BNStats != "data":
+		return r, s.errAt(k("bn_stats"), "must be initial or data, got %q", r.BNStats)
+	case r.BNStats == "data" && (r.Epochs != 0 || f.Steps != nil || r.Objective != ObjectiveSupervised):
+		return r, s.errAt(k("bn_stats"), "\"data\" applies to an untrained supervised model (epochs = 0)")
 	}
 	if r.Objective == ObjectiveSimCLR && r.Temperature == 0 {
 		r.Temperature = 0.5
@@ -687,11 +745,19 @@ type resolvedStitch struct {
 
 // applyStitch sets f's fields over r and checks the result.
 func (s *Spec) applyStitch(r StitchRecipe, seeds []int64, f StitchFields, key []string) (resolvedStitch, error) {
+	if f.Recipe != nil {
+		var ok bool
+		if r, ok = namedStitch(r, *f.Recipe); !ok {
+			return resolvedStitch{recipe: r, seeds: seeds}, s.errAt(append(slices.Clone(key), "recipe"),
+				"must be %q or %q, got %q", StitchRecipeCPU, StitchRecipePaper, *f.Recipe)
+		}
+	}
 	set(&r.Init, f.Init)
 	set(&r.Epochs, f.Epochs)
 	set(&r.Batch, f.Batch)
 	set(&r.LR, f.LR)
 	set(&r.FitSamples, f.FitSamples)
+	set(&r.FitAugment, f.FitAugment)
 	set(&r.LSSamples, f.LSSamples)
 	set(&r.KernelSize, f.KernelSize)
 	set(&r.FrozenBN, f.FrozenBN)

@@ -175,7 +175,7 @@ func TestPaperSpecs(t *testing.T) {
 		trains      int
 		minStitches int
 	}{
-		{"../paper-fmnist.toml", 13, 150},
+		{"../paper-fmnist.toml", 14, 150},
 		{"../paper-full.toml", 16, 200},
 	} {
 		s, err := Load(c.path)

@@ -42,7 +42,11 @@ type Recipe struct {
 	LabelNoise   float64 `json:"label_noise,omitempty"`
 	Labels       string  `json:"labels,omitempty"` // e.g. "objects-vs-animals"
 	Temperature  float64 `json:"temperature,omitempty"`
-	Seed         int64   `json:"seed"`
+	// BNStats is "data" for an untrained model whose batch-norm running
+	// statistics were recomputed on its training images (empty: as
+	// initialised, mean 0 and variance 1, or set by training).
+	BNStats string `json:"bn_stats,omitempty"`
+	Seed    int64  `json:"seed"`
 	// EpochsDone counts finished epochs (for resuming an interrupted run).
 	EpochsDone int `json:"epochs_done,omitempty"`
 }
@@ -250,7 +254,8 @@ func NewRandom(meta Meta, seed int64, dev torch.Device) (*Model, error) {
 	meta.Objective = Random
 	meta.TestAccuracy = nil
 	meta.Recipe = &Recipe{Seed: seed}
-	return &Model{Name: "random", Path: "random", Net: net, Meta: meta, Description: "an untrained " + cfg.String()}, nil
+	return &Model{Name: "random", Path: "random", Net: net, Meta: meta, Description: "an untrained " + cfg.String() +
+		" (batch-norm running statistics as initialised: mean 0, variance 1)"}, nil
 }
 
 // Save writes net and meta to path as a torch.save zip file that PyTorch opens

@@ -16,6 +16,7 @@ func TestKeyCoversEverySetting(t *testing.T) {
 		"epochs":       func(r *Row) { r.Epochs = 2 },
 		"lr":           func(r *Row) { r.LR = 1e-3 },
 		"fit samples":  func(r *Row) { r.FitSamples = 0 },
+		"fit augment":  func(r *Row) { r.FitAugment = true },
 		"kernel size":  func(r *Row) { r.KernelSize = 3 },
 		"frozen bn":    func(r *Row) { r.FrozenBN = "train" },
 		"seed":         func(r *Row) { r.Seed = 1 },

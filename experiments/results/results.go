@@ -52,6 +52,9 @@ type Row struct {
 	BatchSize int     `json:"batch_size"`
 	// FitSamples is the number of training images the layer was fit on (0: all).
 	FitSamples int `json:"fit_samples"`
+	// FitAugment says the fitting images were cropped and flipped afresh
+	// every epoch (the paper's setting).
+	FitAugment bool `json:"fit_augment,omitempty"`
 	// LSSamples is the number of training images the least-squares start was
 	// solved on (0 when Init is not least-squares).
 	LSSamples  int   `json:"ls_samples,omitempty"`
@@ -97,6 +100,10 @@ func (r Row) Key() string {
 		// Settings recorded since rows carried them; rows without them keep
 		// their old keys.
 		k += fmt.Sprintf("|test=%d|cka=%d", r.TestSamples, r.CKASamples)
+	}
+	if r.FitAugment {
+		// Added with the setting: rows without it keep their old keys.
+		k += "|fit-augment"
 	}
 	return k
 }

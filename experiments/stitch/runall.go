@@ -3,7 +3,6 @@ package stitch
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"syscall"
 	"time"
 
@@ -51,7 +50,9 @@ func fastSupported(cfg Config) string {
 //     carried from cut to cut by the blocks in between (ActivationCache), so
 //     every epoch, the direct match and the final score read the same
 //     activations instead of recomputing them (NoCache: recomputed per
-//     batch; MemoryBudget: caches that do not fit are recomputed);
+//     batch; MemoryBudget: caches that do not fit are recomputed); with
+//     FitAugment the fitting images change every epoch, so the bottom runs
+//     on each fitting batch instead (the other caches stay);
 //   - the top's own activations for the least-squares targets and CKA are
 //     carried cut to cut the same way, and its accuracy takes one pass;
 //   - the bottom's own accuracy comes from the pass that fills the test cache;
@@ -107,7 +108,8 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 	inOrder := func(ds *datasets.Dataset, norm [2][]float64) (*data.Loader, error) {
 		return data.NewLoader(ds, data.Config{BatchSize: evalBatch, Device: cfg.Device, Mean: norm[0], Std: norm[1]})
 	}
-	fit, err := r.loader(fitSet, bottomNorm, true) // the batches' order and labels
+	// The batches' order and labels (and, with FitAugment, their images).
+	fit, err := r.fitLoader(fitSet, bottomNorm)
 	if err != nil {
 		return nil, err
 	}
@@ -132,7 +134,7 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 	rowFor := func(cut string) results.Row {
 		return results.Row{Bottom: r.Bottom.Name, Top: r.Top.Name, Cut: cut, CutIndex: cutIndex(r.Top, cut),
 			Init: cfg.Init, Epochs: cfg.Epochs, Seed: cfg.Seed, LR: cfg.LR, BatchSize: cfg.BatchSize,
-			FitSamples: fitSet.N, LSSamples: lsN, TestSamples: r.Test.N, CKASamples: min(cfg.CKASamples, r.Test.N),
+			FitSamples: fitSet.N, FitAugment: cfg.FitAugment, LSSamples: lsN, TestSamples: r.Test.N, CKASamples: min(cfg.CKASamples, r.Test.N),
 			KernelSize: cfg.KernelSize, FrozenBN: cfg.FrozenBN, Data: cfg.Data,
 			Device: cfg.Device.String(), BottomPath: r.Bottom.Path, TopPath: r.Top.Path, BottomSHA256: bottomSum, TopSHA256: topSum}
 	}
@@ -176,9 +178,13 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 		}
 		return c, err
 	}
-	fitC, err := newCache(bottomF, fitSet, bottomNorm, copts)
-	if err != nil {
-		return nil, err
+	// Augmented fitting images are new every epoch: their activations cannot
+	// be kept, and each batch runs the bottom on its own images (fitInputs).
+	var fitC *ActivationCache
+	if !cfg.FitAugment {
+		if fitC, err = newCache(bottomF, fitSet, bottomNorm, copts); err != nil {
+			return nil, err
+		}
 	}
 	testC, err := newCache(bottomF, r.Test, bottomNorm, copts)
 	if err != nil {
@@ -259,7 +265,7 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 		}
 		bar.End()
 		row.TopAcc, row.BottomAcc = topAcc, bottomAcc
-		if err := r.stitchCached(&row, cut, bottomShapes[cut], topShapes[cut], topF, fit, fitC, testC, lsB, lsT, ckaT, tag); err != nil {
+		if err := r.stitchCached(&row, cut, bottomShapes[cut], topShapes[cut], topF, fit, fitInputs(fitC, bottomF, cut), testC, lsB, lsT, ckaT, tag); err != nil {
 			return rows, fmt.Errorf("cut %s: %w", cut, err)
 		}
 		row.Seconds = time.Since(start).Seconds()
@@ -278,7 +284,7 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 
 // stitchCached builds, initialises, fits and scores the stitching layer at
 // one cut from the caches (see RunAll); it follows stitchCut step by step.
-func (r *Runner) stitchCached(row *results.Row, cut string, in, out []int64, topF *Frozen, fit *data.Loader, fitC, testC, lsB, lsT, ckaT *ActivationCache, tag string) error {
+func (r *Runner) stitchCached(row *results.Row, cut string, in, out []int64, topF *Frozen, fit *data.Loader, fitIn func(*data.Batch) *torch.Tensor, testC, lsB, lsT, ckaT *ActivationCache, tag string) error {
 	cfg := r.Config
 	if err := torch.ManualSeed(uint64(cfg.Seed)); err != nil {
 		return err
@@ -305,7 +311,7 @@ func (r *Runner) stitchCached(row *results.Row, cut string, in, out []int64, top
 		}
 		row.DirectAcc = &acc
 	}
-	if err := fitCached(layer, stitched, fit, fitC, FitConfig{Epochs: cfg.Epochs, LR: cfg.LR}, cfg.Progress, tag+" fit"); err != nil {
+	if err := fitCached(layer, stitched, fit, fitIn, FitConfig{Epochs: cfg.Epochs, LR: cfg.LR}, cfg.Progress, tag+" fit"); err != nil {
 		return err
 	}
 	nn.SetTraining(layer, false)
@@ -398,10 +404,10 @@ func accuracyCached(forward func(*torch.Tensor) *torch.Tensor, test *ActivationC
 	return evaluate.Percent(correct, int64(test.N())), nil
 }
 
-// fitCached is Fit with the bottom's activations taken from the fitting
-// cache: the loader gives each batch's images (by index) and labels in the
+// fitCached is Fit with the bottom's activations of each batch given by fitIn
+// (see fitInputs): the loader gives each batch's images and labels in the
 // order Fit would see them.
-func fitCached(layer *Layer, stitched func(*torch.Tensor) *torch.Tensor, loader *data.Loader, fitC *ActivationCache, cfg FitConfig, report progress.Func, stage string) error {
+func fitCached(layer *Layer, stitched func(*torch.Tensor) *torch.Tensor, loader *data.Loader, fitIn func(*data.Batch) *torch.Tensor, cfg FitConfig, report progress.Func, stage string) error {
 	params := nn.Parameters(layer)
 	opt, err := optim.NewAdam(optim.Params(params, cfg.LR, 0), optim.AdamConfig{})
 	if err != nil {
@@ -421,7 +427,7 @@ func fitCached(layer *Layer, stitched func(*torch.Tensor) *torch.Tensor, loader 
 			if err != nil {
 				return err
 			}
-			h := b.Scope.Track(fitC.Rows(slices.Clone(b.Index)))
+			h := fitIn(b)
 			err = step(loop.Batch{Loss: torch.CrossEntropy(stitched(h), b.Y, 0, torch.ReduceMean), N: b.Len()})
 			b.Close()
 			if err != nil {

@@ -24,7 +24,11 @@ type Config struct {
 	Stem  string // cifar or imagenet
 	Data  splits.Config
 	// Epochs 0 writes the untrained ("random") model: the paper's baseline.
-	Epochs      int
+	Epochs int
+	// BNStats is the untrained model's batch-norm statistics: BNStatsInitial
+	// ("" too: mean 0, variance 1 as PyTorch initialises them) or BNStatsData
+	// (recomputed on the training images, un-augmented). Only with Epochs 0.
+	BNStats     string
 	BatchSize   int
 	LR          float64
 	Momentum    float64
@@ -73,6 +77,9 @@ func Supervised(cfg Config) (*Result, error) {
 	if cfg.Epochs < 0 {
 		return nil, invalid.Errorf("epochs", "must be ≥ 0, got %d", cfg.Epochs)
 	}
+	if err := checkBNStats(cfg.BNStats, cfg.Epochs); err != nil {
+		return nil, err
+	}
 	r, err := newRun(cfg.Arch, cfg.Width, cfg.Stem, cfg.Data, cfg.Device, cfg.Epochs, models.Supervised, true)
 	if err != nil {
 		return nil, err
@@ -81,6 +88,9 @@ func Supervised(cfg Config) (*Result, error) {
 	meta.Recipe = &models.Recipe{Epochs: cfg.Epochs, BatchSize: cfg.BatchSize, Optimizer: "sgd", LR: cfg.LR,
 		Momentum: cfg.Momentum, WeightDecay: cfg.WeightDecay, Schedule: cfg.Schedule, Augment: augmentName(cfg.Augment),
 		TrainSamples: cfg.Data.TrainSamples, LabelNoise: cfg.Data.LabelNoise, Seed: cfg.Seed}
+	if cfg.BNStats == BNStatsData {
+		meta.Recipe.BNStats = BNStatsData
+	}
 	if cfg.Data.ObjectsVsAnimals {
 		meta.Recipe.Labels = "objects-vs-animals"
 	}
@@ -158,6 +168,15 @@ func Supervised(cfg Config) (*Result, error) {
 	}
 	if res.Seconds > 0 {
 		res.ImagesPerSec = float64(lr.Samples) / res.Seconds
+	}
+	if cfg.BNStats == BNStatsData {
+		plain, err := data.NewLoader(trainSet, data.Config{BatchSize: cfg.BatchSize, Device: cfg.Device})
+		if err != nil {
+			return nil, err
+		}
+		if err := RecomputeBNStats(net, plain, cfg.Progress, "batch-norm statistics on the training images"); err != nil {
+			return nil, err
+		}
 	}
 	acc, err := evaluate.TestAccuracy(net, testSet, meta.Mean, meta.Std, cfg.BatchSize, cfg.Device, cfg.Progress)
 	if err != nil {
