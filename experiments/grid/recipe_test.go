@@ -173,6 +173,7 @@ y = "cka_unbiased"
 figure = false
 cka = true
 verdict = "max(cka_unbiased, ab, stem) > 0.5"
+reading = "the stem is a linear image of the pixels | in both nets"
 `
 	s, err := Parse("s.toml", []byte(text))
 	if err != nil {
@@ -223,7 +224,8 @@ verdict = "max(cka_unbiased, ab, stem) > 0.5"
 	if res.Verdicts["cka"] != Holds {
 		t.Errorf("verdict on cka_unbiased: %s, want %s", res.Verdicts["cka"], Holds)
 	}
-	for _, want := range []string{"Read the unbiased CKA", "cropped and flipped afresh each epoch", "frozen BN eval — CPU-sized: 2 epochs", "| 0.812 | 0.734 |"} {
+	for _, want := range []string{"Read the unbiased CKA", "cropped and flipped afresh each epoch", "frozen BN eval — CPU-sized: 2 epochs", "| 0.812 | 0.734 |",
+		"| **holds** | the stem is a linear image of the pixels \\| in both nets |", "**Reading:** the stem is a linear image of the pixels \\| in both nets"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q", want)
 		}

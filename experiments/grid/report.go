@@ -112,7 +112,7 @@ func Report(p *Plan, dir string) (*ReportResult, error) {
 	fmt.Fprintf(&b, "Penalty = top model's test accuracy − stitched model's, in percentage points (negative: the plugged-in bottom is better). Values are means over stitching seeds; ± is the standard deviation when there are several.\n\n")
 
 	// Summary.
-	fmt.Fprintf(&b, "## Summary\n\n| # | experiment | paper | verdict here |\n|---|---|---|---|\n")
+	fmt.Fprintf(&b, "## Summary\n\n| # | experiment | paper | verdict here | reading |\n|---|---|---|---|---|\n")
 	outcomes := make([]Outcome, len(s.Experiments))
 	for i := range s.Experiments {
 		e := &s.Experiments[i]
@@ -124,7 +124,7 @@ func Report(p *Plan, dir string) (*ReportResult, error) {
 		}
 		outcomes[i] = o
 		res.Verdicts[e.ID] = o.State
-		fmt.Fprintf(&b, "| %d | [%s](#%s) | %s | **%s** |\n", i+1, mdCell(e.Title), anchor(i+1, e.Title), mdCell(e.Paper), o.State)
+		fmt.Fprintf(&b, "| %d | [%s](#%s) | %s | **%s** | %s |\n", i+1, mdCell(e.Title), anchor(i+1, e.Title), mdCell(e.Paper), o.State, readingFor(e, o))
 	}
 	b.WriteString("\n")
 
@@ -141,6 +141,9 @@ func Report(p *Plan, dir string) (*ReportResult, error) {
 			fmt.Fprintf(&b, "**Verdict: %s.** Rule%s: `%s`. %s\n\n", o.State, finding, e.Verdict, o.Detail)
 		} else {
 			fmt.Fprintf(&b, "**Verdict: %s.**\n\n", o.State)
+		}
+		if r := readingFor(e, o); r != "" {
+			fmt.Fprintf(&b, "**Reading:** %s\n\n", r)
 		}
 		if e.Figure == nil || *e.Figure {
 			base := filepath.Join(dir, "figures", e.ID)
@@ -455,4 +458,14 @@ func anchor(n int, title string) string {
 		}
 	}
 	return b.String()
+}
+
+// readingFor returns the spec's reading of an experiment's verdict, or ""
+// while the experiment has not run (a reading written for the rows would not
+// describe missing ones).
+func readingFor(e *Experiment, o Outcome) string {
+	if o.State == NotYetRun {
+		return ""
+	}
+	return mdCell(strings.TrimSpace(e.Reading))
 }

@@ -228,6 +228,10 @@ type Experiment struct {
 	Figure *bool `toml:"figure"`
 	// Note is shown under the table.
 	Note string `toml:"note"`
+	// Reading is the authors' one-line interpretation of the verdict, written
+	// once the rows are in: why the finding holds here, or why not. It is
+	// shown beside the verdict in the summary and under the rule.
+	Reading string `toml:"reading"`
 
 	rule *Rule
 }
