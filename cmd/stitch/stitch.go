@@ -103,6 +103,7 @@ func stitchAction(c *cli.Context) error {
 		return fmt.Errorf("--top: %w", err)
 	}
 	defer top.Free()
+	warnAbout(top)
 	var bottom *models.Model
 	if c.String("bottom") == "random" {
 		bottom, err = models.NewRandom(top.Meta, cfg.Seed, dev)
@@ -113,6 +114,7 @@ func stitchAction(c *cli.Context) error {
 		return fmt.Errorf("--bottom: %w", err)
 	}
 	defer bottom.Free()
+	warnAbout(bottom)
 	trainSet, testSet, err := splits.Load(splits.Config{Name: cfg.Data, Dir: c.String("data-dir"), ImageSize: c.Int("image-size"), TestSamples: c.Int("test-samples"), Seed: cfg.Seed})
 	if err != nil {
 		return fmt.Errorf("--data: %w", err)
