@@ -19,7 +19,7 @@ import (
 // instead of the tests.
 const (
 	childArgsEnv = "STITCH_TEST_CHILD_ARGS"      // JSON list of the program's arguments
-	childASEnv   = "STITCH_TEST_CHILD_RLIMIT_AS" // address-space limit in bytes, if set
+	childASEnv   = "STITCH_TEST_CHILD_AS_HEADROOM" // bytes of address space the child may add to what it maps at start, if set
 )
 
 func TestMain(m *testing.M) {
@@ -32,6 +32,7 @@ func TestMain(m *testing.M) {
 		if s := os.Getenv(childASEnv); s != "" {
 			n, err := strconv.ParseUint(s, 10, 64)
 			if err == nil {
+				n += vmSize() // libtorch maps gigabytes at start, more on some machines than others
 				err = syscall.Setrlimit(syscall.RLIMIT_AS, &syscall.Rlimit{Cur: n, Max: n})
 			}
 			if err != nil {
@@ -50,14 +51,15 @@ type child struct {
 	stdout, stderr bytes.Buffer
 }
 
-// startChild starts the program on args; asLimit > 0 limits its address space.
-func startChild(t *testing.T, ctx context.Context, asLimit uint64, args ...string) *child {
+// startChild starts the program on args; headroom > 0 limits its address
+// space (ulimit -v) to what it maps at start plus headroom bytes.
+func startChild(t *testing.T, ctx context.Context, headroom uint64, args ...string) *child {
 	t.Helper()
 	js, _ := json.Marshal(args)
 	c := &child{cmd: exec.CommandContext(ctx, os.Args[0], "-test.run=^$")}
 	c.cmd.Env = append(os.Environ(), childArgsEnv+"="+string(js))
-	if asLimit > 0 {
-		c.cmd.Env = append(c.cmd.Env, childASEnv+"="+strconv.FormatUint(asLimit, 10))
+	if headroom > 0 {
+		c.cmd.Env = append(c.cmd.Env, childASEnv+"="+strconv.FormatUint(headroom, 10))
 	}
 	c.cmd.Stdout, c.cmd.Stderr = &c.stdout, &c.stderr
 	c.cmd.WaitDelay = 5 * time.Second
@@ -91,13 +93,13 @@ func (c *child) status() (int, error) {
 	return 0, err
 }
 
-// runChild runs the program on args to its end within limit and returns its
-// exit status and stderr.
-func runChild(t *testing.T, limit time.Duration, asLimit uint64, args ...string) (int, string) {
+// runChild runs the program on args to its end within limit (headroom as
+// for startChild) and returns its exit status and stderr.
+func runChild(t *testing.T, limit time.Duration, headroom uint64, args ...string) (int, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
-	c := startChild(t, ctx, asLimit, args...)
+	c := startChild(t, ctx, headroom, args...)
 	code := c.wait(t)
 	if ctx.Err() != nil {
 		t.Fatalf("stitch %v did not finish within %s (stderr %q)", args, limit, c.stderr.String())

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"modelstitch/experiments/results"
 	"modelstitch/experiments/splits"
 	"modelstitch/experiments/stitch"
+	"modelstitch/torch"
 )
 
 // The shipped default models (weights/defaults), stitched when no flags are given.
@@ -158,6 +160,9 @@ func stitchAction(c *cli.Context) error {
 		} else {
 			say("plot written to %s", plot)
 		}
+	}
+	if errors.Is(err, torch.ErrOutOfMemory) {
+		return fmt.Errorf("%w\nout of memory: the rows of finished cuts are kept; --memory-budget SIZE caps the cached activations (the rest are recomputed), --no-cache keeps none, fewer --fit-samples need less", err)
 	}
 	if err != nil {
 		return err
