@@ -18,7 +18,7 @@ import (
 // childArgsEnv set; TestMain then runs the program's main on those arguments
 // instead of the tests.
 const (
-	childArgsEnv = "STITCH_TEST_CHILD_ARGS"      // JSON list of the program's arguments
+	childArgsEnv = "STITCH_TEST_CHILD_ARGS"        // JSON list of the program's arguments
 	childASEnv   = "STITCH_TEST_CHILD_AS_HEADROOM" // bytes of address space the child may add to what it maps at start, if set
 )
 
