@@ -6,7 +6,8 @@
 #   make bench-stitch  time our stitching of a pair at every cut against a plain PyTorch script
 #               (BENCH_STITCH_ARGS, e.g. "--fit-samples 6000 --rounds 3 --device cuda")
 #   make check  gofmt, go vet, staticcheck and the fast test tier (go test -short -race)
-#   make fuzz   run every fuzz target for FUZZTIME each (default 60s; e.g. make fuzz FUZZTIME=10m)
+#   make fuzz   run every fuzz target for FUZZTIME each (default 1000000x: a million inputs; or a time, FUZZTIME=10m)
+#   make soak   train 10,000 tiny steps and report resident-memory drift and live tensors (minutes)
 #   make device-bundle  prepare device/ for scripts/device-check.sh on a GPU machine
 # For a CUDA build: make build TORCH_PREFIX="$$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')"
 
@@ -24,11 +25,13 @@ RUN_PKGS := dataset-fashion-mnist
 
 LIB := $(BUILD_DIR)/libcbridge.so
 
-# make fuzz: how long each fuzz target runs, and the packages that have them.
-FUZZTIME ?= 60s
+# make fuzz: how long each fuzz target runs (a count of inputs, Nx, or a
+# time), and the packages that have them. FUZZPARALLEL workers (default: all CPUs).
+FUZZTIME ?= 1000000x
+FUZZPARALLEL ?=
 FUZZ_PKGS ?= ./weights
 
-.PHONY: all build run test check bench bench-stitch fuzz device-bundle deps-build deps-test deps-run clean vet
+.PHONY: all build run test check bench bench-stitch fuzz soak device-bundle deps-build deps-test deps-run clean vet
 
 all: build
 
@@ -91,9 +94,14 @@ fuzz: build
 	@set -e; for pkg in $(FUZZ_PKGS); do \
 	  for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 	    echo "== $$pkg $$target for $(FUZZTIME)"; \
-	    $(GO) test $$pkg -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME); \
+	    $(GO) test $$pkg -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $(if $(FUZZPARALLEL),-parallel $(FUZZPARALLEL)); \
 	  done; \
 	done
+
+# A leak check, not a test: SOAK_ARGS e.g. "--steps 20000 --threads 2".
+SOAK_ARGS ?= --steps 10000 --threads 1
+soak: deps-test build
+	$(GO) run ./cmd/soak $(SOAK_ARGS)
 
 # The Go test binaries and a Fashion-MNIST subset for scripts/device-check.sh,
 # which builds the bridge against a CUDA libtorch and runs the CUDA checks on a

@@ -73,6 +73,11 @@ void tb_guard_free(tb_guard g);
 /* Generators: seedable random streams (device CPU or CUDA). */
 tb_error tb_generator_new(uint64_t seed, int device_type, int device_index, tb_generator* out);
 void tb_generator_free(tb_generator g);
+// The state of a device's default generator (the one torch.manual_seed
+// seeds) as a uint8 tensor, and setting it back (torch.get_rng_state /
+// torch.set_rng_state).
+tb_error tb_rng_get_state(int device_type, int device_index, tb_tensor* out);
+tb_error tb_rng_set_state(int device_type, int device_index, tb_tensor state);
 
 /* ---- tensor basics ---- */
 void tb_tensor_free(tb_tensor t);

@@ -201,4 +201,30 @@ tb_error tb_generator_new(uint64_t seed, int device_type, int device_index, tb_g
 
 void tb_generator_free(tb_generator g) { delete g; }
 
+// The default generator of a device: the CPU's, or CUDA device index's.
+static at::Generator default_generator(int device_type, int device_index) {
+  tb::check_cuda(device_type);
+#ifdef TB_WITH_CUDA
+  if (device_type == TB_CUDA) return at::cuda::detail::getDefaultCUDAGenerator((c10::DeviceIndex)device_index);
+#endif
+  (void)device_index;
+  return at::detail::getDefaultCPUGenerator();
+}
+
+tb_error tb_rng_get_state(int device_type, int device_index, tb_tensor* out) {
+  TB_TRY
+  at::Generator g = default_generator(device_type, device_index);
+  std::lock_guard<std::mutex> lock(g.mutex());
+  *out = tb::wrap(g.get_state());
+  TB_CATCH("rng_get_state")
+}
+
+tb_error tb_rng_set_state(int device_type, int device_index, tb_tensor state) {
+  TB_TRY
+  at::Generator g = default_generator(device_type, device_index);
+  std::lock_guard<std::mutex> lock(g.mutex());
+  g.set_state(state->t);
+  TB_CATCH("rng_set_state")
+}
+
 }  // extern "C"

@@ -120,3 +120,23 @@ func InferenceMode(f func() error) error {
 	defer C.tb_guard_free(g)
 	return f()
 }
+
+// RNGState returns the state of device d's default random generator (the one
+// ManualSeed seeds and operations without a Generator draw from) as a uint8
+// tensor, like torch.get_rng_state. SetRNGState puts it back, so that a run
+// resumed from a checkpoint draws what the uninterrupted run would have.
+func RNGState(d Device) *Tensor {
+	var h C.tb_tensor
+	return result("rng_get_state", C.tb_rng_get_state(C.int(d.Type), C.int(d.Index), &h), h)
+}
+
+// SetRNGState sets device d's default random generator to a state RNGState
+// returned on the same device type.
+func SetRNGState(d Device, state *Tensor) error {
+	if err := check("rng_set_state", state); err != nil {
+		return err
+	}
+	err := takeError("rng_set_state", C.tb_rng_set_state(C.int(d.Type), C.int(d.Index), state.h))
+	runtime.KeepAlive(state)
+	return err
+}

@@ -8,8 +8,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sort"
+
+	"modelstitch/internal/atomicfile"
 )
 
 // maxSafetensorsHeader is the largest JSON header accepted (the reference
@@ -240,29 +241,11 @@ func WriteSafetensors(path string, sd *StateDict, metadata map[string]string) er
 	})
 }
 
-// writeAtomic writes a file through a temporary file in the same directory,
-// renamed into place only when write succeeded.
-func writeAtomic(path string, write func(io.Writer) error) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("weights: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err = write(tmp); err != nil {
-		return fmt.Errorf("weights: %s: %w", path, err)
-	}
-	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("weights: %s: %w", path, err)
-	}
-	if err = os.Chmod(tmp.Name(), 0o644); err != nil {
-		return fmt.Errorf("weights: %s: %w", path, err)
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
+// writeAtomic writes a file through a temporary file in the same directory
+// (internal/atomicfile: flushed, renamed into place only when write
+// succeeded, and stale temporary files of killed writers removed).
+func writeAtomic(path string, write func(io.Writer) error) error {
+	if err := atomicfile.Write(path, 0o644, func(f *os.File) error { return write(f) }); err != nil {
 		return fmt.Errorf("weights: %w", err)
 	}
 	return nil

@@ -37,11 +37,15 @@ func evalAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if b := c.Int("batch-size"); b < 1 {
+		return fmt.Errorf("--batch-size must be at least 1, got %d", b)
+	}
 	m, err := models.Load(c.String("checkpoint"), models.LoadOptions{Stem: c.String("stem"), StemPadding: c.Int("stem-padding"), Key: c.String("key"), Device: dev})
 	if err != nil {
 		return err
 	}
 	defer m.Free()
+	warnAbout(m)
 	if !m.Net.HasClassifier() {
 		return fmt.Errorf("%s is %s: it has no classifier to evaluate; fit one with `stitch probe --backbone %s`", m.Path, m.Description, m.Path)
 	}
@@ -80,7 +84,11 @@ func evalAction(c *cli.Context) error {
 		return err
 	}
 	if c.Bool("json") {
-		return json.NewEncoder(os.Stdout).Encode(map[string]any{"checkpoint": m.Path, "data": name, "accuracy": acc, "samples": test.N})
+		js := map[string]any{"checkpoint": m.Path, "data": name, "accuracy": acc, "samples": test.N}
+		if len(m.Warnings) > 0 {
+			js["warnings"] = m.Warnings
+		}
+		return json.NewEncoder(os.Stdout).Encode(js)
 	}
 	fmt.Printf("%s on %s: test accuracy %.2f%% (%d images)\n", m.Path, name, acc, test.N)
 	return nil

@@ -16,7 +16,7 @@ var (
 		"eval batch size": "--eval-batch-size", "memory budget": "--memory-budget", "recipe": "--recipe",
 	}
 	trainFlagOf = map[string]string{
-		"arch": "--arch", "stem": "--stem", "epochs": "--epochs", "batch size": "--batch-size", "learning rate": "--lr",
+		"arch": "--arch", "width": "--width", "stem": "--stem", "epochs": "--epochs", "batch size": "--batch-size", "learning rate": "--lr",
 		"schedule": "--schedule", "out": "--out", "train samples": "--train-samples", "label noise": "--label-noise",
 		"objects vs animals": "--labels objects-vs-animals", "temperature": "--temperature", "probe epochs": "--probe-epochs",
 		"crop min": "--crop-min", "bn stats": "--bn-stats", "jitter": "--jitter", "jitter probability": "--jitter-p", "noise": "--noise", "erase": "--erase",

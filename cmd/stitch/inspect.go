@@ -69,6 +69,9 @@ func inspectAction(c *cli.Context) error {
 		rep.Arch = m.Net.Config.String()
 		rep.Parameters = nn.NumParameters(m.Net)
 		rep.Notes = m.Notes
+		for _, w := range m.Warnings {
+			rep.Notes = append(rep.Notes, "warning: "+w)
+		}
 		if m.HasMeta {
 			meta := m.Meta
 			rep.Meta = &meta

@@ -3,12 +3,15 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
+	"modelstitch/experiments/budget"
+	"modelstitch/experiments/invalid"
 	"modelstitch/experiments/models"
 	"modelstitch/experiments/splits"
 	"modelstitch/experiments/train"
@@ -53,6 +56,7 @@ func linearProbeAction(c *cli.Context, dev torch.Device) error {
 			return fmt.Errorf("--backbone: %w", err)
 		}
 		defer bb.Free()
+		warnAbout(bb)
 		if name == "" {
 			name = bb.Meta.Dataset
 		}
@@ -76,7 +80,14 @@ func linearProbeAction(c *cli.Context, dev torch.Device) error {
 		if stem == "" {
 			stem = "cifar"
 		}
-		meta := models.MetaFor(vision.ResNetConfig{Depth: depth, Width: c.Float64("width"), Stem: stem, InChannels: trainSet.C})
+		netCfg := vision.ResNetConfig{Depth: depth, Width: c.Float64("width"), Stem: stem, InChannels: trainSet.C}
+		if w := netCfg.Width; !(w > 0) || math.IsInf(w, 0) {
+			return fmt.Errorf("--width must be a positive number, got %v", w)
+		}
+		if err := budget.Check(budget.Run{Net: netCfg, Height: int64(trainSet.H), Width: int64(trainSet.W), Batch: c.Int("batch-size")}, "width", "batch size"); err != nil {
+			return invalid.Rename(err, map[string]string{"width": "--width", "batch size": "--batch-size"})
+		}
+		meta := models.MetaFor(netCfg)
 		meta.Dataset, meta.Mean, meta.Std = name, trainSet.Mean, trainSet.Std
 		if bb, err = models.NewRandom(meta, c.Int64("seed"), dev); err != nil {
 			return fmt.Errorf("--backbone random: %w", err)

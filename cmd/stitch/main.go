@@ -28,20 +28,27 @@ func subcommands() []*cli.Command {
 }
 
 func main() {
+	os.Exit(mainExit(os.Args))
+}
+
+// mainExit is the program: it runs args and returns the exit status, after
+// printing an error, if any, on stderr. Tests run it in a child process.
+func mainExit(args []string) int {
 	// Training steps reuse freed activations instead of faulting them in
 	// again; MODELSTITCH_MALLOC=system keeps glibc's own settings.
 	if _, err := torch.TuneHeapForTraining(); err != nil {
 		fmt.Fprintln(os.Stderr, "stitch: warning:", err)
 	}
-	if err := run(os.Args); err != nil {
+	if err := run(args); err != nil {
 		// Errors can quote a file's contents: no raw control characters reach the terminal.
 		fmt.Fprintln(os.Stderr, "stitch:", weights.SanitizeMessage(err.Error(), 0))
 		var ec cli.ExitCoder
 		if errors.As(err, &ec) {
-			os.Exit(ec.ExitCode())
+			return ec.ExitCode()
 		}
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }
 
 // run runs the command line args (args[0] is the program name).

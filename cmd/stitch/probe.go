@@ -46,6 +46,9 @@ func probeAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if b := c.Int("batch-size"); b < 1 {
+		return fmt.Errorf("--batch-size must be at least 1, got %d", b)
+	}
 	if out := c.String("out"); out != "" {
 		if err := results.CheckWritable(out); err != nil {
 			return fmt.Errorf("--out: %w", err)
@@ -66,6 +69,7 @@ func probeAction(c *cli.Context) error {
 		return fmt.Errorf("--backbone: %w", err)
 	}
 	defer bb.Free()
+	warnAbout(bb)
 	name := c.String("data")
 	if name == "" {
 		name = bb.Meta.Dataset

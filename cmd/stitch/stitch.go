@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"modelstitch/experiments/results"
 	"modelstitch/experiments/splits"
 	"modelstitch/experiments/stitch"
+	"modelstitch/torch"
 )
 
 // The shipped default models (weights/defaults), stitched when no flags are given.
@@ -107,6 +109,7 @@ func stitchAction(c *cli.Context) error {
 		return fmt.Errorf("--top: %w", err)
 	}
 	defer top.Free()
+	warnAbout(top)
 	var bottom *models.Model
 	if c.String("bottom") == "random" {
 		bottom, err = models.NewRandom(top.Meta, cfg.Seed, dev)
@@ -117,6 +120,7 @@ func stitchAction(c *cli.Context) error {
 		return fmt.Errorf("--bottom: %w", err)
 	}
 	defer bottom.Free()
+	warnAbout(bottom)
 	trainSet, testSet, err := splits.Load(splits.Config{Name: cfg.Data, Dir: c.String("data-dir"), ImageSize: c.Int("image-size"), TestSamples: c.Int("test-samples"), Seed: cfg.Seed})
 	if err != nil {
 		return fmt.Errorf("--data: %w", err)
@@ -160,6 +164,9 @@ func stitchAction(c *cli.Context) error {
 		} else {
 			say("plot written to %s", plot)
 		}
+	}
+	if errors.Is(err, torch.ErrOutOfMemory) {
+		return fmt.Errorf("%w\nout of memory: the rows of finished cuts are kept; --memory-budget SIZE caps the cached activations (the rest are recomputed), --no-cache keeps none, fewer --fit-samples need less", err)
 	}
 	if err != nil {
 		return err

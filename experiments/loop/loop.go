@@ -8,8 +8,11 @@
 package loop
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"math"
+	"os"
 	"runtime"
 	"time"
 
@@ -58,6 +61,14 @@ type Run struct {
 	// Save, if set, writes a checkpoint after every finished epoch; done
 	// counts the epochs finished so far.
 	Save func(done int) error
+	// StateFile, if set with Save and Resume, is where the run keeps what its
+	// checkpoint lacks for a bit-identical resume: the optimizer's state
+	// (momentum buffers, Adam's moments) and the random generators'. It is
+	// written after every Save, read when Resume finds finished epochs, and
+	// removed when the last epoch is done. Without it (or when it does not
+	// match the checkpoint) a resumed run restarts the optimizer's state and
+	// says so. The optimizer must be optim.Stateful.
+	StateFile string
 	// StopAfter > 0 ends the run after that many epochs (resumed ones
 	// included), as if interrupted there; Result.Stopped says so.
 	StopAfter int
@@ -111,6 +122,14 @@ func Train(r Run, objective Objective) (Result, error) {
 	for i := 0; i < min(res.Resumed, r.Epochs)*r.StepsPerEpoch; i++ {
 		if err := r.Schedule.Step(); err != nil {
 			return res, err
+		}
+	}
+	if r.StateFile != "" && res.Resumed > 0 && res.Resumed < r.Epochs {
+		switch err := loadState(r.StateFile, res.Resumed, r.Optimizer, r.Schedule); {
+		case errors.Is(err, fs.ErrNotExist):
+			r.Progress.Notef("%s has no optimizer state beside it (%s): the resumed run starts the optimizer afresh, so it will differ from an uninterrupted one", r.What, r.StateFile)
+		case err != nil:
+			r.Progress.Notef("not using the optimizer state in %s (%v): the resumed run starts the optimizer afresh, so it will differ from an uninterrupted one", r.StateFile, err)
 		}
 	}
 	// One OS thread for the whole run: libtorch's thread pools are per OS
@@ -173,6 +192,17 @@ func Train(r Run, objective Objective) (Result, error) {
 		if r.Save != nil {
 			if err := r.Save(epoch + 1); err != nil {
 				return res, err
+			}
+			if r.StateFile != "" && epoch+1 < r.Epochs {
+				if err := saveState(r.StateFile, epoch+1, r.Optimizer, r.Schedule); err != nil {
+					return res, fmt.Errorf("writing %s: %w", r.StateFile, err)
+				}
+			}
+			if r.StateFile != "" && epoch+1 == r.Epochs {
+				// Finished: nothing will resume, and the file would only go stale.
+				if err := os.Remove(r.StateFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return res, err
+				}
 			}
 		}
 		if r.StopAfter > 0 && epoch+1 >= r.StopAfter && epoch+1 < r.Epochs {

@@ -116,6 +116,9 @@ type Model struct {
 	Description string
 	// Notes lists what loading did (prefixes stripped, heads ignored, config inferred).
 	Notes []string
+	// Warnings lists what makes results from this model suspect (NaN or
+	// infinite weights); a front end shows them.
+	Warnings []string
 	// HasMeta reports whether the file carried modelstitch metadata.
 	HasMeta bool
 }
@@ -150,6 +153,9 @@ func Load(path string, opt LoadOptions) (*Model, error) {
 		return nil, err
 	}
 	m := &Model{Name: baseName(path), Path: path, Format: ck.Format, Notes: ck.Notes}
+	if w := nonFiniteWarning(ck.State); w != "" {
+		m.Warnings = append(m.Warnings, w)
+	}
 	var meta Meta
 	var metaCfg vision.ResNetConfig
 	if err := ck.ModelstitchMeta(&meta); err == nil {
@@ -278,12 +284,10 @@ func Save(path string, net nn.Module, meta Meta) error {
 			return err
 		}
 	}
-	tmp := path + ".tmp"
-	if err := weights.WriteTorchFile(tmp, sd, map[string]string{weights.MetadataKey: string(js)}); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, path)
+	// WriteTorchFile is atomic itself (a temporary file renamed into place,
+	// stale ones of killed writers removed); a second temporary name here
+	// was left behind by a kill between its two renames.
+	return weights.WriteTorchFile(path, sd, map[string]string{weights.MetadataKey: string(js)})
 }
 
 // Free releases the model's tensors.

@@ -120,13 +120,13 @@ func loadTorchScriptIsolated(path, key string) (*weights.Checkpoint, error) {
 	case runErr != nil:
 		var ee *exec.ExitError
 		if errors.As(runErr, &ee) && ee.ExitCode() == 2 {
-			return nil, fmt.Errorf("model %s: reading TorchScript: %s", path, torchScriptError(stderr.String()))
+			return nil, fmt.Errorf("model %s: reading TorchScript: %s%s", path, torchScriptError(stderr.String()), fullMessage(stderr.String()))
 		}
 		msg := torchScriptError(stderr.String())
 		if msg != "" {
 			msg = ": " + msg
 		}
-		return nil, fmt.Errorf("model %s: loading TorchScript in a child process failed (%v)%s", path, runErr, msg)
+		return nil, fmt.Errorf("model %s: loading TorchScript in a child process failed (%v)%s%s", path, runErr, msg, fullMessage(stderr.String()))
 	}
 	ck, err := weights.ReadSafetensorsWith(out, weights.ReadOptions{Key: key})
 	if err != nil {
@@ -139,6 +139,25 @@ func loadTorchScriptIsolated(path, key string) (*weights.Checkpoint, error) {
 // pythonError matches the line that states an exception ("RuntimeError: ...",
 // "builtins.ValueError: ...") at the end of a TorchScript traceback.
 var pythonError = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.]*(Error|Exception): \S`)
+
+// VerboseEnv, when set to anything but "" or "0", makes errors carry the
+// full text of libtorch's message (a TorchScript traceback of 20 lines or
+// more) after the one meaningful line they otherwise keep.
+const VerboseEnv = "MODELSTITCH_VERBOSE"
+
+// fullMessage is what an error about a TorchScript file adds after its
+// meaningful line: libtorch's full message when VerboseEnv is set, else a
+// hint that it exists.
+func fullMessage(msg string) string {
+	msg = strings.TrimSpace(msg)
+	if strings.Count(msg, "\n") == 0 {
+		return ""
+	}
+	if v := os.Getenv(VerboseEnv); v != "" && v != "0" {
+		return "\nlibtorch's full message:\n" + weights.SanitizeMessage(msg, 1<<16)
+	}
+	return " (" + VerboseEnv + "=1 shows libtorch's full message)"
+}
 
 // torchScriptError keeps the meaningful line of libtorch's many-line error
 // about a TorchScript archive: the exception line of an interpreter traceback,

@@ -154,6 +154,24 @@ func TestTorchScriptHostileFiles(t *testing.T) {
 		if strings.Count(msg, "\n") > 0 || strings.Contains(msg, "Traceback") || len(msg) > 400 {
 			t.Errorf("error is not one short line: %q", msg)
 		}
+		if !strings.Contains(msg, VerboseEnv+"=1") {
+			t.Errorf("error %q does not say how to see libtorch's full message", msg)
+		}
+	})
+
+	t.Run("setstate raises, verbose", func(t *testing.T) {
+		t.Setenv(VerboseEnv, "1")
+		_, err := Open(filepath.Join(dir, "boom.pt"))
+		if err == nil {
+			t.Fatal("loaded")
+		}
+		first, full, _ := strings.Cut(err.Error(), "\n")
+		if !strings.Contains(first, "boom from setstate") || !strings.Contains(first, "boom.pt") {
+			t.Errorf("first line %q lacks the exception or the file", first)
+		}
+		if !strings.Contains(full, "Traceback") || strings.Count(full, "\n") < 3 {
+			t.Errorf("%s=1: the error does not carry libtorch's full message: %q", VerboseEnv, err)
+		}
 	})
 }
 

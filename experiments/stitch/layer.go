@@ -25,15 +25,12 @@ type Layer struct {
 // activations of shape out (both without the batch dimension: [C,H,W] or [C]).
 // Channel counts may differ; spatial sizes must match.
 func NewLayer(in, out []int64, kernel int64) (*Layer, error) {
-	if kernel < 1 || kernel%2 == 0 {
-		return nil, fmt.Errorf("stitch: %w", invalid.Errorf("kernel size", "must be a positive odd number, got %d", kernel))
+	if err := CheckLayer(in, out, kernel); err != nil {
+		return nil, err
 	}
 	l := &Layer{Base: nn.NewBase()}
 	switch {
 	case len(in) == 3 && len(out) == 3:
-		if in[1] != out[1] || in[2] != out[2] {
-			return nil, fmt.Errorf("stitch: spatial sizes differ: bottom gives %v, top expects %v (C×H×W); stitch at cuts where H×W match", in, out)
-		}
 		l.Pre = nn.NewBatchNorm2d(in[0])
 		l.Conv = nn.NewConv2d(in[0], out[0], kernel, nn.Conv2dConfig{Padding: kernel / 2})
 		l.Post = nn.NewBatchNorm2d(out[0])
@@ -47,14 +44,36 @@ func NewLayer(in, out []int64, kernel int64) (*Layer, error) {
 		l.RegisterModule("0", l.Pre)
 		l.RegisterModule("1", l.Lin)
 		l.RegisterModule("2", l.Post)
-	default:
-		return nil, fmt.Errorf("stitch: cannot stitch activations of shape %v into %v (need both C×H×W or both C)", in, out)
 	}
 	if err := nn.Err(l); err != nil {
 		nn.Free(l)
 		return nil, fmt.Errorf("stitch: layer %v → %v: %w", in, out, err)
 	}
 	return l, nil
+}
+
+// CheckLayer says whether NewLayer can stitch activations of shape in into
+// out with the given kernel, without allocating: the kernel is a positive odd
+// number no wider than twice the activations' side less one (a wider kernel
+// only adds taps that see the zero padding, and --kernel-size 1001 ran for
+// hours), and the spatial sizes match.
+func CheckLayer(in, out []int64, kernel int64) error {
+	if kernel < 1 || kernel%2 == 0 {
+		return fmt.Errorf("stitch: %w", invalid.Errorf("kernel size", "must be a positive odd number, got %d", kernel))
+	}
+	switch {
+	case len(in) == 3 && len(out) == 3:
+		if in[1] != out[1] || in[2] != out[2] {
+			return fmt.Errorf("stitch: spatial sizes differ: bottom gives %v, top expects %v (C×H×W); stitch at cuts where H×W match", in, out)
+		}
+		if most := 2*max(in[1], in[2]) - 1; kernel > most {
+			return fmt.Errorf("stitch: %w", invalid.Errorf("kernel size", "%d is wider than the %d×%d activations allow (at most %d: a wider kernel only sees padding)", kernel, in[1], in[2], most))
+		}
+	case len(in) == 1 && len(out) == 1:
+	default:
+		return fmt.Errorf("stitch: cannot stitch activations of shape %v into %v (need both C×H×W or both C)", in, out)
+	}
+	return nil
 }
 
 // Forward maps bottom activations to top activations.

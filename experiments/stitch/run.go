@@ -148,6 +148,11 @@ func (r *Runner) prepare() (cuts []string, bottomShapes, topShapes map[string][]
 	if topShapes, err = shapesByName(r.Top, input); err != nil {
 		return nil, nil, nil, err
 	}
+	for _, cut := range cuts { // a stitching layer that cannot be built is refused before any work
+		if err := CheckLayer(bottomShapes[cut], topShapes[cut], cfg.KernelSize); err != nil {
+			return nil, nil, nil, fmt.Errorf("cut %s: %w", cut, err)
+		}
+	}
 	for _, m := range []nn.Module{r.Bottom.Net, r.Top.Net} {
 		nn.Eval(m)
 		if err := nn.Freeze(m); err != nil {

@@ -4,6 +4,9 @@
 package train
 
 import (
+	"math"
+
+	"modelstitch/experiments/budget"
 	"modelstitch/experiments/invalid"
 	"modelstitch/experiments/models"
 	"modelstitch/experiments/splits"
@@ -31,8 +34,19 @@ func newRun(arch string, width float64, stem string, dc splits.Config, dev torch
 	if err != nil {
 		return nil, invalid.Wrap("arch", err)
 	}
+	if !(width > 0) || math.IsInf(width, 0) {
+		// vision reads width 0 as 1 (a checkpoint that does not say); a
+		// training run must say what it wants.
+		return nil, invalid.Errorf("width", "must be a positive number, got %v", width)
+	}
 	if stem != vision.StemCIFAR && stem != vision.StemImageNet {
 		return nil, invalid.Errorf("stem", "must be %s or %s, got %q", vision.StemCIFAR, vision.StemImageNet, stem)
+	}
+	// The parameters alone (and their gradients and optimizer state) are
+	// checked before the data is read: --width 1e6 fails at once.
+	early := vision.ResNetConfig{Depth: depth, Width: width, Stem: stem, InChannels: 1}
+	if err := budget.Check(budget.Run{Net: early, Height: 1, Width: 1, OptimizerSlots: 1, Training: epochs > 0, ParamsOnly: true}, "width", ""); err != nil {
+		return nil, err
 	}
 	r := &run{}
 	if r.train, r.test, err = splits.Load(dc); err != nil {
@@ -49,4 +63,14 @@ func newRun(arch string, width float64, stem string, dc splits.Config, dev torch
 		r.meta.Objective = models.Random
 	}
 	return r, nil
+}
+
+// fits refuses a run whose network, optimizer state and batch of images
+// (views included) cannot fit in the memory left (budget.Check), before
+// anything is allocated. Each of batch images is seen as views views; slots
+// is the optimizer's per-parameter state
+// tensors; training false means the network is only built and saved.
+func (r *run) fits(batch, views, slots int, training bool) error {
+	return budget.Check(budget.Run{Net: r.net, Height: int64(r.train.H), Width: int64(r.train.W), Batch: batch, Views: views, OptimizerSlots: slots, Training: training},
+		"width", "batch size")
 }

@@ -149,6 +149,13 @@ func SimCLR(cfg SimCLRConfig) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	slots := 2 // Adam's moments
+	if cfg.Optimizer == "sgd" {
+		slots = 1
+	}
+	if err := r.fits(min(cfg.BatchSize, r.train.N), 2, slots, cfg.Epochs > 0); err != nil { // both views in one batch
+		return nil, err
+	}
 	trainSet, netCfg, meta := r.train, r.net, r.meta
 	if trainSet.N < 2 {
 		return nil, fmt.Errorf("SimCLR needs at least 2 training images, got %d", trainSet.N)
@@ -224,7 +231,7 @@ func SimCLR(cfg SimCLRConfig) (*Result, error) {
 			meta.Recipe.EpochsDone = done
 			return saveSimCLR(cfg.Out, net, head, meta)
 		},
-		What: cfg.Out, LossName: "NT-Xent", Progress: cfg.Progress,
+		StateFile: loop.StatePath(cfg.Out), What: cfg.Out, LossName: "NT-Xent", Progress: cfg.Progress,
 	}
 	if cfg.OnStep != nil {
 		run.OnStep = func(s loop.Step) error {

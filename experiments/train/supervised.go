@@ -3,6 +3,8 @@ package train
 import (
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 
 	"modelstitch/experiments/evaluate"
 	"modelstitch/experiments/invalid"
@@ -80,8 +82,20 @@ func Supervised(cfg Config) (*Result, error) {
 	if err := checkBNStats(cfg.BNStats, cfg.Epochs); err != nil {
 		return nil, err
 	}
+	if !slices.Contains(Schedules, cfg.Schedule) {
+		// It used to fall back to cosine silently and record the bad name in the checkpoint.
+		return nil, invalid.Errorf("schedule", "must be one of %s, got %q", strings.Join(Schedules, ", "), cfg.Schedule)
+	}
 	r, err := newRun(cfg.Arch, cfg.Width, cfg.Stem, cfg.Data, cfg.Device, cfg.Epochs, models.Supervised, true)
 	if err != nil {
+		return nil, err
+	}
+	slots := 0
+	if cfg.Momentum != 0 {
+		slots = 1
+	}
+	// A batch never holds more than the data set.
+	if err := r.fits(min(cfg.BatchSize, r.train.N), 1, slots, cfg.Epochs > 0); err != nil {
 		return nil, err
 	}
 	trainSet, testSet, netCfg, meta := r.train, r.test, r.net, r.meta
@@ -143,7 +157,7 @@ func Supervised(cfg Config) (*Result, error) {
 			}
 			return nil
 		},
-		StopAfter: cfg.StopAfter, What: cfg.Out, Progress: cfg.Progress,
+		StateFile: loop.StatePath(cfg.Out), StopAfter: cfg.StopAfter, What: cfg.Out, Progress: cfg.Progress,
 	}, func(epoch int, step func(loop.Batch) error) error {
 		nn.Train(net)
 		for b, err := range loader.Batches(epoch) {
@@ -226,6 +240,9 @@ func resumePoint(path string, want models.Meta, net *vision.ResNet) (int, error)
 	}
 	return r.EpochsDone, nil
 }
+
+// Schedules are the learning-rate schedules Config.Schedule may name.
+var Schedules = []string{"cosine", "onecycle", "step", "constant"}
 
 func scheduleFor(name string, lr float64, total int) optim.Schedule {
 	if total < 1 {

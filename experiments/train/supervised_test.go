@@ -168,3 +168,73 @@ func TestSupervisedZeroEpochsWritesUntrained(t *testing.T) {
 		}
 	}
 }
+
+// TestSupervisedResumeIsBitIdentical: training stopped after epoch 1 and
+// resumed to epoch 2 gives the very weights (every tensor, every bit) of the
+// uninterrupted 2-epoch run: the momentum buffers and the random generator
+// are kept beside the checkpoint (before they were not, and 102 of 122
+// tensors differed).
+func TestSupervisedResumeIsBitIdentical(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: trains a ResNet three times over")
+	}
+	needFashionMNIST(t)
+	dir := t.TempDir()
+	cfg := smallConfig(t, filepath.Join(dir, "straight.pt"))
+	cfg.Data.TrainSamples, cfg.Data.TestSamples, cfg.Epochs = 200, 100, 2
+	straight, err := Supervised(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Out, cfg.StopAfter = filepath.Join(dir, "resumed.pt"), 1
+	if _, err := Supervised(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(cfg.Out + ".state"); err != nil {
+		t.Fatalf("no optimizer state beside the interrupted checkpoint: %v", err)
+	}
+	if err := torch.ManualSeed(999); err != nil { // as a new process would have it
+		t.Fatal(err)
+	}
+	cfg.StopAfter = 0
+	resumed, err := Supervised(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resumed.Resumed != 1 {
+		t.Fatalf("resumed after %d epochs, want 1", resumed.Resumed)
+	}
+	if _, err := os.Stat(cfg.Out + ".state"); !os.IsNotExist(err) {
+		t.Errorf("the state file outlived the finished run (%v)", err)
+	}
+	load := func(path string) map[string][]float32 {
+		m, err := models.Load(path, models.LoadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Free()
+		out := map[string][]float32{}
+		for _, n := range nn.StateDict(m.Net) {
+			if out[n.Name], err = n.Tensor.Float32s(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return out
+	}
+	a, b := load(straight.Path), load(resumed.Path)
+	differ := 0
+	for k, v := range a {
+		for i := range v {
+			if b[k][i] != v[i] {
+				differ++
+				break
+			}
+		}
+	}
+	if differ > 0 || len(a) != len(b) {
+		t.Errorf("%d of %d tensors differ between the uninterrupted and the resumed run", differ, len(a))
+	}
+	if straight.TestAccuracy != resumed.TestAccuracy {
+		t.Errorf("test accuracy %.2f%% uninterrupted, %.2f%% resumed", straight.TestAccuracy, resumed.TestAccuracy)
+	}
+}

@@ -10,7 +10,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
+	"time"
 )
 
 // WriteFile writes data to path atomically with the given permissions.
@@ -49,7 +52,8 @@ func WriteVia(path string, perm fs.FileMode, fill func(tmp string) error) (err e
 	if dir == "" {
 		dir = "."
 	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	removeStale(dir, base)
+	f, err := os.CreateTemp(dir, fmt.Sprintf(".%s.tmp-%d-*", base, os.Getpid()))
 	if err != nil {
 		return fmt.Errorf("atomic write of %s: %w", path, err)
 	}
@@ -110,4 +114,44 @@ func SyncDir(dir string) error {
 		err = cerr
 	}
 	return err
+}
+
+// Stale temporary files: a process killed while writing path leaves its
+// temporary file behind (".x.pt.tmp-PID-RANDOM"). The next write of the same
+// path removes those whose process is gone from this machine and that have not
+// changed for StaleAfter (a writer on another machine sharing the directory
+// keeps its file changing while it writes), and any of the same naming not
+// changed for an hour, whatever their process (older versions named them
+// ".x.pt.tmpRANDOM", without a PID).
+var StaleAfter = time.Minute
+
+// removeStale removes the stale temporary files of path dir/base (see
+// StaleAfter). Failures are ignored: a file left behind is only clutter.
+func removeStale(dir, base string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	prefix := "." + base + ".tmp"
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasPrefix(name, prefix) || e.IsDir() {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			continue
+		}
+		age := time.Since(info.ModTime())
+		stale := age > time.Hour
+		if rest, ok := strings.CutPrefix(name, prefix+"-"); ok && !stale {
+			pidText, _, _ := strings.Cut(rest, "-")
+			if pid, err := strconv.Atoi(pidText); err == nil && pid > 0 && pid != os.Getpid() && age > StaleAfter {
+				stale = errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+			}
+		}
+		if stale {
+			os.Remove(filepath.Join(dir, name))
+		}
+	}
 }

@@ -204,11 +204,57 @@ func TestKilledWriterLeavesOldContent(t *testing.T) {
 	if got, _ := os.ReadFile(path); string(got) != "old checkpoint" {
 		t.Errorf("after the writer was killed the file holds %d bytes %.20q..., want the old content", len(got), got)
 	}
-	// The killed writer's temporary file stays (hidden); a later write works.
+	// The killed writer's temporary file stays (hidden) until the next
+	// write of the same path, which removes it once it is StaleAfter old.
+	if left := leftovers(t, dir, "ckpt.pt"); len(left) != 1 || !strings.HasPrefix(left[0], fmt.Sprintf(".ckpt.pt.tmp-%d-", cmd.Process.Pid)) {
+		t.Fatalf("after the kill: %q, want the writer's temporary file", left)
+	}
+	old := StaleAfter
+	StaleAfter = 0
+	defer func() { StaleAfter = old }()
 	if err := WriteFile(path, []byte("new checkpoint"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := os.ReadFile(path); string(got) != "new checkpoint" {
 		t.Errorf("content %q", got)
+	}
+	if left := leftovers(t, dir, "ckpt.pt"); len(left) != 0 {
+		t.Errorf("the killed writer's temporary file outlived the next write: %q", left)
+	}
+}
+
+// TestStaleTempFilesRemoved: a write removes the temporary files of its own
+// path that are stale (an hour old, or of a dead process), and no others.
+func TestStaleTempFilesRemoved(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "x.pt")
+	hourAgo := time.Now().Add(-2 * time.Hour)
+	files := map[string]bool{ // name → removed by the write
+		".x.pt.tmp123456":                          true,  // older naming, two hours old
+		".x.pt.tmp-999999999-1":                    true,  // no such process, two hours old
+		".x.pt.tmp-999999998-2":                    false, // no such process, but just written (another machine's writer?)
+		".x.pt.tmp-1-3":                            false, // pid 1 is alive
+		".y.pt.tmp-999999999-4":                    false, // another file's
+		fmt.Sprintf(".x.pt.tmp-%d-5", os.Getpid()): false, // this process's
+	}
+	for name := range files {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("partial"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if name != ".x.pt.tmp-999999998-2" && name != ".x.pt.tmp-1-3" && !strings.Contains(name, fmt.Sprint(os.Getpid())) {
+			if err := os.Chtimes(p, hourAgo, hourAgo); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := WriteFile(path, []byte("ok"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for name, removed := range files {
+		_, err := os.Stat(filepath.Join(dir, name))
+		if gone := os.IsNotExist(err); gone != removed {
+			t.Errorf("%s: removed %v, want %v", name, gone, removed)
+		}
 	}
 }
