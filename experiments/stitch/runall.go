@@ -343,12 +343,13 @@ func leastSquaresCached(layer *Layer, lsB, lsT *ActivationCache, report progress
 	err := torch.NoGrad(func() error {
 		for start := 0; start < lsB.N(); start += step {
 			n := min(step, lsB.N()-start)
-			x, y := lsB.Range(start, n), lsT.Range(start, n)
+			s := torch.NewScope() // frees the batch's intermediates too
+			x, y := s.Track(lsB.Range(start, n)), s.Track(lsT.Range(start, n))
 			err := torch.FirstError(x, y)
 			if err == nil {
 				err = acc.add(x, y)
 			}
-			torch.FreeAll(x, y)
+			s.Close()
 			if err != nil {
 				return err
 			}
@@ -373,10 +374,14 @@ func accuracyCached(forward func(*torch.Tensor) *torch.Tensor, test *ActivationC
 	err := torch.NoGrad(func() error {
 		for start := 0; start < test.N(); start += evalBatch {
 			n := min(evalBatch, test.N()-start)
-			h := test.Range(start, n)
-			y := test.Labels(start, n)
+			// Everything computed from h and y joins the batch's scope and
+			// is freed now, not left to the garbage collector's cleanups
+			// (which let the process grow by gigabytes per cut).
+			s := torch.NewScope()
+			h := s.Track(test.Range(start, n))
+			y := s.Track(test.Labels(start, n))
 			c, err := evaluate.Correct(forward(h), y)
-			torch.FreeAll(h, y)
+			s.Close()
 			if err != nil {
 				return err
 			}
