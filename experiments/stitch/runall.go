@@ -317,18 +317,11 @@ func (r *Runner) stitchCached(row *results.Row, cut string, in, out []int64, top
 		if err := torch.FirstError(x, y); err != nil {
 			return err
 		}
-		v, err := LinearCKA(x, y)
+		v, u, err := CKAs(x, y)
 		if err != nil {
 			return err
 		}
-		row.CKA = &v
-		if n >= 4 { // the unbiased estimator needs 4 samples
-			u, err := UnbiasedLinearCKA(x, y)
-			if err != nil {
-				return err
-			}
-			row.CKAUnbiased = &u
-		}
+		row.CKA, row.CKAUnbiased = &v, u
 	}
 	return nil
 }
