@@ -111,11 +111,17 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The least-squares images are fitting images (lsIndex: which; nil: all),
+	// so their bottom activations come from the fitting cache.
 	var lsSet *datasets.Dataset
+	var lsIndex []int
 	if cfg.Init == InitLeastSquares {
 		lsSet = fitSet
 		if cfg.LSSamples > 0 && cfg.LSSamples < fitSet.N {
-			if lsSet, err = fitSet.Subset(cfg.LSSamples, cfg.Seed); err != nil {
+			if lsIndex, err = fitSet.SubsetIndices(cfg.LSSamples, cfg.Seed); err != nil {
+				return nil, invalid.Wrap("ls samples", err)
+			}
+			if lsSet, err = fitSet.Take(lsIndex); err != nil {
 				return nil, invalid.Wrap("ls samples", err)
 			}
 		}
@@ -184,11 +190,8 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 	if err != nil {
 		return nil, err
 	}
-	var lsB, lsT, ckaT *ActivationCache
+	var lsT, ckaT *ActivationCache
 	if lsSet != nil {
-		if lsB, err = newCache(bottomF, lsSet, bottomNorm, copts); err != nil {
-			return nil, err
-		}
 		if lsT, err = newCache(topF, lsSet, topNorm, copts); err != nil {
 			return nil, err
 		}
@@ -256,7 +259,7 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 		}
 		bar.End()
 		row.TopAcc, row.BottomAcc = topAcc, bottomAcc
-		if err := r.stitchCached(&row, cut, bottomShapes[cut], topShapes[cut], topF, fit, fitC, testC, lsB, lsT, ckaT, tag); err != nil {
+		if err := r.stitchCached(&row, cut, bottomShapes[cut], topShapes[cut], topF, fit, fitC, testC, lsIndex, lsT, ckaT, tag); err != nil {
 			return rows, fmt.Errorf("cut %s: %w", cut, err)
 		}
 		row.Seconds = time.Since(start).Seconds()
@@ -275,7 +278,9 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 
 // stitchCached builds, initialises, fits and scores the stitching layer at
 // one cut from the caches (see RunAll); it follows stitchCut step by step.
-func (r *Runner) stitchCached(row *results.Row, cut string, in, out []int64, topF *Frozen, fit *data.Loader, fitC, testC, lsB, lsT, ckaT *ActivationCache, tag string) error {
+// The least-squares start (lsT not nil) reads the bottom's activations of
+// fitting images lsIndex (nil: all) from fitC.
+func (r *Runner) stitchCached(row *results.Row, cut string, in, out []int64, topF *Frozen, fit *data.Loader, fitC, testC *ActivationCache, lsIndex []int, lsT, ckaT *ActivationCache, tag string) error {
 	cfg := r.Config
 	if err := torch.ManualSeed(uint64(cfg.Seed)); err != nil {
 		return err
@@ -291,8 +296,8 @@ func (r *Runner) stitchCached(row *results.Row, cut string, in, out []int64, top
 	stitched := func(h *torch.Tensor) *torch.Tensor {
 		return topF.ForwardFrom(layer.Forward(h), cut)
 	}
-	if lsB != nil {
-		if err := leastSquaresCached(layer, lsB, lsT, cfg.Progress, tag+" least squares"); err != nil {
+	if lsT != nil {
+		if err := leastSquaresCached(layer, fitC, lsIndex, lsT, cfg.Progress, tag+" least squares"); err != nil {
 			return err
 		}
 		nn.SetTraining(layer, false)
@@ -326,18 +331,25 @@ func (r *Runner) stitchCached(row *results.Row, cut string, in, out []int64, top
 	return nil
 }
 
-// leastSquaresCached is LeastSquaresInit on cached bottom (lsB) and top (lsT)
-// activations at the caches' cut.
-func leastSquaresCached(layer *Layer, lsB, lsT *ActivationCache, report progress.Func, stage string) error {
+// leastSquaresCached is LeastSquaresInit on cached bottom and top (lsT)
+// activations at the caches' cut: image i of lsT is image index[i] of the
+// bottom's cache (index nil: image i).
+func leastSquaresCached(layer *Layer, bottom *ActivationCache, index []int, lsT *ActivationCache, report progress.Func, stage string) error {
 	var acc lstsq
 	defer acc.free()
-	bar := report.Start(stage, "images", lsB.N())
-	step := lsB.opts.Batch
+	bar := report.Start(stage, "images", lsT.N())
+	step := lsT.opts.Batch
 	err := torch.NoGrad(func() error {
-		for start := 0; start < lsB.N(); start += step {
-			n := min(step, lsB.N()-start)
+		for start := 0; start < lsT.N(); start += step {
+			n := min(step, lsT.N()-start)
 			s := torch.NewScope() // frees the batch's intermediates too
-			x, y := s.Track(lsB.Range(start, n)), s.Track(lsT.Range(start, n))
+			var x *torch.Tensor
+			if index != nil {
+				x = s.Track(bottom.Rows(index[start : start+n]))
+			} else {
+				x = s.Track(bottom.Range(start, n))
+			}
+			y := s.Track(lsT.Range(start, n))
 			err := torch.FirstError(x, y)
 			if err == nil {
 				err = acc.add(x, y)
