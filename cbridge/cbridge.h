@@ -56,6 +56,9 @@ tb_error tb_cuda_memory_allocated(int device, int64_t* out);
 int64_t tb_live_tensors(void);
 /* Returns unused heap pages to the OS (glibc malloc_trim). */
 void tb_malloc_trim(void);
+/* Sets glibc malloc's M_ARENA_MAX (the number of heaps threads share);
+   returns 1 on success, 0 when refused or not glibc. */
+int tb_malloc_set_arena_max(int64_t n);
 /* Sets glibc malloc's M_MMAP_THRESHOLD, M_TRIM_THRESHOLD and M_TOP_PAD (bytes);
    returns 1 when all were accepted, 0 otherwise (or when the C library is not glibc). */
 int tb_malloc_set_thresholds(int64_t mmap_threshold, int64_t trim_threshold, int64_t top_pad);

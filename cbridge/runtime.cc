@@ -137,6 +137,16 @@ int64_t tb_live_tensors(void) { return tb::live_tensors.load(); }
 
 void tb_malloc_trim(void) { malloc_trim(0); }
 
+int tb_malloc_set_arena_max(int64_t n) {
+#ifdef __GLIBC__
+  if (n < 1 || n > INT_MAX) return 0;
+  return mallopt(M_ARENA_MAX, (int)n) ? 1 : 0;
+#else
+  (void)n;
+  return 0;
+#endif
+}
+
 int tb_malloc_set_thresholds(int64_t mmap_threshold, int64_t trim_threshold, int64_t top_pad) {
 #ifdef __GLIBC__
   for (int64_t v : {mmap_threshold, trim_threshold, top_pad})

@@ -3,9 +3,14 @@
 // and run with python3): the paper's recipe without augmentation (default
 // initialisation, Adam 1e-3 with cosine decay, N fitting images, every cut),
 // on the same images, threads and seed, both with OMP_WAIT_POLICY=PASSIVE,
-// one after the other in interleaved rounds. It prints each side's wall
-// times, the ratio, each child's peak memory (its getrusage maxrss) and the
-// largest difference between the two sides' penalties.
+// one after the other in interleaved rounds. Both sides start every cut's
+// stitching layer from the same weights (made here by stitch.NewLayer after
+// torch.ManualSeed(seed), as the stitch command makes them) and see the
+// fitting images in the same order (the stitch command's loader's), so
+// their penalties differ by float rounding only. It prints each side's wall
+// and CPU times (user+sys, which other processes on the machine disturb less
+// than wall time), the ratios, each child's peak memory (its getrusage
+// maxrss) and the largest difference between the two sides' penalties.
 //
 //	go run ./cmd/stitchbench --fit-samples 6000 --rounds 3
 //
@@ -31,7 +36,12 @@ import (
 
 	"modelstitch/experiments/models"
 	"modelstitch/experiments/splits"
+	"modelstitch/experiments/stitch"
+	"modelstitch/torch"
+	"modelstitch/torch/nn"
+	"modelstitch/torch/vision/data"
 	"modelstitch/torch/vision/datasets"
+	"modelstitch/weights"
 )
 
 //go:embed script.py
@@ -74,7 +84,8 @@ func main() {
 // side is one program's measurements.
 type side struct {
 	walls     []float64
-	maxRSS    int64 // bytes, largest over the rounds
+	cpus      []float64 // user+sys seconds
+	maxRSS    int64     // bytes, largest over the rounds
 	penalties map[string]float64
 }
 
@@ -124,27 +135,27 @@ func run(o options) error {
 			"--cka-samples", "0", "--threads", fmt.Sprint(o.threads), "--device", o.device, "--json", "--quiet",
 			"--out", filepath.Join(work, fmt.Sprintf("rows-%d.jsonl", round)), "--plot", ""}
 		args = append(args, o.extra...)
-		out, wall, rss, err := child(work, env, o.stitchBin, args...)
+		out, wall, cpu, rss, err := child(work, env, o.stitchBin, args...)
 		if err != nil {
 			return fmt.Errorf("round %d, stitch: %w", round, err)
 		}
-		ours.add(wall, rss)
+		ours.add(wall, cpu, rss)
 		if err := ours.parseRows(out); err != nil {
 			return fmt.Errorf("round %d, stitch output: %w", round, err)
 		}
-		fmt.Fprintf(os.Stderr, "round %d: ours %.1f s, %.0f MiB\n", round, wall, mib(rss))
+		fmt.Fprintf(os.Stderr, "round %d: ours %.1f s (CPU %.1f s), %.0f MiB\n", round, wall, cpu, mib(rss))
 
-		out, wall, rss, err = child(work, env, o.python, filepath.Join(work, "script.py"), filepath.Join(work, "args.json"))
+		out, wall, cpu, rss, err = child(work, env, o.python, filepath.Join(work, "script.py"), filepath.Join(work, "args.json"))
 		if err != nil {
 			return fmt.Errorf("round %d, PyTorch script: %w", round, err)
 		}
-		theirs.add(wall, rss)
+		theirs.add(wall, cpu, rss)
 		var res struct{ Penalties map[string]float64 }
 		if err := json.Unmarshal(lastLine(out), &res); err != nil {
 			return fmt.Errorf("round %d, PyTorch script output %q: %w", round, out, err)
 		}
 		theirs.penalties = res.Penalties
-		fmt.Fprintf(os.Stderr, "round %d: PyTorch %.1f s, %.0f MiB\n", round, wall, mib(rss))
+		fmt.Fprintf(os.Stderr, "round %d: PyTorch %.1f s (CPU %.1f s), %.0f MiB\n", round, wall, cpu, mib(rss))
 	}
 	worst, worstCut := 0.0, ""
 	for _, c := range cuts {
@@ -153,6 +164,7 @@ func run(o options) error {
 		if !ok1 || !ok2 {
 			return fmt.Errorf("cut %s: a penalty is missing (ours %v, PyTorch %v)", c, ok1, ok2)
 		}
+		fmt.Fprintf(os.Stderr, "cut %-9s penalty ours %6.2f pp, PyTorch %6.2f pp\n", c, a, b)
 		if d := math.Abs(a - b); d >= worst {
 			worst, worstCut = d, c
 		}
@@ -160,15 +172,17 @@ func run(o options) error {
 	mo, mt := median(ours.walls), median(theirs.walls)
 	fmt.Printf("stitching %s → %s, %d cuts, %d fitting / %d test images, batch %d, %d epoch(s), %d threads, %s, %d rounds\n",
 		filepath.Base(o.bottom), filepath.Base(o.top), len(cuts), o.fitN, o.testN, o.batch, o.epochs, o.threads, o.device, o.rounds)
-	fmt.Printf("ours:    wall %s s (median %.2f), peak RSS %.0f MiB\n", fmtAll(ours.walls), mo, mib(ours.maxRSS))
-	fmt.Printf("PyTorch: wall %s s (median %.2f), peak RSS %.0f MiB\n", fmtAll(theirs.walls), mt, mib(theirs.maxRSS))
-	fmt.Printf("ratio PyTorch/ours: %.2f×\n", mt/mo)
+	co, ct := median(ours.cpus), median(theirs.cpus)
+	fmt.Printf("ours:    wall %s s (median %.2f), CPU %s s (median %.2f), peak RSS %.0f MiB\n", fmtAll(ours.walls), mo, fmtAll(ours.cpus), co, mib(ours.maxRSS))
+	fmt.Printf("PyTorch: wall %s s (median %.2f), CPU %s s (median %.2f), peak RSS %.0f MiB\n", fmtAll(theirs.walls), mt, fmtAll(theirs.cpus), ct, mib(theirs.maxRSS))
+	fmt.Printf("ratio PyTorch/ours: %.2f× wall, %.2f× CPU\n", mt/mo, ct/co)
 	fmt.Printf("largest |penalty difference|: %.2f pp (cut %s)\n", worst, worstCut)
 	return nil
 }
 
-func (s *side) add(wall float64, rss int64) {
+func (s *side) add(wall, cpu float64, rss int64) {
 	s.walls = append(s.walls, wall)
+	s.cpus = append(s.cpus, cpu)
 	s.maxRSS = max(s.maxRSS, rss)
 }
 
@@ -195,26 +209,30 @@ func (s *side) parseRows(out []byte) error {
 	return nil
 }
 
-// child runs a command in dir and returns its stdout, wall time (s) and peak
-// resident memory (bytes, from its rusage).
-func child(dir string, env []string, name string, args ...string) ([]byte, float64, int64, error) {
+// child runs a command in dir and returns its stdout, wall time (s), CPU time
+// (user+sys, s) and peak resident memory (bytes, from its rusage).
+func child(dir string, env []string, name string, args ...string) ([]byte, float64, float64, int64, error) {
 	cmd := exec.Command(name, args...)
 	cmd.Dir, cmd.Env, cmd.Stderr = dir, env, os.Stderr
 	start := time.Now()
 	out, err := cmd.Output()
 	wall := time.Since(start).Seconds()
 	if err != nil {
-		return out, wall, 0, err
+		return out, wall, 0, 0, err
 	}
+	cpu := (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
 	var rss int64
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		rss = int64(ru.Maxrss) * 1024
 	}
-	return out, wall, rss, nil
+	return out, wall, cpu, rss, nil
 }
 
-// writeInputs writes the script, its arguments and the exact images both
-// sides use (the subsets the stitch command draws), and returns the cuts.
+// writeInputs writes the script, its arguments, the exact images both sides
+// use (the subsets the stitch command draws), the fitting order of every
+// epoch (the stitch command's loader's) and every cut's initial stitching
+// layer (stitch.NewLayer after torch.ManualSeed(seed), as the stitch command
+// makes it), and returns the cuts.
 func writeInputs(o options, work string) ([]string, error) {
 	bottom, err := models.Load(o.bottom, models.LoadOptions{})
 	if err != nil {
@@ -260,9 +278,18 @@ func writeInputs(o options, work string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	steps, err := writeOrder(fit, o, filepath.Join(work, "fit-order.i64"))
+	if err != nil {
+		return nil, err
+	}
+	layers, err := writeLayers(bottom, top, test, cuts, o.seed, work)
+	if err != nil {
+		return nil, err
+	}
 	args := map[string]any{"bottom": mb, "top": mt, "cuts": cuts, "seed": o.seed, "lr": o.lr, "epochs": o.epochs,
 		"batch_size": o.batch, "threads": o.threads, "device": o.device, "fit_n": fit.N, "test_n": test.N,
-		"chw": []int{test.C, test.H, test.W}, "fit": filepath.Join(work, "fit"), "test": filepath.Join(work, "test")}
+		"chw": []int{test.C, test.H, test.W}, "fit": filepath.Join(work, "fit"), "test": filepath.Join(work, "test"),
+		"order": filepath.Join(work, "fit-order.i64"), "steps": steps, "layers": layers}
 	b, err := json.Marshal(args)
 	if err != nil {
 		return nil, err
@@ -286,6 +313,108 @@ func writeInputs(o options, work string) ([]string, error) {
 		}
 	}
 	return cuts, nil
+}
+
+// writeOrder writes the order in which the stitch command's fitting loader
+// (stitch.Runner's: shuffled from the seed, the last partial batch dropped)
+// visits the fitting images in each epoch, epochs × N int64s, and returns the
+// number of batches per epoch.
+func writeOrder(fit *datasets.Dataset, o options, path string) (int, error) {
+	l, err := data.NewLoader(fit, data.Config{BatchSize: o.batch, Shuffle: true, Seed: o.seed, DropLast: fit.N > o.batch})
+	if err != nil {
+		return 0, err
+	}
+	b := make([]byte, 0, 8*fit.N*o.epochs)
+	for e := 0; e < o.epochs; e++ {
+		for _, i := range l.Order(e) {
+			b = binary.LittleEndian.AppendUint64(b, uint64(i))
+		}
+	}
+	return l.Len(), os.WriteFile(path, b, 0o644)
+}
+
+// writeLayers writes each cut's initial stitching layer, made as the stitch
+// command makes it (torch.ManualSeed(seed), then stitch.NewLayer with kernel
+// size 1), to layer-<cut>.pt in work for torch.load, and returns the files by cut.
+func writeLayers(bottom, top *models.Model, test *datasets.Dataset, cuts []string, seed int64, work string) (map[string]string, error) {
+	input := []int64{int64(test.C), int64(test.H), int64(test.W)}
+	shapes := func(m *models.Model) (map[string][]int64, error) {
+		cs, err := m.Net.CutShapes(input)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", m.Path, err)
+		}
+		out := map[string][]int64{}
+		for _, c := range cs {
+			out[c.Name] = c.Shape
+		}
+		return out, nil
+	}
+	in, err := shapes(bottom)
+	if err != nil {
+		return nil, err
+	}
+	out, err := shapes(top)
+	if err != nil {
+		return nil, err
+	}
+	files := map[string]string{}
+	for _, cut := range cuts {
+		if err := torch.ManualSeed(uint64(seed)); err != nil {
+			return nil, err
+		}
+		layer, err := stitch.NewLayer(in[cut], out[cut], 1)
+		if err != nil {
+			return nil, fmt.Errorf("cut %s: %w", cut, err)
+		}
+		sd, err := rawState(layer)
+		nn.Free(layer)
+		if err != nil {
+			return nil, fmt.Errorf("cut %s: %w", cut, err)
+		}
+		path := filepath.Join(work, "layer-"+cut+".pt")
+		if err := weights.WriteTorchFile(path, sd, nil); err != nil {
+			return nil, err
+		}
+		files[cut] = path
+	}
+	return files, nil
+}
+
+// rawState copies a module's parameters and buffers (float32, and int64
+// counters) into a state dict.
+func rawState(m nn.Module) (*weights.StateDict, error) {
+	sd := weights.NewStateDict()
+	for _, e := range nn.StateDict(m) {
+		shape, err := e.Tensor.Shape()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", e.Name, err)
+		}
+		var raw *weights.RawTensor
+		switch e.Tensor.DType() {
+		case torch.Float32:
+			v, err := e.Tensor.Float32s()
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", e.Name, err)
+			}
+			raw, err = weights.NewFloat32(shape, v)
+			if err != nil {
+				return nil, err
+			}
+		case torch.Int64:
+			v, err := e.Tensor.Int64s()
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", e.Name, err)
+			}
+			raw, err = weights.NewInt64(shape, v)
+			if err != nil {
+				return nil, err
+			}
+		default:
+			return nil, fmt.Errorf("%s: dtype %v", e.Name, e.Tensor.DType())
+		}
+		sd.Set(e.Name, raw)
+	}
+	return sd, nil
 }
 
 // defaultPython is the interpreter the PyTorch reference tests use.

@@ -3,6 +3,10 @@
 # initialisation, Adam 1e-3 with cosine decay, frozen halves in eval mode),
 # the way a per-pair script does it: the bottom runs on every batch of every
 # cut, batch norms stay separate layers, evaluation in training-size batches.
+# Each cut's stitching layer starts from the weights stitchbench wrote (the
+# stitch command's own initial layer) and the fitting images come in the
+# stitch command's order, so that both sides' penalties differ by float
+# rounding only.
 import json
 import sys
 import time
@@ -106,6 +110,7 @@ bottom, top = load(a["bottom"]), load(a["top"])
 nfit, ntest, bs = a["fit_n"], a["test_n"], a["batch_size"]
 fit_x, fit_y = images(a["fit"], nfit, a["bottom"]), labels(a["fit"], nfit)
 test_xb, test_xt, test_y = images(a["test"], ntest, a["bottom"]), images(a["test"], ntest, a["top"]), labels(a["test"], ntest)
+order = torch.frombuffer(bytearray(open(a["order"], "rb").read()), dtype=torch.int64).view(a["epochs"], nfit)
 top_acc = accuracy(top, test_xt, test_y, bs)
 bottom_acc = accuracy(bottom, test_xb, test_y, bs)
 out = {"top_acc": top_acc, "bottom_acc": bottom_acc, "penalties": {}}
@@ -117,14 +122,14 @@ for cut in a["cuts"]:
         layer = nn.Sequential(nn.BatchNorm2d(sb[1]), nn.Conv2d(sb[1], st[1], 1), nn.BatchNorm2d(st[1]))
     else:
         layer = nn.Sequential(nn.BatchNorm1d(sb[1]), nn.Linear(sb[1], st[1]), nn.BatchNorm1d(st[1]))
+    layer.load_state_dict(torch.load(a["layers"][cut], map_location="cpu", weights_only=True))
     layer.to(dev)
-    steps = nfit // bs if nfit > bs else 1
+    steps = a["steps"]
     opt = torch.optim.Adam(layer.parameters(), lr=a["lr"])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps * a["epochs"])
-    g = torch.Generator().manual_seed(a["seed"])
     for epoch in range(a["epochs"]):
         layer.train()
-        perm = torch.randperm(nfit, generator=g).to(dev)
+        perm = order[epoch].to(dev)
         for i in range(steps):
             idx = perm[i * bs:(i + 1) * bs]
             with torch.no_grad():

@@ -70,8 +70,10 @@ type ActivationCache struct {
 	labels *torch.Tensor // [N] int64
 	n      int
 	cut    string        // "" before the first At
-	acts   *torch.Tensor // activations at cut; nil: recompute
-	bytes  int64         // acts' bytes reserved from the budget
+	acts   *torch.Tensor // activations at cut (a view of store); nil: recompute
+	store  *torch.Tensor // flat storage that acts lies at the start of
+	per    int64         // elements per image of acts
+	bytes  int64         // store's bytes, reserved from the budget
 }
 
 // NewActivationCache reads the loader's images (in its order for epoch 0: use
@@ -137,15 +139,20 @@ func (c *ActivationCache) Labels(start, n int) *torch.Tensor {
 }
 
 // At moves the cache to cut. When it holds activations at an earlier cut it
-// runs only the stages in between; otherwise it starts from the images.
-// onBatch, when not nil, sees each new batch of activations at cut with the
-// index of its first image (to reuse the pass, e.g. for the bottom's own
-// accuracy); it must not keep them. With caching off or over budget, the
-// cache keeps none and only onBatch sees them (nothing runs when onBatch is
-// nil).
+// runs only the stages in between, writing the new activations over the old
+// ones when they take no more memory per image (a batch's new rows then
+// cover only old rows already read), so that moving on never holds two
+// copies; otherwise it starts from the images. onBatch, when not nil, sees
+// each new batch of activations at cut with the index of its first image (to
+// reuse the pass, e.g. for the bottom's own accuracy); it must not keep them.
+// With caching off or over budget, the cache keeps none and only onBatch sees
+// them (nothing runs when onBatch is nil).
 func (c *ActivationCache) At(cut string, onBatch func(h *torch.Tensor, start int) error) error {
 	if cut == c.cut && onBatch == nil {
 		return nil
+	}
+	if cut == c.cut && c.acts != nil {
+		return c.visit(onBatch)
 	}
 	from, src := "", c.images
 	if c.acts != nil && c.before(c.cut, cut) {
@@ -157,8 +164,9 @@ func (c *ActivationCache) At(cut string, onBatch func(h *torch.Tensor, start int
 		c.cut = cut
 		return nil
 	}
-	var out *torch.Tensor
-	var outBytes int64
+	var out, store *torch.Tensor
+	var per, outBytes int64
+	reuse := false // out lies in c.store, over the activations being read
 	err := torch.NoGrad(func() error {
 		for start := 0; start < c.n; start += c.opts.Batch {
 			m := min(c.opts.Batch, c.n-start)
@@ -179,20 +187,33 @@ func (c *ActivationCache) At(cut string, onBatch func(h *torch.Tensor, start int
 					return err
 				}
 				shape[0] = int64(c.n)
-				per := int64(1)
-				for _, d := range shape {
+				per = 1
+				for _, d := range shape[1:] {
 					per *= d
 				}
-				outBytes = per * int64(c.opts.DType.Size())
-				if c.opts.Budget.reserve(outBytes) {
-					out = torch.Empty(shape, torch.Options{DType: c.opts.DType, Device: h.Device()})
-					if err := out.Err(); err != nil {
+				switch {
+				case src == c.acts && per <= c.per:
+					reuse, store, outBytes = true, c.store, c.bytes
+				case c.opts.Budget.reserve(per * int64(c.n) * int64(c.opts.DType.Size())):
+					outBytes = per * int64(c.n) * int64(c.opts.DType.Size())
+					store = torch.Empty([]int64{per * int64(c.n)}, torch.Options{DType: c.opts.DType, Device: h.Device()})
+					if err := store.Err(); err != nil {
 						c.opts.Budget.release(outBytes)
+						store = nil
 						s.Close()
 						return err
 					}
-				} else {
-					keep, outBytes = false, 0
+				default:
+					keep = false
+				}
+				if keep {
+					head := store.Narrow(0, 0, per*int64(c.n))
+					out = head.Reshape(shape...)
+					head.Free()
+					if err := out.Err(); err != nil {
+						s.Close()
+						return err
+					}
 				}
 			}
 			if keep {
@@ -218,15 +239,48 @@ func (c *ActivationCache) At(cut string, onBatch func(h *torch.Tensor, start int
 		return nil
 	})
 	if err != nil {
-		if out != nil {
-			out.Free()
+		out.Free()
+		if reuse {
+			// The old activations are partly overwritten: start again from
+			// the images next time.
+			c.drop()
+			c.cut = ""
+		} else if store != nil {
+			store.Free()
 			c.opts.Budget.release(outBytes)
 		}
 		return fmt.Errorf("stitch: activations at %s: %w", cut, err)
 	}
-	c.drop()
-	c.acts, c.bytes, c.cut = out, outBytes, cut
+	if reuse {
+		c.acts.Free()
+	} else {
+		c.drop()
+	}
+	c.acts, c.store, c.per, c.bytes, c.cut = out, store, per, outBytes, cut
+	if out == nil {
+		c.store, c.per, c.bytes = nil, 0, 0
+	}
 	return nil
+}
+
+// visit shows onBatch the stored activations batch by batch.
+func (c *ActivationCache) visit(onBatch func(h *torch.Tensor, start int) error) error {
+	return torch.NoGrad(func() error {
+		for start := 0; start < c.n; start += c.opts.Batch {
+			m := min(c.opts.Batch, c.n-start)
+			s := torch.NewScope()
+			h := s.Track(c.Range(start, m))
+			err := h.Err()
+			if err == nil {
+				err = onBatch(h, start)
+			}
+			s.Close()
+			if err != nil {
+				return fmt.Errorf("stitch: activations at %s: %w", c.cut, err)
+			}
+		}
+		return nil
+	})
 }
 
 // before reports whether cut a comes before b in the network ("" comes first).
@@ -246,8 +300,8 @@ func (c *ActivationCache) before(a, b string) bool {
 // drop frees the stored activations.
 func (c *ActivationCache) drop() {
 	if c.acts != nil {
-		c.acts.Free()
-		c.acts = nil
+		torch.FreeAll(c.acts, c.store)
+		c.acts, c.store, c.per = nil, nil, 0
 		c.opts.Budget.release(c.bytes)
 		c.bytes = 0
 	}

@@ -52,9 +52,17 @@ func TestActivationCacheMatchesDirect(t *testing.T) {
 		if c.N() != sub.N {
 			t.Errorf("%s: %d images, want %d", tc.name, c.N(), sub.N)
 		}
+		var store *torch.Tensor
 		for _, cut := range []string{"stem", "layer1.1", "layer2.0", "layer4.1", "pool"} {
 			if err := c.At(cut, nil); err != nil {
 				t.Fatalf("%s %s: %v", tc.name, cut, err)
+			}
+			// Activations shrink (or stay) from cut to cut here: each
+			// move writes over the stem's storage instead of holding two copies.
+			if store == nil {
+				store = c.store
+			} else if c.store != store {
+				t.Errorf("%s %s: new storage for the activations", tc.name, cut)
 			}
 			if c.Cached() != tc.cached {
 				t.Errorf("%s %s: cached %v, want %v", tc.name, cut, c.Cached(), tc.cached)

@@ -113,7 +113,7 @@ func (a *lstsq) solve(l *Layer) error {
 			if err == nil {
 				err = mw.Fill(0)
 			}
-			centre := mw.Narrow(2, k/2, 1).Narrow(3, k/2, 1).Squeeze(3).Squeeze(2) // [C2, C1] view
+			centre := s.Track(mw.Narrow(2, k/2, 1)).Narrow(3, k/2, 1).Squeeze(3).Squeeze(2) // [C2, C1] view
 			set(centre, wNorm.T())
 		} else {
 			set(mw, wNorm.T())

@@ -421,15 +421,7 @@ func (r *Runner) cka(cut string, test *data.Loader) (float64, *float64, error) {
 	}
 	x, y := torch.Cat(xs, 0), torch.Cat(ys, 0)
 	defer torch.FreeAll(x, y)
-	b, err := LinearCKA(x, y)
-	if err != nil || n < 4 {
-		return b, nil, err // the unbiased estimator needs 4 samples
-	}
-	u, err := UnbiasedLinearCKA(x, y)
-	if err != nil {
-		return 0, nil, err
-	}
-	return b, &u, nil
+	return CKAs(x, y)
 }
 
 func (r *Runner) loader(ds *datasets.Dataset, norm [2][]float64, shuffle bool) (*data.Loader, error) {

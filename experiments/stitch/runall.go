@@ -113,11 +113,17 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The least-squares images are fitting images (lsIndex: which; nil: all),
+	// so their bottom activations come from the fitting cache.
 	var lsSet *datasets.Dataset
+	var lsIndex []int
 	if cfg.Init == InitLeastSquares {
 		lsSet = fitSet
 		if cfg.LSSamples > 0 && cfg.LSSamples < fitSet.N {
-			if lsSet, err = fitSet.Subset(cfg.LSSamples, cfg.Seed); err != nil {
+			if lsIndex, err = fitSet.SubsetIndices(cfg.LSSamples, cfg.Seed); err != nil {
+				return nil, invalid.Wrap("ls samples", err)
+			}
+			if lsSet, err = fitSet.Take(lsIndex); err != nil {
 				return nil, invalid.Wrap("ls samples", err)
 			}
 		}
@@ -181,7 +187,7 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 	// Augmented fitting images are new every epoch: their activations cannot
 	// be kept, and each batch runs the bottom on its own images (fitInputs).
 	var fitC *ActivationCache
-	if !cfg.FitAugment {
+	if !cfg.FitAugment || lsSet != nil { // the least-squares start reads un-augmented fitting images from it
 		if fitC, err = newCache(bottomF, fitSet, bottomNorm, copts); err != nil {
 			return nil, err
 		}
@@ -190,11 +196,8 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 	if err != nil {
 		return nil, err
 	}
-	var lsB, lsT, ckaT *ActivationCache
+	var lsT, ckaT *ActivationCache
 	if lsSet != nil {
-		if lsB, err = newCache(bottomF, lsSet, bottomNorm, copts); err != nil {
-			return nil, err
-		}
 		if lsT, err = newCache(topF, lsSet, topNorm, copts); err != nil {
 			return nil, err
 		}
@@ -265,7 +268,11 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 		}
 		bar.End()
 		row.TopAcc, row.BottomAcc = topAcc, bottomAcc
-		if err := r.stitchCached(&row, cut, bottomShapes[cut], topShapes[cut], topF, fit, fitInputs(fitC, bottomF, cut), testC, lsB, lsT, ckaT, tag); err != nil {
+		fitFrom := fitC // with FitAugment the fit runs the bottom on each batch
+		if cfg.FitAugment {
+			fitFrom = nil
+		}
+		if err := r.stitchCached(&row, cut, bottomShapes[cut], topShapes[cut], topF, fit, fitInputs(fitFrom, bottomF, cut), fitC, testC, lsIndex, lsT, ckaT, tag); err != nil {
 			return rows, fmt.Errorf("cut %s: %w", cut, err)
 		}
 		row.Seconds = time.Since(start).Seconds()
@@ -284,7 +291,10 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 
 // stitchCached builds, initialises, fits and scores the stitching layer at
 // one cut from the caches (see RunAll); it follows stitchCut step by step.
-func (r *Runner) stitchCached(row *results.Row, cut string, in, out []int64, topF *Frozen, fit *data.Loader, fitIn func(*data.Batch) *torch.Tensor, testC, lsB, lsT, ckaT *ActivationCache, tag string) error {
+// fitIn gives each fitting batch's bottom activations (fitInputs); the
+// least-squares start (lsT not nil) reads the bottom's activations of
+// fitting images lsIndex (nil: all) from fitC.
+func (r *Runner) stitchCached(row *results.Row, cut string, in, out []int64, topF *Frozen, fit *data.Loader, fitIn func(*data.Batch) *torch.Tensor, fitC, testC *ActivationCache, lsIndex []int, lsT, ckaT *ActivationCache, tag string) error {
 	cfg := r.Config
 	if err := torch.ManualSeed(uint64(cfg.Seed)); err != nil {
 		return err
@@ -300,8 +310,8 @@ func (r *Runner) stitchCached(row *results.Row, cut string, in, out []int64, top
 	stitched := func(h *torch.Tensor) *torch.Tensor {
 		return topF.ForwardFrom(layer.Forward(h), cut)
 	}
-	if lsB != nil {
-		if err := leastSquaresCached(layer, lsB, lsT, cfg.Progress, tag+" least squares"); err != nil {
+	if lsT != nil {
+		if err := leastSquaresCached(layer, fitC, lsIndex, lsT, cfg.Progress, tag+" least squares"); err != nil {
 			return err
 		}
 		nn.SetTraining(layer, false)
@@ -326,38 +336,39 @@ func (r *Runner) stitchCached(row *results.Row, cut string, in, out []int64, top
 		if err := torch.FirstError(x, y); err != nil {
 			return err
 		}
-		v, err := LinearCKA(x, y)
+		v, u, err := CKAs(x, y)
 		if err != nil {
 			return err
 		}
-		row.CKA = &v
-		if n >= 4 { // the unbiased estimator needs 4 samples
-			u, err := UnbiasedLinearCKA(x, y)
-			if err != nil {
-				return err
-			}
-			row.CKAUnbiased = &u
-		}
+		row.CKA, row.CKAUnbiased = &v, u
 	}
 	return nil
 }
 
-// leastSquaresCached is LeastSquaresInit on cached bottom (lsB) and top (lsT)
-// activations at the caches' cut.
-func leastSquaresCached(layer *Layer, lsB, lsT *ActivationCache, report progress.Func, stage string) error {
+// leastSquaresCached is LeastSquaresInit on cached bottom and top (lsT)
+// activations at the caches' cut: image i of lsT is image index[i] of the
+// bottom's cache (index nil: image i).
+func leastSquaresCached(layer *Layer, bottom *ActivationCache, index []int, lsT *ActivationCache, report progress.Func, stage string) error {
 	var acc lstsq
 	defer acc.free()
-	bar := report.Start(stage, "images", lsB.N())
-	step := lsB.opts.Batch
+	bar := report.Start(stage, "images", lsT.N())
+	step := lsT.opts.Batch
 	err := torch.NoGrad(func() error {
-		for start := 0; start < lsB.N(); start += step {
-			n := min(step, lsB.N()-start)
-			x, y := lsB.Range(start, n), lsT.Range(start, n)
+		for start := 0; start < lsT.N(); start += step {
+			n := min(step, lsT.N()-start)
+			s := torch.NewScope() // frees the batch's intermediates too
+			var x *torch.Tensor
+			if index != nil {
+				x = s.Track(bottom.Rows(index[start : start+n]))
+			} else {
+				x = s.Track(bottom.Range(start, n))
+			}
+			y := s.Track(lsT.Range(start, n))
 			err := torch.FirstError(x, y)
 			if err == nil {
 				err = acc.add(x, y)
 			}
-			torch.FreeAll(x, y)
+			s.Close()
 			if err != nil {
 				return err
 			}
@@ -382,10 +393,14 @@ func accuracyCached(forward func(*torch.Tensor) *torch.Tensor, test *ActivationC
 	err := torch.NoGrad(func() error {
 		for start := 0; start < test.N(); start += evalBatch {
 			n := min(evalBatch, test.N()-start)
-			h := test.Range(start, n)
-			y := test.Labels(start, n)
+			// Everything computed from h and y joins the batch's scope and
+			// is freed now, not left to the garbage collector's cleanups
+			// (which let the process grow by gigabytes per cut).
+			s := torch.NewScope()
+			h := s.Track(test.Range(start, n))
+			y := s.Track(test.Labels(start, n))
 			c, err := evaluate.Correct(forward(h), y)
-			torch.FreeAll(h, y)
+			s.Close()
 			if err != nil {
 				return err
 			}

@@ -517,9 +517,13 @@ func TestSubset(t *testing.T) {
 			t.Errorf("Subset(%d): N=%d counts %v, want %v", tc.n, s.N, s.ClassCounts(), tc.counts)
 		}
 		// Pixels follow their labels: pixel value is the original index.
+		idx, err := d.SubsetIndices(tc.n, 7)
+		if err != nil || len(idx) != s.N {
+			t.Fatalf("SubsetIndices(%d): %d indices, %v; want %d", tc.n, len(idx), err, s.N)
+		}
 		for j := range s.N {
-			if orig := int(s.Image(j)[0]); d.Labels[orig] != s.Labels[j] {
-				t.Fatalf("image %d (orig %d) label %d", j, orig, s.Labels[j])
+			if orig := int(s.Image(j)[0]); d.Labels[orig] != s.Labels[j] || orig != idx[j] {
+				t.Fatalf("image %d (orig %d, SubsetIndices %d) label %d", j, orig, idx[j], s.Labels[j])
 			}
 		}
 	}

@@ -99,6 +99,16 @@ func (nz *LabelNoise) remap(labels []int, pairs func(func(int, int) bool)) *Labe
 // smaller subset is contained in a larger one. The images keep their original relative
 // order. It fails if a class has too few images or n is not in [0, N].
 func (d *Dataset) Subset(n int, seed int64) (*Dataset, error) {
+	chosen, err := d.SubsetIndices(n, seed)
+	if err != nil {
+		return nil, err
+	}
+	return d.Take(chosen)
+}
+
+// SubsetIndices returns the indices of the images Subset(n, seed) takes, in
+// increasing order: image i of the subset is image SubsetIndices(n, seed)[i] of d.
+func (d *Dataset) SubsetIndices(n int, seed int64) ([]int, error) {
 	if err := d.checkShape(); err != nil {
 		return nil, err
 	}
@@ -130,7 +140,7 @@ func (d *Dataset) Subset(n int, seed int64) (*Dataset, error) {
 		chosen = append(chosen, idx[:want]...)
 	}
 	slices.Sort(chosen)
-	return d.Take(chosen)
+	return chosen, nil
 }
 
 func (d *Dataset) className(c int) string {
