@@ -71,7 +71,7 @@ const (
 )
 
 // TestSimCLRLearnsAndBeatsRandomProbe trains briefly on real Fashion-MNIST
-// images with the recipe the shipped backbone was made by
+// images with the recipe of weights/defaults/README.md
 // (SimCLRGrayscaleRecipe): the NT-Xent loss must fall, the files must be a
 // clean backbone and a separate head, and a linear probe on the result must
 // beat one on the very network SimCLR started from, untrained and as built,
@@ -83,7 +83,9 @@ const (
 // normalise nothing, and on Fashion-MNIST such random features probe far
 // above chance. Training replaces those statistics with the data's, and with
 // views that leave a shortcut (no brightness/contrast jitter) a short run
-// probes below the untrained network (weights/defaults/README.md).
+// probes below the untrained network (weights/defaults/README.md). With the
+// jitter, these 32 steps probe at 73.70% against the untrained network's
+// 68.20% (measured once, seed 1; the run is deterministic for a seed).
 func TestSimCLRLearnsAndBeatsRandomProbe(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: trains SimCLR briefly and fits two linear probes")
