@@ -85,7 +85,7 @@ const (
 // views that leave a shortcut (no brightness/contrast jitter) a short run
 // probes below the untrained network (weights/defaults/README.md). With the
 // jitter, these 32 steps probe at 73.70% against the untrained network's
-// 68.20% (measured once, seed 1; the run is deterministic for a seed).
+// 68.20% (measured once, seed 1, on one thread).
 func TestSimCLRLearnsAndBeatsRandomProbe(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: trains SimCLR briefly and fits two linear probes")
