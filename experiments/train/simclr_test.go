@@ -15,7 +15,6 @@ import (
 	"modelstitch/torch"
 	"modelstitch/torch/nn"
 	"modelstitch/torch/vision"
-	"modelstitch/torch/vision/data"
 	"modelstitch/torch/vision/datasets"
 	"modelstitch/weights"
 )
@@ -36,7 +35,7 @@ func fashion(t *testing.T) (train, test *datasets.Dataset) {
 		t.Skipf("Fashion-MNIST not installed at %s (apt-get install dataset-fashion-mnist)", fashionDir)
 	}
 	fashionOnce.Do(func() {
-		torch.SetNumThreads(2)
+		torch.SetNumThreads(1) // the development machine's cores are shared
 		fashionTr, fashionTe, fashionErr = splits.Load(splits.Config{Name: "fashion-mnist"})
 	})
 	if fashionErr != nil {
@@ -64,36 +63,39 @@ func smallSimCLR(out string, n, epochs, batch int) SimCLRConfig {
 	return cfg
 }
 
+// The short SimCLR run of TestSimCLRLearnsAndBeatsRandomProbe and its probe
+// sizes, chosen to take under a minute on one thread.
+const (
+	simclrTestImages, simclrTestBatch, simclrTestEpochs = 1024, 64, 2
+	simclrTestProbeTrain, simclrTestProbeTest           = 2000, 1000
+)
+
 // TestSimCLRLearnsAndBeatsRandomProbe trains briefly on real Fashion-MNIST
-// images: the NT-Xent loss must fall, the files must be a clean backbone and a
-// separate head, and a linear probe on the result must beat one on the very
-// network SimCLR started from, given the same batch-norm statistics.
+// images with the recipe of weights/defaults/README.md
+// (SimCLRGrayscaleRecipe): the NT-Xent loss must fall, the files must be a
+// clean backbone and a separate head, and a linear probe on the result must
+// beat one on the very network SimCLR started from, untrained and as built,
+// by the same protocol (L-BFGS, weight decay chosen on held-out training
+// images).
 //
-// Why the batch-norm statistics: an untrained ResNet in eval mode still has
-// its initial running statistics (mean 0, variance 1), so its batch norms
-// normalise nothing, and on Fashion-MNIST the features of such a network are
-// a strong baseline (the L-BFGS probe scores 68.2% here, measured, and 74.6%
-// with 5,000 training images) that the default recipe only overtakes after
-// far more training than a unit test can afford (weights/defaults/README.md:
-// after 46 steps on 3,000 images, 68–73% without brightness/contrast jitter,
-// 77.2% with it). Any
-// training, even with a learning rate of zero, replaces those statistics with
-// the data's and drops the probe of the same random weights to 53–58%
-// (55.3% here, where SimCLR's 48 steps reach 64.7%).
-// The control here is therefore the untrained network with its statistics
-// gathered from the same augmented batches in training mode: what is left is
-// the effect of the weight updates. The probe on the untrained network as
-// built is logged for reference.
+// The untrained network is a strong baseline: in eval mode it still has its
+// initial batch-norm statistics (mean 0, variance 1), so its batch norms
+// normalise nothing, and on Fashion-MNIST such random features probe far
+// above chance. Training replaces those statistics with the data's, and with
+// views that leave a shortcut (no brightness/contrast jitter) a short run
+// probes below the untrained network (weights/defaults/README.md). With the
+// jitter, these 32 steps probe at 73.70% against the untrained network's
+// 68.20% (measured once, seed 1, on one thread).
 func TestSimCLRLearnsAndBeatsRandomProbe(t *testing.T) {
 	if testing.Short() {
-		t.Skip("-short: trains SimCLR for 48 steps and fits three linear probes (minutes)")
+		t.Skip("-short: trains SimCLR briefly and fits two linear probes")
 	}
 	trainAll, testAll := fashion(t)
 	out := filepath.Join(t.TempDir(), "simclr.pt")
-	// 48 steps of the default recipe (Adam) at batch 64: with 16 steps at
-	// batch 128 the gain over the control was within seed-to-seed noise
-	// (−4 to +5 points); with 48 it was +4 to +8 over three seeds (measured).
-	cfg := smallSimCLR(out, 1024, 3, 64)
+	cfg := SimCLRGrayscaleRecipe()
+	cfg.Data = splits.Config{Name: "fashion-mnist", TrainSamples: simclrTestImages, Seed: 1}
+	cfg.Epochs, cfg.BatchSize, cfg.Seed, cfg.Out = simclrTestEpochs, simclrTestBatch, 1, out
+	cfg.NoProbe, cfg.Progress = true, nil
 	var losses []float64
 	cfg.OnStep = func(s SimCLRStep) error {
 		losses = append(losses, s.Loss)
@@ -102,11 +104,12 @@ func TestSimCLRLearnsAndBeatsRandomProbe(t *testing.T) {
 	if _, err := SimCLR(cfg); err != nil {
 		t.Fatal(err)
 	}
-	if len(losses) != 48 {
-		t.Fatalf("%d steps, want 48 (1024 images, batch 64, 3 epochs)", len(losses))
+	steps := simclrTestEpochs * (simclrTestImages / simclrTestBatch)
+	if len(losses) != steps {
+		t.Fatalf("%d steps, want %d (%d images, batch %d, %d epochs)", len(losses), steps, simclrTestImages, simclrTestBatch, simclrTestEpochs)
 	}
 	first, last := mean(losses[:3]), mean(losses[len(losses)-3:])
-	t.Logf("NT-Xent: first steps %.3f, last steps %.3f (chance: ln(127) = %.3f)", first, last, math.Log(127))
+	t.Logf("NT-Xent: first steps %.3f, last steps %.3f (chance: ln(%d) = %.3f)", first, last, 2*simclrTestBatch-1, math.Log(float64(2*simclrTestBatch-1)))
 	if !(last < first-0.1) {
 		t.Errorf("NT-Xent did not fall: first steps %.3f, last steps %.3f", first, last)
 	}
@@ -118,7 +121,8 @@ func TestSimCLRLearnsAndBeatsRandomProbe(t *testing.T) {
 	defer sc.Free()
 	m := sc.Meta
 	if m.Objective != models.SimCLR || m.Classes != 0 || sc.Net.HasClassifier() || m.Recipe == nil ||
-		m.Recipe.Temperature != 0.5 || m.Recipe.EpochsDone != 3 || m.Dataset != "fashion-mnist" {
+		m.Recipe.Temperature != cfg.Temperature || m.Recipe.EpochsDone != simclrTestEpochs || m.Dataset != "fashion-mnist" ||
+		!strings.Contains(m.Recipe.Augment, "ColorJitter") {
 		t.Errorf("backbone metadata %+v recipe %+v", m, m.Recipe)
 	}
 	ck, err := weights.Open(out)
@@ -146,16 +150,17 @@ func TestSimCLRLearnsAndBeatsRandomProbe(t *testing.T) {
 		}
 	}
 
-	// The network SimCLR started from: the same seed, untrained.
+	// The network SimCLR started from: the same seed, untrained, as built
+	// (what `stitch probe --backbone random` measures).
 	random, err := models.NewRandom(m, cfg.Seed, torch.CPU)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer random.Free()
-	probeTrain, probeTest := subset(t, trainAll, 2000, 7), subset(t, testAll, 1000, 7)
-	// One protocol for all three: L-BFGS logistic regression, weight decay
-	// chosen on held-out training images.
-	lc := LinearProbeConfig{WeightDecays: []float64{1e-3, 1e-2, 1e-1}, Seed: 7}
+	probeTrain, probeTest := subset(t, trainAll, simclrTestProbeTrain, 7), subset(t, testAll, simclrTestProbeTest, 7)
+	// One protocol for both: L-BFGS logistic regression, weight decay chosen
+	// on held-out training images.
+	lc := LinearProbeConfig{WeightDecays: []float64{1e-4, 1e-3, 1e-2, 1e-1}, Seed: 7}
 	probe := func(bb *models.Model) float64 {
 		t.Helper()
 		p, r, err := ProbeBackboneLBFGS(bb, probeTrain, probeTest, lc, 250, torch.CPU)
@@ -165,43 +170,11 @@ func TestSimCLRLearnsAndBeatsRandomProbe(t *testing.T) {
 		p.Free()
 		return r.Accuracy
 	}
-	accRaw := probe(random)
-	gatherBNStats(t, random, cfg)
 	accRandom, accSimCLR := probe(random), probe(sc)
-	t.Logf("linear probe: SimCLR %.2f%%; its initial weights %.2f%% with the same batch-norm statistics, %.2f%% as built",
-		accSimCLR, accRandom, accRaw)
+	t.Logf("linear probe (%d training, %d test images): SimCLR after %d steps %.2f%%, the untrained network it started from %.2f%%",
+		probeTrain.N, probeTest.N, steps, accSimCLR, accRandom)
 	if !(accSimCLR > accRandom) {
-		t.Errorf("probe on the SimCLR backbone (%.2f%%) does not beat its random initial weights (%.2f%%)", accSimCLR, accRandom)
-	}
-}
-
-// gatherBNStats runs m in training mode, without gradients, over the batches
-// a SimCLR run with cfg trains on (same images, views and order), so that its
-// batch norms' running statistics are gathered as in that run.
-func gatherBNStats(t *testing.T, m *models.Model, cfg SimCLRConfig) {
-	t.Helper()
-	tr, _, err := splits.Load(cfg.Data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	loader, err := data.NewLoader(tr, data.Config{BatchSize: cfg.BatchSize, Shuffle: true, Seed: cfg.Seed, DropLast: true,
-		Augment: data.SimCLRAugment(tr), Views: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nn.Train(m.Net)
-	defer nn.Eval(m.Net)
-	for epoch := range cfg.Epochs {
-		for b, err := range loader.Batches(epoch) {
-			if err != nil {
-				t.Fatal(err)
-			}
-			ferr := torch.NoGrad(func() error { return m.Net.Forward(torch.Cat(b.Views, 0)).Err() })
-			b.Close()
-			if ferr != nil {
-				t.Fatal(ferr)
-			}
-		}
+		t.Errorf("probe on the SimCLR backbone (%.2f%%) does not beat the untrained network it started from (%.2f%%)", accSimCLR, accRandom)
 	}
 }
 
