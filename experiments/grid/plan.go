@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"modelstitch/experiments/results"
 )
 
 // Unit kinds.
@@ -197,6 +199,18 @@ func (p *Plan) file(ref string) (*ModelFile, error) {
 			return nil, err
 		}
 		f.identity = fmt.Sprintf("probe:%s|%d|%d|%s", base.identity, m.ProbeSamples, m.ProbeEpochs, p.Spec.Data)
+		if base.Model.Kind == KindCheckpoint {
+			// A checkpoint's identity is its name; the probe is fit on its
+			// content, so a replaced file (e.g. a retrained shipped
+			// backbone) must not reuse a probe fit on the old one.
+			d, err := results.Digest(base.Path)
+			if err != nil {
+				return nil, err
+			}
+			if d != "" {
+				f.identity += "|sha256:" + d
+			}
+		}
 		h := shortHash(f.identity)
 		f.Path = filepath.Join(p.Dir, "models", m.Name+"-"+h+".pt")
 		f.Unit = "train/" + m.Name + "-" + h

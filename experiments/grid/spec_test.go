@@ -1,6 +1,9 @@
 package grid
 
 import (
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -229,5 +232,35 @@ func TestPaperSpecs(t *testing.T) {
 		if steps := r.Epochs * r.StepsPerEpoch(60000); steps != 312 {
 			t.Errorf("paper-fmnist model %s takes %d steps, want 312", name, steps)
 		}
+	}
+}
+
+// TestProbeUnitFollowsBaseContent checks that a linear probe of a checkpoint
+// is a new unit when the checkpoint's content changes under the same name.
+func TestProbeUnitFollowsBaseContent(t *testing.T) {
+	dir := t.TempDir()
+	ck := filepath.Join(dir, "backbone.pt")
+	text := minimalSpec + "[models.bb]\ncheckpoint = " + strconv.Quote(ck) + "\n[models.probe]\nprobe_of = \"bb\"\n"
+	s, err := Parse("s.toml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cuts := func(*ModelFile, *Plan) ([]string, error) { return []string{"stem"}, nil }
+	unitFor := func(content string) string {
+		if err := os.WriteFile(ck, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p, err := NewPlan(s, t.TempDir(), cuts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.Files["probe"].Unit
+	}
+	a, b, a2 := unitFor("old weights"), unitFor("new weights"), unitFor("old weights")
+	if a == b {
+		t.Errorf("probe unit %s did not change with its backbone's content", a)
+	}
+	if a != a2 {
+		t.Errorf("probe unit not stable for the same content: %s then %s", a, a2)
 	}
 }
