@@ -66,6 +66,7 @@ func propagationCases(good *torch.Tensor, s *torch.Scope) map[string]propCase {
 	neg := (*torch.Tensor).Neg
 	return map[string]propCase{
 		// autograd.go
+		"SetRNGState":            oneErr(func(a *torch.Tensor) error { return torch.SetRNGState(torch.CPU, a) }),
 		"Tensor.SetRequiresGrad": oneErr(func(a *torch.Tensor) error { return a.SetRequiresGrad(true) }),
 		"Tensor.Backward":        oneErr((*torch.Tensor).Backward),
 		"Tensor.BackwardWith":    twoErr(func(a, b *torch.Tensor) error { return a.BackwardWith(b, false) }),
