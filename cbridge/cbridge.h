@@ -45,6 +45,9 @@ void tb_error_free(tb_error e);
 /* ---- runtime ---- */
 void tb_set_num_threads(int n);
 int tb_get_num_threads(void);
+/* The calling OS thread's own intra-op thread count (n ≥ 1), overriding
+   tb_set_num_threads on this thread only; n = 0 returns it to the common one. */
+void tb_set_thread_threads(int n);
 tb_error tb_manual_seed(uint64_t seed);
 int tb_cuda_available(void);
 int tb_cuda_device_count(void);

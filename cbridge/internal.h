@@ -26,6 +26,9 @@ namespace tb {
 
 extern std::atomic<int64_t> live_tensors;
 extern std::atomic<int> wanted_threads;
+// This OS thread's own intra-op thread count (0: wanted_threads), set by
+// tb_set_thread_threads for a worker that shares the cores with others.
+inline thread_local int thread_threads = 0;
 
 // Wraps a tensor in a new caller-owned handle.
 inline tb_tensor wrap(at::Tensor t) {
@@ -52,7 +55,7 @@ inline bool is_cpu_oom(const c10::Error& e) {
 // Applies per-thread settings (intra-op thread count) before any work on this OS thread.
 inline void thread_setup() {
   thread_local int applied = -1;
-  int want = wanted_threads.load(std::memory_order_relaxed);
+  int want = thread_threads > 0 ? thread_threads : wanted_threads.load(std::memory_order_relaxed);
   if (want > 0 && applied != want) {
     at::set_num_threads(want);
     applied = want;

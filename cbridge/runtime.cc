@@ -64,6 +64,15 @@ void tb_set_num_threads(int n) {
   }
 }
 
+void tb_set_thread_threads(int n) {
+  if (n < 0) return;
+  tb::thread_threads = n;
+  try {
+    tb::thread_setup();
+  } catch (...) {
+  }
+}
+
 int tb_get_num_threads(void) {
   tb::thread_setup();
   return at::get_num_threads();

@@ -13,7 +13,7 @@ var (
 		"epochs": "--epochs", "batch size": "--batch-size", "learning rate": "--lr", "fit samples": "--fit-samples",
 		"init": "--init", "frozen bn": "--frozen-bn", "cka samples": "--cka-samples", "ls samples": "--ls-samples",
 		"cuts": "--layer", "kernel size": "--kernel-size", "test samples": "--test-samples",
-		"eval batch size": "--eval-batch-size", "memory budget": "--memory-budget", "recipe": "--recipe",
+		"eval batch size": "--eval-batch-size", "workers": "--workers", "memory budget": "--memory-budget", "recipe": "--recipe",
 	}
 	trainFlagOf = map[string]string{
 		"arch": "--arch", "width": "--width", "stem": "--stem", "epochs": "--epochs", "batch size": "--batch-size", "learning rate": "--lr",

@@ -59,7 +59,8 @@ func stitchFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "no-fold-bn", Usage: "keep the frozen halves' batch norms instead of folding them into their convolutions"},
 		&cli.BoolFlag{Name: "no-cache", Usage: "recompute the bottom's activations for every batch instead of keeping them across epochs and cuts"},
 		&cli.BoolFlag{Name: "half-cache", Usage: "keep cached activations as float16 (half the memory, rounded)"},
-		&cli.IntFlag{Name: "eval-batch-size", Usage: "batch size of evaluation and cache filling (0: 4 × --batch-size)"},
+		&cli.IntFlag{Name: "eval-batch-size", Usage: "batch size of evaluation and cache filling (0: --batch-size on the CPU, 4 × it on CUDA)"},
+		&cli.IntFlag{Name: "workers", Usage: "goroutines sharing evaluation, cache filling and the top's half of each fitting batch, each with its share of --threads (0: one per thread on the CPU, 1 on CUDA; 1: one with all the threads)"},
 		&cli.StringFlag{Name: "memory-budget", Usage: "cap on cached activations, e.g. 2GiB (empty: none); caches that do not fit are recomputed"},
 	}
 	return append(flags, dataFlags(d.Data)...)
@@ -80,7 +81,7 @@ func stitchAction(c *cli.Context) error {
 	cfg.Device = dev
 	cfg.Progress = newProgress(c.Bool("quiet"))
 	cfg.Speed = stitch.Speed{Plain: c.Bool("plain-stitch"), NoFoldBN: c.Bool("no-fold-bn"), NoCache: c.Bool("no-cache"),
-		HalfCache: c.Bool("half-cache"), EvalBatchSize: c.Int("eval-batch-size")}
+		HalfCache: c.Bool("half-cache"), EvalBatchSize: c.Int("eval-batch-size"), Workers: c.Int("workers")}
 	if cfg.Speed.MemoryBudget, err = stitch.ParseBytes(c.String("memory-budget")); err != nil {
 		return fmt.Errorf("--memory-budget: %w", err)
 	}

@@ -1,6 +1,7 @@
 package stitch
 
 import (
+	"errors"
 	"fmt"
 
 	"modelstitch/torch"
@@ -55,6 +56,9 @@ type CacheOptions struct {
 	Batch int
 	// Limit keeps only the first Limit images of the loader (0: all).
 	Limit int
+	// Workers share the batches of At (see Speed.Workers; nil: the
+	// calling goroutine alone).
+	Workers *torch.Workers
 }
 
 // ActivationCache holds a frozen network's activations at one cut for every
@@ -167,77 +171,91 @@ func (c *ActivationCache) At(cut string, onBatch func(h *torch.Tensor, start int
 	var out, store *torch.Tensor
 	var per, outBytes int64
 	reuse := false // out lies in c.store, over the activations being read
-	err := torch.NoGrad(func() error {
-		for start := 0; start < c.n; start += c.opts.Batch {
-			m := min(c.opts.Batch, c.n-start)
+	step := c.opts.Batch
+	nb := (c.n + step - 1) / step
+	// The workers compute batches' activations from rows of src; this
+	// goroutine writes them into out in batch order. When out lies over src
+	// (reuse), batch b's new rows cover old rows of batches ≤ b only, all
+	// of them read by then (inOrder hands over batch b only after every
+	// earlier one, and a batch's result is complete before it is handed).
+	compute := func(b int) (*torch.Tensor, error) {
+		var h *torch.Tensor
+		err := torch.NoGrad(func() error {
+			start := b * step
+			m := min(step, c.n-start)
 			s := torch.NewScope()
+			defer s.Close()
 			x := s.Track(src.Narrow(0, int64(start), int64(m)))
 			if x.DType() != torch.Float32 {
 				x = x.To(torch.Float32)
 			}
-			h := s.Track(c.net.Between(x, from, cut))
+			h = s.Keep(s.Track(c.net.Between(x, from, cut)))
 			if err := h.Err(); err != nil {
-				s.Close()
+				h.Free()
+				h = nil
 				return err
 			}
-			if keep && out == nil {
-				shape, err := h.Shape()
-				if err != nil {
-					s.Close()
+			return nil
+		})
+		return h, err
+	}
+	consume := func(b int, h *torch.Tensor) error {
+		defer h.Free()
+		start := b * step
+		m := min(step, c.n-start)
+		if keep && out == nil {
+			shape, err := h.Shape()
+			if err != nil {
+				return err
+			}
+			shape[0] = int64(c.n)
+			per = 1
+			for _, d := range shape[1:] {
+				per *= d
+			}
+			switch {
+			case src == c.acts && per <= c.per:
+				reuse, store, outBytes = true, c.store, c.bytes
+			case c.opts.Budget.reserve(per * int64(c.n) * int64(c.opts.DType.Size())):
+				outBytes = per * int64(c.n) * int64(c.opts.DType.Size())
+				store = torch.Empty([]int64{per * int64(c.n)}, torch.Options{DType: c.opts.DType, Device: h.Device()})
+				if err := store.Err(); err != nil {
+					c.opts.Budget.release(outBytes)
+					store = nil
 					return err
 				}
-				shape[0] = int64(c.n)
-				per = 1
-				for _, d := range shape[1:] {
-					per *= d
-				}
-				switch {
-				case src == c.acts && per <= c.per:
-					reuse, store, outBytes = true, c.store, c.bytes
-				case c.opts.Budget.reserve(per * int64(c.n) * int64(c.opts.DType.Size())):
-					outBytes = per * int64(c.n) * int64(c.opts.DType.Size())
-					store = torch.Empty([]int64{per * int64(c.n)}, torch.Options{DType: c.opts.DType, Device: h.Device()})
-					if err := store.Err(); err != nil {
-						c.opts.Budget.release(outBytes)
-						store = nil
-						s.Close()
-						return err
-					}
-				default:
-					keep = false
-				}
-				if keep {
-					head := store.Narrow(0, 0, per*int64(c.n))
-					out = head.Reshape(shape...)
-					head.Free()
-					if err := out.Err(); err != nil {
-						s.Close()
-						return err
-					}
-				}
+			default:
+				keep = false
 			}
 			if keep {
-				dst := out.Narrow(0, int64(start), int64(m))
-				err := dst.CopyFrom(h)
-				dst.Free()
-				if err != nil {
-					s.Close()
+				head := store.Narrow(0, 0, per*int64(c.n))
+				out = head.Reshape(shape...)
+				head.Free()
+				if err := out.Err(); err != nil {
 					return err
 				}
-			}
-			if onBatch != nil {
-				if err := onBatch(h, start); err != nil {
-					s.Close()
-					return err
-				}
-			}
-			s.Close()
-			if !keep && onBatch == nil {
-				return nil
 			}
 		}
+		if keep {
+			dst := out.Narrow(0, int64(start), int64(m))
+			err := dst.CopyFrom(h)
+			dst.Free()
+			if err != nil {
+				return err
+			}
+		}
+		if onBatch != nil {
+			return torch.NoGrad(func() error { return onBatch(h, start) })
+		}
+		if !keep {
+			return errNothingToKeep
+		}
 		return nil
-	})
+	}
+	err := inOrder(nb, c.opts.Workers, false, compute, consume, freeTensor)
+	if errors.Is(err, errNothingToKeep) {
+		err = nil
+	}
 	if err != nil {
 		out.Free()
 		if reuse {
@@ -262,6 +280,10 @@ func (c *ActivationCache) At(cut string, onBatch func(h *torch.Tensor, start int
 	}
 	return nil
 }
+
+// errNothingToKeep ends At's pass early: the budget has no room for the
+// activations and no onBatch wants them.
+var errNothingToKeep = errors.New("stitch: activation cache: nothing to keep")
 
 // visit shows onBatch the stored activations batch by batch.
 func (c *ActivationCache) visit(onBatch func(h *torch.Tensor, start int) error) error {

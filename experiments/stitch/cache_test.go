@@ -31,6 +31,8 @@ func TestActivationCacheMatchesDirect(t *testing.T) {
 	x := fashionImages(t, sub, sub.N)
 	defer x.Free()
 	index := []int{95, 3, 3, 40, 0, 77}
+	three := torch.NewWorkers(3, 1)
+	defer three.Close()
 	idx := torch.FromSlice([]int64{95, 3, 3, 40, 0, 77})
 	defer idx.Free()
 	cases := []struct {
@@ -40,6 +42,9 @@ func TestActivationCacheMatchesDirect(t *testing.T) {
 		tol    float64 // relative to the largest activation
 	}{
 		{"float32", CacheOptions{Batch: 32}, true, 1e-6},
+		// Workers compute batches at once while the activations shrink in
+		// place: the rows written must not cover rows still to be read.
+		{"float32, 3 workers", CacheOptions{Batch: 8, Workers: three}, true, 1e-6},
 		{"float16", CacheOptions{Batch: 32, DType: torch.Float16}, true, 1e-3},
 		{"over budget", CacheOptions{Batch: 32, Budget: &MemoryBudget{Limit: 1000}}, false, 1e-6},
 		{"off", CacheOptions{Off: true}, false, 1e-6},
@@ -139,6 +144,8 @@ func TestRunAllMatchesRun(t *testing.T) {
 		{"no cache", Speed{NoCache: true}},
 		{"tight budget", Speed{MemoryBudget: 20 << 20, EvalBatchSize: 100}},
 		{"float16 cache", Speed{HalfCache: true}},
+		{"one worker", Speed{Workers: 1}},
+		{"three workers", Speed{Workers: 3}},
 		// Everything off but the shared passes, evaluating in training-size
 		// batches as Run does.
 		{"as plain", Speed{NoFoldBN: true, NoCache: true, EvalBatchSize: 64}},

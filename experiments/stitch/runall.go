@@ -100,10 +100,10 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 			return nil, invalid.Wrap("fit samples", err)
 		}
 	}
-	evalBatch := cfg.Speed.EvalBatchSize
-	if evalBatch == 0 {
-		evalBatch = 4 * cfg.BatchSize
-	}
+	evalBatch := cfg.Speed.evalBatch(cfg.Device, cfg.BatchSize)
+	pool := torch.NewWorkers(cfg.Speed.workerCount(cfg.Device, torch.NumThreads()))
+	defer pool.Close()
+	par := parallelism{pool}
 	bottomNorm, topNorm := normOf(r.Bottom, r.Test), normOf(r.Top, r.Test)
 	inOrder := func(ds *datasets.Dataset, norm [2][]float64) (*data.Loader, error) {
 		return data.NewLoader(ds, data.Config{BatchSize: evalBatch, Device: cfg.Device, Mean: norm[0], Std: norm[1]})
@@ -163,7 +163,7 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 	// --- the caches, filled at the first cut to do, in the order of priority
 	// for the memory budget: fitting images (every epoch), test, the rest.
 	budget := &MemoryBudget{Limit: cfg.Speed.MemoryBudget}
-	copts := CacheOptions{Off: cfg.Speed.NoCache, Budget: budget, Batch: evalBatch}
+	copts := CacheOptions{Off: cfg.Speed.NoCache, Budget: budget, Batch: evalBatch, Workers: pool}
 	if cfg.Speed.HalfCache {
 		copts.DType = torch.Float16
 	}
@@ -210,34 +210,34 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 		}
 	}
 
-	// --- the halves' own accuracies: the top in one pass, the bottom from the
-	// pass that fills the test cache at the first cut.
-	topTest, err := inOrder(r.Test, topNorm)
-	if err != nil {
-		return nil, err
-	}
-	topAcc, err := evaluate.Accuracy(topF.Forward, topTest, cfg.Progress, "top model accuracy")
+	// --- the top's own accuracy in one pass over the test images (a cache
+	// that keeps nothing: its rows are computed from the images to the top's
+	// first cut, and the top runs on from there).
+	topAcc, err := func() (float64, error) {
+		o := copts
+		o.Off, o.Budget = true, nil
+		l, err := inOrder(r.Test, topNorm)
+		if err != nil {
+			return 0, err
+		}
+		c, err := NewActivationCache(topF, l, o)
+		if err != nil {
+			return 0, err
+		}
+		defer c.Free()
+		first := topF.CutPoints()[0]
+		if err := c.At(first, nil); err != nil {
+			return 0, err
+		}
+		return accuracyCached(func(h *torch.Tensor) *torch.Tensor { return topF.ForwardFrom(h, first) }, c, par, cfg.Progress, "top model accuracy")
+	}()
 	if err != nil {
 		return nil, fmt.Errorf("top model accuracy: %w", err)
 	}
+	// The bottom's own accuracy, from the test cache at the first cut to do;
+	// it means something only when the bottom's classes are the data's.
 	var bottomAcc *float64
-	var bottomCorrect int64
-	var onFirst func(h *torch.Tensor, start int) error
-	// The bottom's own accuracy means something only when its classes are the data's.
-	if r.Bottom.Net.HasClassifier() && r.Bottom.Meta.Classes == r.Test.Classes {
-		first := todo[0]
-		onFirst = func(h *torch.Tensor, start int) error {
-			n, err := h.Size(0)
-			if err != nil {
-				return err
-			}
-			y := testC.Labels(start, int(n))
-			defer y.Free()
-			c, err := evaluate.Correct(bottomF.ForwardFrom(h, first), y)
-			bottomCorrect += c
-			return err
-		}
-	}
+	wantBottomAcc := r.Bottom.Net.HasClassifier() && r.Bottom.Meta.Classes == r.Test.Classes
 
 	for i, cut := range cuts {
 		row := rowFor(cut)
@@ -253,26 +253,25 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 		tag := fmt.Sprintf("[%d/%d] %s", i+1, len(cuts), cut)
 		bar := cfg.Progress.Start(tag+" bottom and top activations", "caches", len(caches))
 		for _, c := range caches {
-			var hook func(*torch.Tensor, int) error
-			if c == testC && onFirst != nil {
-				hook = onFirst
-			}
-			if err := c.At(cut, hook); err != nil {
+			if err := c.At(cut, nil); err != nil {
 				return rows, fmt.Errorf("cut %s: %w", cut, err)
-			}
-			if hook != nil {
-				a := evaluate.Percent(bottomCorrect, int64(testC.N()))
-				bottomAcc, onFirst = &a, nil
 			}
 			bar.Add(1)
 		}
 		bar.End()
+		if wantBottomAcc && bottomAcc == nil {
+			a, err := accuracyCached(func(h *torch.Tensor) *torch.Tensor { return bottomF.ForwardFrom(h, cut) }, testC, par, cfg.Progress, tag+" bottom model accuracy")
+			if err != nil {
+				return rows, fmt.Errorf("bottom model accuracy: %w", err)
+			}
+			bottomAcc = &a
+		}
 		row.TopAcc, row.BottomAcc = topAcc, bottomAcc
 		fitFrom := fitC // with FitAugment the fit runs the bottom on each batch
 		if cfg.FitAugment {
 			fitFrom = nil
 		}
-		if err := r.stitchCached(&row, cut, bottomShapes[cut], topShapes[cut], topF, fit, fitInputs(fitFrom, bottomF, cut), fitC, testC, lsIndex, lsT, ckaT, tag); err != nil {
+		if err := r.stitchCached(&row, cut, bottomShapes[cut], topShapes[cut], topF, fit, fitInputs(fitFrom, bottomF, cut), fitC, testC, lsIndex, lsT, ckaT, par, tag); err != nil {
 			return rows, fmt.Errorf("cut %s: %w", cut, err)
 		}
 		row.Seconds = time.Since(start).Seconds()
@@ -294,7 +293,7 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 // fitIn gives each fitting batch's bottom activations (fitInputs); the
 // least-squares start (lsT not nil) reads the bottom's activations of
 // fitting images lsIndex (nil: all) from fitC.
-func (r *Runner) stitchCached(row *results.Row, cut string, in, out []int64, topF *Frozen, fit *data.Loader, fitIn func(*data.Batch) *torch.Tensor, fitC, testC *ActivationCache, lsIndex []int, lsT, ckaT *ActivationCache, tag string) error {
+func (r *Runner) stitchCached(row *results.Row, cut string, in, out []int64, topF *Frozen, fit *data.Loader, fitIn func(*data.Batch) *torch.Tensor, fitC, testC *ActivationCache, lsIndex []int, lsT, ckaT *ActivationCache, par parallelism, tag string) error {
 	cfg := r.Config
 	if err := torch.ManualSeed(uint64(cfg.Seed)); err != nil {
 		return err
@@ -307,25 +306,24 @@ func (r *Runner) stitchCached(row *results.Row, cut string, in, out []int64, top
 	if err := nn.ToDevice(layer, cfg.Device); err != nil {
 		return err
 	}
-	stitched := func(h *torch.Tensor) *torch.Tensor {
-		return topF.ForwardFrom(layer.Forward(h), cut)
-	}
+	top := func(z *torch.Tensor) *torch.Tensor { return topF.ForwardFrom(z, cut) }
+	stitched := func(h *torch.Tensor) *torch.Tensor { return top(layer.Forward(h)) }
 	if lsT != nil {
 		if err := leastSquaresCached(layer, fitC, lsIndex, lsT, cfg.Progress, tag+" least squares"); err != nil {
 			return err
 		}
 		nn.SetTraining(layer, false)
-		acc, err := accuracyCached(stitched, testC, cfg.Speed.EvalBatchSize, cfg.BatchSize, cfg.Progress, tag+" direct match")
+		acc, err := accuracyCached(stitched, testC, par, cfg.Progress, tag+" direct match")
 		if err != nil {
 			return err
 		}
 		row.DirectAcc = &acc
 	}
-	if err := fitCached(layer, stitched, fit, fitIn, FitConfig{Epochs: cfg.Epochs, LR: cfg.LR}, cfg.Progress, tag+" fit"); err != nil {
+	if err := fitCached(layer, top, fit, fitIn, FitConfig{Epochs: cfg.Epochs, LR: cfg.LR}, par, cfg.Progress, tag+" fit"); err != nil {
 		return err
 	}
 	nn.SetTraining(layer, false)
-	if row.StitchedAcc, err = accuracyCached(stitched, testC, cfg.Speed.EvalBatchSize, cfg.BatchSize, cfg.Progress, tag+" test"); err != nil {
+	if row.StitchedAcc, err = accuracyCached(stitched, testC, par, cfg.Progress, tag+" test"); err != nil {
 		return err
 	}
 	row.Penalty = row.TopAcc - row.StitchedAcc
@@ -383,46 +381,54 @@ func leastSquaresCached(layer *Layer, bottom *ActivationCache, index []int, lsT 
 	return acc.solve(layer)
 }
 
-// accuracyCached scores forward on the test cache's activations.
-func accuracyCached(forward func(*torch.Tensor) *torch.Tensor, test *ActivationCache, evalBatch, trainBatch int, report progress.Func, stage string) (float64, error) {
-	if evalBatch < 1 {
-		evalBatch = 4 * trainBatch
+// parallelism is how RunAll shares its work between goroutines (see
+// Speed.Workers).
+type parallelism struct{ pool *torch.Workers }
+
+// accuracyCached scores forward on the test cache's activations, in batches
+// of the cache's batch size shared between par's workers.
+func accuracyCached(forward func(*torch.Tensor) *torch.Tensor, test *ActivationCache, par parallelism, report progress.Func, stage string) (float64, error) {
+	if test.N() == 0 {
+		return 0, errors.New("evaluate: no samples")
 	}
+	step := test.opts.Batch
+	nb := (test.N() + step - 1) / step
 	var correct int64
 	bar := report.Start(stage, "images", test.N())
-	err := torch.NoGrad(func() error {
-		for start := 0; start < test.N(); start += evalBatch {
-			n := min(evalBatch, test.N()-start)
+	err := inOrder(nb, par.pool, false, func(b int) (int64, error) {
+		var c int64
+		err := torch.NoGrad(func() error {
+			start := b * step
+			n := min(step, test.N()-start)
 			// Everything computed from h and y joins the batch's scope and
 			// is freed now, not left to the garbage collector's cleanups
 			// (which let the process grow by gigabytes per cut).
 			s := torch.NewScope()
+			defer s.Close()
 			h := s.Track(test.Range(start, n))
 			y := s.Track(test.Labels(start, n))
-			c, err := evaluate.Correct(forward(h), y)
-			s.Close()
-			if err != nil {
-				return err
-			}
-			correct += c
-			bar.Add(n)
-		}
+			var err error
+			c, err = evaluate.Correct(s.Track(forward(h)), y)
+			return err
+		})
+		return c, err
+	}, func(b int, c int64) error {
+		correct += c
+		bar.Add(min(step, test.N()-b*step))
 		return nil
-	})
+	}, func(int64) {})
 	if err != nil {
 		return 0, err
 	}
 	bar.End()
-	if test.N() == 0 {
-		return 0, errors.New("evaluate: no samples")
-	}
 	return evaluate.Percent(correct, int64(test.N())), nil
 }
 
 // fitCached is Fit with the bottom's activations of each batch given by fitIn
 // (see fitInputs): the loader gives each batch's images and labels in the
-// order Fit would see them.
-func fitCached(layer *Layer, stitched func(*torch.Tensor) *torch.Tensor, loader *data.Loader, fitIn func(*data.Batch) *torch.Tensor, cfg FitConfig, report progress.Func, stage string) error {
+// order Fit would see them. top runs the frozen top from the cut; each
+// batch's loss is splitLoss's, shared between par's workers.
+func fitCached(layer *Layer, top func(*torch.Tensor) *torch.Tensor, loader *data.Loader, fitIn func(*data.Batch) *torch.Tensor, cfg FitConfig, par parallelism, report progress.Func, stage string) error {
 	params := nn.Parameters(layer)
 	opt, err := optim.NewAdam(optim.Params(params, cfg.LR, 0), optim.AdamConfig{})
 	if err != nil {
@@ -442,8 +448,8 @@ func fitCached(layer *Layer, stitched func(*torch.Tensor) *torch.Tensor, loader 
 			if err != nil {
 				return err
 			}
-			h := fitIn(b)
-			err = step(loop.Batch{Loss: torch.CrossEntropy(stitched(h), b.Y, 0, torch.ReduceMean), N: b.Len()})
+			z := layer.Forward(fitIn(b))
+			err = step(loop.Batch{Loss: splitLoss(z, b.Y, top, par), N: b.Len()})
 			b.Close()
 			if err != nil {
 				return err
@@ -455,4 +461,64 @@ func fitCached(layer *Layer, stitched func(*torch.Tensor) *torch.Tensor, loader 
 		return fmt.Errorf("fitting the stitching layer: %w", err)
 	}
 	return nil
+}
+
+// splitLoss is the batch's mean cross-entropy of top(z) against labels y,
+// with the frozen top's forward and backward passes shared between par's
+// workers. z is the stitching layer's output (its graph reaches the layer's
+// parameters; the layer itself runs once, on the whole batch, so its batch
+// norms see the whole batch). Each worker runs the top on its part of the
+// batch from a detached copy of z and back-propagates its share of the mean
+// into that copy; the returned loss has the summed value and back-propagates
+// the gathered gradient into z, so loss.Backward() reaches the layer as if
+// the top had run on the whole batch (equal up to float rounding). With one
+// worker it is the plain loss.
+func splitLoss(z, y *torch.Tensor, top func(*torch.Tensor) *torch.Tensor, par parallelism) *torch.Tensor {
+	n, err := z.Size(0)
+	if err != nil {
+		return torch.ErrTensor(err)
+	}
+	workers := par.pool.N()
+	if workers <= 1 || n < int64(workers) {
+		return torch.CrossEntropy(top(z), y, 0, torch.ReduceMean)
+	}
+	zd := z.Detach()
+	part := (n + int64(workers) - 1) / int64(workers)
+	grads := make([]*torch.Tensor, workers)
+	losses := make([]float64, workers)
+	err = par.pool.Run(true, func(w int) error {
+		start := int64(w) * part
+		m := min(part, n-start)
+		zw := zd.Narrow(0, start, m).Detach()
+		if err := zw.SetRequiresGrad(true); err != nil {
+			return err
+		}
+		yw := y.Narrow(0, start, m)
+		lw := torch.CrossEntropy(top(zw), yw, 0, torch.ReduceSum).DivScalar(float64(n))
+		if err := lw.Backward(); err != nil {
+			return err
+		}
+		v, err := lw.Item()
+		if err != nil {
+			return err
+		}
+		g := zw.Grad()
+		if g == nil {
+			return fmt.Errorf("stitch: no gradient reached the top's input")
+		}
+		losses[w], grads[w] = v, g
+		return g.Err()
+	})
+	if err != nil {
+		return torch.ErrTensor(err)
+	}
+	var total float64
+	for _, v := range losses {
+		total += v
+	}
+	g := torch.Cat(grads, 0)
+	// surrogate = Σ z·g − (Σ z·g, detached) + total: its value is total and
+	// its gradient with respect to z is g.
+	dot := z.Mul(g).Sum()
+	return dot.Sub(dot.Detach()).AddScalar(total)
 }

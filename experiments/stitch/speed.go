@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"modelstitch/experiments/invalid"
+	"modelstitch/torch"
 )
 
 // Speed switches the optimisations of RunAll, each on by default; the zero
@@ -23,8 +24,16 @@ type Speed struct {
 	// HalfCache stores cached activations as float16 (half the memory).
 	HalfCache bool
 	// EvalBatchSize is the batch size of evaluation and of filling caches
-	// (0: 4 × the training batch size).
+	// (0: the training batch size on the CPU, where small batches stay in
+	// the processor's caches, and 4 × it on CUDA).
 	EvalBatchSize int
+	// Workers is how many goroutines share evaluation, cache filling and
+	// the top's half of every fitting batch, each with its share of the
+	// libtorch threads (at least one): 0 means one per libtorch thread on
+	// the CPU and 1 on CUDA; 1 runs everything on one goroutine with all
+	// the threads. Results depend on it only by float rounding in fitting
+	// (the batch's halves are summed in a fixed order).
+	Workers int
 	// MemoryBudget caps the bytes of cached activations (0: no cap); a cache
 	// that does not fit recomputes its activations from the images instead.
 	MemoryBudget int64
@@ -35,10 +44,39 @@ func (s Speed) Validate() error {
 	switch {
 	case s.EvalBatchSize < 0:
 		return invalid.Errorf("eval batch size", "must be ≥ 0, got %d", s.EvalBatchSize)
+	case s.Workers < 0:
+		return invalid.Errorf("workers", "must be ≥ 0, got %d", s.Workers)
 	case s.MemoryBudget < 0:
 		return invalid.Errorf("memory budget", "must be ≥ 0, got %d", s.MemoryBudget)
 	}
 	return nil
+}
+
+// workerCount returns the workers and libtorch threads each for device d
+// (see Workers), given the libtorch threads the process runs with.
+func (s Speed) workerCount(d torch.Device, threads int) (workers, threadsEach int) {
+	switch {
+	case s.Workers > 0:
+		workers = s.Workers
+	case d.Type == torch.DeviceCUDA:
+		workers = 1
+	default:
+		workers = max(threads, 1)
+	}
+	return workers, max(1, threads/workers)
+}
+
+// evalBatch returns the batch size of evaluation and cache filling on
+// device d for training batches of trainBatch (see EvalBatchSize).
+func (s Speed) evalBatch(d torch.Device, trainBatch int) int {
+	switch {
+	case s.EvalBatchSize > 0:
+		return s.EvalBatchSize
+	case d.Type == torch.DeviceCUDA:
+		return 4 * trainBatch
+	default:
+		return trainBatch
+	}
 }
 
 // ParseBytes reads a byte count such as 2GiB, 512MiB, 1.5G, 800M or 1000000
