@@ -30,33 +30,58 @@ func rows(t *torch.Tensor) *torch.Tensor {
 
 // add accumulates one batch of bottom activations x and top activations y.
 func (a *lstsq) add(x, y *torch.Tensor) error {
-	xr := rows(x)
-	yr := rows(y)
+	p, err := normalProducts(x, y)
+	if err != nil {
+		return err
+	}
+	defer p.free()
+	return a.addProducts(p)
+}
+
+// products is one batch's share of the normal equations: XᵀX and XᵀY of the
+// batch's rows, X with the constant column.
+type products struct{ xtx, xty *torch.Tensor }
+
+func (p products) free() { torch.FreeAll(p.xtx, p.xty) }
+
+// normalProducts computes one batch's products (freed by the caller). It
+// reads only its arguments, so batches may be computed side by side.
+func normalProducts(x, y *torch.Tensor) (products, error) {
+	s := torch.NewScope()
+	defer s.Close()
+	xr := s.Track(rows(x))
+	yr := s.Track(rows(y))
 	ones := xr.Narrow(1, 0, 1).OnesLike()
 	aug := torch.Cat([]*torch.Tensor{xr, ones}, 1)
-	xtx := aug.T().Mm(aug)
-	xty := aug.T().Mm(yr)
-	if err := torch.FirstError(xtx, xty); err != nil {
-		return err
+	p := products{s.Keep(aug.T().Mm(aug)), s.Keep(aug.T().Mm(yr))}
+	if err := torch.FirstError(p.xtx, p.xty); err != nil {
+		p.free()
+		return products{}, err
 	}
+	return p, nil
+}
+
+// addProducts adds one batch's products to the sums (in the order batches
+// are added, so the sums do not depend on who computed them).
+func (a *lstsq) addProducts(p products) error {
 	if a.xtx == nil {
-		c1, err := xr.Size(1)
+		c1, err := p.xtx.Size(0)
 		if err != nil {
 			return err
 		}
-		c2, err := yr.Size(1)
+		c2, err := p.xty.Size(1)
 		if err != nil {
 			return err
 		}
-		a.c1, a.c2 = c1, c2
-		a.xtx = xtx.Detach().Clone().Escape()
-		a.xty = xty.Detach().Clone().Escape()
+		a.c1, a.c2 = c1-1, c2
+		a.xtx = p.xtx.Detach().Clone().Escape()
+		a.xty = p.xty.Detach().Clone().Escape()
 		return torch.FirstError(a.xtx, a.xty)
 	}
-	if err := a.xtx.AddInPlace(xtx); err != nil {
+	if err := a.xtx.AddInPlace(p.xtx); err != nil {
 		return err
 	}
-	return a.xty.AddInPlace(xty)
+	return a.xty.AddInPlace(p.xty)
 }
 
 func (a *lstsq) free() { torch.FreeAll(a.xtx, a.xty) }

@@ -309,7 +309,7 @@ func (r *Runner) stitchCached(row *results.Row, cut string, in, out []int64, top
 	top := func(z *torch.Tensor) *torch.Tensor { return topF.ForwardFrom(z, cut) }
 	stitched := func(h *torch.Tensor) *torch.Tensor { return top(layer.Forward(h)) }
 	if lsT != nil {
-		if err := leastSquaresCached(layer, fitC, lsIndex, lsT, cfg.Progress, tag+" least squares"); err != nil {
+		if err := leastSquaresCached(layer, fitC, lsIndex, lsT, par, cfg.Progress, tag+" least squares"); err != nil {
 			return err
 		}
 		nn.SetTraining(layer, false)
@@ -345,16 +345,21 @@ func (r *Runner) stitchCached(row *results.Row, cut string, in, out []int64, top
 
 // leastSquaresCached is LeastSquaresInit on cached bottom and top (lsT)
 // activations at the caches' cut: image i of lsT is image index[i] of the
-// bottom's cache (index nil: image i).
-func leastSquaresCached(layer *Layer, bottom *ActivationCache, index []int, lsT *ActivationCache, report progress.Func, stage string) error {
+// bottom's cache (index nil: image i). The batches' products are computed by
+// par's workers and summed in batch order, as one worker would.
+func leastSquaresCached(layer *Layer, bottom *ActivationCache, index []int, lsT *ActivationCache, par parallelism, report progress.Func, stage string) error {
 	var acc lstsq
 	defer acc.free()
 	bar := report.Start(stage, "images", lsT.N())
 	step := lsT.opts.Batch
-	err := torch.NoGrad(func() error {
-		for start := 0; start < lsT.N(); start += step {
+	nb := (lsT.N() + step - 1) / step
+	err := inOrder(nb, par.pool, false, func(b int) (products, error) {
+		var p products
+		err := torch.NoGrad(func() error {
+			start := b * step
 			n := min(step, lsT.N()-start)
-			s := torch.NewScope() // frees the batch's intermediates too
+			s := torch.NewScope()
+			defer s.Close()
 			var x *torch.Tensor
 			if index != nil {
 				x = s.Track(bottom.Rows(index[start : start+n]))
@@ -362,18 +367,22 @@ func leastSquaresCached(layer *Layer, bottom *ActivationCache, index []int, lsT 
 				x = s.Track(bottom.Range(start, n))
 			}
 			y := s.Track(lsT.Range(start, n))
-			err := torch.FirstError(x, y)
-			if err == nil {
-				err = acc.add(x, y)
-			}
-			s.Close()
-			if err != nil {
+			if err := torch.FirstError(x, y); err != nil {
 				return err
 			}
-			bar.Add(n)
+			var err error
+			p, err = normalProducts(x, y)
+			return err
+		})
+		return p, err
+	}, func(b int, p products) error {
+		defer p.free()
+		if err := acc.addProducts(p); err != nil {
+			return err
 		}
+		bar.Add(min(step, lsT.N()-b*step))
 		return nil
-	})
+	}, products.free)
 	if err != nil {
 		return fmt.Errorf("least-squares init: %w", err)
 	}
