@@ -74,8 +74,9 @@ func (a *lstsq) addProducts(p products) error {
 			return err
 		}
 		a.c1, a.c2 = c1-1, c2
-		a.xtx = p.xtx.Detach().Clone().Escape()
-		a.xty = p.xty.Detach().Clone().Escape()
+		// p's tensors are in no scope and carry no graph (products are
+		// computed without gradients): copies of them are the sums.
+		a.xtx, a.xty = p.xtx.Clone(), p.xty.Clone()
 		return torch.FirstError(a.xtx, a.xty)
 	}
 	if err := a.xtx.AddInPlace(p.xtx); err != nil {
