@@ -143,9 +143,6 @@ func TestCommittedRowsStayUnits(t *testing.T) {
 		"stitch/random~s1/stem/s0-da22b531": true, "stitch/random~s1/layer1.1/s0-42520b64": true,
 		"stitch/random~s1/layer2.1/s0-437b4457": true, "stitch/random~s1/layer3.1/s0-742da16b": true,
 		"stitch/random~s1/layer4.1/s0-28b391aa": true,
-		// The linear probe of the SimCLR backbone fit on the old shipped
-		// backbone: a probe's identity now includes its checkpoint's content.
-		"train/simclr-probe-0181bdf1": true,
 	}
 	for _, r := range recs.All() {
 		if _, ok := p.Unit(r.Unit); !ok && !replaced[r.Unit] {
