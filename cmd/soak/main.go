@@ -10,16 +10,15 @@
 package main
 
 import (
-	"bufio"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"time"
 
+	"modelstitch/experiments/budget"
 	"modelstitch/experiments/progress"
 	"modelstitch/experiments/splits"
 	"modelstitch/experiments/train"
@@ -85,7 +84,7 @@ func run(steps, every, batch, samples int, width float64, threads int, goal floa
 		}
 		runtime.GC() // tensors only the Go collector would free are not a leak
 		runtime.GC()
-		s := sample{step: step, rss: rss(), liveTensor: torch.LiveTensors(), at: time.Since(start)}
+		s := sample{step: step, rss: budget.ResidentBytes(), liveTensor: torch.LiveTensors(), at: time.Since(start)}
 		got = append(got, s)
 		fmt.Printf("step %6d  RSS %7.1f MiB  live tensors %6d  (%s)\n", s.step, float64(s.rss)/(1<<20), s.liveTensor, s.at.Round(time.Second))
 	}
@@ -106,21 +105,4 @@ func run(steps, every, batch, samples int, width float64, threads int, goal floa
 		return fmt.Errorf("memory grew: drift %+.2f %%, live tensors %+d", drift, last.liveTensor-first.liveTensor)
 	}
 	return nil
-}
-
-// rss is the process's resident set size in bytes (VmRSS), 0 if unknown.
-func rss() int64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if rest, ok := strings.CutPrefix(s.Text(), "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			return kb * 1024
-		}
-	}
-	return 0
 }

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -52,23 +50,6 @@ func TestResourceFlagsRefusedBeforeWork(t *testing.T) {
 			}
 		}
 	}
-}
-
-// vmSize is this process's virtual size in bytes (0 if unknown).
-func vmSize() uint64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if rest, ok := strings.CutPrefix(s.Text(), "VmSize:"); ok {
-			kb, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			return kb * 1024
-		}
-	}
-	return 0
 }
 
 // TestHugeNetworksRefused: --width 1e6 with real data (train, and probe's

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"modelstitch/experiments/budget"
 	"os"
 	"os/exec"
 	"strconv"
@@ -32,7 +33,7 @@ func TestMain(m *testing.M) {
 		if s := os.Getenv(childASEnv); s != "" {
 			n, err := strconv.ParseUint(s, 10, 64)
 			if err == nil {
-				n += vmSize() // libtorch maps gigabytes at start, more on some machines than others
+				n += uint64(budget.VirtualBytes()) // libtorch maps gigabytes at start, more on some machines than others
 				err = syscall.Setrlimit(syscall.RLIMIT_AS, &syscall.Rlimit{Cur: n, Max: n})
 			}
 			if err != nil {

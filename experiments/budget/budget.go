@@ -57,6 +57,20 @@ func Available() Limit {
 }
 
 // procField reads the number after key in a /proc file of "key: N kB" lines.
+// ResidentBytes returns this process's resident set size (VmRSS in
+// /proc/self/status), or 0 where the system does not say.
+func ResidentBytes() int64 {
+	kb, _ := procField("/proc/self/status", "VmRSS:")
+	return int64(kb) * 1024
+}
+
+// VirtualBytes returns this process's virtual size (VmSize in
+// /proc/self/status), or 0 where the system does not say.
+func VirtualBytes() int64 {
+	kb, _ := procField("/proc/self/status", "VmSize:")
+	return int64(kb) * 1024
+}
+
 func procField(path, key string) (float64, bool) {
 	f, err := os.Open(path)
 	if err != nil {

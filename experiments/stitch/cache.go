@@ -146,24 +146,18 @@ func (c *ActivationCache) Labels(start, n int) *torch.Tensor {
 // runs only the stages in between, writing the new activations over the old
 // ones when they take no more memory per image (a batch's new rows then
 // cover only old rows already read), so that moving on never holds two
-// copies; otherwise it starts from the images. onBatch, when not nil, sees
-// each new batch of activations at cut with the index of its first image (to
-// reuse the pass, e.g. for the bottom's own accuracy); it must not keep them.
-// With caching off or over budget, the cache keeps none and only onBatch sees
-// them (nothing runs when onBatch is nil).
-func (c *ActivationCache) At(cut string, onBatch func(h *torch.Tensor, start int) error) error {
-	if cut == c.cut && onBatch == nil {
+// copies; otherwise it starts from the images. With caching off or over
+// budget, the cache keeps none: requests then recompute them from the images.
+func (c *ActivationCache) At(cut string) error {
+	if cut == c.cut {
 		return nil
-	}
-	if cut == c.cut && c.acts != nil {
-		return c.visit(onBatch)
 	}
 	from, src := "", c.images
 	if c.acts != nil && c.before(c.cut, cut) {
 		from, src = c.cut, c.acts
 	}
 	keep := !c.opts.Off
-	if onBatch == nil && !keep {
+	if !keep {
 		c.drop()
 		c.cut = cut
 		return nil
@@ -244,15 +238,12 @@ func (c *ActivationCache) At(cut string, onBatch func(h *torch.Tensor, start int
 				return err
 			}
 		}
-		if onBatch != nil {
-			return torch.NoGrad(func() error { return onBatch(h, start) })
-		}
 		if !keep {
 			return errNothingToKeep
 		}
 		return nil
 	}
-	err := inOrder(nb, c.opts.Workers, false, compute, consume, freeTensor)
+	err := inOrder(nb, c.opts.Workers, compute, consume, freeTensor)
 	if errors.Is(err, errNothingToKeep) {
 		err = nil
 	}
@@ -282,28 +273,8 @@ func (c *ActivationCache) At(cut string, onBatch func(h *torch.Tensor, start int
 }
 
 // errNothingToKeep ends At's pass early: the budget has no room for the
-// activations and no onBatch wants them.
+// activations.
 var errNothingToKeep = errors.New("stitch: activation cache: nothing to keep")
-
-// visit shows onBatch the stored activations batch by batch.
-func (c *ActivationCache) visit(onBatch func(h *torch.Tensor, start int) error) error {
-	return torch.NoGrad(func() error {
-		for start := 0; start < c.n; start += c.opts.Batch {
-			m := min(c.opts.Batch, c.n-start)
-			s := torch.NewScope()
-			h := s.Track(c.Range(start, m))
-			err := h.Err()
-			if err == nil {
-				err = onBatch(h, start)
-			}
-			s.Close()
-			if err != nil {
-				return fmt.Errorf("stitch: activations at %s: %w", c.cut, err)
-			}
-		}
-		return nil
-	})
-}
 
 // before reports whether cut a comes before b in the network ("" comes first).
 func (c *ActivationCache) before(a, b string) bool {

@@ -59,7 +59,7 @@ func TestActivationCacheMatchesDirect(t *testing.T) {
 		}
 		var store *torch.Tensor
 		for _, cut := range []string{"stem", "layer1.1", "layer2.0", "layer4.1", "pool"} {
-			if err := c.At(cut, nil); err != nil {
+			if err := c.At(cut); err != nil {
 				t.Fatalf("%s %s: %v", tc.name, cut, err)
 			}
 			// Activations shrink (or stay) from cut to cut here: each

@@ -14,9 +14,9 @@ import (
 // no locks and comes out the same for any number of workers. A worker is at
 // most one batch ahead of consume. After the first error nothing new starts,
 // the results not consumed go to drop, and the error is returned (the
-// earliest batch's, when several fail). grad is the workers' gradient mode.
+// earliest batch's, when several fail). The workers run without gradients.
 // With nil workers everything runs on the calling goroutine.
-func inOrder[T any](nb int, pool *torch.Workers, grad bool, compute func(b int) (T, error), consume func(b int, v T) error, drop func(T)) error {
+func inOrder[T any](nb int, pool *torch.Workers, compute func(b int) (T, error), consume func(b int, v T) error, drop func(T)) error {
 	workers := pool.N()
 	if workers <= 1 || nb <= 1 {
 		for b := range nb {
@@ -43,7 +43,7 @@ func inOrder[T any](nb int, pool *torch.Workers, grad bool, compute func(b int) 
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		_ = pool.Run(grad, func(w int) error {
+		_ = pool.Run(false, func(w int) error {
 			defer close(out[w])
 			for b := w; b < nb; b += workers {
 				select {

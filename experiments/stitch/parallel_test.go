@@ -17,7 +17,7 @@ func TestInOrderConsumesInOrder(t *testing.T) {
 		pool := torch.NewWorkers(workers, 1)
 		defer pool.Close()
 		var got []int
-		err := inOrder(20, pool, false, func(b int) (int, error) { return b * b, nil },
+		err := inOrder(20, pool, func(b int) (int, error) { return b * b, nil },
 			func(b, v int) error {
 				if v != b*b {
 					t.Errorf("workers %d: batch %d got %d", workers, b, v)
@@ -39,7 +39,7 @@ func TestInOrderConsumesInOrder(t *testing.T) {
 
 		boom := errors.New("boom")
 		var computed, consumed, dropped atomic.Int64
-		err = inOrder(40, pool, false, func(b int) (int, error) {
+		err = inOrder(40, pool, func(b int) (int, error) {
 			computed.Add(1)
 			if b == 7 {
 				return 0, boom

@@ -66,7 +66,7 @@ func TestAugmentedFitSeesNewInputsEachEpoch(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cache.Free()
-	if err := cache.At(cut, nil); err != nil {
+	if err := cache.At(cut); err != nil {
 		t.Fatal(err)
 	}
 	// seen runs one epoch of a fit's inputs and returns each image's activations by index.

@@ -55,10 +55,13 @@ func fastSupported(cfg Config) string {
 //     on each fitting batch instead (the other caches stay);
 //   - the top's own activations for the least-squares targets and CKA are
 //     carried cut to cut the same way, and its accuracy takes one pass;
-//   - the bottom's own accuracy comes from the pass that fills the test cache;
+//   - the bottom's own accuracy is read from the test cache at the first cut;
 //   - the frozen halves' batch norms are folded into their convolutions
 //     (NoFoldBN keeps them);
-//   - evaluation runs in batches of EvalBatchSize.
+//   - evaluation runs in batches of EvalBatchSize;
+//   - evaluation, cache filling, the least-squares products and the top's
+//     half of every fitting batch are shared between Workers single-threaded
+//     goroutines (torch.Workers; docs/speed.md).
 //
 // Batch statistics (FrozenBN "train") make the frozen halves' activations
 // depend on the batch; RunAll then returns Run's plain path.
@@ -103,9 +106,8 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 	evalBatch := cfg.Speed.evalBatch(cfg.Device, cfg.BatchSize)
 	pool := torch.NewWorkers(cfg.Speed.workerCount(cfg.Device, torch.NumThreads()))
 	defer pool.Close()
-	par := parallelism{pool}
 	bottomNorm, topNorm := normOf(r.Bottom, r.Test), normOf(r.Top, r.Test)
-	inOrder := func(ds *datasets.Dataset, norm [2][]float64) (*data.Loader, error) {
+	orderedLoader := func(ds *datasets.Dataset, norm [2][]float64) (*data.Loader, error) {
 		return data.NewLoader(ds, data.Config{BatchSize: evalBatch, Device: cfg.Device, Mean: norm[0], Std: norm[1]})
 	}
 	// The batches' order and labels (and, with FitAugment, their images).
@@ -174,7 +176,7 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 		}
 	}()
 	newCache := func(net *Frozen, ds *datasets.Dataset, norm [2][]float64, o CacheOptions) (*ActivationCache, error) {
-		l, err := inOrder(ds, norm)
+		l, err := orderedLoader(ds, norm)
 		if err != nil {
 			return nil, err
 		}
@@ -216,7 +218,7 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 	topAcc, err := func() (float64, error) {
 		o := copts
 		o.Off, o.Budget = true, nil
-		l, err := inOrder(r.Test, topNorm)
+		l, err := orderedLoader(r.Test, topNorm)
 		if err != nil {
 			return 0, err
 		}
@@ -226,10 +228,10 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 		}
 		defer c.Free()
 		first := topF.CutPoints()[0]
-		if err := c.At(first, nil); err != nil {
+		if err := c.At(first); err != nil {
 			return 0, err
 		}
-		return accuracyCached(func(h *torch.Tensor) *torch.Tensor { return topF.ForwardFrom(h, first) }, c, par, cfg.Progress, "top model accuracy")
+		return accuracyCached(func(h *torch.Tensor) *torch.Tensor { return topF.ForwardFrom(h, first) }, c, pool, cfg.Progress, "top model accuracy")
 	}()
 	if err != nil {
 		return nil, fmt.Errorf("top model accuracy: %w", err)
@@ -253,14 +255,14 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 		tag := fmt.Sprintf("[%d/%d] %s", i+1, len(cuts), cut)
 		bar := cfg.Progress.Start(tag+" bottom and top activations", "caches", len(caches))
 		for _, c := range caches {
-			if err := c.At(cut, nil); err != nil {
+			if err := c.At(cut); err != nil {
 				return rows, fmt.Errorf("cut %s: %w", cut, err)
 			}
 			bar.Add(1)
 		}
 		bar.End()
 		if wantBottomAcc && bottomAcc == nil {
-			a, err := accuracyCached(func(h *torch.Tensor) *torch.Tensor { return bottomF.ForwardFrom(h, cut) }, testC, par, cfg.Progress, tag+" bottom model accuracy")
+			a, err := accuracyCached(func(h *torch.Tensor) *torch.Tensor { return bottomF.ForwardFrom(h, cut) }, testC, pool, cfg.Progress, tag+" bottom model accuracy")
 			if err != nil {
 				return rows, fmt.Errorf("bottom model accuracy: %w", err)
 			}
@@ -271,7 +273,7 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 		if cfg.FitAugment {
 			fitFrom = nil
 		}
-		if err := r.stitchCached(&row, cut, bottomShapes[cut], topShapes[cut], topF, fit, fitInputs(fitFrom, bottomF, cut), fitC, testC, lsIndex, lsT, ckaT, par, tag); err != nil {
+		if err := r.stitchCached(&row, cut, bottomShapes[cut], topShapes[cut], topF, fit, fitInputs(fitFrom, bottomF, cut), fitC, testC, lsIndex, lsT, ckaT, pool, tag); err != nil {
 			return rows, fmt.Errorf("cut %s: %w", cut, err)
 		}
 		row.Seconds = time.Since(start).Seconds()
@@ -293,7 +295,7 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 // fitIn gives each fitting batch's bottom activations (fitInputs); the
 // least-squares start (lsT not nil) reads the bottom's activations of
 // fitting images lsIndex (nil: all) from fitC.
-func (r *Runner) stitchCached(row *results.Row, cut string, in, out []int64, topF *Frozen, fit *data.Loader, fitIn func(*data.Batch) *torch.Tensor, fitC, testC *ActivationCache, lsIndex []int, lsT, ckaT *ActivationCache, par parallelism, tag string) error {
+func (r *Runner) stitchCached(row *results.Row, cut string, in, out []int64, topF *Frozen, fit *data.Loader, fitIn func(*data.Batch) *torch.Tensor, fitC, testC *ActivationCache, lsIndex []int, lsT, ckaT *ActivationCache, pool *torch.Workers, tag string) error {
 	cfg := r.Config
 	if err := torch.ManualSeed(uint64(cfg.Seed)); err != nil {
 		return err
@@ -309,21 +311,21 @@ func (r *Runner) stitchCached(row *results.Row, cut string, in, out []int64, top
 	top := func(z *torch.Tensor) *torch.Tensor { return topF.ForwardFrom(z, cut) }
 	stitched := func(h *torch.Tensor) *torch.Tensor { return top(layer.Forward(h)) }
 	if lsT != nil {
-		if err := leastSquaresCached(layer, fitC, lsIndex, lsT, par, cfg.Progress, tag+" least squares"); err != nil {
+		if err := leastSquaresCached(layer, fitC, lsIndex, lsT, pool, cfg.Progress, tag+" least squares"); err != nil {
 			return err
 		}
 		nn.SetTraining(layer, false)
-		acc, err := accuracyCached(stitched, testC, par, cfg.Progress, tag+" direct match")
+		acc, err := accuracyCached(stitched, testC, pool, cfg.Progress, tag+" direct match")
 		if err != nil {
 			return err
 		}
 		row.DirectAcc = &acc
 	}
-	if err := fitCached(layer, top, fit, fitIn, FitConfig{Epochs: cfg.Epochs, LR: cfg.LR}, par, cfg.Progress, tag+" fit"); err != nil {
+	if err := fitCached(layer, top, fit, fitIn, FitConfig{Epochs: cfg.Epochs, LR: cfg.LR}, pool, cfg.Progress, tag+" fit"); err != nil {
 		return err
 	}
 	nn.SetTraining(layer, false)
-	if row.StitchedAcc, err = accuracyCached(stitched, testC, par, cfg.Progress, tag+" test"); err != nil {
+	if row.StitchedAcc, err = accuracyCached(stitched, testC, pool, cfg.Progress, tag+" test"); err != nil {
 		return err
 	}
 	row.Penalty = row.TopAcc - row.StitchedAcc
@@ -346,14 +348,14 @@ func (r *Runner) stitchCached(row *results.Row, cut string, in, out []int64, top
 // leastSquaresCached is LeastSquaresInit on cached bottom and top (lsT)
 // activations at the caches' cut: image i of lsT is image index[i] of the
 // bottom's cache (index nil: image i). The batches' products are computed by
-// par's workers and summed in batch order, as one worker would.
-func leastSquaresCached(layer *Layer, bottom *ActivationCache, index []int, lsT *ActivationCache, par parallelism, report progress.Func, stage string) error {
+// pool's workers and summed in batch order, as one worker would.
+func leastSquaresCached(layer *Layer, bottom *ActivationCache, index []int, lsT *ActivationCache, pool *torch.Workers, report progress.Func, stage string) error {
 	var acc lstsq
 	defer acc.free()
 	bar := report.Start(stage, "images", lsT.N())
 	step := lsT.opts.Batch
 	nb := (lsT.N() + step - 1) / step
-	err := inOrder(nb, par.pool, false, func(b int) (products, error) {
+	err := inOrder(nb, pool, func(b int) (products, error) {
 		var p products
 		err := torch.NoGrad(func() error {
 			start := b * step
@@ -390,13 +392,9 @@ func leastSquaresCached(layer *Layer, bottom *ActivationCache, index []int, lsT 
 	return acc.solve(layer)
 }
 
-// parallelism is how RunAll shares its work between goroutines (see
-// Speed.Workers).
-type parallelism struct{ pool *torch.Workers }
-
 // accuracyCached scores forward on the test cache's activations, in batches
-// of the cache's batch size shared between par's workers.
-func accuracyCached(forward func(*torch.Tensor) *torch.Tensor, test *ActivationCache, par parallelism, report progress.Func, stage string) (float64, error) {
+// of the cache's batch size shared between pool's workers.
+func accuracyCached(forward func(*torch.Tensor) *torch.Tensor, test *ActivationCache, pool *torch.Workers, report progress.Func, stage string) (float64, error) {
 	if test.N() == 0 {
 		return 0, errors.New("evaluate: no samples")
 	}
@@ -404,7 +402,7 @@ func accuracyCached(forward func(*torch.Tensor) *torch.Tensor, test *ActivationC
 	nb := (test.N() + step - 1) / step
 	var correct int64
 	bar := report.Start(stage, "images", test.N())
-	err := inOrder(nb, par.pool, false, func(b int) (int64, error) {
+	err := inOrder(nb, pool, func(b int) (int64, error) {
 		var c int64
 		err := torch.NoGrad(func() error {
 			start := b * step
@@ -436,8 +434,8 @@ func accuracyCached(forward func(*torch.Tensor) *torch.Tensor, test *ActivationC
 // fitCached is Fit with the bottom's activations of each batch given by fitIn
 // (see fitInputs): the loader gives each batch's images and labels in the
 // order Fit would see them. top runs the frozen top from the cut; each
-// batch's loss is splitLoss's, shared between par's workers.
-func fitCached(layer *Layer, top func(*torch.Tensor) *torch.Tensor, loader *data.Loader, fitIn func(*data.Batch) *torch.Tensor, cfg FitConfig, par parallelism, report progress.Func, stage string) error {
+// batch's loss is splitLoss's, shared between pool's workers.
+func fitCached(layer *Layer, top func(*torch.Tensor) *torch.Tensor, loader *data.Loader, fitIn func(*data.Batch) *torch.Tensor, cfg FitConfig, pool *torch.Workers, report progress.Func, stage string) error {
 	params := nn.Parameters(layer)
 	opt, err := optim.NewAdam(optim.Params(params, cfg.LR, 0), optim.AdamConfig{})
 	if err != nil {
@@ -458,7 +456,7 @@ func fitCached(layer *Layer, top func(*torch.Tensor) *torch.Tensor, loader *data
 				return err
 			}
 			z := layer.Forward(fitIn(b))
-			err = step(loop.Batch{Loss: splitLoss(z, b.Y, top, par), N: b.Len()})
+			err = step(loop.Batch{Loss: splitLoss(z, b.Y, top, pool), N: b.Len()})
 			b.Close()
 			if err != nil {
 				return err
@@ -473,7 +471,7 @@ func fitCached(layer *Layer, top func(*torch.Tensor) *torch.Tensor, loader *data
 }
 
 // splitLoss is the batch's mean cross-entropy of top(z) against labels y,
-// with the frozen top's forward and backward passes shared between par's
+// with the frozen top's forward and backward passes shared between pool's
 // workers. z is the stitching layer's output (its graph reaches the layer's
 // parameters; the layer itself runs once, on the whole batch, so its batch
 // norms see the whole batch). Each worker runs the top on its part of the
@@ -482,12 +480,12 @@ func fitCached(layer *Layer, top func(*torch.Tensor) *torch.Tensor, loader *data
 // the gathered gradient into z, so loss.Backward() reaches the layer as if
 // the top had run on the whole batch (equal up to float rounding). With one
 // worker it is the plain loss.
-func splitLoss(z, y *torch.Tensor, top func(*torch.Tensor) *torch.Tensor, par parallelism) *torch.Tensor {
+func splitLoss(z, y *torch.Tensor, top func(*torch.Tensor) *torch.Tensor, pool *torch.Workers) *torch.Tensor {
 	n, err := z.Size(0)
 	if err != nil {
 		return torch.ErrTensor(err)
 	}
-	workers := par.pool.N()
+	workers := pool.N()
 	if workers <= 1 || n < int64(workers) {
 		return torch.CrossEntropy(top(z), y, 0, torch.ReduceMean)
 	}
@@ -495,7 +493,7 @@ func splitLoss(z, y *torch.Tensor, top func(*torch.Tensor) *torch.Tensor, par pa
 	part := (n + int64(workers) - 1) / int64(workers)
 	grads := make([]*torch.Tensor, workers)
 	losses := make([]float64, workers)
-	err = par.pool.Run(true, func(w int) error {
+	err = pool.Run(true, func(w int) error {
 		start := int64(w) * part
 		m := min(part, n-start)
 		zw := zd.Narrow(0, start, m).Detach()
