@@ -490,12 +490,13 @@ func splitLoss(z, y *torch.Tensor, top func(*torch.Tensor) *torch.Tensor, pool *
 		return torch.CrossEntropy(top(z), y, 0, torch.ReduceMean)
 	}
 	zd := z.Detach()
-	part := (n + int64(workers) - 1) / int64(workers)
 	grads := make([]*torch.Tensor, workers)
 	losses := make([]float64, workers)
 	err = pool.Run(true, func(w int) error {
-		start := int64(w) * part
-		m := min(part, n-start)
+		// Worker w takes rows [w·n/W, (w+1)·n/W): every part has at
+		// least one row, as n ≥ W.
+		start := int64(w) * n / int64(workers)
+		m := int64(w+1)*n/int64(workers) - start
 		zw := zd.Narrow(0, start, m).Detach()
 		if err := zw.SetRequiresGrad(true); err != nil {
 			return err
