@@ -216,6 +216,25 @@ tb_error tb_allclose(tb_tensor a, tb_tensor b, double rtol, double atol, int* ou
 /* bias may be NULL. stride, padding, dilation are 2-element arrays. */
 tb_error tb_conv2d(tb_tensor x, tb_tensor w, tb_tensor bias, const int64_t* stride,
                    const int64_t* padding, const int64_t* dilation, int64_t groups, tb_tensor* out);
+/* oneDNN (MKL-DNN) inference on the CPU: tensors in oneDNN's own blocked layout
+ * ("mkldnn" tensors) run convolutions with weights reordered once, and stay in that
+ * layout from operation to operation (relu_, add_, max_pool2d and adaptive_avg_pool2d
+ * accept them) instead of being reordered to and from NCHW at every convolution. No
+ * autograd: for passes without gradients only. tb_has_mkldnn: 1 if this libtorch was
+ * built with oneDNN. */
+int tb_has_mkldnn(void);
+int tb_is_mkldnn(tb_tensor x);
+/* x (float32, CPU, dense) in the oneDNN layout, and back. */
+tb_error tb_to_mkldnn(tb_tensor x, tb_tensor* out);
+tb_error tb_to_dense(tb_tensor x, tb_tensor* out);
+/* A dense 4-D convolution weight reordered for tb_mkldnn_conv2d with these settings. */
+tb_error tb_mkldnn_conv2d_weight(tb_tensor w, const int64_t* stride, const int64_t* padding,
+                                 const int64_t* dilation, int64_t groups, tb_tensor* out);
+/* Convolution of a oneDNN-layout x with a tb_mkldnn_conv2d_weight weight; bias dense or NULL.
+ * The result is in the oneDNN layout. */
+tb_error tb_mkldnn_conv2d(tb_tensor x, tb_tensor w, tb_tensor bias, const int64_t* stride,
+                          const int64_t* padding, const int64_t* dilation, int64_t groups,
+                          tb_tensor* out);
 /* weight, bias, running_mean, running_var may be NULL. */
 tb_error tb_batch_norm(tb_tensor x, tb_tensor weight, tb_tensor bias, tb_tensor running_mean,
                        tb_tensor running_var, int training, double momentum, double eps,

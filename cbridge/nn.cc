@@ -14,6 +14,39 @@ tb_error tb_conv2d(tb_tensor x, tb_tensor w, tb_tensor bias, const int64_t* stri
   TB_CATCH("conv2d")
 }
 
+int tb_has_mkldnn(void) { return at::hasMKLDNN() ? 1 : 0; }
+
+int tb_is_mkldnn(tb_tensor x) { return x != nullptr && x->t.defined() && x->t.is_mkldnn() ? 1 : 0; }
+
+tb_error tb_to_mkldnn(tb_tensor x, tb_tensor* out) {
+  TB_TRY
+  TB_OUT(x->t.to_mkldnn());
+  TB_CATCH("to_mkldnn")
+}
+
+tb_error tb_to_dense(tb_tensor x, tb_tensor* out) {
+  TB_TRY
+  TB_OUT(x->t.to_dense());
+  TB_CATCH("to_dense")
+}
+
+tb_error tb_mkldnn_conv2d_weight(tb_tensor w, const int64_t* stride, const int64_t* padding,
+                                 const int64_t* dilation, int64_t groups, tb_tensor* out) {
+  TB_TRY
+  TB_OUT(at::mkldnn_reorder_conv2d_weight(w->t.contiguous().to_mkldnn(), ints(padding, 2),
+                                          ints(stride, 2), ints(dilation, 2), groups));
+  TB_CATCH("mkldnn_reorder_conv2d_weight")
+}
+
+tb_error tb_mkldnn_conv2d(tb_tensor x, tb_tensor w, tb_tensor bias, const int64_t* stride,
+                          const int64_t* padding, const int64_t* dilation, int64_t groups,
+                          tb_tensor* out) {
+  TB_TRY
+  TB_OUT(at::mkldnn_convolution(x->t, w->t, tb::opt(bias), ints(padding, 2), ints(stride, 2),
+                                ints(dilation, 2), groups));
+  TB_CATCH("mkldnn_convolution")
+}
+
 tb_error tb_batch_norm(tb_tensor x, tb_tensor weight, tb_tensor bias, tb_tensor running_mean,
                        tb_tensor running_var, int training, double momentum, double eps,
                        tb_tensor* out) {

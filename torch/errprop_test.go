@@ -247,6 +247,15 @@ func propagationCases(good *torch.Tensor, s *torch.Scope) map[string]propCase {
 		"Tensor.Device":       oneErr(func(a *torch.Tensor) error { return zeroThen(a.Device(), "Device", a.Err()) }),
 		"Tensor.RequiresGrad": oneErr(func(a *torch.Tensor) error { return zeroThen(a.RequiresGrad(), "RequiresGrad", a.Err()) }),
 		"Tensor.IsLeaf":       oneErr(func(a *torch.Tensor) error { return zeroThen(a.IsLeaf(), "IsLeaf", a.Err()) }),
+		"Tensor.IsMkldnn":     oneErr(func(a *torch.Tensor) error { return zeroThen(a.IsMkldnn(), "IsMkldnn", a.Err()) }),
+		"Tensor.ToMkldnn":     one((*torch.Tensor).ToMkldnn),
+		"Tensor.ToDense":      one((*torch.Tensor).ToDense),
+		"MkldnnConv2dWeight": one(func(a *torch.Tensor) *torch.Tensor {
+			return torch.MkldnnConv2dWeight(a, torch.P(1), torch.P(0), torch.P(1), 1)
+		}),
+		"MkldnnConv2d": two(func(a, b *torch.Tensor) *torch.Tensor {
+			return torch.MkldnnConv2d(a, b, nil, torch.P(1), torch.P(0), torch.P(1), 1)
+		}),
 		"Tensor.String": oneErr(func(a *torch.Tensor) error {
 			if err := a.Err(); err != nil && !strings.Contains(a.String(), err.Error()) {
 				return fmt.Errorf("String %q does not show the error", a.String())

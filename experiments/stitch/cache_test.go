@@ -141,6 +141,7 @@ func TestRunAllMatchesRun(t *testing.T) {
 	}{
 		{"all on", Speed{}},
 		{"no fold", Speed{NoFoldBN: true}},
+		{"no oneDNN layout", Speed{NoMkldnn: true}},
 		{"no cache", Speed{NoCache: true}},
 		{"tight budget", Speed{MemoryBudget: 20 << 20, EvalBatchSize: 100}},
 		{"float16 cache", Speed{HalfCache: true}},

@@ -27,7 +27,10 @@ type Frozen struct {
 	// Folded says whether batch norms were folded into the convolutions.
 	Folded bool
 	stages []frozenStage
-	owned  []*torch.Tensor // folded weights and biases
+	owned  []*torch.Tensor // folded weights and biases, oneDNN weights
+	convs  []*foldedConv
+	// mkldnn: passes without gradients run in oneDNN's layout (UseMkldnn).
+	mkldnn bool
 }
 
 type frozenStage struct {
@@ -38,11 +41,15 @@ type frozenStage struct {
 // foldedConv is a convolution with a batch norm folded in.
 type foldedConv struct {
 	w, b                      *torch.Tensor
+	packed                    *torch.Tensor // w reordered for oneDNN (UseMkldnn), or nil
 	stride, padding, dilation torch.Pair
 	groups                    int64
 }
 
 func (c *foldedConv) forward(x *torch.Tensor) *torch.Tensor {
+	if c.packed != nil && x.IsMkldnn() {
+		return torch.MkldnnConv2d(x, c.packed, c.b, c.stride, c.padding, c.dilation, c.groups)
+	}
 	return torch.Conv2d(x, c.w, c.b, c.stride, c.padding, c.dilation, c.groups)
 }
 
@@ -121,7 +128,11 @@ func NewFrozen(net *vision.ResNet, fold bool) (*Frozen, error) {
 		}
 	}
 	f.stages = append(f.stages, frozenStage{"pool", func(h *torch.Tensor) *torch.Tensor {
-		return torch.AdaptiveAvgPool2d(h, torch.P(1)).Then(func(t *torch.Tensor) *torch.Tensor { return t.Flatten(1, -1) })
+		p := torch.AdaptiveAvgPool2d(h, torch.P(1))
+		if p.IsMkldnn() {
+			p = p.Then((*torch.Tensor).ToDense)
+		}
+		return p.Then(func(t *torch.Tensor) *torch.Tensor { return t.Flatten(1, -1) })
 	}})
 	if err == nil {
 		names := make([]string, len(f.stages))
@@ -192,12 +203,47 @@ func (f *Frozen) fold(c *nn.Conv2d, bn *nn.BatchNorm) (*foldedConv, error) {
 		out.w = w.ToDeviceDType(dev, dt).Contiguous().Escape()
 		out.b = shift.ToDeviceDType(dev, dt).Contiguous().Escape()
 		f.owned = append(f.owned, out.w, out.b)
+		f.convs = append(f.convs, out)
 		return torch.FirstError(out.w, out.b)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("stitch: folding a batch norm of %d channels: %w", bn.Features, err)
 	}
 	return out, nil
+}
+
+// UseMkldnn makes the passes that run without gradients (torch.NoGrad) run
+// in oneDNN's layout: each pass converts its input once, runs every
+// convolution with a weight reordered once here, and converts back at the end
+// (torch/mkldnn.go). Passes with gradients (fitting through the top) keep the
+// plain layout. It needs folded batch norms, float32 weights on the CPU and a
+// libtorch built with oneDNN; it reports why not otherwise, and the Frozen
+// keeps working as before.
+func (f *Frozen) UseMkldnn() error {
+	switch {
+	case !f.Folded:
+		return fmt.Errorf("stitch: oneDNN layout needs folded batch norms")
+	case !torch.MkldnnAvailable():
+		return fmt.Errorf("stitch: this libtorch was built without oneDNN")
+	}
+	for _, c := range f.convs {
+		if d, dt := c.w.Device(), c.w.DType(); d.Type != torch.DeviceCPU || dt != torch.Float32 {
+			return fmt.Errorf("stitch: oneDNN layout needs float32 weights on the CPU, not %v on %v", dt, d)
+		}
+	}
+	for _, c := range f.convs {
+		if c.packed != nil {
+			continue
+		}
+		p := torch.MkldnnConv2dWeight(c.w, c.stride, c.padding, c.dilation, c.groups)
+		if err := p.Err(); err != nil {
+			return fmt.Errorf("stitch: reordering a convolution weight for oneDNN: %w", err)
+		}
+		c.packed = p.Escape()
+		f.owned = append(f.owned, c.packed)
+	}
+	f.mkldnn = true
+	return nil
 }
 
 // Close frees the folded weights. The Frozen must not be used afterwards.
@@ -267,18 +313,26 @@ func (f *Frozen) Forward(x *torch.Tensor) *torch.Tensor {
 }
 
 // run applies stages in turn, freeing intermediates but never x; with no
-// stages it returns a new reference to x.
+// stages it returns a new reference to x. With UseMkldnn and gradients off,
+// the pass converts x to oneDNN's layout once and its result back once (the
+// pool stage converts before flattening).
 func (f *Frozen) run(x *torch.Tensor, stages []frozenStage) *torch.Tensor {
 	if len(stages) == 0 {
 		return x.Ref()
 	}
 	h := x
+	if f.mkldnn && !torch.GradEnabled() && x.Err() == nil && x.DType() == torch.Float32 && x.Device().Type == torch.DeviceCPU {
+		h = x.ToMkldnn()
+	}
 	for _, s := range stages {
 		if h == x {
 			h = s.f(h)
 		} else {
 			h = h.Then(s.f)
 		}
+	}
+	if h.IsMkldnn() {
+		h = h.Then((*torch.Tensor).ToDense)
 	}
 	return h
 }

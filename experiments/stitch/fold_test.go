@@ -36,11 +36,21 @@ func checkFolded(t *testing.T, net *vision.ResNet, x *torch.Tensor) {
 		t.Fatal(err)
 	}
 	defer plain.Close()
+	// The same folded pass in oneDNN's layout, where this libtorch has it.
+	mk, err := FoldBatchNorm(net)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mk.Close()
+	if err := mk.UseMkldnn(); err != nil {
+		t.Logf("no oneDNN pass checked: %v", err)
+		mk = nil
+	}
 	s := torch.NewScope()
 	defer s.Close()
-	worst := 0.0
+	worst, worstMk := 0.0, 0.0
 	err = torch.NoGrad(func() error {
-		prevF, prevP, prev := x, x, ""
+		prevF, prevP, prevM, prev := x, x, x, ""
 		for _, cut := range net.CutPoints() {
 			want := s.Track(net.ForwardTo(x, cut))
 			gotP := s.Track(plain.Between(prevP, prev, cut))
@@ -57,6 +67,21 @@ func checkFolded(t *testing.T, net *vision.ResNet, x *torch.Tensor) {
 				t.Errorf("%s: folded differs by %g (activations up to %g)", cut, d, scale)
 			}
 			worst = max(worst, d/max(1, scale))
+			if mk != nil {
+				gotM := s.Track(mk.Between(prevM, prev, cut))
+				if err := gotM.Err(); err != nil {
+					return err
+				}
+				if gotM.IsMkldnn() {
+					t.Errorf("%s: the oneDNN pass returned a tensor in oneDNN's layout", cut)
+				}
+				d := maxAbsDiff(t, want, gotM)
+				if d > 1e-5*max(1, scale) {
+					t.Errorf("%s: folded in oneDNN's layout differs by %g (activations up to %g)", cut, d, scale)
+				}
+				worstMk = max(worstMk, d/max(1, scale))
+				prevM = gotM
+			}
 			prevF, prevP, prev = gotF, gotP, cut
 		}
 		if net.HasClassifier() {
@@ -66,7 +91,15 @@ func checkFolded(t *testing.T, net *vision.ResNet, x *torch.Tensor) {
 			if err := torch.FirstError(want, got, gotFrom); err != nil {
 				return err
 			}
-			for what, g := range map[string]*torch.Tensor{"Forward": got, "ForwardFrom(layer2.0)": gotFrom} {
+			outs := map[string]*torch.Tensor{"Forward": got, "ForwardFrom(layer2.0)": gotFrom}
+			if mk != nil {
+				outs["oneDNN Forward"] = s.Track(mk.Forward(x))
+				outs["oneDNN ForwardFrom(layer2.0)"] = s.Track(mk.ForwardFrom(s.Track(folded.ForwardTo(x, "layer2.0")), "layer2.0"))
+			}
+			for what, g := range outs {
+				if err := g.Err(); err != nil {
+					return err
+				}
 				scale, _ := want.Abs().Max().Item()
 				d := maxAbsDiff(t, want, g)
 				if d > 1e-5*max(1, scale) {
@@ -80,7 +113,45 @@ func checkFolded(t *testing.T, net *vision.ResNet, x *torch.Tensor) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%v: largest |folded − unfolded| / max(1, max|activation|) over all cuts %.3g", net.Config, worst)
+	t.Logf("%v: largest |folded − unfolded| / max(1, max|activation|) over all cuts %.3g (oneDNN layout %.3g)", net.Config, worst, worstMk)
+	if mk != nil {
+		checkMkldnnGrad(t, folded, mk, x)
+	}
+}
+
+// checkMkldnnGrad checks that a Frozen in oneDNN's layout keeps the plain
+// layout where gradients are on: the top's input gradient from layer2.0 (as
+// in fitting) equals the plain folded pass's.
+func checkMkldnnGrad(t *testing.T, folded, mk *Frozen, x *torch.Tensor) {
+	t.Helper()
+	s := torch.NewScope()
+	defer s.Close()
+	var h *torch.Tensor
+	if err := torch.NoGrad(func() error { h = s.Track(folded.ForwardTo(x, "layer2.0")); return h.Err() }); err != nil {
+		t.Fatal(err)
+	}
+	grad := func(f *Frozen) *torch.Tensor {
+		in := s.Track(h.Detach())
+		if err := in.SetRequiresGrad(true); err != nil {
+			t.Fatal(err)
+		}
+		out := s.Track(f.ForwardFrom(in, "layer2.0"))
+		if out.IsMkldnn() {
+			t.Error("with gradients on, the oneDNN Frozen returned a tensor in oneDNN's layout")
+		}
+		if err := s.Track(out.Square().Sum()).Backward(); err != nil {
+			t.Fatal(err)
+		}
+		g := in.Grad()
+		if g == nil {
+			t.Fatal("no gradient reached the input")
+		}
+		return s.Track(g)
+	}
+	want, got := grad(folded), grad(mk)
+	if d := maxAbsDiff(t, want, got); d != 0 {
+		t.Errorf("input gradient with the oneDNN Frozen differs by %g from the plain one", d)
+	}
 }
 
 // TestFoldBatchNormShipped folds a shipped trained ResNet-18 (real running

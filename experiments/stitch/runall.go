@@ -57,7 +57,8 @@ func fastSupported(cfg Config) string {
 //     carried cut to cut the same way, and its accuracy takes one pass;
 //   - the bottom's own accuracy is read from the test cache at the first cut;
 //   - the frozen halves' batch norms are folded into their convolutions
-//     (NoFoldBN keeps them);
+//     (NoFoldBN keeps them), and passes without gradients run in oneDNN's
+//     layout on the CPU (NoMkldnn keeps NCHW; Frozen.UseMkldnn);
 //   - evaluation runs in batches of EvalBatchSize;
 //   - evaluation, cache filling, the least-squares products and the top's
 //     half of every fitting batch are shared between Workers single-threaded
@@ -95,6 +96,13 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 		return nil, fmt.Errorf("top model: %w", err)
 	}
 	defer topF.Close()
+	if fold && !cfg.Speed.NoMkldnn && cfg.Device.Type == torch.DeviceCPU {
+		for _, f := range []*Frozen{bottomF, topF} {
+			if err := f.UseMkldnn(); err != nil {
+				cfg.Progress.Notef("plain layout: %v", err)
+			}
+		}
+	}
 
 	// --- the data, as Run chooses it.
 	fitSet := r.Train

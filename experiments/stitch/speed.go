@@ -18,6 +18,10 @@ type Speed struct {
 	// NoFoldBN keeps the frozen halves' batch norms as separate layers
 	// instead of folding them into the convolutions before them.
 	NoFoldBN bool
+	// NoMkldnn keeps passes without gradients (evaluation, cache filling) in
+	// the plain NCHW layout instead of oneDNN's (Frozen.UseMkldnn; CPU,
+	// float32 and folded batch norms only).
+	NoMkldnn bool
 	// NoCache recomputes the bottom's activations for every batch instead of
 	// keeping them for all fitting and test images.
 	NoCache bool
