@@ -5,6 +5,8 @@
 #   make bench  run the benchmarks (Go vs PyTorch training speed, loader throughput)
 #   make bench-stitch  time our stitching of a pair at every cut against a plain PyTorch script
 #               (BENCH_STITCH_ARGS, e.g. "--fit-samples 6000 --rounds 3 --device cuda")
+#   make test-cuda  the CUDA tests (a GPU machine, the bridge built against a CUDA libtorch:
+#               make build TORCH_PREFIX=...); they fail instead of skipping when no GPU is usable
 #   make check  gofmt, go vet, staticcheck and the fast test tier (go test -short -race)
 #   make fuzz   run every fuzz target for FUZZTIME each (default 1000000x: a million inputs; or a time, FUZZTIME=10m)
 #   make soak   train 10,000 tiny steps and report resident-memory drift and live tensors (minutes)
@@ -19,8 +21,11 @@ export PATH := $(PATH):/usr/local/go/bin
 
 # Debian packages: build tools and libtorch for the bridge; PyTorch, torchvision and
 # Fashion-MNIST for the tests and the main job; Slurm and munge for the local-cluster test.
-BUILD_PKGS := cmake g++ make libtorch-dev
-TEST_PKGS := python3-torch python3-torchvision dataset-fashion-mnist slurm-wlm munge
+# With TORCH_PREFIX (another libtorch, e.g. a pip torch's with CUDA) Debian's libtorch-dev
+# is not needed; with MODELSTITCH_PYTHON (a Python that has torch and torchvision) neither
+# is Debian's python3-torch.
+BUILD_PKGS := cmake g++ make $(if $(TORCH_PREFIX),,libtorch-dev)
+TEST_PKGS := $(if $(MODELSTITCH_PYTHON),,python3-torch python3-torchvision) dataset-fashion-mnist slurm-wlm munge
 RUN_PKGS := dataset-fashion-mnist
 
 LIB := $(BUILD_DIR)/libcbridge.so
@@ -31,7 +36,7 @@ FUZZTIME ?= 1000000x
 FUZZPARALLEL ?=
 FUZZ_PKGS ?= ./weights
 
-.PHONY: all build run test check bench bench-stitch fuzz soak device-bundle deps-build deps-test deps-run clean vet
+.PHONY: all build run test test-cuda check bench bench-stitch fuzz soak device-bundle deps-build deps-test deps-run clean vet
 
 all: build
 
@@ -70,6 +75,12 @@ run: deps-run build
 test: deps-test build
 	$(GO) vet ./...
 	$(GO) test -timeout 40m ./...
+
+# The tests that need a GPU (every other test skips them): PyTorch-checked ops
+# and runtime calls on CUDA, a ResNet on CPU vs GPU, the stitch command on CPU
+# vs GPU, and the device flag's errors.
+test-cuda: deps-test build
+	MODELSTITCH_REQUIRE_CUDA=1 $(GO) test -count=1 -timeout 30m -v -run 'CUDA|TF32|BadInput' ./torch/... ./cmd/stitch
 
 # The fast tier: formatting, vet, staticcheck (from the Go module proxy, pinned), and
 # every test in -short mode (long training and PyTorch-reference tests skip) under

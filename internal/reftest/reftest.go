@@ -63,14 +63,21 @@ func Require(t testing.TB) {
 }
 
 // RequireCUDA skips t unless the bridge was built against a CUDA libtorch and
-// a GPU is there: the CUDA tests' common guard.
+// a GPU is there: the CUDA tests' common guard. With MODELSTITCH_REQUIRE_CUDA=1
+// in the environment (make test-cuda) it fails t instead, so that a run meant
+// for a GPU cannot pass by skipping everything.
 func RequireCUDA(t testing.TB) {
 	t.Helper()
+	stop := t.Skip
+	if os.Getenv("MODELSTITCH_REQUIRE_CUDA") == "1" {
+		stop = t.Fatal
+	}
 	if !torch.BuiltWithCUDA() {
-		t.Skip("the bridge was built against a CPU-only libtorch (build it against a CUDA libtorch: README, Building for CUDA)")
+		stop("the bridge was built against a CPU-only libtorch (build it against a CUDA libtorch: README, Building for CUDA)")
+		return
 	}
 	if !torch.CUDAAvailable() {
-		t.Skip("no CUDA device on this machine")
+		stop("no CUDA device on this machine")
 	}
 }
 
