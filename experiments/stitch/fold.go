@@ -313,15 +313,15 @@ func (f *Frozen) Forward(x *torch.Tensor) *torch.Tensor {
 }
 
 // run applies stages in turn, freeing intermediates but never x; with no
-// stages it returns a new reference to x. With UseMkldnn and gradients off,
-// the pass converts x to oneDNN's layout once and its result back once (the
-// pool stage converts before flattening).
+// stages it returns a new reference to x. With UseMkldnn, gradients off and
+// an x that does not require one, the pass converts x to oneDNN's layout once
+// and its result back once (the pool stage converts before flattening).
 func (f *Frozen) run(x *torch.Tensor, stages []frozenStage) *torch.Tensor {
 	if len(stages) == 0 {
 		return x.Ref()
 	}
 	h := x
-	if f.mkldnn && !torch.GradEnabled() && x.Err() == nil && x.DType() == torch.Float32 && x.Device().Type == torch.DeviceCPU {
+	if f.mkldnn && !torch.GradEnabled() && x.Err() == nil && !x.RequiresGrad() && x.DType() == torch.Float32 && x.Device().Type == torch.DeviceCPU {
 		h = x.ToMkldnn()
 	}
 	for _, s := range stages {
