@@ -5,13 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"modelstitch/experiments/budget"
 	"os"
 	"os/exec"
 	"strconv"
 	"syscall"
 	"testing"
 	"time"
+
+	"modelstitch/experiments/budget"
 )
 
 // Child processes: a test that must watch the program from outside (its exit

@@ -56,7 +56,6 @@ func Available() Limit {
 	return l
 }
 
-// procField reads the number after key in a /proc file of "key: N kB" lines.
 // ResidentBytes returns this process's resident set size (VmRSS in
 // /proc/self/status), or 0 where the system does not say.
 func ResidentBytes() int64 {
@@ -71,6 +70,7 @@ func VirtualBytes() int64 {
 	return int64(kb) * 1024
 }
 
+// procField reads the number after key in a /proc file of "key: N kB" lines.
 func procField(path, key string) (float64, bool) {
 	f, err := os.Open(path)
 	if err != nil {
