@@ -327,8 +327,10 @@ func (x *InProcess) stitch(ctx context.Context, p *Plan, us []*Unit, onRow func(
 	if err != nil {
 		return err
 	}
+	// Each row becomes a unit's record as its cut finishes, so it must be
+	// complete then (CompleteRows: the bottom's accuracy comes first).
 	runner := &stitch.Runner{Bottom: bottom, Top: top, Train: trainSet, Test: testSet, Config: cfg, Store: store, Context: ctx,
-		OnRow: func(row results.Row) { onRow(row, testSet.N) }}
+		OnRow: func(row results.Row) { onRow(row, testSet.N) }, CompleteRows: true}
 	rows, err := runner.Run()
 	if err != nil {
 		return err

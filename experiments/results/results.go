@@ -267,22 +267,148 @@ func (s *Store) Append(r Row) error {
 	})
 }
 
+// Update writes rows in place of the stored rows with the same keys, keeping
+// the file's order, and appends those not stored yet. The new contents go to
+// a temporary file beside the results file, synced, which then replaces it
+// (rename), so an interrupted update leaves the old file whole. Runs sharing
+// the file wait on its lock and, when it was replaced meanwhile, lock the new
+// file instead (locked), so a row appended by another run is never lost.
+func (s *Store) Update(rows []Row) error {
+	if s.path == "" || len(rows) == 0 {
+		for _, r := range rows {
+			s.done[r.Key()] = r
+		}
+		return nil
+	}
+	byKey := make(map[string]Row, len(rows))
+	var order []string
+	for _, r := range rows {
+		k := r.Key()
+		if _, dup := byKey[k]; !dup {
+			order = append(order, k)
+		}
+		byKey[k] = r
+	}
+	return s.locked(func(f *os.File) error {
+		size, err := s.sync(f)
+		if err != nil {
+			return err
+		}
+		data, err := io.ReadAll(io.NewSectionReader(f, 0, size))
+		if err != nil {
+			return fmt.Errorf("results: reading %s: %w", s.path, err)
+		}
+		var out bytes.Buffer
+		written := map[string]bool{}
+		for _, line := range bytes.SplitAfter(data, []byte{'\n'}) {
+			text := bytes.TrimSpace(line)
+			if len(text) == 0 {
+				continue
+			}
+			old, err := parseRow(text) // sync has checked every line
+			if err != nil {
+				return fmt.Errorf("results: %s: %w", s.path, err)
+			}
+			k := old.Key()
+			if r, ok := byKey[k]; ok && !written[k] {
+				b, err := json.Marshal(r)
+				if err != nil {
+					return err
+				}
+				out.Write(append(b, '\n'))
+				written[k] = true
+				continue
+			}
+			out.Write(text)
+			out.WriteByte('\n')
+		}
+		for _, k := range order {
+			if !written[k] {
+				b, err := json.Marshal(byKey[k])
+				if err != nil {
+					return err
+				}
+				out.Write(append(b, '\n'))
+			}
+		}
+		if err := replaceFile(s.path, f, out.Bytes()); err != nil {
+			return fmt.Errorf("results: %s: updating rows: %w (the file is left as it was)", s.path, err)
+		}
+		for k, r := range byKey {
+			s.done[k] = r
+		}
+		return nil
+	})
+}
+
+// replaceFile writes data to a synced temporary file in path's directory
+// (path's symbolic links followed) with old's permissions, and renames it over
+// path.
+func replaceFile(path string, old *os.File, data []byte) error {
+	target, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return err
+	}
+	st, err := old.Stat()
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(target)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(target)+".update-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // after a successful rename there is nothing to remove
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Chmod(st.Mode().Perm())
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), target); err != nil {
+		return err
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync() // the rename itself reaches the disk
+		d.Close()
+	}
+	return nil
+}
+
 // locked runs fn with the results file open for reading and writing (created
-// if missing) and exclusively locked.
+// if missing) and exclusively locked. A file replaced (Update) while this
+// waited for the lock is let go and the new one locked instead.
 func (s *Store) locked(fn func(f *os.File) error) error {
 	if err := os.MkdirAll(filepath.Dir(s.path), 0o755); err != nil {
 		return fmt.Errorf("results: %w", err)
 	}
-	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return fmt.Errorf("results: %w", err)
+	for {
+		f, err := os.OpenFile(s.path, os.O_RDWR|os.O_CREATE, 0o644)
+		if err != nil {
+			return fmt.Errorf("results: %w", err)
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+			f.Close()
+			return fmt.Errorf("results: locking %s: %w", s.path, err)
+		}
+		held, herr := f.Stat()
+		now, nerr := os.Stat(s.path)
+		if herr == nil && nerr == nil && !os.SameFile(held, now) {
+			f.Close() // closing releases the lock
+			continue
+		}
+		err = fn(f)
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+		return err
 	}
-	defer f.Close()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		return fmt.Errorf("results: locking %s: %w", s.path, err)
-	}
-	defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-	return fn(f)
 }
 
 // sync re-reads the locked file into s.done, repairs a torn last line (cut

@@ -3,6 +3,7 @@ package results
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -281,5 +282,100 @@ func TestCheckWritable(t *testing.T) {
 		if _, err := Open(p); err == nil {
 			t.Errorf("Open(%s) on a read-only file system succeeded", p)
 		}
+	}
+}
+
+func TestUpdateReplacesRowsInPlace(t *testing.T) {
+	dir := t.TempDir()
+	real := filepath.Join(dir, "real.jsonl")
+	without := func(n int) Row { r := numbered(n); r.BottomAcc = nil; return r }
+	appendRows(t, real, without(0), without(1), without(2), without(3))
+	if err := os.Chmod(real, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "link.jsonl") // the update follows a symbolic link
+	if err := os.Symlink(real, path); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc := 87.5
+	up1, up3, added := without(1), without(3), without(7)
+	up1.BottomAcc, up3.BottomAcc, added.BottomAcc = &acc, &acc, &acc
+	if err := s.Update([]Row{up3, added, up1}); err != nil {
+		t.Fatal(err)
+	}
+	got := readAll(t, path)
+	var seeds []int64
+	for _, r := range got {
+		seeds = append(seeds, r.Seed)
+		want := r.Seed == 1 || r.Seed == 3 || r.Seed == 7
+		if (r.BottomAcc != nil) != want || (want && *r.BottomAcc != acc) {
+			t.Errorf("row %d: bottom_acc %v", r.Seed, r.BottomAcc)
+		}
+	}
+	if fmt.Sprint(seeds) != "[0 1 2 3 7]" {
+		t.Errorf("rows after the update: seeds %v, want [0 1 2 3 7] (order kept, new row last)", seeds)
+	}
+	if d, ok := s.Done(numbered(3)); !ok || d.BottomAcc == nil {
+		t.Error("the store does not see its own update")
+	}
+	if fi, err := os.Lstat(path); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("the symbolic link was replaced: %v %v", fi.Mode(), err)
+	}
+	if fi, err := os.Stat(real); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("permissions after the update: %v %v, want 0600", fi.Mode().Perm(), err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".*update*")); len(left) > 0 {
+		t.Errorf("temporary files left behind: %v", left)
+	}
+}
+
+func TestUpdateWhileAnotherRunAppends(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "r.jsonl")
+	appendRows(t, path, numbered(0))
+	a, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 120
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for i := 1; i <= n; i++ {
+			if err := a.Append(numbered(i)); err != nil {
+				t.Error(err)
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for i := range 40 {
+			r := numbered(0)
+			acc := float64(i)
+			r.BottomAcc = &acc
+			if err := b.Update([]Row{r}); err != nil {
+				t.Error(err)
+			}
+		}
+	}()
+	wg.Wait()
+	got := readAll(t, path)
+	seen := map[int64]int{}
+	for _, r := range got {
+		seen[r.Seed]++
+		if r.Seed == 0 && (r.BottomAcc == nil || *r.BottomAcc != 39) {
+			t.Errorf("row 0 has bottom_acc %v, want the last update's 39", r.BottomAcc)
+		}
+	}
+	if len(got) != n+1 || len(seen) != n+1 {
+		t.Errorf("%d rows, %d distinct; want %d of each (an appended row was lost or doubled by an update)", len(got), len(seen), n+1)
 	}
 }

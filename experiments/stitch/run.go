@@ -101,8 +101,15 @@ type Runner struct {
 	Train, Test *datasets.Dataset
 	Config      Config
 	Store       *results.Store
-	// OnRow is called after each cut finishes (e.g. to print it).
+	// OnRow is called after each cut finishes (e.g. to print it). RunAll
+	// reads the bottom's accuracy at the last cut to do, so the rows handed
+	// over before then have no BottomAcc (Store gets it later; the rows Run
+	// returns have it), unless CompleteRows is set.
 	OnRow func(results.Row)
+	// CompleteRows makes RunAll read the bottom's accuracy at the first cut
+	// to do (a longer pass through the bottom) so that every row handed to
+	// OnRow is complete: for callers that keep the rows elsewhere than Store.
+	CompleteRows bool
 	// Context, when set, is checked before each cut is started: once it is
 	// done, Run returns the rows finished so far and the context's error (a
 	// cut in progress finishes first).

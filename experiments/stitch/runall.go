@@ -55,7 +55,9 @@ func fastSupported(cfg Config) string {
 //     on each fitting batch instead (the other caches stay);
 //   - the top's own activations for the least-squares targets and CKA are
 //     carried cut to cut the same way, and its accuracy takes one pass;
-//   - the bottom's own accuracy is read from the test cache at the first cut;
+//   - the bottom's own accuracy is read from the test cache at the last cut
+//     to do, where the rest of the bottom is shortest; the rows written
+//     before then are completed in the results file (Store.Update);
 //   - the frozen halves' batch norms are folded into their convolutions
 //     (NoFoldBN keeps them), and passes without gradients run in oneDNN's
 //     layout on the CPU (NoMkldnn keeps NCHW; Frozen.UseMkldnn);
@@ -161,11 +163,23 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 			todo = append(todo, cut)
 		}
 	}
+	// The bottom's own accuracy means something only when its classes are the data's.
+	wantBottomAcc := r.Bottom.Net.HasClassifier() && r.Bottom.Meta.Classes == r.Test.Classes
 	if len(todo) == 0 {
 		for _, cut := range cuts {
 			done, _ := r.Store.Done(rowFor(cut))
 			rows = append(rows, done)
 			cfg.Progress.Notef("cut %s: already in results, skipped", cut)
+		}
+		if wantBottomAcc && lacksBottomAcc(rows) {
+			// An interrupted run left rows without it (see below): one pass.
+			a, err := r.ownAccuracy(bottomF, bottomNorm, evalBatch, pool, "bottom model accuracy")
+			if err != nil {
+				return rows, fmt.Errorf("bottom model accuracy: %w", err)
+			}
+			if err := r.fillBottomAcc(rows, a); err != nil {
+				return rows, err
+			}
 		}
 		return rows, nil
 	}
@@ -220,34 +234,22 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 		}
 	}
 
-	// --- the top's own accuracy in one pass over the test images (a cache
-	// that keeps nothing: its rows are computed from the images to the top's
-	// first cut, and the top runs on from there).
-	topAcc, err := func() (float64, error) {
-		o := copts
-		o.Off, o.Budget = true, nil
-		l, err := orderedLoader(r.Test, topNorm)
-		if err != nil {
-			return 0, err
-		}
-		c, err := NewActivationCache(topF, l, o)
-		if err != nil {
-			return 0, err
-		}
-		defer c.Free()
-		first := topF.CutPoints()[0]
-		if err := c.At(first); err != nil {
-			return 0, err
-		}
-		return accuracyCached(func(h *torch.Tensor) *torch.Tensor { return topF.ForwardFrom(h, first) }, c, pool, cfg.Progress, "top model accuracy")
-	}()
+	// --- the top's own accuracy in one pass over the test images.
+	topAcc, err := r.ownAccuracy(topF, topNorm, evalBatch, pool, "top model accuracy")
 	if err != nil {
 		return nil, fmt.Errorf("top model accuracy: %w", err)
 	}
-	// The bottom's own accuracy, from the test cache at the first cut to do;
-	// it means something only when the bottom's classes are the data's.
+	// The bottom's own accuracy, from the test cache at the last cut to do:
+	// the caches carry the bottom's activations there anyway, and the rest
+	// of the bottom is shortest from there. The rows written before it is
+	// known are completed then, before the last row is written, so a results
+	// file holding a run's last row holds the accuracy in all of them.
+	// With CompleteRows it is read at the first cut to do instead.
 	var bottomAcc *float64
-	wantBottomAcc := r.Bottom.Net.HasClassifier() && r.Bottom.Meta.Classes == r.Test.Classes
+	accCut := todo[len(todo)-1]
+	if r.CompleteRows {
+		accCut = todo[0]
+	}
 
 	for i, cut := range cuts {
 		row := rowFor(cut)
@@ -269,12 +271,15 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 			bar.Add(1)
 		}
 		bar.End()
-		if wantBottomAcc && bottomAcc == nil {
+		if wantBottomAcc && cut == accCut {
 			a, err := accuracyCached(func(h *torch.Tensor) *torch.Tensor { return bottomF.ForwardFrom(h, cut) }, testC, pool, cfg.Progress, tag+" bottom model accuracy")
 			if err != nil {
 				return rows, fmt.Errorf("bottom model accuracy: %w", err)
 			}
 			bottomAcc = &a
+			if err := r.fillBottomAcc(rows, a); err != nil {
+				return rows, err
+			}
 		}
 		row.TopAcc, row.BottomAcc = topAcc, bottomAcc
 		fitFrom := fitC // with FitAugment the fit runs the bottom on each batch
@@ -295,7 +300,60 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 			r.OnRow(row)
 		}
 	}
+	if bottomAcc != nil { // rows already done after the last cut to do
+		if err := r.fillBottomAcc(rows, *bottomAcc); err != nil {
+			return rows, err
+		}
+	}
 	return rows, nil
+}
+
+// ownAccuracy scores net on the test images in one pass (a cache that keeps
+// nothing: its rows are computed from the images to net's first cut, and
+// net runs on from there).
+func (r *Runner) ownAccuracy(net *Frozen, norm [2][]float64, batch int, pool *torch.Workers, stage string) (float64, error) {
+	cfg := r.Config
+	l, err := data.NewLoader(r.Test, data.Config{BatchSize: batch, Device: cfg.Device, Mean: norm[0], Std: norm[1]})
+	if err != nil {
+		return 0, err
+	}
+	c, err := NewActivationCache(net, l, CacheOptions{Off: true, Batch: batch, Workers: pool})
+	if err != nil {
+		return 0, err
+	}
+	defer c.Free()
+	first := net.CutPoints()[0]
+	if err := c.At(first); err != nil {
+		return 0, err
+	}
+	return accuracyCached(func(h *torch.Tensor) *torch.Tensor { return net.ForwardFrom(h, first) }, c, pool, cfg.Progress, stage)
+}
+
+// lacksBottomAcc says whether any of rows has no bottom accuracy.
+func lacksBottomAcc(rows []results.Row) bool {
+	for _, row := range rows {
+		if row.BottomAcc == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// fillBottomAcc gives the rows without a bottom accuracy acc, in rows and in
+// the results file.
+func (r *Runner) fillBottomAcc(rows []results.Row, acc float64) error {
+	var changed []results.Row
+	for i := range rows {
+		if rows[i].BottomAcc == nil {
+			a := acc
+			rows[i].BottomAcc = &a
+			changed = append(changed, rows[i])
+		}
+	}
+	if err := r.Store.Update(changed); err != nil {
+		return fmt.Errorf("writing the bottom's accuracy into the rows: %w", err)
+	}
+	return nil
 }
 
 // stitchCached builds, initialises, fits and scores the stitching layer at
