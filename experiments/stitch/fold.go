@@ -318,10 +318,13 @@ func (f *Frozen) Forward(x *torch.Tensor) *torch.Tensor {
 // and its result back once (the pool stage converts before flattening).
 func (f *Frozen) run(x *torch.Tensor, stages []frozenStage) *torch.Tensor {
 	if len(stages) == 0 {
+		if x.IsMkldnn() {
+			return x.ToDense()
+		}
 		return x.Ref()
 	}
 	h := x
-	if f.mkldnn && !torch.GradEnabled() && x.Err() == nil && !x.RequiresGrad() && x.DType() == torch.Float32 && x.Device().Type == torch.DeviceCPU {
+	if f.mkldnn && !x.IsMkldnn() && !torch.GradEnabled() && x.Err() == nil && !x.RequiresGrad() && x.DType() == torch.Float32 && x.Device().Type == torch.DeviceCPU {
 		h = x.ToMkldnn()
 	}
 	for _, s := range stages {

@@ -375,13 +375,28 @@ func (r *Runner) stitchCached(row *results.Row, cut string, in, out []int64, top
 		return err
 	}
 	top := func(z *torch.Tensor) *torch.Tensor { return topF.ForwardFrom(z, cut) }
-	stitched := func(h *torch.Tensor) *torch.Tensor { return top(layer.Forward(h)) }
+	// scored scores the layer as it is now: folded into one convolution in
+	// oneDNN's layout when the top runs in it (foldLayer), else as it is.
+	scored := func(stage string) (float64, error) {
+		forward := func(h *torch.Tensor) *torch.Tensor { return top(layer.Forward(h)) }
+		if topF.mkldnn {
+			f, ok, err := foldLayer(layer)
+			if err != nil {
+				return 0, err
+			}
+			if ok {
+				defer f.free()
+				forward = func(h *torch.Tensor) *torch.Tensor { return f.forward(h).Then(top) }
+			}
+		}
+		return accuracyCached(forward, testC, pool, cfg.Progress, stage)
+	}
 	if lsT != nil {
 		if err := leastSquaresCached(layer, fitC, lsIndex, lsT, pool, cfg.Progress, tag+" least squares"); err != nil {
 			return err
 		}
 		nn.SetTraining(layer, false)
-		acc, err := accuracyCached(stitched, testC, pool, cfg.Progress, tag+" direct match")
+		acc, err := scored(tag + " direct match")
 		if err != nil {
 			return err
 		}
@@ -391,7 +406,7 @@ func (r *Runner) stitchCached(row *results.Row, cut string, in, out []int64, top
 		return err
 	}
 	nn.SetTraining(layer, false)
-	if row.StitchedAcc, err = accuracyCached(stitched, testC, pool, cfg.Progress, tag+" test"); err != nil {
+	if row.StitchedAcc, err = scored(tag + " test"); err != nil {
 		return err
 	}
 	row.Penalty = row.TopAcc - row.StitchedAcc
