@@ -57,7 +57,7 @@ func stitchFlags() []cli.Flag {
 		// Speed switches (stitch.Speed): every optimisation is on unless switched off.
 		&cli.BoolFlag{Name: "plain-stitch", Usage: "stitch one cut at a time without sharing work between cuts (turns off all of the below)"},
 		&cli.BoolFlag{Name: "no-fold-bn", Usage: "keep the frozen halves' batch norms instead of folding them into their convolutions"},
-		&cli.BoolFlag{Name: "no-mkldnn", Usage: "keep evaluation and cache filling in the plain NCHW layout instead of oneDNN's (CPU)"},
+		&cli.BoolFlag{Name: "no-mkldnn", Usage: "keep evaluation and cache filling in the plain NCHW layout instead of oneDNN's, and the scored stitching layer unfolded (CPU)"},
 		&cli.BoolFlag{Name: "no-cache", Usage: "recompute the bottom's activations for every batch instead of keeping them across epochs and cuts"},
 		&cli.BoolFlag{Name: "half-cache", Usage: "keep cached activations as float16 (half the memory, rounded)"},
 		&cli.IntFlag{Name: "eval-batch-size", Usage: "batch size of evaluation and cache filling (0: --batch-size on the CPU, 4 × it on CUDA)"},

@@ -20,7 +20,9 @@ type Speed struct {
 	NoFoldBN bool
 	// NoMkldnn keeps passes without gradients (evaluation, cache filling) in
 	// the plain NCHW layout instead of oneDNN's (Frozen.UseMkldnn; CPU,
-	// float32 and folded batch norms only).
+	// float32 and folded batch norms only), and so also the stitching layer
+	// as it is when scored instead of folded into one convolution in that
+	// layout (foldLayer).
 	NoMkldnn bool
 	// NoCache recomputes the bottom's activations for every batch instead of
 	// keeping them for all fitting and test images.
