@@ -170,14 +170,7 @@ func TestDiskFullLeavesFileUsable(t *testing.T) {
 func TestConcurrentRunsWriteEachRowOnce(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "r.jsonl")
 	// Two runs open the file before either has written anything, then do the same cuts.
-	a, err := Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, b := openTwice(t, path)
 	var wg sync.WaitGroup
 	for _, s := range []*Store{a, b} {
 		wg.Add(1)
@@ -336,14 +329,7 @@ func TestUpdateReplacesRowsInPlace(t *testing.T) {
 func TestUpdateWhileAnotherRunAppends(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "r.jsonl")
 	appendRows(t, path, numbered(0))
-	a, err := Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, b := openTwice(t, path)
 	const n = 120
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -378,4 +364,18 @@ func TestUpdateWhileAnotherRunAppends(t *testing.T) {
 	if len(got) != n+1 || len(seen) != n+1 {
 		t.Errorf("%d rows, %d distinct; want %d of each (an appended row was lost or doubled by an update)", len(got), len(seen), n+1)
 	}
+}
+
+// openTwice opens path as two stores, as two runs would.
+func openTwice(t *testing.T, path string) (*Store, *Store) {
+	t.Helper()
+	a, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, b
 }
