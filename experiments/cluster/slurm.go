@@ -198,8 +198,11 @@ if [ $# -eq 0 ]; then echo "usage: $0 JOBID_TASK..." >&2; exit 2; fi
 . ./jobs.env
 for task in "$@"; do
 	scontrol requeue "$task"
-	# Slurm holds a re-queued job back for a while; let it start when it can.
-	scontrol update JobId="$task" StartTime=now
+	# Slurm holds a re-queued job back for a while; let it start sooner, but
+	# in a later second than the kill: slurmd refuses a launch credential
+	# made in the second it revoked the job's credentials ("Job credential
+	# revoked"), and the task would fail at once.
+	scontrol update JobId="$task" StartTime=now+2
 done
 # rearm JOB ARRAY: make JOB, if still pending, wait for each task of ARRAY.
 rearm() {
