@@ -151,10 +151,11 @@ func (d *Dataset) className(c int) string {
 }
 
 // WithLabelNoise returns a copy of d in which exactly round(p·N) labels, at indices chosen
-// by a permutation seeded with seed, are replaced by labels drawn uniformly from all
-// classes (as in Zhang et al., "Understanding deep learning requires rethinking
-// generalization"), so about 1/Classes of them keep their true label by chance. p is
-// clamped to [0, 1] (NaN counts as 0). The result's Noise field lists the replaced indices,
+// by a permutation seeded with seed, are replaced by labels drawn uniformly from the other
+// classes, so that the stated share of labels really changes ("10 % noise" is 10 % wrong
+// labels; drawing from all classes, as Zhang et al. do, would leave about 1/Classes of
+// them right by chance). With one class nothing can change. p is clamped to [0, 1] (NaN
+// counts as 0). The result's Noise field lists the replaced indices,
 // how many labels actually changed, and the clean labels; noise applied to already noisy
 // labels accumulates (Original stays the clean labels). The copy shares d's Pixels. It
 // returns nil for a nil or inconsistent d.
@@ -181,8 +182,15 @@ func (d *Dataset) WithLabelNoise(p float64, seed int64) *Dataset {
 	k := int(math.Round(p * float64(d.N)))
 	rng := newRNG(seed)
 	perm := rng.perm(d.N)
-	for _, i := range perm[:k] {
-		out.Labels[i] = rng.intn(d.Classes)
+	if d.Classes > 1 {
+		for _, i := range perm[:k] {
+			// One of the Classes-1 labels other than the current one.
+			l := rng.intn(d.Classes - 1)
+			if l >= out.Labels[i] {
+				l++
+			}
+			out.Labels[i] = l
+		}
 	}
 	nz.Replaced = append(nz.Replaced, perm[:k]...)
 	slices.Sort(nz.Replaced)
