@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,12 +31,25 @@ func stitchFlags() []cli.Flag {
 		&cli.StringFlag{Name: "bottom", Value: defaultBottom, Usage: "checkpoint whose bottom layers are used, or \"random\" (an untrained copy of the top's architecture, batch-norm running statistics mean 0 / variance 1; for statistics from data write one with: stitch train --epochs 0 --bn-stats data)"},
 		&cli.StringFlag{Name: "top", Value: defaultTop, Usage: "checkpoint whose top layers are used (needs a classifier, or --probe)"},
 		&cli.StringFlag{Name: "layer", Value: d.Cuts, Usage: "cut point (stem, layer1.0 … layer4.1, pool), a comma list, or all"},
-		&cli.StringFlag{Name: "recipe", Value: stitch.RecipeCPU, Usage: fmt.Sprintf("stitching recipe: cpu (the defaults shown here: least-squares start, 1 epoch of Adam 1e-2 on 6,000 images) or paper "+
+		&cli.StringFlag{Name: "recipe", Value: stitch.RecipeCPU, Usage: fmt.Sprintf("stitching recipe: cpu (the defaults shown here: least-squares start, then Adam 1e-2 on every training image but --val-samples, "+
+			"kept at its best on them and stopped at a plateau after --lr-cuts tenfold cuts, or at --epochs), quick (one unvalidated epoch on 6,000 images, for smoke tests) or paper "+
 			"(the paper's setting: default init, Adam 1e-3 with cosine decay, crop-and-flip while fitting, the whole training split, %d epochs, eval-mode frozen halves); "+
 			"flags given beside it override the recipe's values", stitch.PaperEpochs)},
-		&cli.IntFlag{Name: "epochs", Value: d.Epochs, Usage: "epochs of fitting the stitching layer"},
+		&cli.IntFlag{Name: "epochs", Value: d.Epochs, Usage: "epochs of fitting the stitching layer (with validation: the cap)"},
+		&cli.IntFlag{Name: "val-samples", Value: d.ValSamples, Usage: "training images held out (class-balanced) to converge the fit on: the start and every --check-every steps are scored there and the best is kept (0: no validation, cosine decay, the end kept)"},
+		&cli.IntFlag{Name: "check-every", Value: d.CheckEvery, Usage: "steps between validation checks (0: once per epoch)"},
+		&cli.IntFlag{Name: "patience", Value: d.Patience, Usage: "validation checks without improvement before the learning rate is cut tenfold"},
+		&cli.IntFlag{Name: "lr-cuts", Value: d.LRCuts, Usage: "tenfold learning-rate cuts before the fit stops at a plateau"},
+		&cli.BoolFlag{Name: "control", Value: true, Usage: "first stitch the top onto itself at every cut (the self-stitch control): rows get self_penalty and excess_penalty (--control=false skips it)"},
+		&cli.StringFlag{Name: "mean", Usage: "input normalisation of both halves: per-channel means of pixels in [0, 1], comma-separated (over the checkpoints' own)"},
+		&cli.StringFlag{Name: "std", Usage: "per-channel standard deviations to go with --mean"},
+		&cli.StringFlag{Name: "bottom-mean", Usage: "the bottom's input means (over --mean and its checkpoint's)"},
+		&cli.StringFlag{Name: "bottom-std", Usage: "the bottom's input standard deviations"},
+		&cli.StringFlag{Name: "top-mean", Usage: "the top's input means (over --mean and its checkpoint's)"},
+		&cli.StringFlag{Name: "top-std", Usage: "the top's input standard deviations"},
+		&cli.IntFlag{Name: "channels", Usage: "repeat 1-channel (grey) images to this many channels for the models (e.g. 3 for RGB models on Fashion-MNIST)"},
 		&cli.IntFlag{Name: "batch-size", Value: d.BatchSize},
-		&cli.Float64Flag{Name: "lr", Value: d.LR, Usage: "Adam learning rate (cosine decay to 0)"},
+		&cli.Float64Flag{Name: "lr", Value: d.LR, Usage: "Adam learning rate (with validation: constant, cut on plateaus, divided by k² for a k×k kernel; without: cosine decay to 0)"},
 		&cli.Int64Flag{Name: "seed", Value: d.Seed},
 		&cli.IntFlag{Name: "fit-samples", Value: d.FitSamples, Usage: "fit the stitching layer on a class-balanced subset of N training images (0: all)"},
 		&cli.BoolFlag{Name: "fit-augment", Value: d.FitAugment, Usage: "crop and flip the fitting images, drawn afresh every epoch (--fit-augment=false turns off the paper recipe's)"},
@@ -127,6 +141,18 @@ func stitchAction(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("--data: %w", err)
 	}
+	if n := c.Int("channels"); n > 0 {
+		if trainSet, err = trainSet.WithChannels(n); err == nil {
+			testSet, err = testSet.WithChannels(n)
+		}
+		if err != nil {
+			return fmt.Errorf("--channels: %w", err)
+		}
+	}
+	bottomNorm, topNorm, err := normFlags(c)
+	if err != nil {
+		return err
+	}
 	if top.Net.HasClassifier() && top.Meta.Classes != testSet.Classes && !c.Bool("probe") {
 		return fmt.Errorf("--top %s has %d classes but --data %s has %d: pass --probe to fit a linear probe for this data on it", top.Path, top.Meta.Classes, cfg.Data, testSet.Classes)
 	}
@@ -142,7 +168,17 @@ func stitchAction(c *cli.Context) error {
 	say("bottom: %s (%s)\ntop:    %s (%s)\ndata:   %s, %d train / %d test images; fitting on %s%s",
 		bottom.Path, bottom.Description, top.Path, top.Description, cfg.Data, trainSet.N, testSet.N, fitWhat(cfg.FitSamples, trainSet.N), augmentWhat(cfg.FitAugment))
 	asJSON := c.Bool("json")
+	bn, tn := (&stitch.Runner{Bottom: bottom, Top: top, Test: testSet, Config: cfg, BottomNorm: bottomNorm, TopNorm: topNorm}).Norms()
+	say("input normalisation: bottom %s, top %s", normWhat(bn), normWhat(tn))
+	warnNorm("bottom", bottom, bn)
+	warnNorm("top", top, tn)
 	r := &stitch.Runner{Bottom: bottom, Top: top, Train: trainSet, Test: testSet, Config: cfg, Store: store,
+		BottomNorm: bottomNorm, TopNorm: topNorm, Control: c.Bool("control"),
+		OnControlRow: func(row results.Row) {
+			if !asJSON {
+				say("control: cut %-9s top on itself %.2f%%  self-penalty %+.2f pp  (%.0f s)", row.Cut, row.StitchedAcc, row.Penalty, row.Seconds)
+			}
+		},
 		OnRow: func(row results.Row) {
 			if asJSON {
 				_ = json.NewEncoder(os.Stdout).Encode(row)
@@ -204,6 +240,10 @@ func recipeConfig(c *cli.Context) (stitch.Config, error) {
 	over("frozen-bn", func() { cfg.FrozenBN = c.String("frozen-bn") })
 	over("cka-samples", func() { cfg.CKASamples = c.Int("cka-samples") })
 	over("ls-samples", func() { cfg.LSSamples = c.Int("ls-samples") })
+	over("val-samples", func() { cfg.ValSamples = c.Int("val-samples") })
+	over("check-every", func() { cfg.CheckEvery = c.Int("check-every") })
+	over("patience", func() { cfg.Patience = c.Int("patience") })
+	over("lr-cuts", func() { cfg.LRCuts = c.Int("lr-cuts") })
 	return cfg, nil
 }
 
@@ -236,4 +276,77 @@ func plotBeside(out string) string {
 		return ""
 	}
 	return strings.TrimSuffix(out, filepath.Ext(out)) + ".png"
+}
+
+// normFlags reads --mean/--std and the per-half flags into the halves'
+// given normalisations (nil: none given).
+func normFlags(c *cli.Context) (bottom, top *results.Norm, err error) {
+	pair := func(meanFlag, stdFlag string) (*results.Norm, error) {
+		m, s := c.String(meanFlag), c.String(stdFlag)
+		if m == "" && s == "" {
+			return nil, nil
+		}
+		if m == "" || s == "" {
+			return nil, fmt.Errorf("--%s and --%s go together", meanFlag, stdFlag)
+		}
+		mean, err := parseFloats(m)
+		if err != nil {
+			return nil, fmt.Errorf("--%s: %w", meanFlag, err)
+		}
+		std, err := parseFloats(s)
+		if err != nil {
+			return nil, fmt.Errorf("--%s: %w", stdFlag, err)
+		}
+		if len(mean) != len(std) {
+			return nil, fmt.Errorf("--%s has %d values but --%s %d", meanFlag, len(mean), stdFlag, len(std))
+		}
+		return &results.Norm{Mean: mean, Std: std, Source: stitch.NormGiven}, nil
+	}
+	both, err := pair("mean", "std")
+	if err != nil {
+		return nil, nil, err
+	}
+	if bottom, err = pair("bottom-mean", "bottom-std"); err != nil {
+		return nil, nil, err
+	}
+	if top, err = pair("top-mean", "top-std"); err != nil {
+		return nil, nil, err
+	}
+	if bottom == nil {
+		bottom = both
+	}
+	if top == nil {
+		top = both
+	}
+	return bottom, top, nil
+}
+
+// parseFloats reads a comma-separated list of numbers.
+func parseFloats(s string) ([]float64, error) {
+	var out []float64
+	for _, f := range strings.Split(s, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a number", strings.TrimSpace(f))
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// normWhat says which normalisation a half gets, and from where.
+func normWhat(n results.Norm) string {
+	return fmt.Sprintf("mean %v std %v (%s)", n.Mean, n.Std, n.Source)
+}
+
+// warnNorm warns loudly when a half's normalisation is a guess: a foreign
+// checkpoint on an image folder, with no statistics given.
+func warnNorm(half string, m *models.Model, n results.Norm) {
+	if n.Source != stitch.NormGuessed {
+		return
+	}
+	fmt.Fprintf(os.Stderr, "\nWARNING: the %s model %s records no input normalisation and image folders have no known statistics:\n"+
+		"  it is fed ImageNet's (mean %v, std %v). If it was trained with other statistics, its accuracy and every penalty\n"+
+		"  are wrong, and the stitching layer's batch norm hides it. Give them with --%s-mean/--%s-std (or --mean/--std).\n\n",
+		half, m.Path, n.Mean, n.Std, half, half)
 }

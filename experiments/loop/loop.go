@@ -73,7 +73,8 @@ type Run struct {
 	// included), as if interrupted there; Result.Stopped says so.
 	StopAfter int
 	// OnStep, if set, is called after every optimizer step; an error stops
-	// the run (the epochs already saved stay).
+	// the run (the epochs already saved stay). ErrFinished ends it as done:
+	// Train returns no error and Result.Finished says so.
 	OnStep func(Step) error
 	// What names the run in messages ("x.pt"); Stage names its progress
 	// stages ("epoch" gives "epoch 2/5"; the default is "epoch").
@@ -97,7 +98,14 @@ type Result struct {
 	Seconds float64
 	// Stopped says the run ended early, by StopAfter.
 	Stopped bool
+	// Finished says OnStep ended the run early with ErrFinished (a fit that
+	// converged before its cap).
+	Finished bool
 }
+
+// ErrFinished, returned by Run.OnStep, ends a run early as a normal end:
+// what was trained is the result.
+var ErrFinished = errors.New("loop: finished early")
 
 // Train runs the epochs of r that are not done yet, each by objective.
 func Train(r Run, objective Objective) (Result, error) {
@@ -183,6 +191,10 @@ func Train(r Run, objective Objective) (Result, error) {
 			step++
 			return nil
 		})
+		if errors.Is(err, ErrFinished) {
+			res.Finished = true
+			break
+		}
 		if err != nil {
 			return res, fmt.Errorf("epoch %d: %w", epoch+1, err)
 		}

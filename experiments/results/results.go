@@ -12,6 +12,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 )
@@ -33,7 +34,51 @@ type Scores struct {
 	// CKAUnbiased is the debiased linear CKA (unbiased HSIC; Song et al. 2012,
 	// Nguyen et al. 2021) on the same activations (null when not computed).
 	CKAUnbiased *float64 `json:"cka_unbiased,omitempty"`
+	// FitSteps is the number of optimizer steps the layer was fit for.
+	FitSteps int `json:"fit_steps,omitempty"`
+	// With a validated fit (ValSamples > 0): ValAcc is the kept layer's
+	// accuracy on the held-out training images, StartValAcc the starting
+	// layer's, BestStep the step it was kept after (0: the start), and Stop
+	// "converged" (stopped at a plateau) or "cap" (ran to its cap on epochs).
+	ValAcc      *float64 `json:"val_acc,omitempty"`
+	StartValAcc *float64 `json:"start_val_acc,omitempty"`
+	BestStep    *int     `json:"best_step,omitempty"`
+	Stop        string   `json:"stop,omitempty"`
+	// SelfPenalty is the penalty of the top stitched onto itself at the same
+	// cut by the same recipe (the control), and ExcessPenalty Penalty minus
+	// it (null without the control).
+	SelfPenalty   *float64 `json:"self_penalty,omitempty"`
+	ExcessPenalty *float64 `json:"excess_penalty,omitempty"`
+	// Warnings say why the row's numbers may not mean what they seem (a top
+	// near chance, a self-stitch gain, …); Warn* name them.
+	Warnings []string `json:"warnings,omitempty"`
 }
+
+// Norm is an input normalisation, x' = (x − Mean[c]) / Std[c] for pixels in
+// [0, 1], and where it came from ("checkpoint", "given", "data set", …).
+type Norm struct {
+	Mean   []float64 `json:"mean"`
+	Std    []float64 `json:"std"`
+	Source string    `json:"source"`
+}
+
+// Warnings a row can carry (Scores.Warnings).
+const (
+	// WarnTopNearChance: the top scores within 1.5× of chance here, so no
+	// penalty can be large and +0 does not mean compatible.
+	WarnTopNearChance = "top-near-chance"
+	// WarnTopBelowRecorded: the top scores far below the test accuracy its
+	// checkpoint records (other inputs, other normalisation, other data).
+	WarnTopBelowRecorded = "top-below-recorded"
+	// WarnSelfGain: the top stitched onto itself gains over 1 point: an
+	// under-trained top, or inputs not normalised as in its training.
+	WarnSelfGain = "self-gain"
+	// WarnBottomNormGuessed and WarnTopNormGuessed: a half's input
+	// normalisation is a guess (image folders have no known statistics and
+	// the checkpoint records none).
+	WarnBottomNormGuessed = "bottom-norm-guessed"
+	WarnTopNormGuessed    = "top-norm-guessed"
+)
 
 // Row is one stitching result. Accuracies are percentages (0–100); the
 // penalty is in percentage points: top accuracy − stitched accuracy
@@ -57,7 +102,13 @@ type Row struct {
 	FitAugment bool `json:"fit_augment,omitempty"`
 	// LSSamples is the number of training images the least-squares start was
 	// solved on (0 when Init is not least-squares).
-	LSSamples  int   `json:"ls_samples,omitempty"`
+	LSSamples int `json:"ls_samples,omitempty"`
+	// ValSamples, CheckEvery, Patience and LRCuts are the validated fit's
+	// settings (stitch.Config; 0: no validation).
+	ValSamples int   `json:"val_samples,omitempty"`
+	CheckEvery int   `json:"check_every,omitempty"`
+	Patience   int   `json:"patience,omitempty"`
+	LRCuts     int   `json:"lr_cuts,omitempty"`
 	KernelSize int64 `json:"kernel_size"`
 	// TestSamples is the number of test images the accuracies were measured
 	// on; CKASamples the number of test images CKA was computed on (0: none).
@@ -66,8 +117,12 @@ type Row struct {
 	FrozenBN    string `json:"frozen_bn"`
 	Data        string `json:"data"`
 	Device      string `json:"device"`
-	BottomPath  string `json:"bottom_path"`
-	TopPath     string `json:"top_path"`
+	// BottomNorm and TopNorm are the input normalisations each half was fed,
+	// and where they came from (rows from before they were recorded lack them).
+	BottomNorm *Norm  `json:"bottom_norm,omitempty"`
+	TopNorm    *Norm  `json:"top_norm,omitempty"`
+	BottomPath string `json:"bottom_path"`
+	TopPath    string `json:"top_path"`
 	// BottomSHA256 and TopSHA256 are the SHA-256 of the checkpoint files'
 	// bytes (see Digest; empty for the random bottom): the key a re-run
 	// matches on, while the paths are for people.
@@ -104,6 +159,10 @@ func (r Row) Key() string {
 	if r.FitAugment {
 		// Added with the setting: rows without it keep their old keys.
 		k += "|fit-augment"
+	}
+	if r.ValSamples != 0 {
+		// The validated fit: unvalidated rows keep their old keys.
+		k += fmt.Sprintf("|val=%d/%d/%d/%d", r.ValSamples, r.CheckEvery, r.Patience, r.LRCuts)
 	}
 	return k
 }
@@ -487,11 +546,57 @@ func CheckWritable(path string) error {
 // WriteTable prints rows as an aligned table.
 func WriteTable(w io.Writer, rows []Row) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "cut\ttop acc %\tbottom acc %\tstitched acc %\tpenalty pp\tdirect acc %\tCKA\t")
+	control, validated, warned := false, false, false
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%.2f\t%s\t%.2f\t%+.2f\t%s\t%s\t\n", r.Cut, r.TopAcc, opt(r.BottomAcc), r.StitchedAcc, r.Penalty, opt(r.DirectAcc), optCKA(r.CKA))
+		control = control || r.SelfPenalty != nil
+		validated = validated || r.ValAcc != nil
+		warned = warned || len(r.Warnings) > 0
+	}
+	head := "cut\ttop acc %\tbottom acc %\tstitched acc %\tpenalty pp\t"
+	if control {
+		head += "self pp\texcess pp\t"
+	}
+	head += "direct acc %\tCKA\t"
+	if validated {
+		head += "steps\tbest\tstop\t"
+	}
+	if warned {
+		head += "warnings\t"
+	}
+	fmt.Fprintln(tw, head)
+	for _, r := range rows {
+		line := fmt.Sprintf("%s\t%.2f\t%s\t%.2f\t%+.2f\t", r.Cut, r.TopAcc, opt(r.BottomAcc), r.StitchedAcc, r.Penalty)
+		if control {
+			line += fmt.Sprintf("%s\t%s\t", optSigned(r.SelfPenalty), optSigned(r.ExcessPenalty))
+		}
+		line += fmt.Sprintf("%s\t%s\t", opt(r.DirectAcc), optCKA(r.CKA))
+		if validated {
+			best := "-"
+			if r.BestStep != nil {
+				best = fmt.Sprint(*r.BestStep)
+			}
+			line += fmt.Sprintf("%d\t%s\t%s\t", r.FitSteps, best, orDash(r.Stop))
+		}
+		if warned {
+			line += orDash(strings.Join(r.Warnings, ",")) + "\t"
+		}
+		fmt.Fprintln(tw, line)
 	}
 	return tw.Flush()
+}
+
+func optSigned(v *float64) string {
+	if v == nil || math.IsNaN(*v) {
+		return "-"
+	}
+	return fmt.Sprintf("%+.2f", *v)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func opt(v *float64) string {

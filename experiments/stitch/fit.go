@@ -7,34 +7,50 @@ import (
 	"modelstitch/experiments/progress"
 	"modelstitch/torch"
 	"modelstitch/torch/nn"
-	"modelstitch/torch/optim"
 	"modelstitch/torch/vision/data"
 )
 
 // FitConfig is the stitching layer's training recipe: Adam (0.9, 0.999), no
-// weight decay, learning rate LR decayed to 0 by a cosine over all steps.
+// weight decay. Without Validate the learning rate LR decays to 0 by a cosine
+// over all Epochs' steps and the layer as it ends is kept. With Validate the
+// rate is constant and the fit converges on held-out images (plateau): every
+// CheckEvery steps the layer is scored by Validate, the best state (the
+// start included) is kept, the rate is cut by LRCutFactor after Patience
+// checks without improvement, and the fit stops at the plateau after LRCuts
+// cuts, or at the cap of Epochs epochs.
 type FitConfig struct {
 	Epochs int
 	LR     float64
+	// Validate scores the layer (in eval mode) on held-out images; nil: no
+	// validation.
+	Validate   func() (float64, error)
+	CheckEvery int // steps between checks (0: once per epoch)
+	Patience   int // checks without improvement before a cut (at least 1)
+	LRCuts     int // cuts before the fit stops at a plateau
+}
+
+// withSteps fills CheckEvery (one epoch's steps when 0) and Patience.
+func (c FitConfig) withSteps(perEpoch int) FitConfig {
+	if c.CheckEvery <= 0 {
+		c.CheckEvery = max(1, perEpoch)
+	}
+	c.Patience = max(1, c.Patience)
+	return c
 }
 
 // Fit trains only m's stitching layer on the loader's batches, reporting
-// progress to report as one stage named stage.
-func Fit(m *Model, loader *data.Loader, cfg FitConfig, report progress.Func, stage string) error {
-	params := nn.Parameters(m.Layer)
-	opt, err := optim.NewAdam(optim.Params(params, cfg.LR, 0), optim.AdamConfig{})
-	if err != nil {
-		return err
-	}
-	defer opt.Close()
-	sched, err := optim.NewScheduler(opt, optim.CosineAnnealingLR{TMax: loader.Len() * cfg.Epochs})
-	if err != nil {
-		return err
-	}
+// progress to report as one stage named stage, and says what it did.
+func Fit(m *Model, loader *data.Loader, cfg FitConfig, report progress.Func, stage string) (FitOutcome, error) {
+	cfg = cfg.withSteps(loader.Len())
 	m.SetFitting(true)
 	defer m.SetFitting(false)
-	_, err = loop.Train(loop.Run{Epochs: cfg.Epochs, StepsPerEpoch: loader.Len(), Optimizer: opt, Schedule: sched,
-		Stage: stage, OneStage: true, Progress: report,
+	run, err := newFitRun(nn.Parameters(m.Layer), cfg, loader.Len()*cfg.Epochs, m.Layer, m.SetFitting)
+	if err != nil {
+		return FitOutcome{}, err
+	}
+	defer run.close()
+	res, err := loop.Train(loop.Run{Epochs: cfg.Epochs, StepsPerEpoch: loader.Len(), Optimizer: run.opt, Schedule: run.sched,
+		Stage: stage, OneStage: true, Progress: report, OnStep: run.onStep(),
 	}, func(epoch int, step func(loop.Batch) error) error {
 		for b, err := range loader.Batches(epoch) {
 			if err != nil {
@@ -48,10 +64,11 @@ func Fit(m *Model, loader *data.Loader, cfg FitConfig, report progress.Func, sta
 		}
 		return nil
 	})
+	out, err := run.finish(res, err, loader.Len()*cfg.Epochs)
 	if err != nil {
-		return fmt.Errorf("fitting the stitching layer: %w", err)
+		return out, fmt.Errorf("fitting the stitching layer: %w", err)
 	}
-	return nil
+	return out, nil
 }
 
 // LeastSquaresInit sets m's stitching layer to the least-squares map from the

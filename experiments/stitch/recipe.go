@@ -9,8 +9,10 @@ import (
 
 // Recipe names: the stitching settings a run starts from (Recipe).
 const (
-	// RecipeCPU is the CPU-sized default (Defaults).
+	// RecipeCPU is the converged CPU default (Defaults).
 	RecipeCPU = "cpu"
+	// RecipeQuick is one unvalidated epoch on 6,000 images (Quick), for smoke tests.
+	RecipeQuick = "quick"
 	// RecipePaper is the paper's own stitching setting (Paper).
 	RecipePaper = "paper"
 )
@@ -35,19 +37,66 @@ func Paper() Config {
 	c := Defaults()
 	c.Init, c.LR, c.Epochs, c.BatchSize = InitDefault, 1e-3, PaperEpochs, 128
 	c.FitSamples, c.FitAugment, c.FrozenBN, c.KernelSize = 0, true, "eval", 1
+	c.ValSamples, c.CheckEvery, c.Patience, c.LRCuts = 0, 0, 0, 0
 	return c
 }
 
-// Recipe returns the named recipe's settings ("cpu" or "paper"; "" is
-// "cpu"); an unknown name is an *invalid.Setting for "recipe".
+// Recipe returns the named recipe's settings ("cpu", "quick" or "paper"; ""
+// is "cpu"); an unknown name is an *invalid.Setting for "recipe".
 func Recipe(name string) (Config, error) {
 	switch name {
 	case "", RecipeCPU:
 		return Defaults(), nil
+	case RecipeQuick:
+		return Quick(), nil
 	case RecipePaper:
 		return Paper(), nil
 	}
-	return Config{}, invalid.Errorf("recipe", "must be %q or %q, got %q", RecipeCPU, RecipePaper, name)
+	return Config{}, invalid.Errorf("recipe", "must be %q, %q or %q, got %q", RecipeCPU, RecipeQuick, RecipePaper, name)
+}
+
+// selectData splits the training split into the fitting images and the
+// held-out validation images (class-balanced, ValSamples of them; nil
+// without validation), then takes FitSamples of the fitting images
+// (class-balanced; 0: all).
+func (r *Runner) selectData() (fit, val *datasets.Dataset, err error) {
+	cfg := r.Config
+	fit = r.Train
+	if cfg.ValSamples > 0 {
+		if cfg.ValSamples >= r.Train.N {
+			return nil, nil, invalid.Errorf("val samples", "%d leaves no training images to fit on (the split has %d)", cfg.ValSamples, r.Train.N)
+		}
+		valIdx, err := r.Train.SubsetIndices(cfg.ValSamples, cfg.Seed+1)
+		if err != nil {
+			return nil, nil, invalid.Wrap("val samples", err)
+		}
+		if val, err = r.Train.Take(valIdx); err != nil {
+			return nil, nil, invalid.Wrap("val samples", err)
+		}
+		if fit, err = r.Train.Take(complement(valIdx, r.Train.N)); err != nil {
+			return nil, nil, err
+		}
+	}
+	if cfg.FitSamples > 0 && cfg.FitSamples < fit.N {
+		if fit, err = fit.Subset(cfg.FitSamples, cfg.Seed); err != nil {
+			return nil, nil, invalid.Wrap("fit samples", err)
+		}
+	}
+	return fit, val, nil
+}
+
+// complement returns the indices in [0, n) that sorted is without.
+func complement(sorted []int, n int) []int {
+	out := make([]int, 0, n-len(sorted))
+	j := 0
+	for i := range n {
+		if j < len(sorted) && sorted[j] == i {
+			j++
+			continue
+		}
+		out = append(out, i)
+	}
+	return out
 }
 
 // fitLoader returns the shuffled loader of the fitting images, normalised by

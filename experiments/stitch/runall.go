@@ -13,7 +13,6 @@ import (
 	"modelstitch/experiments/results"
 	"modelstitch/torch"
 	"modelstitch/torch/nn"
-	"modelstitch/torch/optim"
 	"modelstitch/torch/vision/data"
 	"modelstitch/torch/vision/datasets"
 )
@@ -22,7 +21,7 @@ import (
 func (r *Runner) runPlain() ([]results.Row, error) {
 	plain := *r
 	plain.Config.Speed.Plain = true
-	return plain.Run()
+	return plain.runOneByOne()
 }
 
 // PeakRSS returns this process's peak resident set size in bytes
@@ -107,16 +106,14 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 	}
 
 	// --- the data, as Run chooses it.
-	fitSet := r.Train
-	if cfg.FitSamples > 0 && cfg.FitSamples < r.Train.N {
-		if fitSet, err = r.Train.Subset(cfg.FitSamples, cfg.Seed); err != nil {
-			return nil, invalid.Wrap("fit samples", err)
-		}
+	fitSet, valSet, err := r.selectData()
+	if err != nil {
+		return nil, err
 	}
 	evalBatch := cfg.Speed.evalBatch(cfg.Device, cfg.BatchSize)
 	pool := torch.NewWorkers(cfg.Speed.workerCount(cfg.Device, torch.NumThreads()))
 	defer pool.Close()
-	bottomNorm, topNorm := normOf(r.Bottom, r.Test), normOf(r.Top, r.Test)
+	bottomNorm, topNorm := r.norms()
 	orderedLoader := func(ds *datasets.Dataset, norm [2][]float64) (*data.Loader, error) {
 		return data.NewLoader(ds, data.Config{BatchSize: evalBatch, Device: cfg.Device, Mean: norm[0], Std: norm[1]})
 	}
@@ -149,13 +146,7 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 	if lsSet != nil {
 		lsN = lsSet.N
 	}
-	rowFor := func(cut string) results.Row {
-		return results.Row{Bottom: r.Bottom.Name, Top: r.Top.Name, Cut: cut, CutIndex: cutIndex(r.Top, cut),
-			Init: cfg.Init, Epochs: cfg.Epochs, Seed: cfg.Seed, LR: cfg.LR, BatchSize: cfg.BatchSize,
-			FitSamples: fitSet.N, FitAugment: cfg.FitAugment, LSSamples: lsN, TestSamples: r.Test.N, CKASamples: min(cfg.CKASamples, r.Test.N),
-			KernelSize: cfg.KernelSize, FrozenBN: cfg.FrozenBN, Data: cfg.Data,
-			Device: cfg.Device.String(), BottomPath: r.Bottom.Path, TopPath: r.Top.Path, BottomSHA256: bottomSum, TopSHA256: topSum}
-	}
+	rowFor := func(cut string) results.Row { return r.newRow(cut, fitSet.N, lsN, bottomSum, topSum) }
 	var todo []string
 	var rows []results.Row
 	for _, cut := range cuts {
@@ -219,6 +210,12 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 	testC, err := newCache(bottomF, r.Test, bottomNorm, copts)
 	if err != nil {
 		return nil, err
+	}
+	var valC *ActivationCache
+	if valSet != nil {
+		if valC, err = newCache(bottomF, valSet, bottomNorm, copts); err != nil {
+			return nil, err
+		}
 	}
 	var lsT, ckaT *ActivationCache
 	if lsSet != nil {
@@ -292,12 +289,14 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 		if cfg.FitAugment {
 			fitFrom = nil
 		}
-		if err := r.stitchCached(&row, cut, bottomShapes[cut], topShapes[cut], topF, fit, fitInputs(fitFrom, bottomF, cut), fitC, testC, lsIndex, lsT, ckaT, pool, tag); err != nil {
+		cs := cutCaches{fit: fitC, test: testC, val: valC, lsIndex: lsIndex, lsTop: lsT, ckaTop: ckaT}
+		if err := r.stitchCached(&row, cut, bottomShapes[cut], topShapes[cut], topF, fit, fitInputs(fitFrom, bottomF, cut), cs, pool, tag); err != nil {
 			return rows, fmt.Errorf("cut %s: %w", cut, err)
 		}
 		row.Seconds = time.Since(start).Seconds()
 		row.Time = time.Now().UTC().Format(time.RFC3339)
 		row.PeakRSSMiB = float64(PeakRSS()) / (1 << 20)
+		r.finishRow(&row)
 		if err := r.Store.Append(row); err != nil {
 			return rows, fmt.Errorf("writing results: %w", err)
 		}
@@ -362,13 +361,23 @@ func (r *Runner) fillBottomAcc(rows []results.Row, acc float64) error {
 	return nil
 }
 
+// cutCaches are the caches a cut is stitched from: the bottom's activations
+// of the fitting, test and validation images (val nil: no validation), and
+// the top's own of the least-squares images (lsTop; nil without the
+// least-squares start, whose bottom activations are the fitting images
+// lsIndex, nil: all) and of the CKA images (ckaTop; nil: no CKA).
+type cutCaches struct {
+	fit, test, val *ActivationCache
+	lsIndex        []int
+	lsTop, ckaTop  *ActivationCache
+}
+
 // stitchCached builds, initialises, fits and scores the stitching layer at
 // one cut from the caches (see RunAll); it follows stitchCut step by step.
-// fitIn gives each fitting batch's bottom activations (fitInputs); the
-// least-squares start (lsT not nil) reads the bottom's activations of
-// fitting images lsIndex (nil: all) from fitC.
-func (r *Runner) stitchCached(row *results.Row, cut string, in, out []int64, topF *Frozen, fit *data.Loader, fitIn func(*data.Batch) *torch.Tensor, fitC, testC *ActivationCache, lsIndex []int, lsT, ckaT *ActivationCache, pool *torch.Workers, tag string) error {
+// fitIn gives each fitting batch's bottom activations (fitInputs).
+func (r *Runner) stitchCached(row *results.Row, cut string, in, out []int64, topF *Frozen, fit *data.Loader, fitIn func(*data.Batch) *torch.Tensor, cs cutCaches, pool *torch.Workers, tag string) error {
 	cfg := r.Config
+	fitC, testC, lsIndex, lsT, ckaT := cs.fit, cs.test, cs.lsIndex, cs.lsTop, cs.ckaTop
 	if err := torch.ManualSeed(uint64(cfg.Seed)); err != nil {
 		return err
 	}
@@ -383,7 +392,7 @@ func (r *Runner) stitchCached(row *results.Row, cut string, in, out []int64, top
 	top := func(z *torch.Tensor) *torch.Tensor { return topF.ForwardFrom(z, cut) }
 	// scored scores the layer as it is now: folded into one convolution in
 	// oneDNN's layout when the top runs in it (foldLayer), else as it is.
-	scored := func(stage string) (float64, error) {
+	scoredOn := func(c *ActivationCache, report progress.Func, stage string) (float64, error) {
 		forward := func(h *torch.Tensor) *torch.Tensor { return top(layer.Forward(h)) }
 		if topF.mkldnn {
 			f, ok, err := foldLayer(layer)
@@ -395,8 +404,9 @@ func (r *Runner) stitchCached(row *results.Row, cut string, in, out []int64, top
 				forward = func(h *torch.Tensor) *torch.Tensor { return f.forward(h).Then(top) }
 			}
 		}
-		return accuracyCached(forward, testC, pool, cfg.Progress, stage)
+		return accuracyCached(forward, c, pool, report, stage)
 	}
+	scored := func(stage string) (float64, error) { return scoredOn(testC, cfg.Progress, stage) }
 	if lsT != nil {
 		if err := leastSquaresCached(layer, fitC, lsIndex, lsT, pool, cfg.Progress, tag+" least squares"); err != nil {
 			return err
@@ -408,9 +418,15 @@ func (r *Runner) stitchCached(row *results.Row, cut string, in, out []int64, top
 		}
 		row.DirectAcc = &acc
 	}
-	if err := fitCached(layer, top, fit, fitIn, FitConfig{Epochs: cfg.Epochs, LR: cfg.LR}, pool, cfg.Progress, tag+" fit"); err != nil {
+	fc := r.fitConfig()
+	if cs.val != nil {
+		fc.Validate = func() (float64, error) { return scoredOn(cs.val, nil, "") }
+	}
+	outcome, err := fitCached(layer, top, fit, fitIn, fc, pool, cfg.Progress, tag+" fit")
+	if err != nil {
 		return err
 	}
+	setFit(row, outcome)
 	nn.SetTraining(layer, false)
 	if row.StitchedAcc, err = scored(tag + " test"); err != nil {
 		return err
@@ -522,21 +538,17 @@ func accuracyCached(forward func(*torch.Tensor) *torch.Tensor, test *ActivationC
 // (see fitInputs): the loader gives each batch's images and labels in the
 // order Fit would see them. top runs the frozen top from the cut; each
 // batch's loss is splitLoss's, shared between pool's workers.
-func fitCached(layer *Layer, top func(*torch.Tensor) *torch.Tensor, loader *data.Loader, fitIn func(*data.Batch) *torch.Tensor, cfg FitConfig, pool *torch.Workers, report progress.Func, stage string) error {
-	params := nn.Parameters(layer)
-	opt, err := optim.NewAdam(optim.Params(params, cfg.LR, 0), optim.AdamConfig{})
-	if err != nil {
-		return err
-	}
-	defer opt.Close()
-	sched, err := optim.NewScheduler(opt, optim.CosineAnnealingLR{TMax: loader.Len() * cfg.Epochs})
-	if err != nil {
-		return err
-	}
+func fitCached(layer *Layer, top func(*torch.Tensor) *torch.Tensor, loader *data.Loader, fitIn func(*data.Batch) *torch.Tensor, cfg FitConfig, pool *torch.Workers, report progress.Func, stage string) (FitOutcome, error) {
+	cfg = cfg.withSteps(loader.Len())
 	nn.SetTraining(layer, true)
 	defer nn.SetTraining(layer, false)
-	_, err = loop.Train(loop.Run{Epochs: cfg.Epochs, StepsPerEpoch: loader.Len(), Optimizer: opt, Schedule: sched,
-		Stage: stage, OneStage: true, Progress: report,
+	run, err := newFitRun(nn.Parameters(layer), cfg, loader.Len()*cfg.Epochs, layer, func(on bool) { nn.SetTraining(layer, on) })
+	if err != nil {
+		return FitOutcome{}, err
+	}
+	defer run.close()
+	res, err := loop.Train(loop.Run{Epochs: cfg.Epochs, StepsPerEpoch: loader.Len(), Optimizer: run.opt, Schedule: run.sched,
+		Stage: stage, OneStage: true, Progress: report, OnStep: run.onStep(),
 	}, func(epoch int, step func(loop.Batch) error) error {
 		for b, err := range loader.Batches(epoch) {
 			if err != nil {
@@ -551,10 +563,11 @@ func fitCached(layer *Layer, top func(*torch.Tensor) *torch.Tensor, loader *data
 		}
 		return nil
 	})
+	out, err := run.finish(res, err, loader.Len()*cfg.Epochs)
 	if err != nil {
-		return fmt.Errorf("fitting the stitching layer: %w", err)
+		return out, fmt.Errorf("fitting the stitching layer: %w", err)
 	}
-	return nil
+	return out, nil
 }
 
 // splitLoss is the batch's mean cross-entropy of top(z) against labels y,

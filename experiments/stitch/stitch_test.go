@@ -73,7 +73,7 @@ func load(t *testing.T, path string) *models.Model {
 }
 
 func quickConfig(cuts string) Config {
-	c := Defaults()
+	c := Quick()
 	c.Cuts, c.Epochs, c.FitSamples, c.BatchSize, c.CKASamples, c.Progress = cuts, 1, 500, 64, 200, nil
 	return c
 }
