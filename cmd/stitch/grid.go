@@ -146,7 +146,7 @@ func gridRunAction(c *cli.Context) error {
 	start := time.Now()
 	opts.OnEvent = func(e grid.Event) {
 		switch e.Kind {
-		case "start":
+		case grid.EventStart:
 			if len(e.Group) > 1 {
 				cuts := make([]string, len(e.Group))
 				for i, u := range e.Group {
@@ -160,7 +160,7 @@ func gridRunAction(c *cli.Context) error {
 			} else {
 				fmt.Fprintf(os.Stderr, "[%d/%d] start  %s\n", e.Done+1, e.Total, e.Unit.ID)
 			}
-		case "done":
+		case grid.EventDone:
 			extra := ""
 			if s := e.Record.Stitch; s != nil {
 				extra = fmt.Sprintf("penalty %+.2f pp", s.Penalty)
@@ -173,7 +173,7 @@ func gridRunAction(c *cli.Context) error {
 			}
 			fmt.Fprintf(os.Stderr, "[%d/%d] done   %s  %s  (%.0f s, elapsed %s%s)\n", e.Done, e.Total, e.Unit.ID, extra,
 				e.Record.Seconds, time.Since(start).Round(time.Second), left)
-		case "failed":
+		case grid.EventFailed:
 			fmt.Fprintf(os.Stderr, "[%d/%d] FAILED %s: %v\n", e.Done, e.Total, e.Unit.ID, e.Err)
 		}
 	}

@@ -94,7 +94,7 @@ func (x *InProcess) Execute(ctx context.Context, p *Plan, u *Unit, threads int) 
 // is the processor time since the previous record (the first one's includes
 // the loading). A cancelled context stops before the next cut.
 func (x *InProcess) ExecuteGroup(ctx context.Context, p *Plan, us []*Unit, threads int, emit func(Record)) error {
-	if err := checkGroup(us); err != nil {
+	if err := CheckGroup(us); err != nil {
 		return err
 	}
 	defer x.begin(threads)()

@@ -43,10 +43,10 @@ func TestGroupsAndShards(t *testing.T) {
 	if want := []int{1, 1, 1, 1, 2, 1, 2}; !reflect.DeepEqual(sizes, want) {
 		t.Errorf("group sizes %v, want %v", sizes, want)
 	}
-	if err := checkGroup(append(append([]*Unit{}, gs[4]...), gs[5][0])); err == nil {
+	if err := CheckGroup(append(append([]*Unit{}, gs[4]...), gs[5][0])); err == nil {
 		t.Errorf("two pairs' units accepted as one group")
 	}
-	if err := checkGroup(gs[0]); err == nil {
+	if err := CheckGroup(gs[0]); err == nil {
 		t.Errorf("a train unit accepted in a group")
 	}
 	for n := 1; n <= 4; n++ {
@@ -98,7 +98,7 @@ func TestGroupedRowsEqualSingle(t *testing.T) {
 	var starts []Event
 	x := &InProcess{}
 	sum, err := Run(context.Background(), p, Options{Exec: x, Cores: 1, OnEvent: func(e Event) {
-		if e.Kind == "start" {
+		if e.Kind == EventStart {
 			starts = append(starts, e)
 		}
 	}})

@@ -129,7 +129,7 @@ func TestRunCancelResumeShardsReport(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	stitched := 0
 	sum, err = Run(ctx, p, Options{Exec: &InProcess{}, OnEvent: func(e Event) {
-		if e.Kind == "done" && e.Unit.Kind == UnitStitch {
+		if e.Kind == EventDone && e.Unit.Kind == UnitStitch {
 			stitched++
 			cancel()
 		}
