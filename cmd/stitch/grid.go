@@ -87,7 +87,7 @@ func loadPlan(c *cli.Context, nargs int) (*grid.Plan, error) {
 	if c.Args().Len() != nargs {
 		return nil, fmt.Errorf("%s: want %d argument(s) (%s), got %d", c.Command.FullName(), nargs, c.Command.ArgsUsage, c.Args().Len())
 	}
-	spec, err := grid.Load(c.Args().First())
+	spec, err := grid.Load(c.Args().First(), grid.TrainingVocabulary())
 	if err != nil {
 		return nil, err
 	}

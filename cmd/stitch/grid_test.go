@@ -71,7 +71,7 @@ func TestGridKillAndResume(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	dir := t.TempDir()
-	spec, err := grid.Load(tinySpec)
+	spec, err := grid.Load(tinySpec, grid.TrainingVocabulary())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,7 +25,15 @@ import (
 	"modelstitch/torch"
 	"modelstitch/torch/nn"
 	"modelstitch/torch/vision"
+	"modelstitch/torch/vision/datasets"
 )
+
+// TrainingVocabulary is what the training code accepts: the spec names
+// checked against it are the ones training and stitching can run.
+func TrainingVocabulary() Vocabulary {
+	return Vocabulary{Archs: vision.Archs(), Stems: []string{vision.StemCIFAR, vision.StemImageNet},
+		Schedules: train.Schedules, Tasks: datasets.Tasks(), TrainSplits: datasets.TrainSplitSizes()}
+}
 
 // InProcess runs units in this process, one at a time (libtorch's random
 // generator is global, so two units at once would not be reproducible; run
@@ -145,7 +153,7 @@ func (x *InProcess) train(ctx context.Context, p *Plan, u *Unit) (*ModelResult, 
 	res.Recipe = &r
 	dc := x.dataConfig(p.Spec)
 	dc.TrainSamples, dc.LabelNoise, dc.Seed = r.TrainSamples, r.LabelNoise, r.Seed
-	if r.Labels != "original" {
+	if r.Labels != LabelsOriginal {
 		dc.Task = r.Labels
 	}
 	if meta, ok := finished(f.Path, r.Epochs); ok {
@@ -204,7 +212,7 @@ func (x *InProcess) train(ctx context.Context, p *Plan, u *Unit) (*ModelResult, 
 	}
 	split := r.TrainSamples
 	if split == 0 {
-		split = trainSplitSizes[p.Spec.Data]
+		split = datasets.TrainSplitSizes()[p.Spec.Data]
 	}
 	res.Steps = r.Epochs * r.StepsPerEpoch(split)
 	return res, nil

@@ -18,7 +18,7 @@ import (
 // (one group per pair and seed, cuts in network order, train units alone)
 // and that shards own whole groups and every unit exactly once.
 func TestGroupsAndShards(t *testing.T) {
-	s, err := Load("testdata/tiny.toml")
+	s, err := Load("testdata/tiny.toml", testVocabulary)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func TestGroupedRowsEqualSingle(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(datasets.DefaultFashionMNISTDir, "train-images-idx3-ubyte.gz")); err != nil {
 		t.Skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
 	}
-	s, err := Load("testdata/group.toml")
+	s, err := Load("testdata/group.toml", testVocabulary)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,7 +37,7 @@ top = "b"
 cuts = "stem"
 stitch = { fit_augment = true }
 `
-	s, err := Parse("s.toml", []byte(text))
+	s, err := Parse("s.toml", []byte(text), testVocabulary)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,7 @@ stitch = { fit_augment = true }
 	if a, ab := s.Pairs["aug"].Recipe, s.Pairs["ab"].Recipe; a.FitAugment == ab.FitAugment {
 		t.Error("fit_augment did not change the recipe")
 	}
-	_, err = Parse("s.toml", []byte(minimalSpec+"[pairs.ab.stitch]\nrecipe = \"papr\"\n"))
+	_, err = Parse("s.toml", []byte(minimalSpec+"[pairs.ab.stitch]\nrecipe = \"papr\"\n"), testVocabulary)
 	if err == nil || !strings.Contains(err.Error(), "s.toml:12") || !strings.Contains(err.Error(), "pairs.ab.stitch.recipe") {
 		t.Errorf("unknown recipe: %v, want an error naming pairs.ab.stitch.recipe at line 12", err)
 	}
@@ -86,7 +86,7 @@ func TestNamedRecipesMatchStitch(t *testing.T) {
 // refused on a trained one or with another value, and absent from the
 // identity of models without it.
 func TestBNStatsField(t *testing.T) {
-	s, err := Parse("s.toml", []byte(strings.Replace(minimalSpec, "seed = 1", "seed = 1\nepochs = 0\nbn_stats = \"data\"", 1)))
+	s, err := Parse("s.toml", []byte(strings.Replace(minimalSpec, "seed = 1", "seed = 1\nepochs = 0\nbn_stats = \"data\"", 1)), testVocabulary)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestBNStatsField(t *testing.T) {
 	if strings.Contains(string(js), "bn_stats") {
 		t.Errorf("a model without bn_stats has it in its identity: %s", js)
 	}
-	init, err := Parse("s.toml", []byte(strings.Replace(minimalSpec, "seed = 1", "seed = 1\nepochs = 0\nbn_stats = \"initial\"", 1)))
+	init, err := Parse("s.toml", []byte(strings.Replace(minimalSpec, "seed = 1", "seed = 1\nepochs = 0\nbn_stats = \"initial\"", 1)), testVocabulary)
 	if err != nil || init.Models["a"].Recipe.BNStats != "" {
 		t.Errorf("bn_stats initial: %v, %+v; want the default", err, init.Models["a"].Recipe)
 	}
@@ -105,7 +105,7 @@ func TestBNStatsField(t *testing.T) {
 		"trained": strings.Replace(minimalSpec, "seed = 1", "seed = 1\nbn_stats = \"data\"", 1),
 		"unknown": strings.Replace(minimalSpec, "seed = 1", "seed = 1\nepochs = 0\nbn_stats = \"batch\"", 1),
 	} {
-		_, err := Parse("s.toml", []byte(text))
+		_, err := Parse("s.toml", []byte(text), testVocabulary)
 		if err == nil || !strings.Contains(err.Error(), "models.a.bn_stats") || !strings.Contains(err.Error(), "s.toml:") {
 			t.Errorf("%s bn_stats: %v, want an error naming models.a.bn_stats and its line", name, err)
 		}
@@ -121,7 +121,7 @@ func TestCommittedRowsStayUnits(t *testing.T) {
 	if _, err := os.Stat(RowsDir(dir)); err != nil {
 		t.Skip("no committed rows")
 	}
-	s, err := Load("../paper-fmnist.toml")
+	s, err := Load("../paper-fmnist.toml", testVocabulary)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +175,7 @@ cka = true
 verdict = "max(cka_unbiased, ab, stem) > 0.5"
 reading = "the stem is a linear image of the pixels | in both nets"
 `
-	s, err := Parse("s.toml", []byte(text))
+	s, err := Parse("s.toml", []byte(text), testVocabulary)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,7 @@ func tinyPlan(t *testing.T, dir string) *Plan {
 			t.Skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
 		}
 	}
-	s, err := Load("testdata/tiny.toml")
+	s, err := Load("testdata/tiny.toml", testVocabulary)
 	if err != nil {
 		t.Fatal(err)
 	}

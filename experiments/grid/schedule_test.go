@@ -20,7 +20,7 @@ var resnet18Cuts = []string{"stem", "layer1.0", "layer1.1", "layer2.0", "layer2.
 // model: no network is built.
 func fakePlan(t *testing.T, dir string) *Plan {
 	t.Helper()
-	s, err := Load("testdata/tiny.toml")
+	s, err := Load("testdata/tiny.toml", testVocabulary)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,4 @@
+package grid
+
+// testVocabulary is what the tests' specs may name.
+var testVocabulary = TrainingVocabulary()
