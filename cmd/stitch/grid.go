@@ -20,6 +20,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"modelstitch/experiments/grid"
+	"modelstitch/experiments/grid/inprocess"
 	"modelstitch/torch"
 )
 
@@ -87,11 +88,11 @@ func loadPlan(c *cli.Context, nargs int) (*grid.Plan, error) {
 	if c.Args().Len() != nargs {
 		return nil, fmt.Errorf("%s: want %d argument(s) (%s), got %d", c.Command.FullName(), nargs, c.Command.ArgsUsage, c.Args().Len())
 	}
-	spec, err := grid.Load(c.Args().First(), grid.TrainingVocabulary())
+	spec, err := grid.Load(c.Args().First(), inprocess.Vocabulary())
 	if err != nil {
 		return nil, err
 	}
-	return grid.NewPlan(spec, c.String("out"), grid.CutPoints)
+	return grid.NewPlan(spec, c.String("out"), inprocess.CutPoints)
 }
 
 func gridRunAction(c *cli.Context) error {
@@ -141,7 +142,7 @@ func gridRunAction(c *cli.Context) error {
 		}
 		opts.Exec = &childExecutor{exe: exe, spec: p.Spec.Path, out: p.Dir, device: dev.String()}
 	} else {
-		opts.Exec = &grid.InProcess{Device: dev}
+		opts.Exec = &inprocess.InProcess{Device: dev}
 	}
 	start := time.Now()
 	opts.OnEvent = func(e grid.Event) {
@@ -287,7 +288,7 @@ func gridUnitAction(c *cli.Context) error {
 		us = append(us, u)
 	}
 	threads := max(1, c.Int("threads"))
-	x := &grid.InProcess{Progress: newProgress(false), Device: dev}
+	x := &inprocess.InProcess{Progress: newProgress(false), Device: dev}
 	enc := json.NewEncoder(os.Stdout) // one Write per record: a line the parent reads whole
 	if len(us) == 1 && us[0].Kind != grid.UnitStitch {
 		rec, err := x.Execute(c.Context, p, us[0], threads)

@@ -80,7 +80,7 @@ func (p *Plan) Unit(id string) (*Unit, bool) {
 type Cutter func(f *ModelFile, p *Plan) ([]string, error)
 
 // NewPlan expands the spec into units under dir. cuts lists the cut points of
-// a model (CutPoints in exec.go does it with the real networks).
+// a model (inprocess.CutPoints does it with the real networks).
 func NewPlan(s *Spec, dir string, cuts Cutter) (*Plan, error) {
 	if dir == "" {
 		dir = s.Out

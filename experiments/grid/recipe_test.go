@@ -112,45 +112,6 @@ func TestBNStatsField(t *testing.T) {
 	}
 }
 
-// TestCommittedRowsStayUnits checks that every row committed for the
-// Fashion-MNIST spec is still one of its units: a change to the spec or to
-// how units are identified that would orphan (and so recompute) finished
-// work fails here. The exceptions are listed: rows replaced on purpose.
-func TestCommittedRowsStayUnits(t *testing.T) {
-	const dir = "../runs/paper-fmnist"
-	if _, err := os.Stat(RowsDir(dir)); err != nil {
-		t.Skip("no committed rows")
-	}
-	s, err := Load("../paper-fmnist.toml", testVocabulary)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := NewPlan(s, dir, CutPoints)
-	if err != nil {
-		t.Fatal(err)
-	}
-	recs, err := ReadRecords(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if recs.Len() == 0 {
-		t.Skip("no committed rows")
-	}
-	// Experiment 10's random pair under the paper's recipe without
-	// augmentation (default init, Adam 1e-3, 2 epochs on 6,000 images): the
-	// pair now uses the paper recipe with crop-and-flip.
-	replaced := map[string]bool{
-		"stitch/random~s1/stem/s0-da22b531": true, "stitch/random~s1/layer1.1/s0-42520b64": true,
-		"stitch/random~s1/layer2.1/s0-437b4457": true, "stitch/random~s1/layer3.1/s0-742da16b": true,
-		"stitch/random~s1/layer4.1/s0-28b391aa": true,
-	}
-	for _, r := range recs.All() {
-		if _, ok := p.Unit(r.Unit); !ok && !replaced[r.Unit] {
-			t.Errorf("committed row %s is no longer a unit of the spec", r.Unit)
-		}
-	}
-}
-
 // TestReportCKATables writes records by hand (one with both CKA estimators,
 // one with only the biased one, as rows made before the unbiased estimator
 // was recorded) and checks the CKA experiment's tables: the unbiased one

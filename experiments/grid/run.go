@@ -7,8 +7,9 @@ import (
 )
 
 // Executor does one unit of work and returns its record (Unit, Kind and the
-// result; Run fills in the times). exec.go has the in-process one; the stitch
-// command also runs units in child processes.
+// result; Run fills in the times). Package inprocess has the one that
+// trains and stitches in this process; the stitch command also runs units in
+// child processes.
 type Executor interface {
 	Execute(ctx context.Context, p *Plan, u *Unit, threads int) (Record, error)
 }

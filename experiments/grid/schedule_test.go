@@ -1,6 +1,7 @@
 package grid
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -29,6 +30,42 @@ func fakePlan(t *testing.T, dir string) *Plan {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// rowLines counts the lines of every rows file under dir, and the ids seen.
+func rowLines(t *testing.T, dir string) (int, []string) {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(RowsDir(dir), "*.jsonl"))
+	n := 0
+	var ids []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
+			if len(l) > 0 {
+				n++
+			}
+		}
+	}
+	recs, err := ReadRecords(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs.All() {
+		ids = append(ids, r.Unit)
+	}
+	return n, ids
+}
+
+func planIDs(p *Plan) []string {
+	var ids []string
+	for _, u := range p.Units {
+		ids = append(ids, u.ID)
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 // fakeExec is an Executor that trains by writing the checkpoint files and
