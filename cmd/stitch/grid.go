@@ -48,7 +48,7 @@ func gridCommand() *cli.Command {
 					&cli.StringFlag{Name: "report", Usage: "report directory (default: the spec's report)"},
 					&cli.StringFlag{Name: "device", Value: "cpu", Usage: "where the units train and stitch: cpu, cuda or cuda:N (recorded in the rows, not part of a unit's id)"},
 				},
-				Action: gridRunAction,
+				Action: namingFlags(gridRunAction, gridFlagOf),
 			},
 			{
 				Name:      "plan",
@@ -59,7 +59,7 @@ func gridCommand() *cli.Command {
 					&cli.StringFlag{Name: "shard", Usage: "i/n: list only shard i's units"},
 					&cli.BoolFlag{Name: "json", Usage: "one JSON object per unit on stdout"},
 				},
-				Action: gridPlanAction,
+				Action: namingFlags(gridPlanAction, gridFlagOf),
 			},
 			{
 				Name:      "report",

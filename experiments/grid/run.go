@@ -2,8 +2,9 @@ package grid
 
 import (
 	"context"
-	"fmt"
 	"time"
+
+	"modelstitch/experiments/invalid"
 )
 
 // Executor does one unit of work and returns its record (Unit, Kind and the
@@ -91,7 +92,8 @@ const (
 	PhaseStitch = UnitStitch // only stitch units; missing models are waited for, not made
 )
 
-// ParsePhase checks a --phase value; "" is PhaseAll.
+// ParsePhase checks a phase's name; "" is PhaseAll. A bad one is an
+// *invalid.Setting of the field "phase".
 func ParsePhase(s string) (string, error) {
 	switch s {
 	case "", PhaseAll:
@@ -99,5 +101,5 @@ func ParsePhase(s string) (string, error) {
 	case PhaseTrain, PhaseStitch:
 		return s, nil
 	}
-	return "", fmt.Errorf("--phase must be %s, %s or %s, got %q", PhaseTrain, PhaseStitch, PhaseAll, s)
+	return "", invalid.Errorf("phase", "must be %s, %s or %s, got %q", PhaseTrain, PhaseStitch, PhaseAll, s)
 }
