@@ -100,7 +100,7 @@ func (c *Checkpoint) soloLearnStem(cifarWeights bool) string {
 		return fmt.Sprintf("solo-learn: the file's hyper-parameters agree with the stem (%s = %s)", from, said)
 	}
 	return fmt.Sprintf("solo-learn: the file's hyper-parameters (%s = %s) disagree with the stem the weights show; "+
-		"the weights win: check the features, or set --stem / --stem-padding", from, said)
+		"the weights win: check the features, or set the stem and the stem padding", from, said)
 }
 
 func (c *Checkpoint) name() string {
@@ -116,6 +116,21 @@ func (c *Checkpoint) name() string {
 // a legacy torch.save file, and a little-endian length followed by a JSON
 // object a safetensors file.
 func Open(path string) (*Checkpoint, error) { return OpenWith(path, ReadOptions{}) }
+
+// OptionError is an error about the value of one of ReadOptions' fields,
+// named in lower-case words ("key"): "key module.x: no key starts with
+// ...". Its SettingField method lets a front end name the option its own
+// way (experiments/invalid.Rename renames it as it does its own settings).
+type OptionError struct {
+	Option  string // the field, in words: "key"
+	Problem string // what is wrong, after the field's name
+}
+
+// Error is the option's name followed by the problem.
+func (e *OptionError) Error() string { return e.Option + " " + e.Problem }
+
+// SettingField is the option the error is about.
+func (e *OptionError) SettingField() string { return e.Option }
 
 // ReadOptions change how a checkpoint's state dict is found.
 type ReadOptions struct {

@@ -182,7 +182,7 @@ func search(v any, depth int, seen map[any]bool) (*found, bool) {
 		best.path = append([]string{bestKey}, best.path...)
 		if len(candidates) > 1 {
 			best.notes = append(best.notes, fmt.Sprintf("several entries hold tensors (%s); chose %q (online/query/base/teacher entries before "+
-				"momentum/target/EMA/student ones, then the one with most tensors); pick another with --key ENTRY",
+				"momentum/target/EMA/student ones, then the one with most tensors); the key setting picks another by its entry",
 				strings.Join(candidates, ", "), bestKey))
 		}
 		return best, true
@@ -283,7 +283,7 @@ func checkpointFrom(root any, format string, fileSize int64, opt ReadOptions) (*
 	f, ok := search(top, 0, map[any]bool{})
 	if !ok {
 		if len(walked) > 0 {
-			return nil, fmt.Errorf("--key %s: no state dict found under %s: %s", opt.Key, strings.Join(walked, "."), describeTop(top))
+			return nil, &OptionError{Option: "key", Problem: fmt.Sprintf("%s: no state dict found under %s: %s", opt.Key, strings.Join(walked, "."), describeTop(top))}
 		}
 		return nil, fmt.Errorf("no state dict found: %s", describeTop(root))
 	}
@@ -344,7 +344,7 @@ func checkpointFrom(root any, format string, fileSize int64, opt ReadOptions) (*
 		ck.State.Set(k, t)
 	}
 	if len(walked) > 0 {
-		ck.Notes = append(ck.Notes, fmt.Sprintf("--key %s: took the wrapper entry %s", opt.Key, strings.Join(walked, ".")))
+		ck.Notes = append(ck.Notes, fmt.Sprintf("key %s: took the wrapper entry %s", opt.Key, strings.Join(walked, ".")))
 	}
 	if err := ck.resolve(keyPrefix); err != nil {
 		return nil, err

@@ -18,7 +18,7 @@ import (
 //   - when there are several networks (MoCo's query and key encoders, BYOL's
 //     online and target networks, robustness' model and attacker.model), one
 //     is chosen by RoleRule; the others are left out with a note naming them
-//     and the --key flag that picks one;
+//     and the key setting (ReadOptions.Key) that picks one;
 //   - keys beside the chosen network (heads, a loss's weight, MoCo's queue)
 //     are left out with a note; a few are understood: solo-learn's online
 //     classifier becomes fc, robustness' input normaliser becomes metadata.
@@ -133,7 +133,7 @@ func SelectKey(sd *StateDict, key string) (*StateDict, error) {
 		}
 	}
 	if out.Len() == 0 {
-		return nil, fmt.Errorf("--key %s: no key starts with %q; the keys start with %s", key, p, strings.Join(keyGroups(sd.Keys, 2), ", "))
+		return nil, &OptionError{Option: "key", Problem: fmt.Sprintf("%s: no key starts with %q; the keys start with %s", key, p, strings.Join(keyGroups(sd.Keys, 2), ", "))}
 	}
 	return out, nil
 }
@@ -201,7 +201,7 @@ func ResolveKeys(sd *StateDict, key string) (*StateDict, map[string]string, []st
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		notes = append(notes, fmt.Sprintf("--key %s: kept the %d keys under it", key, sel.Len()))
+		notes = append(notes, fmt.Sprintf("key %s: kept the %d keys under it", key, sel.Len()))
 		sd = sel
 	}
 	roots := findResNetRoots(sd)
@@ -216,7 +216,7 @@ func ResolveKeys(sd *StateDict, key string) (*StateDict, map[string]string, []st
 			names = append(names, strings.TrimSuffix(o.prefix, "."))
 		}
 		notes = append(notes, fmt.Sprintf("%d networks in the file (%s); chose %s (online/query/base/teacher networks before "+
-			"momentum/target/EMA/student copies, then the shortest prefix, then alphabetical); pick another with --key PREFIX (e.g. --key %s)",
+			"momentum/target/EMA/student copies, then the shortest prefix, then alphabetical); the key setting picks another by its prefix (e.g. key %s)",
 			len(roots), strings.Join(names, ", "), rootName(r.prefix), names[1]))
 	}
 	out := NewStateDict()
@@ -282,7 +282,7 @@ func ResolveKeys(sd *StateDict, key string) (*StateDict, map[string]string, []st
 		notes = append(notes, "solo-learn layout (backbone.* beside classifier.*): its online linear classifier is loaded as fc")
 		if c := out.Get("conv1.weight"); c != nil && len(c.Shape) == 4 && c.Shape[2] == 3 {
 			meta[MetaStemPadding] = "2"
-			notes = append(notes, "solo-learn's CIFAR stem is a 3×3 conv with stride 1 and padding 2 (override with --stem-padding)")
+			notes = append(notes, "solo-learn's CIFAR stem is a 3×3 conv with stride 1 and padding 2 (another stem padding overrides it)")
 		}
 	}
 	if m, s := sd.Get(parent+"normalizer.new_mean"), sd.Get(parent+"normalizer.new_std"); m != nil && s != nil && strings.HasSuffix(r.prefix, "model.") {

@@ -77,8 +77,8 @@ func TestResolveKeysChoosesByRole(t *testing.T) {
 					t.Fatalf("kept %d keys: %v", out.Len(), out.Keys)
 				}
 				joined := strings.Join(notes, "\n")
-				if !strings.Contains(joined, "chose "+strings.TrimSuffix(tc.want, ".")+" ") || !strings.Contains(joined, "--key") {
-					t.Errorf("notes do not say %s was chosen or name --key:\n%s", tc.want, joined)
+				if !strings.Contains(joined, "chose "+strings.TrimSuffix(tc.want, ".")+" ") || !strings.Contains(joined, "the key setting") {
+					t.Errorf("notes do not say %s was chosen or name the key setting:\n%s", tc.want, joined)
 				}
 				if i == 0 {
 					first = joined
@@ -183,8 +183,11 @@ func TestResolveKeysRefusals(t *testing.T) {
 	}
 	sd := stateWithConvs(resnetKeys("module.encoder_q.", nil)...)
 	_, _, _, err := ResolveKeys(sd, "module.encoder_z")
-	if err == nil || !strings.Contains(err.Error(), "--key module.encoder_z") || !strings.Contains(err.Error(), "module.encoder_q.") {
+	if err == nil || !strings.Contains(err.Error(), "key module.encoder_z") || !strings.Contains(err.Error(), "module.encoder_q.") {
 		t.Errorf("unknown key: %v", err)
+	}
+	if oe := (*OptionError)(nil); !errors.As(err, &oe) || oe.SettingField() != "key" {
+		t.Errorf("unknown key: %v is not an OptionError about the key", err)
 	}
 	// A key prefix with or without the final dot.
 	for _, k := range []string{"module.encoder_q", "module.encoder_q.", "module"} {

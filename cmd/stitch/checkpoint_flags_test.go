@@ -10,6 +10,7 @@ import (
 	"modelstitch/torch"
 	"modelstitch/torch/vision/datasets"
 	"modelstitch/weights"
+	"modelstitch/weights/defaults"
 )
 
 // TestInspectFailsOnNonModel: inspect reports what a file holds, and exits
@@ -50,5 +51,25 @@ func TestEvalChannels(t *testing.T) {
 	}
 	if err := run([]string{"stitch", "eval", "--checkpoint", p, "--quiet", "--threads", "1", "--channels", "3", "--json"}); err != nil {
 		t.Errorf("--channels 3: %v", err)
+	}
+}
+
+// TestKeyErrorsNameTheFlag: a key that names nothing in the file is refused
+// naming the flag that set it (weights names the setting "key"; each
+// command names its own flag).
+func TestKeyErrorsNameTheFlag(t *testing.T) {
+	t.Chdir(t.TempDir())
+	ck := defaults.Prefix + defaults.Names()[0]
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"stitch", "inspect", "--key", "nosuch", ck}, "--key nosuch: no key starts with"},
+		{[]string{"stitch", "--top", ck, "--bottom", ck, "--top-key", "nosuch", "--quiet"}, "--top-key nosuch: no key starts with"},
+		{[]string{"stitch", "--top", ck, "--bottom", ck, "--bottom-key", "nosuch", "--quiet"}, "--bottom-key nosuch: no key starts with"},
+	} {
+		if err := run(c.args); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want an error naming %q", strings.Join(c.args, " "), err, c.want)
+		}
 	}
 }

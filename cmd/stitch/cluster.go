@@ -134,7 +134,7 @@ func gridSlurmCommand() *cli.Command {
 		},
 		SkipFlagParsing: true, // flags may follow SPEC; see parseInterspersed
 		HideHelpCommand: true,
-		Action:          gridSlurmAction,
+		Action:          namingFlags(gridSlurmAction, slurmFlagOf),
 	}
 }
 
@@ -235,7 +235,7 @@ func gridK8sCommand() *cli.Command {
 		},
 		SkipFlagParsing: true, // flags may follow SPEC; see parseInterspersed
 		HideHelpCommand: true,
-		Action:          gridK8sAction,
+		Action:          namingFlags(gridK8sAction, k8sFlagOf),
 	}
 }
 

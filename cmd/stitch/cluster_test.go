@@ -272,9 +272,11 @@ func TestGridSlurmCommandWritesScripts(t *testing.T) {
 		{[]string{"slurm", "grid.toml", "--out", "o", "--shards", "0"}, "--shards"},
 		{[]string{"slurm", "grid.toml", "--out", "o", "--shards", "many"}, "--shards"},
 		{[]string{"slurm", "grid.toml", "--out", "o", "--gpu", "1"}, "--gpu"},
+		{[]string{"slurm", "grid.toml", "--out", "o", "--time", "1 day"}, `--time "1 day": not a value Slurm takes`},
 		{[]string{"slurm", "grid.toml", "other.toml", "--out", "o"}, "usage"},
 		{[]string{"k8s", "grid.toml"}, "--image"},
 		{[]string{"k8s", "grid.toml", "--image", "x", "--node-selector", "gpu"}, "--node-selector"},
+		{[]string{"k8s", "grid.toml", "--image", "x", "--pull-policy", "Sometimes"}, `--pull-policy "Sometimes": want Always`},
 		{[]string{"merge", "--out", filepath.Join(dir, "empty")}, "no shard files"},
 	} {
 		if err := runGrid(c.args...); err == nil || !strings.Contains(err.Error(), c.want) {

@@ -28,7 +28,7 @@ func evalCommand() *cli.Command {
 		Name:   "eval",
 		Usage:  "report a checkpoint's test accuracy",
 		Flags:  append(flags, dataFlags("")...),
-		Action: evalAction,
+		Action: namingFlags(evalAction, checkpointFlagOf),
 	}
 }
 

@@ -16,6 +16,7 @@ var (
 		"eval batch size": "--eval-batch-size", "workers": "--workers", "memory budget": "--memory-budget", "recipe": "--recipe",
 		"val samples": "--val-samples", "check every": "--check-every", "patience": "--patience", "lr cuts": "--lr-cuts",
 		"bottom norm": "--bottom-mean/--bottom-std (or --mean/--std)", "top norm": "--top-mean/--top-std (or --mean/--std)",
+		"out": "--out",
 	}
 	trainFlagOf = map[string]string{
 		"arch": "--arch", "width": "--width", "stem": "--stem", "epochs": "--epochs", "batch size": "--batch-size", "learning rate": "--lr",
@@ -23,10 +24,24 @@ var (
 		"objects vs animals": "--labels objects-vs-animals", "temperature": "--temperature", "probe epochs": "--probe-epochs",
 		"crop min": "--crop-min", "bn stats": "--bn-stats", "jitter": "--jitter", "jitter probability": "--jitter-p", "noise": "--noise", "erase": "--erase",
 	}
+	// checkpointFlagOf names the settings of reading one checkpoint
+	// (models.LoadOptions, weights.ReadOptions) for eval and inspect.
+	checkpointFlagOf = map[string]string{"key": "--key", "stem": "--stem", "stem padding": "--stem-padding"}
+	gridFlagOf       = map[string]string{"phase": "--phase", "shard": "--shard"}
+	slurmFlagOf      = map[string]string{
+		"shards": "--shards", "max running, gpus and cpus per task": "--max-running, --gpus and --cpus-per-task",
+		"job name": "--job-name", "mem": "--mem", "time": "--time", "partition": "--partition", "account": "--account",
+		"log dir": "--out (its logs folder)", "stitch bin": "--stitch-bin", "out": "--out",
+	}
+	k8sFlagOf = map[string]string{
+		"name": "--name", "namespace": "--namespace", "claim": "--claim", "image": "--image", "pull policy": "--pull-policy",
+		"shards": "--shards", "parallelism, retries and gpus": "--parallelism, --retries and --gpus", "mount path": "--mount",
+		"out": "--out", "storage": "--storage", "cpu": "--cpu", "memory": "--memory", "stitch bin": "--stitch-bin",
+	}
 	probeFlagOf = map[string]string{
 		"probe epochs": "--epochs", "batch size": "--batch-size", "learning rate": "--lr", "weight decay": "--weight-decay",
 		"train samples": "--train-samples", "stem": "--stem", "stem padding": "--stem-padding",
-		"weight decays": "--weight-decays", "holdout": "--holdout", "max iter": "--max-iter",
+		"weight decays": "--weight-decays", "holdout": "--holdout", "max iter": "--max-iter", "key": "--key",
 	}
 )
 

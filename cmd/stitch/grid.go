@@ -20,6 +20,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"modelstitch/experiments/grid"
+	"modelstitch/experiments/grid/inprocess"
 	"modelstitch/torch"
 )
 
@@ -47,7 +48,7 @@ func gridCommand() *cli.Command {
 					&cli.StringFlag{Name: "report", Usage: "report directory (default: the spec's report)"},
 					&cli.StringFlag{Name: "device", Value: "cpu", Usage: "where the units train and stitch: cpu, cuda or cuda:N (recorded in the rows, not part of a unit's id)"},
 				},
-				Action: gridRunAction,
+				Action: namingFlags(gridRunAction, gridFlagOf),
 			},
 			{
 				Name:      "plan",
@@ -58,7 +59,7 @@ func gridCommand() *cli.Command {
 					&cli.StringFlag{Name: "shard", Usage: "i/n: list only shard i's units"},
 					&cli.BoolFlag{Name: "json", Usage: "one JSON object per unit on stdout"},
 				},
-				Action: gridPlanAction,
+				Action: namingFlags(gridPlanAction, gridFlagOf),
 			},
 			{
 				Name:      "report",
@@ -87,11 +88,11 @@ func loadPlan(c *cli.Context, nargs int) (*grid.Plan, error) {
 	if c.Args().Len() != nargs {
 		return nil, fmt.Errorf("%s: want %d argument(s) (%s), got %d", c.Command.FullName(), nargs, c.Command.ArgsUsage, c.Args().Len())
 	}
-	spec, err := grid.Load(c.Args().First())
+	spec, err := grid.Load(c.Args().First(), inprocess.Vocabulary())
 	if err != nil {
 		return nil, err
 	}
-	return grid.NewPlan(spec, c.String("out"), grid.CutPoints)
+	return grid.NewPlan(spec, c.String("out"), inprocess.CutPoints)
 }
 
 func gridRunAction(c *cli.Context) error {
@@ -141,12 +142,12 @@ func gridRunAction(c *cli.Context) error {
 		}
 		opts.Exec = &childExecutor{exe: exe, spec: p.Spec.Path, out: p.Dir, device: dev.String()}
 	} else {
-		opts.Exec = &grid.InProcess{Device: dev}
+		opts.Exec = &inprocess.InProcess{Device: dev}
 	}
 	start := time.Now()
 	opts.OnEvent = func(e grid.Event) {
 		switch e.Kind {
-		case "start":
+		case grid.EventStart:
 			if len(e.Group) > 1 {
 				cuts := make([]string, len(e.Group))
 				for i, u := range e.Group {
@@ -160,7 +161,7 @@ func gridRunAction(c *cli.Context) error {
 			} else {
 				fmt.Fprintf(os.Stderr, "[%d/%d] start  %s\n", e.Done+1, e.Total, e.Unit.ID)
 			}
-		case "done":
+		case grid.EventDone:
 			extra := ""
 			if s := e.Record.Stitch; s != nil {
 				extra = fmt.Sprintf("penalty %+.2f pp", s.Penalty)
@@ -173,7 +174,7 @@ func gridRunAction(c *cli.Context) error {
 			}
 			fmt.Fprintf(os.Stderr, "[%d/%d] done   %s  %s  (%.0f s, elapsed %s%s)\n", e.Done, e.Total, e.Unit.ID, extra,
 				e.Record.Seconds, time.Since(start).Round(time.Second), left)
-		case "failed":
+		case grid.EventFailed:
 			fmt.Fprintf(os.Stderr, "[%d/%d] FAILED %s: %v\n", e.Done, e.Total, e.Unit.ID, e.Err)
 		}
 	}
@@ -287,7 +288,7 @@ func gridUnitAction(c *cli.Context) error {
 		us = append(us, u)
 	}
 	threads := max(1, c.Int("threads"))
-	x := &grid.InProcess{Progress: newProgress(false), Device: dev}
+	x := &inprocess.InProcess{Progress: newProgress(false), Device: dev}
 	enc := json.NewEncoder(os.Stdout) // one Write per record: a line the parent reads whole
 	if len(us) == 1 && us[0].Kind != grid.UnitStitch {
 		rec, err := x.Execute(c.Context, p, us[0], threads)

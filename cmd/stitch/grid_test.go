@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"modelstitch/experiments/grid"
+	"modelstitch/experiments/grid/inprocess"
 	"modelstitch/torch"
 	"modelstitch/torch/vision/datasets"
 )
@@ -71,11 +72,11 @@ func TestGridKillAndResume(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	dir := t.TempDir()
-	spec, err := grid.Load(tinySpec)
+	spec, err := grid.Load(tinySpec, inprocess.Vocabulary())
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan, err := grid.NewPlan(spec, dir, grid.CutPoints)
+	plan, err := grid.NewPlan(spec, dir, inprocess.CutPoints)
 	if err != nil {
 		t.Fatal(err)
 	}

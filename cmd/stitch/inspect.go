@@ -23,7 +23,7 @@ func inspectCommand() *cli.Command {
 		ArgsUsage: "FILE",
 		Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print one JSON object on stdout"},
 			keyFlag("key", "the file")},
-		Action: inspectAction,
+		Action: namingFlags(inspectAction, checkpointFlagOf),
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"modelstitch/experiments/invalid"
 	"modelstitch/experiments/models"
 	"modelstitch/experiments/results"
 	"modelstitch/experiments/splits"
@@ -122,7 +123,7 @@ func stitchAction(c *cli.Context) error {
 	start := time.Now()
 	top, err := models.Load(c.String("top"), models.LoadOptions{Stem: c.String("top-stem"), Key: c.String("top-key"), Device: dev})
 	if err != nil {
-		return fmt.Errorf("--top: %w", err)
+		return fmt.Errorf("--top: %w", invalid.Rename(err, map[string]string{"key": "--top-key", "stem": "--top-stem"}))
 	}
 	defer top.Free()
 	warnAbout(top)
@@ -133,7 +134,7 @@ func stitchAction(c *cli.Context) error {
 		bottom, err = models.Load(c.String("bottom"), models.LoadOptions{Stem: c.String("bottom-stem"), Key: c.String("bottom-key"), Device: dev})
 	}
 	if err != nil {
-		return fmt.Errorf("--bottom: %w", err)
+		return fmt.Errorf("--bottom: %w", invalid.Rename(err, map[string]string{"key": "--bottom-key", "stem": "--bottom-stem"}))
 	}
 	defer bottom.Free()
 	warnAbout(bottom)

@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"modelstitch/experiments/invalid"
 )
 
 // Phases are the grid's phases in the order they must run: every model is
@@ -64,11 +66,11 @@ func (g Grid) ReportArgv() []string {
 func (g Grid) check() error {
 	switch {
 	case g.Bin == "":
-		return fmt.Errorf("no stitch executable given (--stitch-bin)")
+		return invalid.Errorf("stitch bin", "not given: no stitch executable")
 	case g.Spec == "":
 		return fmt.Errorf("no grid spec given")
 	case g.Out == "":
-		return fmt.Errorf("no output directory given (--out)")
+		return invalid.Errorf("out", "not given: no output directory")
 	}
 	for _, s := range append([]string{g.Bin, g.Spec, g.Out}, g.RunArgs...) {
 		if strings.ContainsAny(s, "\n\r\x00") {

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 
+	"modelstitch/experiments/invalid"
 	"modelstitch/internal/atomicfile"
 )
 
@@ -79,50 +80,50 @@ func (o *K8sOptions) check() error {
 	// at most, with room for the suffixes added here and by the controller.
 	for _, suffix := range []string{"-stitch", "-report", "-data"} {
 		if errs := validation.IsDNS1123Label(o.Name + suffix); len(errs) > 0 {
-			return fmt.Errorf("--name %q: %s", o.Name, strings.Join(errs, "; "))
+			return invalid.Errorf("name", "%q: %s", o.Name, strings.Join(errs, "; "))
 		}
 	}
 	if len(o.Name) > 40 {
-		return fmt.Errorf("--name %q: at most 40 characters (pod names add suffixes)", o.Name)
+		return invalid.Errorf("name", "%q: at most 40 characters (pod names add suffixes)", o.Name)
 	}
 	if o.Namespace != "" {
 		if errs := validation.IsDNS1123Label(o.Namespace); len(errs) > 0 {
-			return fmt.Errorf("--namespace %q: %s", o.Namespace, strings.Join(errs, "; "))
+			return invalid.Errorf("namespace", "%q: %s", o.Namespace, strings.Join(errs, "; "))
 		}
 	}
 	if o.Claim != "" {
 		if errs := validation.IsDNS1123Subdomain(o.Claim); len(errs) > 0 {
-			return fmt.Errorf("--claim %q: %s", o.Claim, strings.Join(errs, "; "))
+			return invalid.Errorf("claim", "%q: %s", o.Claim, strings.Join(errs, "; "))
 		}
 	}
 	if o.Image == "" {
-		return fmt.Errorf("no container image given (--image)")
+		return invalid.Errorf("image", "not given: no container image")
 	}
 	switch o.PullPolicy {
 	case "", string(corev1.PullAlways), string(corev1.PullIfNotPresent), string(corev1.PullNever):
 	default:
-		return fmt.Errorf("--pull-policy %q: want Always, IfNotPresent or Never", o.PullPolicy)
+		return invalid.Errorf("pull policy", "%q: want Always, IfNotPresent or Never", o.PullPolicy)
 	}
 	if o.Shards < 1 {
-		return fmt.Errorf("--shards %d: need at least 1", o.Shards)
+		return invalid.Errorf("shards", "%d: need at least 1", o.Shards)
 	}
 	if o.Parallelism < 0 || o.Retries < 0 || o.GPUs < 0 {
-		return fmt.Errorf("--parallelism, --retries and --gpus may not be negative")
+		return invalid.Errorf("parallelism, retries and gpus", "may not be negative")
 	}
 	if !path.IsAbs(o.MountPath) {
-		return fmt.Errorf("--mount %q: need an absolute path in the pod", o.MountPath)
+		return invalid.Errorf("mount path", "%q: need an absolute path in the pod", o.MountPath)
 	}
 	if rel := strings.TrimPrefix(path.Clean(o.Grid.Out), path.Clean(o.MountPath)); rel == path.Clean(o.Grid.Out) || (rel != "" && !strings.HasPrefix(rel, "/")) {
-		return fmt.Errorf("--out %q: must lie under the claim's mount %s, or the shards' results are lost with their pods", o.Grid.Out, o.MountPath)
+		return invalid.Errorf("out", "%q: must lie under the claim's mount %s, or the shards' results are lost with their pods", o.Grid.Out, o.MountPath)
 	}
 	return nil
 }
 
-// quantity parses a resource quantity given by flag.
-func quantity(flag, v string) (resource.Quantity, error) {
+// quantity parses the resource quantity of a field.
+func quantity(field, v string) (resource.Quantity, error) {
 	q, err := resource.ParseQuantity(v)
 	if err != nil {
-		return q, fmt.Errorf("%s %q: %v", flag, v, err)
+		return q, invalid.Errorf(field, "%q: %v", v, err)
 	}
 	return q, nil
 }
@@ -181,7 +182,7 @@ func BuildK8s(o K8sOptions, specText []byte) (K8sObjects, error) {
 	claim := o.Claim
 	if claim == "" {
 		claim = o.Name + "-data"
-		size, err := quantity("--storage", o.Storage)
+		size, err := quantity("storage", o.Storage)
 		if err != nil {
 			return K8sObjects{}, fmt.Errorf("k8s: %w", err)
 		}
@@ -203,14 +204,14 @@ func BuildK8s(o K8sOptions, specText []byte) (K8sObjects, error) {
 
 	res := corev1.ResourceRequirements{Requests: corev1.ResourceList{}, Limits: corev1.ResourceList{}}
 	if o.CPU != "" {
-		q, err := quantity("--cpu", o.CPU)
+		q, err := quantity("cpu", o.CPU)
 		if err != nil {
 			return K8sObjects{}, fmt.Errorf("k8s: %w", err)
 		}
 		res.Requests[corev1.ResourceCPU] = q
 	}
 	if o.Memory != "" {
-		q, err := quantity("--memory", o.Memory)
+		q, err := quantity("memory", o.Memory)
 		if err != nil {
 			return K8sObjects{}, fmt.Errorf("k8s: %w", err)
 		}

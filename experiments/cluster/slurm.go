@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 
+	"modelstitch/experiments/invalid"
 	"modelstitch/internal/atomicfile"
 )
 
@@ -55,17 +56,17 @@ func (o *SlurmOptions) check() error {
 		return fmt.Errorf("no folder given for the Slurm scripts")
 	}
 	if o.Shards < 1 {
-		return fmt.Errorf("--shards %d: need at least 1", o.Shards)
+		return invalid.Errorf("shards", "%d: need at least 1", o.Shards)
 	}
 	if o.MaxRunning < 0 || o.GPUs < 0 || o.CPUsPerTask < 0 {
-		return fmt.Errorf("--max-running, --gpus and --cpus-per-task may not be negative")
+		return invalid.Errorf("max running, gpus and cpus per task", "may not be negative")
 	}
-	for _, f := range []struct{ flag, v string }{
-		{"--job-name", o.JobName}, {"--mem", o.Mem}, {"--time", o.Time},
-		{"--partition", o.Partition}, {"--account", o.Account}, {"--out (its logs folder)", o.LogDir},
+	for _, f := range []struct{ field, v string }{
+		{"job name", o.JobName}, {"mem", o.Mem}, {"time", o.Time},
+		{"partition", o.Partition}, {"account", o.Account}, {"log dir", o.LogDir},
 	} {
 		if f.v != "" && !slurmValue.MatchString(f.v) {
-			return fmt.Errorf("%s %q: not a value Slurm takes (letters, digits and _.:,=+@/- only)", f.flag, f.v)
+			return invalid.Errorf(f.field, "%q: not a value Slurm takes (letters, digits and _.:,=+@/- only)", f.v)
 		}
 	}
 	return nil

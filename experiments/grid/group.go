@@ -47,8 +47,8 @@ func Groups(units []*Unit) [][]*Unit {
 	return out
 }
 
-// checkGroup returns an error unless us is one non-empty group of stitch units.
-func checkGroup(us []*Unit) error {
+// CheckGroup returns an error unless us is one non-empty group of stitch units.
+func CheckGroup(us []*Unit) error {
 	if len(us) == 0 {
 		return fmt.Errorf("grid: empty group of units")
 	}

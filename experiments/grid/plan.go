@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 
+	"modelstitch/experiments/invalid"
 	"modelstitch/experiments/results"
 )
 
@@ -80,7 +81,7 @@ func (p *Plan) Unit(id string) (*Unit, bool) {
 type Cutter func(f *ModelFile, p *Plan) ([]string, error)
 
 // NewPlan expands the spec into units under dir. cuts lists the cut points of
-// a model (CutPoints in exec.go does it with the real networks).
+// a model (inprocess.CutPoints does it with the real networks).
 func NewPlan(s *Spec, dir string, cuts Cutter) (*Plan, error) {
 	if dir == "" {
 		dir = s.Out
@@ -258,17 +259,18 @@ func ShardOf(id string, n int) int {
 // I (OwnsUnit), so that a group of stitch units stays in one shard.
 type Shard struct{ I, N int }
 
-// ParseShard reads "i/n" (0 ≤ i < n).
+// ParseShard reads "i/n" (0 ≤ i < n); a bad one is an *invalid.Setting of
+// the field "shard".
 func ParseShard(s string) (Shard, error) {
 	if s == "" {
 		return Shard{0, 1}, nil
 	}
 	var sh Shard
 	if _, err := fmt.Sscanf(s, "%d/%d", &sh.I, &sh.N); err != nil || fmt.Sprintf("%d/%d", sh.I, sh.N) != s {
-		return sh, fmt.Errorf("--shard must be i/n (e.g. 0/4), got %q", s)
+		return sh, invalid.Errorf("shard", "must be i/n (e.g. 0/4), got %q", s)
 	}
 	if sh.N < 1 || sh.I < 0 || sh.I >= sh.N {
-		return sh, fmt.Errorf("--shard %s: need 0 ≤ i < n", s)
+		return sh, invalid.Errorf("shard", "%s: need 0 ≤ i < n", s)
 	}
 	return sh, nil
 }

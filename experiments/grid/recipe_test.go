@@ -37,7 +37,7 @@ top = "b"
 cuts = "stem"
 stitch = { fit_augment = true }
 `
-	s, err := Parse("s.toml", []byte(text))
+	s, err := Parse("s.toml", []byte(text), testVocabulary)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,7 @@ stitch = { fit_augment = true }
 	if a, ab := s.Pairs["aug"].Recipe, s.Pairs["ab"].Recipe; a.FitAugment == ab.FitAugment {
 		t.Error("fit_augment did not change the recipe")
 	}
-	_, err = Parse("s.toml", []byte(minimalSpec+"[pairs.ab.stitch]\nrecipe = \"papr\"\n"))
+	_, err = Parse("s.toml", []byte(minimalSpec+"[pairs.ab.stitch]\nrecipe = \"papr\"\n"), testVocabulary)
 	if err == nil || !strings.Contains(err.Error(), "s.toml:12") || !strings.Contains(err.Error(), "pairs.ab.stitch.recipe") {
 		t.Errorf("unknown recipe: %v, want an error naming pairs.ab.stitch.recipe at line 12", err)
 	}
@@ -86,7 +86,7 @@ func TestNamedRecipesMatchStitch(t *testing.T) {
 // refused on a trained one or with another value, and absent from the
 // identity of models without it.
 func TestBNStatsField(t *testing.T) {
-	s, err := Parse("s.toml", []byte(strings.Replace(minimalSpec, "seed = 1", "seed = 1\nepochs = 0\nbn_stats = \"data\"", 1)))
+	s, err := Parse("s.toml", []byte(strings.Replace(minimalSpec, "seed = 1", "seed = 1\nepochs = 0\nbn_stats = \"data\"", 1)), testVocabulary)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestBNStatsField(t *testing.T) {
 	if strings.Contains(string(js), "bn_stats") {
 		t.Errorf("a model without bn_stats has it in its identity: %s", js)
 	}
-	init, err := Parse("s.toml", []byte(strings.Replace(minimalSpec, "seed = 1", "seed = 1\nepochs = 0\nbn_stats = \"initial\"", 1)))
+	init, err := Parse("s.toml", []byte(strings.Replace(minimalSpec, "seed = 1", "seed = 1\nepochs = 0\nbn_stats = \"initial\"", 1)), testVocabulary)
 	if err != nil || init.Models["a"].Recipe.BNStats != "" {
 		t.Errorf("bn_stats initial: %v, %+v; want the default", err, init.Models["a"].Recipe)
 	}
@@ -105,48 +105,9 @@ func TestBNStatsField(t *testing.T) {
 		"trained": strings.Replace(minimalSpec, "seed = 1", "seed = 1\nbn_stats = \"data\"", 1),
 		"unknown": strings.Replace(minimalSpec, "seed = 1", "seed = 1\nepochs = 0\nbn_stats = \"batch\"", 1),
 	} {
-		_, err := Parse("s.toml", []byte(text))
+		_, err := Parse("s.toml", []byte(text), testVocabulary)
 		if err == nil || !strings.Contains(err.Error(), "models.a.bn_stats") || !strings.Contains(err.Error(), "s.toml:") {
 			t.Errorf("%s bn_stats: %v, want an error naming models.a.bn_stats and its line", name, err)
-		}
-	}
-}
-
-// TestCommittedRowsStayUnits checks that every row committed for the
-// Fashion-MNIST spec is still one of its units: a change to the spec or to
-// how units are identified that would orphan (and so recompute) finished
-// work fails here. The exceptions are listed: rows replaced on purpose.
-func TestCommittedRowsStayUnits(t *testing.T) {
-	const dir = "../runs/paper-fmnist"
-	if _, err := os.Stat(RowsDir(dir)); err != nil {
-		t.Skip("no committed rows")
-	}
-	s, err := Load("../paper-fmnist.toml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := NewPlan(s, dir, CutPoints)
-	if err != nil {
-		t.Fatal(err)
-	}
-	recs, err := ReadRecords(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if recs.Len() == 0 {
-		t.Skip("no committed rows")
-	}
-	// Experiment 10's random pair under the paper's recipe without
-	// augmentation (default init, Adam 1e-3, 2 epochs on 6,000 images): the
-	// pair now uses the paper recipe with crop-and-flip.
-	replaced := map[string]bool{
-		"stitch/random~s1/stem/s0-da22b531": true, "stitch/random~s1/layer1.1/s0-42520b64": true,
-		"stitch/random~s1/layer2.1/s0-437b4457": true, "stitch/random~s1/layer3.1/s0-742da16b": true,
-		"stitch/random~s1/layer4.1/s0-28b391aa": true,
-	}
-	for _, r := range recs.All() {
-		if _, ok := p.Unit(r.Unit); !ok && !replaced[r.Unit] {
-			t.Errorf("committed row %s is no longer a unit of the spec", r.Unit)
 		}
 	}
 }
@@ -175,7 +136,7 @@ cka = true
 verdict = "max(cka_unbiased, ab, stem) > 0.5"
 reading = "the stem is a linear image of the pixels | in both nets"
 `
-	s, err := Parse("s.toml", []byte(text))
+	s, err := Parse("s.toml", []byte(text), testVocabulary)
 	if err != nil {
 		t.Fatal(err)
 	}

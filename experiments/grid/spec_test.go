@@ -35,6 +35,8 @@ func TestSpecErrorsNameKeyAndLine(t *testing.T) {
 		{"syntax error", minimalSpec + "[pairs.ab\n", []string{"spec.toml:12", "table name"}},
 		{"unknown bottom", strings.Replace(minimalSpec, `bottom = "a"`, `bottom = "z"`, 1), []string{"spec.toml:8", "pairs.ab.bottom", `no model "z"`}},
 		{"bad width", strings.Replace(minimalSpec, "seed = 1", "seed = 1\nwidth = -1", 1), []string{"spec.toml:5", "models.a.width"}},
+		{"unknown schedule", strings.Replace(minimalSpec, "seed = 1", "seed = 1\nschedule = \"linear\"", 1), []string{"spec.toml:5", "models.a.schedule", "cosine"}},
+		{"unknown arch", strings.Replace(minimalSpec, "seed = 1", "seed = 1\narch = \"vgg16\"", 1), []string{"spec.toml:5", "models.a.arch", "resnet50"}},
 		{"bad snapshot", strings.Replace(minimalSpec, `bottom = "a"`, `bottom = "a@3"`, 1), []string{"pairs.ab.bottom", "save_at"}},
 		{"save_at past the end", strings.Replace(minimalSpec, "seed = 1", "seed = 1\nepochs = 2\nsave_at = [5]", 1), []string{"spec.toml:6", "models.a.save_at", "epoch 5"}},
 		{"even kernel", minimalSpec + "[pairs.ab.stitch]\nkernel_size = 2\n", []string{"spec.toml:12", "pairs.ab.stitch.kernel_size"}},
@@ -46,7 +48,7 @@ func TestSpecErrorsNameKeyAndLine(t *testing.T) {
 		{"labels on simclr", strings.Replace(minimalSpec, "seed = 1", "seed = 1\nobjective = \"simclr\"\nlabel_noise = 0.5", 1), []string{"models.a.objective", "no labels"}},
 	}
 	for _, c := range cases {
-		_, err := Parse("spec.toml", []byte(c.text))
+		_, err := Parse("spec.toml", []byte(c.text), testVocabulary)
 		if err == nil {
 			t.Errorf("%s: no error", c.name)
 			continue
@@ -82,7 +84,7 @@ cuts = ["stem", "pool"]
 [pairs.ab.stitch]
 kernel_size = 3
 `
-	s, err := Parse("s.toml", []byte(text))
+	s, err := Parse("s.toml", []byte(text), testVocabulary)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,78 +172,13 @@ func TestShards(t *testing.T) {
 	}
 }
 
-// TestPaperSpecs checks that the shipped specs parse, validate and plan, and
-// that every experiment of the paper is there with a verdict rule.
-func TestPaperSpecs(t *testing.T) {
-	for _, c := range []struct {
-		path        string
-		trains      int
-		minStitches int
-	}{
-		{"../paper-fmnist.toml", 14, 150},
-		{"../paper-full.toml", 16, 200},
-	} {
-		s, err := Load(c.path)
-		if err != nil {
-			t.Fatalf("%s: %v", c.path, err)
-		}
-		p, err := NewPlan(s, t.TempDir(), CutPoints)
-		if err != nil {
-			t.Fatalf("%s: %v", c.path, err)
-		}
-		trains, stitches := 0, 0
-		for _, u := range p.Units {
-			if u.Kind == UnitTrain {
-				trains++
-			} else {
-				stitches++
-			}
-		}
-		if trains != c.trains || stitches < c.minStitches {
-			t.Errorf("%s: %d train and %d stitch units, want %d and at least %d", c.path, trains, stitches, c.trains, c.minStitches)
-		}
-		ids := map[string]bool{}
-		for _, e := range s.Experiments {
-			ids[e.ID] = true
-			if e.Rule() == nil || e.Paper == "" {
-				t.Errorf("%s: experiment %s has no verdict rule or no paper reading", c.path, e.ID)
-			}
-		}
-		for _, want := range []string{"connectivity", "simclr", "more-data", "width", "training-time", "labels", "kernel", "cka", "error-bars", "recipe"} {
-			if !ids[want] {
-				t.Errorf("%s: no experiment %q", c.path, want)
-			}
-		}
-		// Equal steps where the spec asks for them.
-		for _, m := range s.Models {
-			if m.Kind == KindTrain && m.Recipe.Steps > 0 {
-				split := m.Recipe.TrainSamples
-				if split == 0 {
-					split = trainSplitSizes[s.Data]
-				}
-				if got := m.Recipe.Epochs * m.Recipe.StepsPerEpoch(split); got < m.Recipe.Steps || got >= m.Recipe.Steps+m.Recipe.StepsPerEpoch(split) {
-					t.Errorf("%s: model %s takes %d steps for a budget of %d", c.path, m.Name, got, m.Recipe.Steps)
-				}
-			}
-		}
-	}
-	// The Fashion-MNIST spec's equal-step models take exactly the 10k models' 312 steps.
-	s, _ := Load("../paper-fmnist.toml")
-	for _, name := range []string{"s1", "d5k", "d20k"} {
-		r := s.Models[name].Recipe
-		if steps := r.Epochs * r.StepsPerEpoch(60000); steps != 312 {
-			t.Errorf("paper-fmnist model %s takes %d steps, want 312", name, steps)
-		}
-	}
-}
-
 // TestProbeUnitFollowsBaseContent checks that a linear probe of a checkpoint
 // is a new unit when the checkpoint's content changes under the same name.
 func TestProbeUnitFollowsBaseContent(t *testing.T) {
 	dir := t.TempDir()
 	ck := filepath.Join(dir, "backbone.pt")
 	text := minimalSpec + "[models.bb]\ncheckpoint = " + strconv.Quote(ck) + "\n[models.probe]\nprobe_of = \"bb\"\n"
-	s, err := Parse("s.toml", []byte(text))
+	s, err := Parse("s.toml", []byte(text), testVocabulary)
 	if err != nil {
 		t.Fatal(err)
 	}

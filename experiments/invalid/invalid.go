@@ -35,6 +35,19 @@ func (e *Setting) Error() string {
 // Unwrap returns the underlying error.
 func (e *Setting) Unwrap() error { return e.Err }
 
+// SettingField is the field the error is about (see Named).
+func (e *Setting) SettingField() string { return e.Field }
+
+// Named is an error about one setting whose message begins with the
+// setting's field. *Setting is one; a package this one cannot be imported
+// by (weights, below experiments) defines its own, and Rename renames it
+// all the same.
+type Named interface {
+	error
+	// SettingField names the setting in lower-case words ("key").
+	SettingField() string
+}
+
 // Errorf returns a *Setting for field whose Problem is the formatted text.
 func Errorf(field, format string, args ...any) error {
 	return &Setting{Field: field, Problem: fmt.Sprintf(format, args...)}
@@ -48,27 +61,28 @@ func Wrap(field string, err error) error {
 	return &Setting{Field: field, Err: err}
 }
 
-// Rename rewrites the message of err when its chain holds a bad setting whose
-// field is a key of names, so that its message names the setting as the front end does (e.g. "epochs"
-// → "--epochs"): "probe: epochs must be ≥ 1, got 0" becomes "probe: --epochs
-// must be ≥ 1, got 0". The result still unwraps to err. Errors without such a
-// setting are returned unchanged.
+// Rename rewrites the message of err when its chain holds a bad setting (a
+// Named error) whose field is a key of names, so that its message names the
+// setting as the front end does (e.g. "epochs" → "--epochs"): "probe: epochs
+// must be ≥ 1, got 0" becomes "probe: --epochs must be ≥ 1, got 0". The
+// result still unwraps to err. Errors without such a setting are returned
+// unchanged.
 func Rename(err error, names map[string]string) error {
-	var s *Setting
+	var s Named
 	if !errors.As(err, &s) {
 		return err
 	}
-	name, ok := names[s.Field]
-	if !ok {
+	field, own := s.SettingField(), s.Error()
+	name, ok := names[field]
+	if !ok || !strings.HasPrefix(own, field) {
 		return err
 	}
-	renamed := *s
-	renamed.Field = name
+	renamed := name + own[len(field):]
 	msg := err.Error()
-	if i := strings.Index(msg, s.Error()); i >= 0 {
-		return &renamedError{msg: msg[:i] + renamed.Error() + msg[i+len(s.Error()):], err: err}
+	if i := strings.Index(msg, own); i >= 0 {
+		return &renamedError{msg: msg[:i] + renamed + msg[i+len(own):], err: err}
 	}
-	return &renamedError{msg: renamed.Error() + " (" + msg + ")", err: err}
+	return &renamedError{msg: renamed + " (" + msg + ")", err: err}
 }
 
 // renamedError is an error whose message names a setting the front end's way.

@@ -6,6 +6,12 @@ import (
 	"testing"
 )
 
+// optionError is a Named error of another package (weights.OptionError).
+type optionError struct{ option, problem string }
+
+func (e *optionError) Error() string        { return e.option + " " + e.problem }
+func (e *optionError) SettingField() string { return e.option }
+
 func TestRenameNamesTheFlag(t *testing.T) {
 	base := Errorf("epochs", "must be ≥ 1, got %d", 0)
 	if base.Error() != "epochs must be ≥ 1, got 0" {
@@ -29,6 +35,10 @@ func TestRenameNamesTheFlag(t *testing.T) {
 	plain := errors.New("disk full")
 	if got := Rename(plain, map[string]string{"epochs": "--epochs"}); got != plain {
 		t.Errorf("an error without a setting changed: %v", got)
+	}
+	foreign := fmt.Errorf("model m.pt: %w", &optionError{"key", "module: no such entry"})
+	if got := Rename(foreign, map[string]string{"key": "--top-key"}); got.Error() != "model m.pt: --top-key module: no such entry" {
+		t.Errorf("another package's setting error renamed to %q", got)
 	}
 	if Wrap("x", nil) != nil {
 		t.Error("Wrap of nil is not nil")

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
+
+	"modelstitch/experiments/invalid"
 )
 
 // Scores are one stitch's measurements, shared by result rows and the grid's
@@ -211,8 +213,8 @@ func parseRows(path string, data []byte) (rows []Row, tornAt int, err error) {
 			case !complete && (bytes.HasPrefix(text, []byte(rowPrefix)) || bytes.HasPrefix([]byte(rowPrefix), text)):
 				tornAt = start
 			default:
-				return nil, -1, fmt.Errorf("results: %s line %d is not a results row (%v): "+
-					"refusing to use a file that is not a modelstitch results file; pass another --out", path, line, err)
+				return nil, -1, fmt.Errorf("results: %w", invalid.Errorf("out", "%s: line %d is not a results row (%v): "+
+					"refusing to use a file that is not a modelstitch results file; pass another", path, line, err))
 			}
 		}
 		start = end + 1

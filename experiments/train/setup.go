@@ -43,7 +43,7 @@ func newRun(arch string, width float64, stem string, dc splits.Config, dev torch
 		return nil, invalid.Errorf("stem", "must be %s or %s, got %q", vision.StemCIFAR, vision.StemImageNet, stem)
 	}
 	// The parameters alone (and their gradients and optimizer state) are
-	// checked before the data is read: --width 1e6 fails at once.
+	// checked before the data is read: a width of 1e6 fails at once.
 	early := vision.ResNetConfig{Depth: depth, Width: width, Stem: stem, InChannels: 1}
 	if err := budget.Check(budget.Run{Net: early, Height: 1, Width: 1, OptimizerSlots: 1, Training: epochs > 0, ParamsOnly: true}, "width", ""); err != nil {
 		return nil, err

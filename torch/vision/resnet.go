@@ -5,7 +5,9 @@ package vision
 
 import (
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -51,6 +53,17 @@ var resnetLayouts = map[int]struct {
 
 // validDepths lists the supported depths in increasing order, for messages.
 const validDepths = "18, 34, 50, 101, 152"
+
+// Archs lists the names of the ResNets NewResNet builds, in increasing
+// depth: "resnet18", "resnet34", "resnet50", "resnet101", "resnet152".
+func Archs() []string {
+	depths := slices.Sorted(maps.Keys(resnetLayouts))
+	out := make([]string, len(depths))
+	for i, d := range depths {
+		out[i] = "resnet" + strconv.Itoa(d)
+	}
+	return out
+}
 
 // normalized returns c with its zero values replaced by the defaults, or an
 // error for a configuration no ResNet has.

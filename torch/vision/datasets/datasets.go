@@ -99,6 +99,12 @@ func Names() []string {
 	return []string{"fashion-mnist", "mnist", "cifar10", "cifar100", "folder:PATH"}
 }
 
+// TrainSplitSizes gives the number of images in the training split of each
+// named data set [Load] reads (a folder's depends on its files: not listed).
+func TrainSplitSizes() map[string]int {
+	return map[string]int{"fashion-mnist": 60000, "mnist": 60000, "cifar10": 50000, "cifar100": 50000}
+}
+
 // ErrMalformed is wrapped by every error about a data file whose contents are wrong
 // (bad magic number, truncated, inconsistent counts, labels out of range, undecodable
 // image).

@@ -1,4 +1,4 @@
-package grid
+package inprocess
 
 import (
 	"bytes"
@@ -9,24 +9,24 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
+	"modelstitch/experiments/grid"
 	"modelstitch/torch/vision/datasets"
 )
 
 // tinyPlan plans testdata/tiny.toml into dir.
-func tinyPlan(t *testing.T, dir string) *Plan {
+func tinyPlan(t *testing.T, dir string) *grid.Plan {
 	t.Helper()
 	if _, err := os.Stat(filepath.Join(datasets.DefaultFashionMNISTDir, "train-images-idx3-ubyte.gz")); err != nil {
 		if _, err2 := os.Stat(filepath.Join(datasets.DefaultFashionMNISTDir, "train-images-idx3-ubyte")); err2 != nil {
 			t.Skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
 		}
 	}
-	s, err := Load("testdata/tiny.toml")
+	s, err := grid.Load("../testdata/tiny.toml", Vocabulary())
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := NewPlan(s, dir, CutPoints)
+	p, err := grid.NewPlan(s, dir, CutPoints)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +36,7 @@ func tinyPlan(t *testing.T, dir string) *Plan {
 // rowLines counts the lines of every rows file under dir, and the ids seen.
 func rowLines(t *testing.T, dir string) (int, []string) {
 	t.Helper()
-	files, _ := filepath.Glob(filepath.Join(RowsDir(dir), "*.jsonl"))
+	files, _ := filepath.Glob(filepath.Join(grid.RowsDir(dir), "*.jsonl"))
 	n := 0
 	var ids []string
 	for _, f := range files {
@@ -50,7 +50,7 @@ func rowLines(t *testing.T, dir string) (int, []string) {
 			}
 		}
 	}
-	recs, err := ReadRecords(dir)
+	recs, err := grid.ReadRecords(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func rowLines(t *testing.T, dir string) (int, []string) {
 	return n, ids
 }
 
-func planIDs(p *Plan) []string {
+func planIDs(p *grid.Plan) []string {
 	var ids []string
 	for _, u := range p.Units {
 		ids = append(ids, u.ID)
@@ -72,7 +72,8 @@ func planIDs(p *Plan) []string {
 // TestRunCancelResumeShardsReport trains and stitches the tiny grid for real:
 // once uninterrupted; once cancelled after its first stitch and resumed; once
 // as two shards. Every way ends with exactly one row per unit, the same set of
-// units, and a report with figures.
+// units, and a report with figures. (Package grid's tests check the same
+// scheduling in -short mode with a fake executor.)
 func TestRunCancelResumeShardsReport(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains and stitches real models end to end; runs without -short")
@@ -83,13 +84,13 @@ func TestRunCancelResumeShardsReport(t *testing.T) {
 		t.Fatalf("tiny plan has %d units: %v", len(want), want)
 	}
 	for _, u := range whole.Units {
-		if u.Kind == UnitStitch && u.Bottom == "long@1" && (len(u.Deps) != 2 || !strings.HasPrefix(u.Deps[0], "train/long-")) {
+		if u.Kind == grid.UnitStitch && u.Bottom == "long@1" && (len(u.Deps) != 2 || !strings.HasPrefix(u.Deps[0], "train/long-")) {
 			t.Errorf("snapshot unit %s depends on %v, want the long run and b", u.ID, u.Deps)
 		}
 	}
 
 	// Uninterrupted.
-	sum, err := Run(context.Background(), whole, Options{Exec: &InProcess{}, Cores: 2})
+	sum, err := grid.Run(context.Background(), whole, grid.Options{Exec: &InProcess{}, Cores: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,25 +101,25 @@ func TestRunCancelResumeShardsReport(t *testing.T) {
 	if n != len(want) || !slices.Equal(ids, want) {
 		t.Fatalf("uninterrupted run wrote %d lines for units %v, want %v", n, ids, want)
 	}
-	recs, _ := ReadRecords(whole.Dir)
+	recs, _ := grid.ReadRecords(whole.Dir)
 	for _, r := range recs.All() {
-		if r.Kind == UnitStitch && (r.Stitch == nil || r.Stitch.TestSamples != 200 || r.Stitch.CKA == nil || r.Threads != 2) {
+		if r.Kind == grid.UnitStitch && (r.Stitch == nil || r.Stitch.TestSamples != 200 || r.Stitch.CKA == nil || r.Threads != 2) {
 			t.Errorf("stitch record %+v lacks what was asked for", r)
 		}
-		if r.Kind == UnitTrain && (r.Model == nil || r.Model.TestAcc <= 0) {
+		if r.Kind == grid.UnitTrain && (r.Model == nil || r.Model.TestAcc <= 0) {
 			t.Errorf("train record %+v has no accuracy", r)
 		}
 	}
-	if _, err := os.Stat(SnapshotPath(whole.Files["long"].Path, 1)); err != nil {
+	if _, err := os.Stat(grid.SnapshotPath(whole.Files["long"].Path, 1)); err != nil {
 		t.Errorf("no epoch-1 snapshot of the long run: %v", err)
 	}
 	// A second run finds nothing to do.
-	if sum, err := Run(context.Background(), whole, Options{Exec: &InProcess{}}); err != nil || sum.Ran != 0 || sum.Skipped != len(want) {
+	if sum, err := grid.Run(context.Background(), whole, grid.Options{Exec: &InProcess{}}); err != nil || sum.Ran != 0 || sum.Skipped != len(want) {
 		t.Errorf("rerun of a finished grid: %+v, %v", sum, err)
 	}
 	states := whole.States(recs, 1)
 	for _, st := range states {
-		if st.State != StateDone {
+		if st.State != grid.StateDone {
 			t.Errorf("unit %s is %s after the run", st.ID, st.State)
 		}
 	}
@@ -128,8 +129,8 @@ func TestRunCancelResumeShardsReport(t *testing.T) {
 	p := tinyPlan(t, dir)
 	ctx, cancel := context.WithCancel(context.Background())
 	stitched := 0
-	sum, err = Run(ctx, p, Options{Exec: &InProcess{}, OnEvent: func(e Event) {
-		if e.Kind == "done" && e.Unit.Kind == UnitStitch {
+	sum, err = grid.Run(ctx, p, grid.Options{Exec: &InProcess{}, OnEvent: func(e grid.Event) {
+		if e.Kind == grid.EventDone && e.Unit.Kind == grid.UnitStitch {
 			stitched++
 			cancel()
 		}
@@ -141,18 +142,18 @@ func TestRunCancelResumeShardsReport(t *testing.T) {
 	if stitched != 1 || n != sum.Ran || n >= len(want) {
 		t.Fatalf("cancelled run: %d stitched, %d lines, summary %+v", stitched, n, sum)
 	}
-	recs, _ = ReadRecords(dir)
+	recs, _ = grid.ReadRecords(dir)
 	st := p.States(recs, 1)
 	missing := 0
 	for _, s := range st {
-		if s.State != StateDone {
+		if s.State != grid.StateDone {
 			missing++
 		}
 	}
 	if missing != len(want)-n {
 		t.Errorf("plan after the cancelled run: %d units not done, want %d", missing, len(want)-n)
 	}
-	sum, err = Run(context.Background(), p, Options{Exec: &InProcess{}})
+	sum, err = grid.Run(context.Background(), p, grid.Options{Exec: &InProcess{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,61 +162,37 @@ func TestRunCancelResumeShardsReport(t *testing.T) {
 		t.Errorf("resumed run: %d lines for units %v (summary %+v), want one line each of %v", n, ids, sum, want)
 	}
 
-	// A torn last line (a write cut off by a kill) is skipped and cut off.
-	f, err := os.OpenFile(filepath.Join(RowsDir(dir), "all.jsonl"), os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.WriteString(`{"unit":"stitch/x~y/stem/s0-dead","kind":"sti`)
-	f.Close()
-	recs, err = ReadRecords(dir)
-	if err != nil || recs.Torn != 1 || recs.Len() != len(want) {
-		t.Fatalf("torn line: %v, %d torn, %d records", err, recs.Torn, recs.Len())
-	}
-	w, err := OpenWriter(dir, Shard{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lockWait = 100 * time.Millisecond
-	if _, err := OpenWriter(dir, Shard{0, 1}); err == nil || !strings.Contains(err.Error(), "one process per shard") {
-		t.Errorf("a second writer of the same file: %v", err)
-	}
-	w.Close()
-	if recs, _ = ReadRecords(dir); recs.Torn != 0 {
-		t.Errorf("the writer left the torn line in place")
-	}
-
 	// Two shards: the union is the whole grid; a shard reports stitches whose
 	// models the other shard makes as waiting, not failed.
 	sdir := t.TempDir()
 	sp := tinyPlan(t, sdir)
 	owned := map[string]int{}
 	for _, u := range sp.Units {
-		if (Shard{0, 2}).OwnsUnit(u) {
+		if (grid.Shard{I: 0, N: 2}).OwnsUnit(u) {
 			owned[u.Kind]++
 		}
 	}
 	// The stitch phase with no model made runs nothing and waits for all.
-	early, err := Run(context.Background(), sp, Options{Exec: &InProcess{}, Shard: Shard{0, 2}, Phase: PhaseStitch})
+	early, err := grid.Run(context.Background(), sp, grid.Options{Exec: &InProcess{}, Shard: grid.Shard{I: 0, N: 2}, Phase: grid.PhaseStitch})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if early.Ran != 0 || len(early.Waiting) != owned[UnitStitch] || early.OtherPhase != owned[UnitTrain] || owned[UnitTrain] == 0 {
-		t.Errorf("stitch phase before training: %+v, want %d waiting and %d left to the train phase", early, owned[UnitStitch], owned[UnitTrain])
+	if early.Ran != 0 || len(early.Waiting) != owned[grid.UnitStitch] || early.OtherPhase != owned[grid.UnitTrain] || owned[grid.UnitTrain] == 0 {
+		t.Errorf("stitch phase before training: %+v, want %d waiting and %d left to the train phase", early, owned[grid.UnitStitch], owned[grid.UnitTrain])
 	}
-	if _, err := Run(context.Background(), sp, Options{Exec: &InProcess{}, Phase: "stich"}); err == nil || !strings.Contains(err.Error(), "--phase") {
+	if _, err := grid.Run(context.Background(), sp, grid.Options{Exec: &InProcess{}, Phase: "stich"}); err == nil || !strings.Contains(err.Error(), "phase") {
 		t.Errorf("phase stich: %v", err)
 	}
-	sum0, err := Run(context.Background(), sp, Options{Exec: &InProcess{}, Shard: Shard{0, 2}})
+	sum0, err := grid.Run(context.Background(), sp, grid.Options{Exec: &InProcess{}, Shard: grid.Shard{I: 0, N: 2}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Shard 1 in two phases: models only, then stitches only.
-	sum1, err := Run(context.Background(), sp, Options{Exec: &InProcess{}, Shard: Shard{1, 2}, Phase: PhaseTrain})
+	sum1, err := grid.Run(context.Background(), sp, grid.Options{Exec: &InProcess{}, Shard: grid.Shard{I: 1, N: 2}, Phase: grid.PhaseTrain})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum1s, err := Run(context.Background(), sp, Options{Exec: &InProcess{}, Shard: Shard{1, 2}, Phase: PhaseStitch})
+	sum1s, err := grid.Run(context.Background(), sp, grid.Options{Exec: &InProcess{}, Shard: grid.Shard{I: 1, N: 2}, Phase: grid.PhaseStitch})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +202,7 @@ func TestRunCancelResumeShardsReport(t *testing.T) {
 	if sum0.NotOwned+sum1.NotOwned != len(want) || sum0.Failed+sum1.Failed != 0 {
 		t.Errorf("shards: %+v and %+v", sum0, sum1)
 	}
-	sum0b, err := Run(context.Background(), sp, Options{Exec: &InProcess{}, Shard: Shard{0, 2}})
+	sum0b, err := grid.Run(context.Background(), sp, grid.Options{Exec: &InProcess{}, Shard: grid.Shard{I: 0, N: 2}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +216,7 @@ func TestRunCancelResumeShardsReport(t *testing.T) {
 
 	// The report: every experiment's figure and table, verdicts, recipes.
 	rdir := t.TempDir()
-	res, err := Report(whole, rdir)
+	res, err := grid.Report(whole, rdir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,16 +238,16 @@ func TestRunCancelResumeShardsReport(t *testing.T) {
 			t.Errorf("report lacks %q", w)
 		}
 	}
-	if res.Verdicts["connectivity"] != Holds || res.Verdicts["time"] != "no rule" {
+	if res.Verdicts["connectivity"] != grid.Holds || res.Verdicts["time"] != "no rule" {
 		t.Errorf("verdicts %v", res.Verdicts)
 	}
 	// On an empty directory the report says "not yet run".
-	res, err = Report(tinyPlan(t, t.TempDir()), t.TempDir())
+	res, err = grid.Report(tinyPlan(t, t.TempDir()), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	md, _ = os.ReadFile(res.Path)
-	if res.Verdicts["connectivity"] != NotYetRun || !bytes.Contains(md, []byte("not yet run")) || len(res.Figures) != 0 {
+	if res.Verdicts["connectivity"] != grid.NotYetRun || !bytes.Contains(md, []byte("not yet run")) || len(res.Figures) != 0 {
 		t.Errorf("report of nothing: %v, %d figures", res.Verdicts, len(res.Figures))
 	}
 }

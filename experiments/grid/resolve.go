@@ -1,0 +1,455 @@
+package grid
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Vocabulary is what a spec may name that other packages define, so that a
+// spec is checked against the code that will run it without the grid
+// importing that code (inprocess.Vocabulary is the training code's).
+type Vocabulary struct {
+	// Archs are the architectures a model may have ("resnet18", ...).
+	Archs []string
+	// Stems are the stems a model may have ("cifar", "imagenet").
+	Stems []string
+	// Schedules are the learning-rate schedules a model may train with.
+	Schedules []string
+	// Tasks are the relabelling tasks a model's labels may name besides
+	// LabelsOriginal.
+	Tasks []string
+	// TrainSplits is the size of each data set's training split, which turns
+	// a step budget into epochs (a data set not listed takes no steps).
+	TrainSplits map[string]int
+}
+
+// LabelsOriginal is a model's labels when no relabelling task applies.
+const LabelsOriginal = "original"
+
+// objectives are the objectives a model may train with.
+var objectives = []string{ObjectiveSupervised, ObjectiveSimCLR}
+
+// builtin defaults, below [model_defaults] and [stitch_defaults].
+func builtinModel() Recipe {
+	return Recipe{Arch: "resnet18", Width: 0.25, Stem: "cifar", Objective: ObjectiveSupervised, Labels: LabelsOriginal,
+		Epochs: 4, Batch: 128, LR: 0.05, Momentum: 0.9, WeightDecay: 5e-4, Schedule: "cosine", Augment: true}
+}
+
+func builtinStitch() StitchRecipe {
+	return StitchRecipe{Init: "least-squares", Epochs: 1, Batch: 128, LR: 1e-2, FitSamples: 6000, LSSamples: 2000,
+		KernelSize: 1, FrozenBN: "eval", CKASamples: 500}
+}
+
+// Named stitching recipes (a stitch table's recipe field).
+const (
+	StitchRecipeCPU   = "cpu"
+	StitchRecipePaper = "paper"
+)
+
+// PaperStitchEpochs is the paper recipe's number of epochs (stitch.PaperEpochs).
+const PaperStitchEpochs = 30
+
+// namedStitch sets a named recipe's fitting settings over r, keeping its
+// CKA samples: "cpu" is builtinStitch's (stitch.Defaults), "paper" the
+// paper's (stitch.Paper: default init, Adam 1e-3 cosine, crop and flip, the
+// whole training split, PaperStitchEpochs epochs, eval-mode frozen halves).
+func namedStitch(r StitchRecipe, name string) (StitchRecipe, bool) {
+	switch name {
+	case StitchRecipeCPU:
+		cka := r.CKASamples
+		r = builtinStitch()
+		r.CKASamples = cka
+	case StitchRecipePaper:
+		r.Init, r.LR, r.Epochs, r.Batch = "default", 1e-3, PaperStitchEpochs, 128
+		r.FitSamples, r.FitAugment, r.FrozenBN, r.KernelSize = 0, true, "eval", 1
+	default:
+		return r, false
+	}
+	return r, true
+}
+
+// resolver turns a spec file's tables into its Spec's resolved ones: the
+// defaults applied, every value checked against the vocabulary and every
+// reference against the models and pairs.
+type resolver struct {
+	s     *Spec
+	f     *specFile
+	vocab Vocabulary
+}
+
+// resolve applies the top-level defaults, then resolves the models, the
+// pairs (which name models) and the experiments (which name pairs).
+func (rv *resolver) resolve() error {
+	s := rv.s
+	if s.Data == "" {
+		s.Data = "fashion-mnist"
+	}
+	if s.Out == "" {
+		s.Out = "results/grid"
+	}
+	if s.Report == "" {
+		s.Report = "experiments/report"
+	}
+	if s.TestSamples < 0 {
+		return s.errAt([]string{"test_samples"}, "must be ≥ 0, got %d", s.TestSamples)
+	}
+	if err := rv.models(); err != nil {
+		return err
+	}
+	if err := rv.pairs(); err != nil {
+		return err
+	}
+	return rv.experiments()
+}
+
+// models resolves [model_defaults] and every [models.NAME] table.
+func (rv *resolver) models() error {
+	s, f := rv.s, rv.f
+	if f.ModelDefaults.Checkpoint != nil || f.ModelDefaults.ProbeOf != nil || f.ModelDefaults.SaveAt != nil {
+		return s.errAt([]string{"model_defaults"}, "checkpoint, probe_of and save_at belong to one model, not to the defaults")
+	}
+	base, err := rv.applyModel(builtinModel(), f.ModelDefaults, []string{"model_defaults"})
+	if err != nil {
+		return err
+	}
+	if len(f.ModelTables) == 0 {
+		return s.errAt([]string{"models"}, "no models")
+	}
+	s.Models = map[string]*Model{}
+	for _, name := range sortedKeys(f.ModelTables) {
+		m, err := rv.model(name, f.ModelTables[name], base)
+		if err != nil {
+			return err
+		}
+		s.Models[name] = m
+	}
+	for _, m := range s.Models {
+		if m.Kind != KindProbe {
+			continue
+		}
+		b, ok := s.Models[m.Base]
+		if !ok {
+			return s.errAt([]string{"models", m.Name, "probe_of"}, "no model %q", m.Base)
+		}
+		if b.Kind == KindProbe {
+			return s.errAt([]string{"models", m.Name, "probe_of"}, "%q is itself a probe", m.Base)
+		}
+	}
+	return nil
+}
+
+// model resolves one [models.NAME] table: a checkpoint, a probe, or a
+// recipe over base.
+func (rv *resolver) model(name string, f modelTable, base Recipe) (*Model, error) {
+	s := rv.s
+	key := []string{"models", name}
+	if !namePattern.MatchString(name) || strings.Contains(name, "@") {
+		return nil, s.errAt(key, "model names are letters, digits, '-', '_' and '.'")
+	}
+	m := &Model{Name: name, Label: name}
+	if f.Label != nil {
+		m.Label = *f.Label
+	}
+	switch {
+	case f.Checkpoint != nil:
+		if f.ProbeOf != nil || f.Epochs != nil || f.Steps != nil || f.Seed != nil || f.SaveAt != nil {
+			return nil, s.errAt(key, "a checkpoint model has no recipe (epochs, steps, seed, save_at, probe_of)")
+		}
+		if *f.Checkpoint == "" {
+			return nil, s.errAt(append(key, "checkpoint"), "empty path")
+		}
+		m.Kind, m.Checkpoint = KindCheckpoint, *f.Checkpoint
+	case f.ProbeOf != nil:
+		m.Kind, m.Base, m.ProbeEpochs = KindProbe, *f.ProbeOf, 30
+		set(&m.ProbeSamples, f.ProbeSamples)
+		set(&m.ProbeEpochs, f.ProbeEpochs)
+		if m.ProbeSamples < 0 || m.ProbeEpochs < 1 {
+			return nil, s.errAt(key, "probe_samples must be ≥ 0 and probe_epochs ≥ 1")
+		}
+	default:
+		m.Kind = KindTrain
+		var err error
+		if m.Recipe, err = rv.applyModel(base, f, key); err != nil {
+			return nil, err
+		}
+		m.Recipe.SaveAt = f.SaveAt
+		for _, e := range f.SaveAt {
+			if e < 1 || e > m.Recipe.Epochs {
+				return nil, s.errAt(append(key, "save_at"), "epoch %d is outside 1..%d (the run's epochs)", e, m.Recipe.Epochs)
+			}
+		}
+		if len(f.SaveAt) > 0 && m.Recipe.Objective != ObjectiveSupervised {
+			return nil, s.errAt(append(key, "save_at"), "only supervised runs keep snapshots")
+		}
+	}
+	return m, nil
+}
+
+// pairs resolves [stitch_defaults] and every [pairs.NAME] table.
+func (rv *resolver) pairs() error {
+	sbase, err := rv.applyStitch(builtinStitch(), []int64{0}, rv.f.StitchDefaults, []string{"stitch_defaults"})
+	if err != nil {
+		return err
+	}
+	rv.s.Pairs = map[string]*Pair{}
+	for _, name := range sortedKeys(rv.f.PairTables) {
+		p, err := rv.pair(name, rv.f.PairTables[name], sbase)
+		if err != nil {
+			return err
+		}
+		rv.s.Pairs[name] = p
+	}
+	return nil
+}
+
+// pair resolves one [pairs.NAME] table, its stitch table over base.
+func (rv *resolver) pair(name string, f pairTable, base resolvedStitch) (*Pair, error) {
+	s := rv.s
+	key := []string{"pairs", name}
+	if !namePattern.MatchString(name) {
+		return nil, s.errAt(key, "pair names are letters, digits, '-', '_' and '.'")
+	}
+	p := &Pair{Name: name, Bottom: f.Bottom, Top: f.Top, Cuts: f.Cuts, Label: f.Label}
+	for _, side := range []struct{ field, ref string }{{"bottom", p.Bottom}, {"top", p.Top}} {
+		if side.ref == "" {
+			return nil, s.errAt(append(key, side.field), "missing")
+		}
+		if _, err := s.modelRef(side.ref); err != nil {
+			return nil, s.errAt(append(key, side.field), "%v", err)
+		}
+	}
+	if len(p.Cuts) == 0 {
+		return nil, s.errAt(append(key, "cuts"), "missing (\"all\", a comma list or an array of cut names)")
+	}
+	if p.Label == "" {
+		p.Label = s.label(p.Bottom) + " → " + s.label(p.Top)
+	}
+	st, err := rv.applyStitch(base.recipe, base.seeds, f.Stitch, append(key, "stitch"))
+	if err != nil {
+		return nil, err
+	}
+	p.Recipe, p.Seeds, p.Description = st.recipe, st.seeds, st.description
+	return p, nil
+}
+
+// experiments checks every [[experiments]] entry and fills in its defaults.
+func (rv *resolver) experiments() error {
+	seen := map[string]bool{}
+	for i := range rv.s.Experiments {
+		e := &rv.s.Experiments[i]
+		if e.ID == "" {
+			return fmt.Errorf("%s: experiments[%d]: missing id", rv.s.Path, i)
+		}
+		if seen[e.ID] {
+			return rv.s.errAt([]string{"experiments", e.ID}, "duplicate experiment id")
+		}
+		seen[e.ID] = true
+		if err := rv.experiment(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// experiment checks one experiment's pairs, axes and verdict rule.
+func (rv *resolver) experiment(e *Experiment) error {
+	s := rv.s
+	key := []string{"experiments", e.ID}
+	if !namePattern.MatchString(e.ID) {
+		return s.errAt(key, "ids are letters, digits, '-', '_' and '.'")
+	}
+	if e.Title == "" {
+		e.Title = e.ID
+	}
+	if len(e.Pairs) == 0 {
+		return s.errAt(append(key, "pairs"), "no pairs")
+	}
+	for _, p := range e.Pairs {
+		if _, ok := s.Pairs[p]; !ok {
+			return s.errAt(append(key, "pairs"), "no pair %q", p)
+		}
+	}
+	if e.X == "" {
+		e.X = "cut"
+	}
+	if e.X != "cut" {
+		return s.errAt(append(key, "x"), "only \"cut\" is supported, got %q", e.X)
+	}
+	if e.Y == "" {
+		e.Y = "penalty"
+	}
+	if !slices.Contains(metrics, e.Y) {
+		return s.errAt(append(key, "y"), "must be one of %s, got %q", strings.Join(metrics, ", "), e.Y)
+	}
+	if e.Verdict == "" {
+		return nil
+	}
+	r, err := ParseRule(e.Verdict)
+	if err != nil {
+		return s.errAt(append(key, "verdict"), "%v", err)
+	}
+	for _, p := range r.Pairs() {
+		if _, ok := s.Pairs[p]; !ok {
+			return s.errAt(append(key, "verdict"), "no pair %q", p)
+		}
+	}
+	e.rule = r
+	return nil
+}
+
+// applyModel sets f's fields over r and checks the result.
+func (rv *resolver) applyModel(r Recipe, f modelTable, key []string) (Recipe, error) {
+	s, v := rv.s, rv.vocab
+	set(&r.Arch, f.Arch)
+	set(&r.Width, f.Width)
+	set(&r.Stem, f.Stem)
+	set(&r.Objective, f.Objective)
+	set(&r.TrainSamples, f.TrainSamples)
+	set(&r.LabelNoise, f.LabelNoise)
+	set(&r.Labels, f.Labels)
+	set(&r.Epochs, f.Epochs)
+	if f.Epochs != nil {
+		r.Steps = 0 // epochs given here override a step budget of the defaults
+	}
+	set(&r.Batch, f.Batch)
+	set(&r.LR, f.LR)
+	set(&r.Momentum, f.Momentum)
+	set(&r.WeightDecay, f.WeightDecay)
+	set(&r.Schedule, f.Schedule)
+	set(&r.Augment, f.Augment)
+	set(&r.Temperature, f.Temperature)
+	set(&r.Seed, f.Seed)
+	if f.BNStats != nil {
+		r.BNStats = *f.BNStats
+		if r.BNStats == "initial" {
+			r.BNStats = ""
+		}
+	}
+	r.Data = s.Data
+	k := func(field string) []string { return append(slices.Clone(key), field) }
+	switch {
+	case !slices.Contains(v.Archs, r.Arch):
+		return r, s.errAt(k("arch"), "must be one of %s, got %q", strings.Join(v.Archs, ", "), r.Arch)
+	case !(r.Width > 0):
+		return r, s.errAt(k("width"), "must be positive, got %g", r.Width)
+	case !slices.Contains(v.Stems, r.Stem):
+		return r, s.errAt(k("stem"), "must be %s, got %q", strings.Join(v.Stems, " or "), r.Stem)
+	case !slices.Contains(objectives, r.Objective):
+		return r, s.errAt(k("objective"), "must be supervised or simclr, got %q", r.Objective)
+	case r.TrainSamples < 0:
+		return r, s.errAt(k("train_samples"), "must be ≥ 0, got %d", r.TrainSamples)
+	case r.LabelNoise < 0 || r.LabelNoise > 1:
+		return r, s.errAt(k("label_noise"), "must be in [0, 1], got %g", r.LabelNoise)
+	case r.Labels != LabelsOriginal && !slices.Contains(v.Tasks, r.Labels):
+		return r, s.errAt(k("labels"), "must be one of %s, got %q", strings.Join(append([]string{LabelsOriginal}, v.Tasks...), ", "), r.Labels)
+	case r.Objective == ObjectiveSimCLR && (r.LabelNoise != 0 || r.Labels != LabelsOriginal):
+		return r, s.errAt(k("objective"), "simclr uses no labels: label_noise and labels apply to supervised models")
+	case r.Batch < 2:
+		return r, s.errAt(k("batch"), "must be at least 2, got %d", r.Batch)
+	case !(r.LR > 0):
+		return r, s.errAt(k("lr"), "must be positive, got %g", r.LR)
+	case r.WeightDecay < 0 || r.Momentum < 0:
+		return r, s.errAt(key, "momentum and weight_decay must be ≥ 0")
+	case !slices.Contains(v.Schedules, r.Schedule):
+		return r, s.errAt(k("schedule"), "must be one of %s, got %q", strings.Join(v.Schedules, ", "), r.Schedule)
+	case r.Epochs < 0:
+		return r, s.errAt(k("epochs"), "must be ≥ 0, got %d", r.Epochs)
+	case f.Steps != nil && f.Epochs != nil:
+		return r, s.errAt(key, "give epochs or steps, not both")
+	case r.BNStats != "" && r.BNStats != "data":
+		return r, s.errAt(k("bn_stats"), "must be initial or data, got %q", r.BNStats)
+	case r.BNStats == "data" && (r.Epochs != 0 || f.Steps != nil || r.Objective != ObjectiveSupervised):
+		return r, s.errAt(k("bn_stats"), "\"data\" applies to an untrained supervised model (epochs = 0)")
+	}
+	if r.Objective == ObjectiveSimCLR && r.Temperature == 0 {
+		r.Temperature = 0.5
+	}
+	if f.Steps != nil {
+		if *f.Steps < 1 {
+			return r, s.errAt(k("steps"), "must be at least 1, got %d", *f.Steps)
+		}
+		r.Steps = *f.Steps
+	}
+	if r.Steps > 0 {
+		// A step budget (here or in the defaults) sets the epochs from this
+		// model's own training set size and batch.
+		split, ok := v.TrainSplits[s.Data]
+		if !ok {
+			return r, s.errAt(k("steps"), "steps need a known training split size; data %q has none (give epochs)", s.Data)
+		}
+		per := r.StepsPerEpoch(split)
+		r.Epochs = (r.Steps + per - 1) / per
+	}
+	return r, nil
+}
+
+// resolvedStitch is a recipe with its seeds and description.
+type resolvedStitch struct {
+	recipe      StitchRecipe
+	seeds       []int64
+	description string
+}
+
+// applyStitch sets f's fields over r and checks the result.
+func (rv *resolver) applyStitch(r StitchRecipe, seeds []int64, f stitchTable, key []string) (resolvedStitch, error) {
+	s := rv.s
+	if f.Recipe != nil {
+		var ok bool
+		if r, ok = namedStitch(r, *f.Recipe); !ok {
+			return resolvedStitch{recipe: r, seeds: seeds}, s.errAt(append(slices.Clone(key), "recipe"),
+				"must be %q or %q, got %q", StitchRecipeCPU, StitchRecipePaper, *f.Recipe)
+		}
+	}
+	set(&r.Init, f.Init)
+	set(&r.Epochs, f.Epochs)
+	set(&r.Batch, f.Batch)
+	set(&r.LR, f.LR)
+	set(&r.FitSamples, f.FitSamples)
+	set(&r.FitAugment, f.FitAugment)
+	set(&r.LSSamples, f.LSSamples)
+	set(&r.KernelSize, f.KernelSize)
+	set(&r.FrozenBN, f.FrozenBN)
+	set(&r.CKASamples, f.CKASamples)
+	if f.Seeds != nil {
+		seeds = f.Seeds
+	}
+	out := resolvedStitch{recipe: r, seeds: seeds}
+	if f.Description != nil {
+		out.description = *f.Description
+	}
+	k := func(field string) []string { return append(slices.Clone(key), field) }
+	switch {
+	case r.Init != "least-squares" && r.Init != "default":
+		return out, s.errAt(k("init"), "must be least-squares or default, got %q", r.Init)
+	case r.Epochs < 1:
+		return out, s.errAt(k("epochs"), "must be at least 1, got %d", r.Epochs)
+	case r.Batch < 2:
+		return out, s.errAt(k("batch"), "must be at least 2, got %d", r.Batch)
+	case !(r.LR > 0):
+		return out, s.errAt(k("lr"), "must be positive, got %g", r.LR)
+	case r.FitSamples < 0 || r.LSSamples < 0 || r.CKASamples < 0:
+		return out, s.errAt(key, "fit_samples, ls_samples and cka_samples must be ≥ 0")
+	case r.KernelSize < 1 || r.KernelSize%2 == 0:
+		return out, s.errAt(k("kernel_size"), "must be odd and positive, got %d", r.KernelSize)
+	case r.FrozenBN != "eval" && r.FrozenBN != "train":
+		return out, s.errAt(k("frozen_bn"), "must be eval or train, got %q", r.FrozenBN)
+	case len(seeds) == 0:
+		return out, s.errAt(k("seeds"), "no stitching seeds")
+	}
+	dup := map[int64]bool{}
+	for _, x := range seeds {
+		if dup[x] {
+			return out, s.errAt(k("seeds"), "seed %d twice", x)
+		}
+		dup[x] = true
+	}
+	return out, nil
+}
+
+// set sets *dst to *v when v is given.
+func set[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
+	}
+}

@@ -1,0 +1,12 @@
+package grid
+
+import (
+	"modelstitch/experiments/train"
+	"modelstitch/torch/vision"
+	"modelstitch/torch/vision/datasets"
+)
+
+// testVocabulary is what the tests' specs may name: the training code's
+// (inprocess.Vocabulary, which imports this package).
+var testVocabulary = Vocabulary{Archs: vision.Archs(), Stems: []string{vision.StemCIFAR, vision.StemImageNet},
+	Schedules: train.Schedules, Tasks: datasets.Tasks(), TrainSplits: datasets.TrainSplitSizes()}
