@@ -32,8 +32,19 @@ var (
 // FolderTestEvery is the hold-out rule for folder data sets without train/ and val/
 // sub-folders: within each class, with files sorted by path, every FolderTestEvery-th file
 // (positions FolderTestEvery-1, 2·FolderTestEvery-1, …) is in the test split and the rest in
-// the train split, a deterministic, class-stratified 90/10 split.
+// the train split, a deterministic, class-stratified 90/10 split. A class with fewer
+// files holds out its last one, so that every class is in both splits; each class
+// needs at least 2 files.
 const FolderTestEvery = 10
+
+// heldOut reports whether the i-th of a class's n files (sorted by path) is in the
+// test split of a folder without train/ and val/ (see FolderTestEvery).
+func heldOut(i, n int) bool {
+	if n < FolderTestEvery {
+		return i == n-1
+	}
+	return i%FolderTestEvery == FolderTestEvery-1
+}
 
 // DefaultMaxImagePixels is the most pixels (width × height) an image of a folder data
 // set may declare when Options.MaxImagePixels is 0: Pillow's Image.MAX_IMAGE_PIXELS
@@ -52,7 +63,8 @@ const folderHint = "want PATH/train/<class>/*.png|jpg|jpeg and PATH/val/<class>/
 //   - If PATH/train exists, the train split is PATH/train/<class>/… and the test split
 //     PATH/val/<class>/… (or PATH/test/<class>/… when there is no val). Classes are the
 //     sub-folders of PATH/train; the test split may lack some but not add any.
-//   - Otherwise PATH/<class>/… is one tree, split by [FolderTestEvery].
+//   - Otherwise PATH/<class>/… is one tree, split by [FolderTestEvery]: every class
+//     is in both splits.
 //
 // Classes are sorted by name (byte order, like torchvision's ImageFolder) and numbered from
 // 0. Files ending in .png, .jpg or .jpeg (any case) are read from each class folder and its
@@ -138,8 +150,12 @@ func loadFolder(name, root, rawSplit, split string, opts Options) (*Dataset, err
 			if len(imgs) == 0 {
 				return nil, &FileError{Dataset: name, Path: filepath.Join(root, c), Err: errors.New("class folder has no .png/.jpg/.jpeg images")}
 			}
+			if len(imgs) < 2 {
+				return nil, &FileError{Dataset: name, Path: filepath.Join(root, c), Err: fmt.Errorf("class folder has %d image: "+
+					"without train/ and val/ sub-folders every class holds out at least one image for the test split, so each needs at least 2", len(imgs)), Hint: folderHint}
+			}
 			for i, f := range imgs {
-				if (i%FolderTestEvery == FolderTestEvery-1) == (split == "test") {
+				if heldOut(i, len(imgs)) == (split == "test") {
 					files, labels = append(files, f), append(labels, label)
 				}
 			}
