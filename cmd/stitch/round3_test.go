@@ -76,3 +76,47 @@ func TestTrainRefusesImageBomb(t *testing.T) {
 		t.Errorf("%s was written", out)
 	}
 }
+
+// TestPlotCheckedBeforeWork: `--plot q.jpg` computed every cut and then printed
+// "use a .png or .svg file name" and exited 0 (with --quiet and q.svgz, silently);
+// the plot's name and folder are checked before any model is loaded.
+func TestPlotCheckedBeforeWork(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing.pt")
+	notes := filepath.Join(dir, "notes.txt")
+	if err := os.WriteFile(notes, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for plot, want := range map[string]string{
+		filepath.Join(dir, "q.jpg"):              ".png or .svg",
+		filepath.Join(dir, "q.svgz"):             ".png or .svg",
+		filepath.Join(notes, "q.png"):            "not a directory",
+		filepath.Join(dir, "new", "sub", "q.PS"): ".png or .svg",
+	} {
+		args := []string{"stitch", "--bottom", missing, "--top", missing, "--layer", "stem", "--quiet", "--out", filepath.Join(dir, "p.jsonl"), "--plot", plot}
+		err := run(args)
+		if err == nil || !strings.Contains(err.Error(), "--plot") || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "missing.pt") {
+			t.Errorf("--plot %s: error %v, want one naming --plot and saying %q before the models are read", plot, err, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "p.jsonl")); err == nil {
+		t.Error("the results file was made")
+	}
+}
+
+// TestPlotWrittenIntoNewFolder: a --plot in folders that do not exist yet passed
+// the check (their nearest existing folder takes files) and then failed to be
+// created after the work, with exit status 0; the folders are made.
+func TestPlotWrittenIntoNewFolder(t *testing.T) {
+	needData(t)
+	dir := t.TempDir()
+	plot := filepath.Join(dir, "new", "sub", "p.svg")
+	args := append([]string{"stitch"}, stitchArgs(filepath.Join(dir, "p.jsonl"), "stem")...)
+	args = append(args, "--plot", plot)
+	if err := run(args); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(plot); err != nil || st.Size() == 0 {
+		t.Errorf("the plot was not written: %v", err)
+	}
+}
