@@ -7,7 +7,9 @@ import (
 	"image"
 	"image/png"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -118,5 +120,83 @@ func TestPlotWrittenIntoNewFolder(t *testing.T) {
 	}
 	if st, err := os.Stat(plot); err != nil || st.Size() == 0 {
 		t.Errorf("the plot was not written: %v", err)
+	}
+}
+
+// TestSplitWords: --run-args was split on blanks, so "--x 'a b'" arrived as 'a
+// and b'. It is split as /bin/sh splits a command's arguments (checked against
+// sh itself where sh would expand nothing), and an unterminated quote is an error.
+func TestSplitWords(t *testing.T) {
+	for in, want := range map[string][]string{
+		"":                          nil,
+		"  \t\n ":                   nil,
+		"--device cuda":             {"--device", "cuda"},
+		"--x 'a b'":                 {"--x", "a b"},
+		`--x "a b" c`:               {"--x", "a b", "c"},
+		`a\ b c\\d`:                 {"a b", `c\d`},
+		`'it'\''s' ""`:              {"it's", ""},
+		`"q\"x\\y\z"`:               {`q"x\y\z`},
+		`'a\b "c"'`:                 {`a\b "c"`},
+		"a'b c'd  e":                {"ab cd", "e"},
+		"x\\\ny":                    {"xy"},
+		`--note "$(not run) $HOME"`: {"--note", "$(not run) $HOME"},
+		"--dir 'été/ünï code'":      {"--dir", "été/ünï code"},
+	} {
+		got, err := splitWords(in)
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("splitWords(%q) = %q, %v; want %q", in, got, err, want)
+		}
+		if strings.ContainsAny(in, "$`*?[~") {
+			continue
+		}
+		out, err := exec.Command("sh", "-c", "set -- "+in+"\n"+`for a; do printf '%s\0' "$a"; done`).Output()
+		if err != nil {
+			t.Fatalf("sh on %q: %v", in, err)
+		}
+		var sh []string
+		if len(out) > 0 {
+			sh = strings.Split(strings.TrimSuffix(string(out), "\x00"), "\x00")
+		}
+		if !slices.Equal(got, sh) {
+			t.Errorf("splitWords(%q) = %q; sh says %q", in, got, sh)
+		}
+	}
+	for in, want := range map[string]string{
+		`--x 'a b`: "single quote at character 5",
+		`--x "a b`: "double quote at character 5",
+		`--x a\`:   "backslash at the end",
+		`"a\"`:     "double quote at character 1",
+	} {
+		if _, err := splitWords(in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("splitWords(%q): error %v, want one saying %q", in, err, want)
+		}
+	}
+}
+
+// TestGridRunArgsQuoted: `stitch grid slurm|k8s --run-args "--note 'a b'"` passes
+// one argument "a b" to the jobs, and a bad --run-args is an error naming the flag.
+func TestGridRunArgsQuoted(t *testing.T) {
+	dir := t.TempDir()
+	spec := filepath.Join(dir, "grid.toml")
+	os.WriteFile(spec, []byte("# spec\n"), 0o644)
+	if err := runGrid("slurm", spec, "--out", filepath.Join(dir, "o"), "--stitch-bin", "/bin/stitch", "--run-args", `--device cuda --note 'a b'`); err != nil {
+		t.Fatal(err)
+	}
+	train := readFile(t, filepath.Join(dir, "o", "slurm", "train.sbatch"))
+	if !strings.Contains(train, " --no-report --device cuda --note 'a b' ") {
+		t.Errorf("train.sbatch does not pass 'a b' as one argument:\n%s", train)
+	}
+	k8s := filepath.Join(dir, "k8s")
+	if err := runGrid("k8s", spec, "--image", "x", "--dir", k8s, "--run-args", `--note "a b"`); err != nil {
+		t.Fatal(err)
+	}
+	if job := readFile(t, filepath.Join(k8s, "job-stitch.yaml")); !strings.Contains(job, "- a b\n") {
+		t.Errorf("the stitch job does not pass 'a b' as one argument:\n%s", job)
+	}
+	for _, backend := range [][]string{{"slurm", spec, "--out", filepath.Join(dir, "p"), "--stitch-bin", "/bin/stitch"}, {"k8s", spec, "--image", "x", "--dir", k8s}} {
+		args := append(backend, "--run-args", "--note 'a b")
+		if err := runGrid(args...); err == nil || !strings.Contains(err.Error(), "--run-args") || !strings.Contains(err.Error(), "not closed") {
+			t.Errorf("stitch grid %s: %v, want an error naming --run-args and the open quote", strings.Join(args, " "), err)
+		}
 	}
 }
