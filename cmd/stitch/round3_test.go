@@ -12,6 +12,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"modelstitch/experiments/grid"
 )
 
 // bombPNG writes a file that starts like a PNG declaring w×h RGBA pixels and holds
@@ -198,5 +201,35 @@ func TestGridRunArgsQuoted(t *testing.T) {
 		if err := runGrid(args...); err == nil || !strings.Contains(err.Error(), "--run-args") || !strings.Contains(err.Error(), "not closed") {
 			t.Errorf("stitch grid %s: %v, want an error naming --run-args and the open quote", strings.Join(args, " "), err)
 		}
+	}
+}
+
+// TestGridRunOnLockedFolderClaimsNoReport: a second `grid run` on a folder whose
+// rows another run holds printed "report written to …" and then failed; it fails
+// without drawing a report or saying it did.
+func TestGridRunOnLockedFolderClaimsNoReport(t *testing.T) {
+	dir := t.TempDir()
+	held, err := grid.OpenWriter(dir, grid.Shard{I: 0, N: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	report := filepath.Join(t.TempDir(), "report")
+	code, stderr := runChild(t, 2*time.Minute, 0, "grid", "run", "--in-process", "--out", dir, "--report", report, tinySpec)
+	if code == 0 || !strings.Contains(stderr, "another writer still holds it") {
+		t.Errorf("exit %d, stderr %q; want a failure saying the rows are held", code, stderr)
+	}
+	if strings.Contains(stderr, "report") {
+		t.Errorf("a run that never started speaks of a report: %q", stderr)
+	}
+	if _, err := os.Stat(report); err == nil {
+		t.Errorf("a report was drawn in %s", report)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 || ents[0].Name() != "rows" {
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Errorf("the folder holds %v, want only the held rows", names)
 	}
 }
