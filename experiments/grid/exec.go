@@ -110,7 +110,7 @@ func (x *InProcess) ExecuteGroup(ctx context.Context, p *Plan, us []*Unit, threa
 		u := byCut[row.Cut]
 		rec := Record{Unit: u.ID, Kind: u.Kind, Stitch: &StitchResult{Bottom: u.Bottom, Top: u.Top,
 			BottomPath: p.Files[u.Bottom].Path, TopPath: p.Files[u.Top].Path, Cut: row.Cut, CutIndex: row.CutIndex,
-			Recipe: *u.Recipe, Scores: row.Scores, FitSamples: row.FitSamples, TestSamples: testN, Data: row.Data,
+			Recipe: *u.Recipe, Scores: row.Scores.Rounded(), FitSamples: row.FitSamples, TestSamples: testN, Data: row.Data,
 			Device: row.Device}}
 		now := cpuSeconds()
 		rec.CPUSeconds, cpu0 = now-cpu0, now
