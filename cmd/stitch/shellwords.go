@@ -11,7 +11,7 @@ import (
 // ", \, $ or ` stands for that character (and before a newline joins the
 // lines); a backslash outside quotes stands for the next character (before a
 // newline: nothing). Quotes may make part of a word ('a b'c is "a bc") or an
-// empty word (''). $, `, globs and ~ stay as written: the words are arguments,
+// empty word (a pair of quotes with nothing between). $, `, globs and ~ stay as written: the words are arguments,
 // not a command line. An unterminated quote or a trailing backslash is an
 // error saying where it starts.
 func splitWords(s string) ([]string, error) {
