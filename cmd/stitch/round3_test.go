@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
+	"encoding/json"
 	"hash/crc32"
 	"image"
 	"image/png"
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	"modelstitch/experiments/grid"
+	"modelstitch/experiments/results"
 )
 
 // bombPNG writes a file that starts like a PNG declaring w×h RGBA pixels and holds
@@ -231,5 +234,36 @@ func TestGridRunOnLockedFolderClaimsNoReport(t *testing.T) {
 			names = append(names, e.Name())
 		}
 		t.Errorf("the folder holds %v, want only the held rows", names)
+	}
+}
+
+// TestJSONRowsComplete: `stitch --json` printed "bottom_acc":null in the rows of the
+// cuts before the last, which the results file later held; every printed row now
+// has it, equal to the file's.
+func TestJSONRowsComplete(t *testing.T) {
+	needData(t)
+	out := filepath.Join(t.TempDir(), "r.jsonl")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	c := startChild(t, ctx, 0, append(stitchArgs(out, "stem,layer1.0"), "--json")...)
+	if code := c.wait(t); code != 0 {
+		t.Fatalf("exit %d: %s", code, c.stderr.String())
+	}
+	stored, err := results.Read(out)
+	if err != nil || len(stored) != 2 {
+		t.Fatalf("results file: %d rows, %v", len(stored), err)
+	}
+	lines := strings.Split(strings.TrimSpace(c.stdout.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("stdout has %d lines, want 2 rows: %s", len(lines), c.stdout.String())
+	}
+	for i, l := range lines {
+		var row results.Row
+		if err := json.Unmarshal([]byte(l), &row); err != nil {
+			t.Fatalf("line %d: %v", i+1, err)
+		}
+		if row.BottomAcc == nil || stored[i].BottomAcc == nil || *row.BottomAcc != *stored[i].BottomAcc {
+			t.Errorf("printed row %d (%s) has bottom_acc %v, the file's %v", i+1, row.Cut, row.BottomAcc, stored[i].BottomAcc)
+		}
 	}
 }

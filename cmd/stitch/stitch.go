@@ -142,7 +142,9 @@ func stitchAction(c *cli.Context) error {
 	say("bottom: %s (%s)\ntop:    %s (%s)\ndata:   %s, %d train / %d test images; fitting on %s%s",
 		bottom.Path, bottom.Description, top.Path, top.Description, cfg.Data, trainSet.N, testSet.N, fitWhat(cfg.FitSamples, trainSet.N), augmentWhat(cfg.FitAugment))
 	asJSON := c.Bool("json")
-	r := &stitch.Runner{Bottom: bottom, Top: top, Train: trainSet, Test: testSet, Config: cfg, Store: store,
+	// Rows printed as they come are complete only if the bottom's accuracy is
+	// read at the first cut (the results file gets it either way).
+	r := &stitch.Runner{Bottom: bottom, Top: top, Train: trainSet, Test: testSet, Config: cfg, Store: store, CompleteRows: asJSON,
 		OnRow: func(row results.Row) {
 			if asJSON {
 				_ = json.NewEncoder(os.Stdout).Encode(row)
