@@ -26,14 +26,7 @@ package torch
 */
 import "C"
 
-import (
-	"runtime"
-	"unsafe"
-)
-
-func init() {
-	C.tb_set_num_threads(C.int(runtime.NumCPU()))
-}
+import "unsafe"
 
 // cInts returns a C pointer to the elements of s (nil for an empty slice).
 // The slice must stay alive for the duration of the C call.

@@ -18,7 +18,8 @@ import (
 // two threads, and far sooner when another process competes for a core
 // (OpenMP's threads wait for each other; single-threaded workers do not).
 // Setting a thread's libtorch thread count costs milliseconds, so a Workers
-// is made once and reused for many Run calls. A nil *Workers runs
+// is made once and reused for many Run calls. Inside a job, NoGrad, WithGrad,
+// InferenceMode and NumThreads keep the worker's own count. A nil *Workers runs
 // everything on the calling goroutine.
 type Workers struct {
 	jobs []chan workerJob
@@ -52,11 +53,11 @@ func NewWorkers(n, threadsEach int) *Workers {
 			defer w.wg.Done()
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
-			C.tb_set_thread_threads(C.int(threadsEach))
-			defer C.tb_set_thread_threads(0)
+			defer ownThreadCount(threadsEach)()
 			prev := C.tb_is_grad_enabled()
 			defer C.tb_set_grad_enabled(prev)
 			for j := range jobs {
+				syncThreads()
 				C.tb_set_grad_enabled(cBool(j.grad))
 				j.done <- workerResult{i, j.fn(i)}
 			}

@@ -5,26 +5,7 @@ package torch
 */
 import "C"
 
-import (
-	"math"
-	"runtime"
-)
-
-// SetNumThreads sets the number of threads libtorch uses inside one operation
-// (n ≥ 1). The bridge applies it on every OS thread that calls into libtorch.
-func SetNumThreads(n int) error {
-	if n < 1 {
-		return errorf("set_num_threads", "threads must be ≥ 1, got %d", n)
-	}
-	if n > math.MaxInt32 {
-		return errorf("set_num_threads", "threads must be at most %d, got %d", math.MaxInt32, n)
-	}
-	C.tb_set_num_threads(C.int(n))
-	return nil
-}
-
-// NumThreads returns the intra-op thread count on the calling thread.
-func NumThreads() int { return int(C.tb_get_num_threads()) }
+import "runtime"
 
 // ManualSeed seeds libtorch's global random generators (CPU and CUDA).
 func ManualSeed(seed uint64) error {
@@ -78,24 +59,26 @@ func (g *Generator) handle() C.tb_generator {
 	return g.h
 }
 
-// NoGrad runs f with gradient recording off, on one locked OS thread, and
-// restores the previous mode afterwards. It returns f's error, so that a
+// NoGrad runs f with gradient recording off, on one locked OS thread with the
+// thread count SetNumThreads asked for, and restores the previous mode afterwards. It returns f's error, so that a
 // caller need not carry the error out in a variable. Use it for evaluation and
 // for in-place parameter updates.
 func NoGrad(f func() error) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	syncThreads()
 	prev := C.tb_is_grad_enabled()
 	C.tb_set_grad_enabled(0)
 	defer C.tb_set_grad_enabled(prev)
 	return f()
 }
 
-// WithGrad runs f with gradient recording on (e.g. inside a NoGrad section)
-// and returns f's error.
+// WithGrad runs f with gradient recording on (e.g. inside a NoGrad section),
+// on one locked OS thread as NoGrad does, and returns f's error.
 func WithGrad(f func() error) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	syncThreads()
 	prev := C.tb_is_grad_enabled()
 	C.tb_set_grad_enabled(1)
 	defer C.tb_set_grad_enabled(prev)
@@ -107,12 +90,13 @@ func WithGrad(f func() error) error {
 func GradEnabled() bool { return C.tb_is_grad_enabled() != 0 }
 
 // InferenceMode runs f in libtorch's inference mode (no autograd bookkeeping at
-// all; faster than NoGrad) and returns f's error, or the error of entering the
+// all; faster than NoGrad), on one locked OS thread as NoGrad does, and returns f's error, or the error of entering the
 // mode (then f does not run). Tensors made inside cannot later be used in
 // autograd.
 func InferenceMode(f func() error) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	syncThreads()
 	var g C.tb_guard
 	if err := takeError("inference_mode", C.tb_inference_mode_enter(&g)); err != nil {
 		return err

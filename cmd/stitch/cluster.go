@@ -128,7 +128,7 @@ func gridSlurmCommand() *cli.Command {
 			&cli.StringFlag{Name: "account", Usage: "sbatch --account"},
 			&cli.StringFlag{Name: "job-name", Value: "stitch", Usage: "job name prefix"},
 			&cli.StringFlag{Name: "setup", Usage: "shell commands each job runs first, e.g. 'module load cuda/12.4'"},
-			&cli.StringFlag{Name: "run-args", Usage: "more arguments for 'stitch grid run', e.g. '--device cuda'"},
+			&cli.StringFlag{Name: "run-args", Usage: "more arguments for 'stitch grid run', split as a shell does (quotes and backslashes; nothing expanded), e.g. '--device cuda'"},
 			stitchBinFlag(self, "this executable", "as the nodes see it"),
 			&cli.BoolFlag{Name: "submit", Usage: "submit the jobs with sbatch once written"},
 		},
@@ -170,8 +170,12 @@ func gridSlurmAction(c *cli.Context) error {
 	if dir == "" {
 		dir = filepath.Join(out, "slurm")
 	}
+	runArgs, err := splitWords(c.String("run-args"))
+	if err != nil {
+		return fmt.Errorf("--run-args: %w", err)
+	}
 	s, err := cluster.WriteSlurm(cluster.SlurmOptions{
-		Grid:        cluster.Grid{Bin: bin, Spec: spec, Out: out, RunArgs: strings.Fields(c.String("run-args"))},
+		Grid:        cluster.Grid{Bin: bin, Spec: spec, Out: out, RunArgs: runArgs},
 		Dir:         dir,
 		JobName:     c.String("job-name"),
 		Shards:      c.Int("shards"),
@@ -230,7 +234,7 @@ func gridK8sCommand() *cli.Command {
 			&cli.StringFlag{Name: "out", Usage: "the grid's output directory in the pods, under --mount (default: MOUNT/NAME)"},
 			&cli.StringFlag{Name: "pull-policy", Usage: "imagePullPolicy: Always, IfNotPresent or Never"},
 			&cli.StringSliceFlag{Name: "node-selector", Usage: "KEY=VALUE node label the pods need (repeatable)"},
-			&cli.StringFlag{Name: "run-args", Usage: "more arguments for 'stitch grid run', e.g. '--device cuda'"},
+			&cli.StringFlag{Name: "run-args", Usage: "more arguments for 'stitch grid run', split as a shell does (quotes and backslashes; nothing expanded), e.g. '--device cuda'"},
 			stitchBinFlag("stitch", "stitch", "as the image has it"),
 		},
 		SkipFlagParsing: true, // flags may follow SPEC; see parseInterspersed
@@ -257,8 +261,12 @@ func gridK8sAction(c *cli.Context) error {
 		}
 		sel[k] = v
 	}
+	runArgs, err := splitWords(c.String("run-args"))
+	if err != nil {
+		return fmt.Errorf("--run-args: %w", err)
+	}
 	m, err := cluster.WriteK8s(cluster.K8sOptions{
-		Grid:         cluster.Grid{Bin: c.String("stitch-bin"), Spec: spec, Out: out, RunArgs: strings.Fields(c.String("run-args"))},
+		Grid:         cluster.Grid{Bin: c.String("stitch-bin"), Spec: spec, Out: out, RunArgs: runArgs},
 		Dir:          c.String("dir"),
 		Name:         name,
 		Namespace:    c.String("namespace"),

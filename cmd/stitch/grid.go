@@ -183,12 +183,18 @@ func gridRunAction(c *cli.Context) error {
 		fmt.Fprintf(os.Stderr, "%s shard %s: ran %d, already done %d, failed %d, waiting for other shards or phases %d, blocked %d, other shards' %d, other phases' %d; wall %s\n",
 			phase, shard, sum.Ran, sum.Skipped, sum.Failed, len(sum.Waiting), len(sum.Blocked), sum.NotOwned, sum.OtherPhase, time.Since(start).Round(time.Second))
 	}
-	if !c.Bool("no-report") && !errors.Is(runErr, context.Canceled) {
+	// A run that did not start (no summary: the folder is another run's, its
+	// rows unreadable) changed nothing, so it draws no report either.
+	if sum != nil && !c.Bool("no-report") && !errors.Is(runErr, context.Canceled) {
 		res, err := grid.Report(p, c.String("report"))
 		if err != nil {
 			return errors.Join(runErr, fmt.Errorf("report: %w", err))
 		}
-		fmt.Fprintf(os.Stderr, "report written to %s\n", res.Path)
+		if runErr != nil {
+			fmt.Fprintf(os.Stderr, "report of the units done so far written to %s\n", res.Path)
+		} else {
+			fmt.Fprintf(os.Stderr, "report written to %s\n", res.Path)
+		}
 	}
 	if errors.Is(runErr, context.Canceled) {
 		return fmt.Errorf("interrupted; the same command resumes (stitch grid plan %s shows what is left)", p.Spec.Path)

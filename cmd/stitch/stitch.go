@@ -116,7 +116,7 @@ func stitchAction(c *cli.Context) error {
 		fmt.Fprintf(os.Stderr, "note: %s\n", n)
 	}
 	if p := plotPath(c); p != "" {
-		if err := results.CheckWritable(p); err != nil {
+		if err := results.CheckPlotPath(p); err != nil {
 			return fmt.Errorf("--plot: %w", err)
 		}
 	}
@@ -173,7 +173,9 @@ func stitchAction(c *cli.Context) error {
 	say("input normalisation: bottom %s, top %s", normWhat(bn), normWhat(tn))
 	warnNorm("bottom", bottom, bn)
 	warnNorm("top", top, tn)
-	r := &stitch.Runner{Bottom: bottom, Top: top, Train: trainSet, Test: testSet, Config: cfg, Store: store,
+	// Rows printed as they come are complete only if the bottom's accuracy is
+	// read at the first cut (the results file gets it either way).
+	r := &stitch.Runner{Bottom: bottom, Top: top, Train: trainSet, Test: testSet, Config: cfg, Store: store, CompleteRows: asJSON,
 		BottomNorm: bottomNorm, TopNorm: topNorm, Control: c.Bool("control"),
 		OnControlRow: func(row results.Row) {
 			if !asJSON {
@@ -196,13 +198,24 @@ func stitchAction(c *cli.Context) error {
 		fmt.Printf("\n%s → %s on %s (penalty = top accuracy − stitched accuracy, percentage points)\n", bottom.Name, top.Name, cfg.Data)
 		_ = results.WriteTable(os.Stdout, rows)
 	}
+	// A plot asked for and not written fails the run, after the rows are kept.
+	var plotErr error
 	if plot := plotPath(c); len(rows) > 0 && plot != "" {
 		title := fmt.Sprintf("stitching %s → %s (%s)", bottom.Name, top.Name, cfg.Data)
 		if perr := results.PlotPenalty(plot, title, []results.Series{{Label: bottom.Name + " → " + top.Name, Rows: rows}}); perr != nil {
-			say("plot: %v", perr)
+			plotErr = fmt.Errorf("--plot: %w", perr)
 		} else {
 			say("plot written to %s", plot)
 		}
+	}
+	if plotErr != nil {
+		if c.String("out") != "" {
+			plotErr = fmt.Errorf("%w (the rows are in %s)", plotErr, c.String("out"))
+		}
+		if err == nil {
+			return plotErr
+		}
+		err = errors.Join(err, plotErr)
 	}
 	if errors.Is(err, torch.ErrOutOfMemory) {
 		return fmt.Errorf("%w\nout of memory: the rows of finished cuts are kept; --memory-budget SIZE caps the cached activations (the rest are recomputed), --no-cache keeps none, fewer --fit-samples need less", err)

@@ -13,7 +13,6 @@ import (
 	"io/fs"
 	"math"
 	"os"
-	"runtime"
 	"time"
 
 	"modelstitch/experiments/evaluate"
@@ -140,10 +139,10 @@ func Train(r Run, objective Objective) (Result, error) {
 			r.Progress.Notef("not using the optimizer state in %s (%v): the resumed run starts the optimizer afresh, so it will differ from an uninterrupted one", r.StateFile, err)
 		}
 	}
-	// One OS thread for the whole run: libtorch's thread pools are per OS
-	// thread, and a migrating goroutine measurably slows training.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	// One OS thread for the whole run, with the thread count asked for:
+	// libtorch's thread pools are per OS thread, and a migrating goroutine
+	// measurably slows training.
+	defer torch.LockThread()()
 	stage, lossName := r.Stage, r.LossName
 	if stage == "" {
 		stage = "epoch"

@@ -109,21 +109,43 @@ var palette = []color.Color{
 
 func plotColor(i int) color.Color { return palette[i%len(palette)] }
 
-func saveStacked(path string, top, bottom *plot.Plot) error {
-	const w, h = 9 * vg.Inch, 7 * vg.Inch
-	var c draw.Canvas
-	var save func() error
+// CheckPlotPath checks, before any work, that a plot can be written at path:
+// its name ends in .png or .svg (any case; no extension means PNG), and the
+// file can be written there (see CheckWritable).
+func CheckPlotPath(path string) error {
+	if _, err := plotFormat(path); err != nil {
+		return err
+	}
+	return CheckWritable(path)
+}
+
+// plotFormat is "svg" or "png" from path's extension.
+func plotFormat(path string) (string, error) {
 	switch strings.ToLower(filepath.Ext(path)) {
 	case ".svg":
+		return "svg", nil
+	case ".png", "":
+		return "png", nil
+	}
+	return "", fmt.Errorf("plot: %s: use a .png or .svg file name", path)
+}
+
+func saveStacked(path string, top, bottom *plot.Plot) error {
+	const w, h = 9 * vg.Inch, 7 * vg.Inch
+	format, err := plotFormat(path)
+	if err != nil {
+		return err
+	}
+	var c draw.Canvas
+	var save func() error
+	if format == "svg" {
 		sc := vgsvg.New(w, h)
 		c = draw.New(sc)
 		save = func() error { return writeTo(path, sc) }
-	case ".png", "":
+	} else {
 		ic := vgimg.New(w, h)
 		c = draw.New(ic)
 		save = func() error { return writeTo(path, vgimg.PngCanvas{Canvas: ic}) }
-	default:
-		return fmt.Errorf("plot: %s: use a .png or .svg file name", path)
 	}
 	tiles := draw.Tiles{Rows: 2, Cols: 1, PadTop: vg.Points(4), PadBottom: vg.Points(4), PadX: vg.Points(4), PadY: vg.Points(8)}
 	plots := [][]*plot.Plot{{top}, {bottom}}
@@ -133,9 +155,13 @@ func saveStacked(path string, top, bottom *plot.Plot) error {
 	return save()
 }
 
+// writeTo writes a plot to path, making the folders it needs.
 func writeTo(path string, wt interface {
 	WriteTo(w io.Writer) (int64, error)
 }) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("plot: %w", err)
+	}
 	f, err := os.Create(path)
 	if err != nil {
 		return err

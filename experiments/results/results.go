@@ -82,6 +82,35 @@ const (
 	WarnTopNormGuessed    = "top-norm-guessed"
 )
 
+// ScoreStep is the step accuracies and penalties are rounded to when they are
+// written (Scores.Rounded): finer than any measured difference (one test image
+// in N moves an accuracy by 100/N points, 1e-4 for a million images) and
+// coarser than float noise, so that a penalty of 90 − 55.9 is written as
+// 34.1, not 34.10000000000001.
+const ScoreStep = 1e-6
+
+// roundScore rounds x to a multiple of ScoreStep. It divides by the exact
+// 1/ScoreStep, so the result is the float nearest to a number of six
+// decimals, which JSON then writes with at most six.
+func roundScore(x float64) float64 { return math.Round(x*(1/ScoreStep)) / (1 / ScoreStep) }
+
+// Rounded returns s with its accuracies and penalty rounded to ScoreStep
+// (with fresh pointers: s's are not changed). CKA is left as computed.
+func (s Scores) Rounded() Scores {
+	round := func(p *float64) *float64 {
+		if p == nil {
+			return nil
+		}
+		v := roundScore(*p)
+		return &v
+	}
+	s.TopAcc, s.StitchedAcc, s.Penalty = roundScore(s.TopAcc), roundScore(s.StitchedAcc), roundScore(s.Penalty)
+	s.BottomAcc, s.DirectAcc = round(s.BottomAcc), round(s.DirectAcc)
+	s.ValAcc, s.StartValAcc = round(s.ValAcc), round(s.StartValAcc)
+	s.SelfPenalty, s.ExcessPenalty = round(s.SelfPenalty), round(s.ExcessPenalty)
+	return s
+}
+
 // Row is one stitching result. Accuracies are percentages (0–100); the
 // penalty is in percentage points: top accuracy − stitched accuracy
 // (negative: the bottom is better than the top's own).
@@ -136,6 +165,15 @@ type Row struct {
 	// PeakRSSMiB is the process's peak resident memory (getrusage
 	// maxrss) when the row was written, in MiB (0: not measured).
 	PeakRSSMiB float64 `json:"peak_rss_mib,omitempty"`
+}
+
+// MarshalJSON writes the row with its scores Rounded, wherever it goes (a
+// results file, --json on stdout). Rows written before keep their digits
+// when read.
+func (r Row) MarshalJSON() ([]byte, error) {
+	type plain Row // without this method
+	r.Scores = r.Scores.Rounded()
+	return json.Marshal(plain(r))
 }
 
 // Key identifies what a row measured, so a re-run can skip it. The models

@@ -4,6 +4,7 @@
 package splits
 
 import (
+	"modelstitch/experiments/budget"
 	"modelstitch/experiments/invalid"
 	"modelstitch/torch/vision/datasets"
 )
@@ -34,14 +35,20 @@ type Config struct {
 
 // Load reads the training and test splits with the configured subset, label
 // noise and relabelling applied (relabelling to both splits, the rest to
-// training only). A bad setting is an *invalid.Setting naming its field:
+// training only). A folder data set that cannot fit in the memory left
+// (budget.Available) is refused before it is decoded. A bad setting is an *invalid.Setting naming its field:
 // "train samples", "test samples", "label noise", "objects vs animals".
 func Load(c Config) (train, test *datasets.Dataset, err error) {
-	opts := datasets.Options{Root: c.Dir, ImageSize: c.ImageSize}
-	if train, err = datasets.Load(c.Name, "train", opts); err != nil {
+	// A folder data set is measured against the memory left when each split loads
+	// (the training split's pixels are taken by then).
+	opts := func() datasets.Options {
+		avail := budget.Available()
+		return datasets.Options{Root: c.Dir, ImageSize: c.ImageSize, MemoryLimit: avail.Bytes, MemoryLimitFrom: avail.From}
+	}
+	if train, err = datasets.Load(c.Name, "train", opts()); err != nil {
 		return nil, nil, err
 	}
-	if test, err = datasets.Load(c.Name, "test", opts); err != nil {
+	if test, err = datasets.Load(c.Name, "test", opts()); err != nil {
 		return nil, nil, err
 	}
 	if c.ObjectsVsAnimals {

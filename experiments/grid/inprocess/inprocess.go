@@ -104,7 +104,7 @@ func (x *InProcess) ExecuteGroup(ctx context.Context, p *grid.Plan, us []*grid.U
 		u := byCut[row.Cut]
 		rec := grid.Record{Unit: u.ID, Kind: u.Kind, Stitch: &grid.StitchResult{Bottom: u.Bottom, Top: u.Top,
 			BottomPath: p.Files[u.Bottom].Path, TopPath: p.Files[u.Top].Path, Cut: row.Cut, CutIndex: row.CutIndex,
-			Recipe: *u.Recipe, Scores: row.Scores, FitSamples: row.FitSamples, TestSamples: testN, Data: row.Data,
+			Recipe: *u.Recipe, Scores: row.Scores.Rounded(), FitSamples: row.FitSamples, TestSamples: testN, Data: row.Data,
 			Device: row.Device}}
 		now := cpuSeconds()
 		rec.CPUSeconds, cpu0 = now-cpu0, now

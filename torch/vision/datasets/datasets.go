@@ -80,6 +80,18 @@ type Options struct {
 	// Coarse selects CIFAR-100's 20 coarse (super-class) labels instead of the 100
 	// fine ones.
 	Coarse bool
+	// MaxImagePixels is the most pixels (width × height) an image of a folder data set
+	// may declare in its header; a larger one is refused, naming the file, before it is
+	// decoded. 0 means DefaultMaxImagePixels.
+	MaxImagePixels int64
+	// MemoryLimit, when positive, is the memory in bytes a folder data set may take
+	// while it loads: its pixels, and the files and decoded images of the decoders at
+	// work. Fewer decoders work at once when that fits, and a folder that does not fit
+	// with one is refused, with the estimate and the limit, before anything is decoded.
+	// MemoryLimitFrom says where the limit comes from, for that message (e.g.
+	// "MemAvailable in /proc/meminfo").
+	MemoryLimit     float64
+	MemoryLimitFrom string
 }
 
 // DefaultImageSize is the image side used for folder data sets when Options.ImageSize is 0.

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"image"
 	"image/color"
 	"image/jpeg"
@@ -453,11 +454,48 @@ func TestFolderSingleTree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if train.N != 14 || test.N != 1 || !slices.Equal(train.ClassNames, []string{"cat", "dog"}) || !slices.Equal(test.Labels, []int{1}) {
-		t.Fatalf("train %d test %d classes %v", train.N, test.N, train.ClassNames)
+	// The tenth dog (imgj.png, gray 9) is held out, and the last of the three cats.
+	if train.N != 13 || test.N != 2 || !slices.Equal(train.ClassNames, []string{"cat", "dog"}) || !slices.Equal(test.Labels, []int{0, 1}) {
+		t.Fatalf("train %d test %d labels %v classes %v", train.N, test.N, test.Labels, train.ClassNames)
 	}
-	if v := test.Image(0)[0]; v != 9 { // the tenth dog (imgj.png, gray 9) is held out
-		t.Errorf("held-out image has gray %d, want 9", v)
+	if v := test.Image(1)[0]; v != 9 {
+		t.Errorf("held-out dog has gray %d, want 9", v)
+	}
+}
+
+// TestFolderSmallFlatLayout: the documented PATH/<class>/ layout failed on a small
+// set with "no images in the test split" (every tenth file was held out, so a class of
+// fewer than ten had none); every class now holds out at least one image, and a class
+// of one image is an error saying how many are needed.
+func TestFolderSmallFlatLayout(t *testing.T) {
+	root := t.TempDir()
+	for c, n := range map[string]int{"ant": 2, "bee": 3, "cow": 9} {
+		for i := range n {
+			writeImage(t, filepath.Join(root, c, fmt.Sprintf("%d.png", i)), solid(4, 4, color.Gray{uint8(10*i + 1)}))
+		}
+	}
+	train, err := Load("folder:"+root, "train", Options{ImageSize: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	test, err := Load("folder:"+root, "test", Options{ImageSize: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(train.ClassCounts(), []int{1, 2, 8}) || !slices.Equal(test.ClassCounts(), []int{1, 1, 1}) {
+		t.Errorf("train %v, test %v images per class; want [1 2 8] and [1 1 1]", train.ClassCounts(), test.ClassCounts())
+	}
+	for i, want := range []uint8{11, 21, 81} { // each class's last file
+		if v := test.Image(i)[0]; v != want {
+			t.Errorf("test image %d has gray %d, want %d", i, v, want)
+		}
+	}
+	writeImage(t, filepath.Join(root, "dog", "only.png"), solid(4, 4, color.Gray{1}))
+	for _, split := range []string{"train", "test"} {
+		_, err := Load("folder:"+root, split, Options{ImageSize: 4})
+		if err == nil || !strings.Contains(err.Error(), filepath.Join(root, "dog")) || !strings.Contains(err.Error(), "at least 2") {
+			t.Errorf("%s split with a one-image class: %v, want an error naming the folder and saying 2 are needed", split, err)
+		}
 	}
 }
 

@@ -1,12 +1,15 @@
 package datasets
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"image"
+	"image/color"
 	_ "image/jpeg" // register JPEG decoding
 	_ "image/png"  // register PNG decoding
+	"io"
 	"io/fs"
 	"math"
 	"os"
@@ -29,8 +32,29 @@ var (
 // FolderTestEvery is the hold-out rule for folder data sets without train/ and val/
 // sub-folders: within each class, with files sorted by path, every FolderTestEvery-th file
 // (positions FolderTestEvery-1, 2·FolderTestEvery-1, …) is in the test split and the rest in
-// the train split, a deterministic, class-stratified 90/10 split.
+// the train split, a deterministic, class-stratified 90/10 split. A class with fewer
+// files holds out its last one, so that every class is in both splits; each class
+// needs at least 2 files.
 const FolderTestEvery = 10
+
+// heldOut reports whether the i-th of a class's n files (sorted by path) is in the
+// test split of a folder without train/ and val/ (see FolderTestEvery).
+func heldOut(i, n int) bool {
+	if n < FolderTestEvery {
+		return i == n-1
+	}
+	return i%FolderTestEvery == FolderTestEvery-1
+}
+
+// DefaultMaxImagePixels is the most pixels (width × height) an image of a folder data
+// set may declare when Options.MaxImagePixels is 0: Pillow's Image.MAX_IMAGE_PIXELS
+// (1024³/4/3, about 89.5 million, a quarter of a gibibyte at 3 bytes per pixel).
+const DefaultMaxImagePixels = 1024 * 1024 * 1024 / 4 / 3
+
+// ErrTooLarge is wrapped by the errors about folder data that cannot be loaded within
+// its bounds: an image whose header declares more pixels than Options.MaxImagePixels,
+// or a folder whose estimated memory exceeds Options.MemoryLimit.
+var ErrTooLarge = errors.New("too large")
 
 const folderHint = "want PATH/train/<class>/*.png|jpg|jpeg and PATH/val/<class>/… (or PATH/test), or PATH/<class>/…"
 
@@ -39,7 +63,8 @@ const folderHint = "want PATH/train/<class>/*.png|jpg|jpeg and PATH/val/<class>/
 //   - If PATH/train exists, the train split is PATH/train/<class>/… and the test split
 //     PATH/val/<class>/… (or PATH/test/<class>/… when there is no val). Classes are the
 //     sub-folders of PATH/train; the test split may lack some but not add any.
-//   - Otherwise PATH/<class>/… is one tree, split by [FolderTestEvery].
+//   - Otherwise PATH/<class>/… is one tree, split by [FolderTestEvery]: every class
+//     is in both splits.
 //
 // Classes are sorted by name (byte order, like torchvision's ImageFolder) and numbered from
 // 0. Files ending in .png, .jpg or .jpeg (any case) are read from each class folder and its
@@ -125,8 +150,12 @@ func loadFolder(name, root, rawSplit, split string, opts Options) (*Dataset, err
 			if len(imgs) == 0 {
 				return nil, &FileError{Dataset: name, Path: filepath.Join(root, c), Err: errors.New("class folder has no .png/.jpg/.jpeg images")}
 			}
+			if len(imgs) < 2 {
+				return nil, &FileError{Dataset: name, Path: filepath.Join(root, c), Err: fmt.Errorf("class folder has %d image: "+
+					"without train/ and val/ sub-folders every class holds out at least one image for the test split, so each needs at least 2", len(imgs)), Hint: folderHint}
+			}
 			for i, f := range imgs {
-				if (i%FolderTestEvery == FolderTestEvery-1) == (split == "test") {
+				if heldOut(i, len(imgs)) == (split == "test") {
 					files, labels = append(files, f), append(labels, label)
 				}
 			}
@@ -136,16 +165,173 @@ func loadFolder(name, root, rawSplit, split string, opts Options) (*Dataset, err
 		return nil, &FileError{Dataset: name, Path: root, Err: fmt.Errorf("no images in the %s split", rawSplit), Hint: folderHint}
 	}
 
+	maxPixels := opts.MaxImagePixels
+	if maxPixels <= 0 {
+		maxPixels = DefaultMaxImagePixels
+	}
+	workers, err := planDecoding(name, root, rawSplit, files, size, maxPixels, opts)
+	if err != nil {
+		return nil, err
+	}
 	d := &Dataset{
 		Name: name, Split: split, N: len(files), C: 3, H: size, W: size,
 		Labels: labels, Classes: len(classes), ClassNames: classes,
 		Mean: append([]float64(nil), ImageNetMean...), Std: append([]float64(nil), ImageNetStd...),
 	}
 	d.Pixels = make([]uint8, d.N*d.ImageLen())
-	if err := decodeAll(name, files, size, d.Pixels); err != nil {
+	if err := decodeAll(name, files, size, maxPixels, workers, d.Pixels); err != nil {
 		return nil, err
 	}
 	return d, nil
+}
+
+// imageHeader is what an image file's header says, read before its pixels are.
+type imageHeader struct {
+	format        string
+	width, height int
+	// bytesPerPixel is what the decoded image takes per pixel (Go's decoders keep
+	// JPEG as YCbCr, gray PNGs as one byte, 16-bit PNGs as eight).
+	bytesPerPixel int
+}
+
+// decodeBytes is the memory that decoding the image takes: its decoded pixels.
+func (h imageHeader) decodeBytes() float64 {
+	return float64(h.width) * float64(h.height) * float64(h.bytesPerPixel)
+}
+
+// readHeader reads the header of the image at path, not its pixels, and checks it
+// against maxPixels (see checkHeader). It also returns the file's size.
+func readHeader(ds, path string, maxPixels int64) (imageHeader, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return imageHeader{}, 0, fileErr(ds, path, "", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return imageHeader{}, 0, fileErr(ds, path, "", err)
+	}
+	h, err := checkHeader(ds, path, bufio.NewReader(f), maxPixels)
+	return h, st.Size(), err
+}
+
+// checkHeader decodes an image header (PNG or JPEG) from r and refuses an image that
+// declares no pixels or more than maxPixels of them, naming path, before anything the
+// size of the image is allocated.
+func checkHeader(ds, path string, r io.Reader, maxPixels int64) (imageHeader, error) {
+	cfg, format, err := image.DecodeConfig(r)
+	if err != nil {
+		return imageHeader{}, malformed(ds, path, "cannot decode image header: %v", err)
+	}
+	h := imageHeader{format: format, width: cfg.Width, height: cfg.Height, bytesPerPixel: bytesPerPixel(cfg.ColorModel)}
+	if h.width <= 0 || h.height <= 0 {
+		return h, malformed(ds, path, "empty image (%d×%d pixels)", h.width, h.height)
+	}
+	if int64(h.width) > maxPixels/int64(h.height) {
+		return h, &FileError{Dataset: ds, Path: path, Err: fmt.Errorf("%w: its %s header declares %d×%d pixels (%.3g), more than the %d an image may have (decoding it would take %s)",
+			ErrTooLarge, strings.ToUpper(format), h.width, h.height, float64(h.width)*float64(h.height), maxPixels, byteSize(h.decodeBytes()))}
+	}
+	return h, nil
+}
+
+// bytesPerPixel is the memory per pixel of the image Go's decoders make for an
+// image of colour model m.
+func bytesPerPixel(m color.Model) int {
+	if _, ok := m.(color.Palette); ok {
+		return 1
+	}
+	switch m {
+	case color.GrayModel, color.AlphaModel:
+		return 1
+	case color.Gray16Model, color.Alpha16Model:
+		return 2
+	case color.YCbCrModel:
+		return 3
+	case color.RGBA64Model, color.NRGBA64Model:
+		return 8
+	}
+	return 4 // RGBA, NRGBA, CMYK
+}
+
+// planDecoding reads every file's header (refusing images above maxPixels) and
+// estimates the memory that loading the split takes: its pixels at size×size, and,
+// for each decoder working at once, the largest files and their decoded images. It
+// returns how many decoders may work at once (up to GOMAXPROCS) within
+// opts.MemoryLimit, and an error giving the estimate and the limit when not even one
+// fits.
+func planDecoding(ds, root, split string, files []string, size int, maxPixels int64, opts Options) (int, error) {
+	headers := make([]imageHeader, len(files))
+	sizes := make([]int64, len(files))
+	err := parallel(len(files), min(runtime.GOMAXPROCS(0), len(files)), func() func(int) error {
+		return func(i int) (err error) {
+			headers[i], sizes[i], err = readHeader(ds, files[i], maxPixels)
+			return err
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(files))
+	if opts.MemoryLimit <= 0 {
+		return workers, nil
+	}
+	// Each decoder holds a file's bytes, its decoded image and a size×size RGBA canvas.
+	transient := make([]float64, len(files))
+	largest := 0
+	for i, h := range headers {
+		transient[i] = float64(sizes[i]) + h.decodeBytes()
+		if h.decodeBytes() > headers[largest].decodeBytes() {
+			largest = i
+		}
+	}
+	slices.SortFunc(transient, func(a, b float64) int { return -cmpFloat(a, b) })
+	pixels := float64(len(files)) * 3 * float64(size) * float64(size)
+	canvas := 4 * float64(size) * float64(size)
+	need := func(k int) float64 {
+		t := 0.0
+		for _, b := range transient[:k] {
+			t += b
+		}
+		return pixels + t + float64(k)*canvas
+	}
+	for k := workers; k >= 1; k-- {
+		if need(k) <= opts.MemoryLimit {
+			return k, nil
+		}
+	}
+	from := ""
+	if opts.MemoryLimitFrom != "" {
+		from = " (" + opts.MemoryLimitFrom + ")"
+	}
+	lh := headers[largest]
+	return 0, &FileError{Dataset: ds, Path: root, Err: fmt.Errorf("%w: the %s split's %d images need about %s of memory to load (%s of %d×%d pixels, and %s to decode one at a time, the largest %s being %d×%d), more than the %s available%s",
+		ErrTooLarge, split, len(files), byteSize(need(1)), byteSize(pixels), size, size, byteSize(need(1)-pixels), files[largest], lh.width, lh.height,
+		byteSize(opts.MemoryLimit), from), Hint: "use fewer or smaller images, or a smaller image size"}
+}
+
+// cmpFloat orders a and b (no NaNs here).
+func cmpFloat(a, b float64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// byteSize formats n bytes for a message: "512 B", "3.2 MiB", "13.4 GiB".
+func byteSize(n float64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB"}
+	i := 0
+	for n >= 1024 && i < len(units)-1 {
+		n /= 1024
+		i++
+	}
+	if i == 0 {
+		return fmt.Sprintf("%.0f B", n)
+	}
+	return fmt.Sprintf("%.1f %s", n, units[i])
 }
 
 // classDirs lists the sub-folders of dir (following symbolic links), sorted by name,
@@ -199,28 +385,27 @@ func imageFiles(ds, dir string) ([]string, error) {
 	return out, nil
 }
 
-// decodeAll decodes files[i] into pixels[i*3*size*size:] (CHW) with a worker pool,
-// returning the error of the lowest-numbered failing file.
-func decodeAll(ds string, files []string, size int, pixels []uint8) error {
-	workers := min(runtime.GOMAXPROCS(0), len(files))
-	imgLen := 3 * size * size
+// parallel runs work(i) for i in [0, n) on up to workers goroutines, each with its own
+// function from newWorker, and returns the error of the lowest-numbered failing i
+// (work stops being handed out after the first failure).
+func parallel(n, workers int, newWorker func() func(int) error) error {
 	var (
 		next    atomic.Int64
 		failed  atomic.Bool
 		mu      sync.Mutex
-		firstI  = len(files)
+		firstI  = n
 		firstEr error
 		wg      sync.WaitGroup
 	)
-	for range workers {
+	for range max(1, min(workers, n)) {
 		wg.Go(func() {
-			dst := image.NewRGBA(image.Rect(0, 0, size, size))
+			work := newWorker()
 			for !failed.Load() {
 				i := int(next.Add(1) - 1)
-				if i >= len(files) {
+				if i >= n {
 					return
 				}
-				if err := decodeOne(ds, files[i], dst, pixels[i*imgLen:(i+1)*imgLen]); err != nil {
+				if err := work(i); err != nil {
 					mu.Lock()
 					if i < firstI {
 						firstI, firstEr = i, err
@@ -235,12 +420,33 @@ func decodeAll(ds string, files []string, size int, pixels []uint8) error {
 	return firstEr
 }
 
+// decodeAll decodes files[i] into pixels[i*3*size*size:] (CHW) with workers decoders
+// at once, returning the error of the lowest-numbered failing file.
+func decodeAll(ds string, files []string, size int, maxPixels int64, workers int, pixels []uint8) error {
+	imgLen := 3 * size * size
+	return parallel(len(files), workers, func() func(int) error {
+		dst := image.NewRGBA(image.Rect(0, 0, size, size))
+		return func(i int) error {
+			return decodeOne(ds, files[i], maxPixels, dst, pixels[i*imgLen:(i+1)*imgLen])
+		}
+	})
+}
+
 // decodeOne decodes one image file, resizes its shorter side to dst's size, centre-crops
-// it into dst (square) and writes the RGB planes to out.
-func decodeOne(ds, path string, dst *image.RGBA, out []uint8) error {
+// it into dst (square) and writes the RGB planes to out. The header is checked against
+// maxPixels first (the file may have changed since planDecoding read it).
+func decodeOne(ds, path string, maxPixels int64, dst *image.RGBA, out []uint8) error {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return fileErr(ds, path, "", err)
+	}
+	return decodeImage(ds, path, raw, maxPixels, dst, out)
+}
+
+// decodeImage is decodeOne on the file's contents, raw.
+func decodeImage(ds, path string, raw []byte, maxPixels int64, dst *image.RGBA, out []uint8) error {
+	if _, err := checkHeader(ds, path, bytes.NewReader(raw), maxPixels); err != nil {
+		return err
 	}
 	src, _, err := image.Decode(bytes.NewReader(raw))
 	if err != nil {
