@@ -14,7 +14,7 @@ var (
 		"init": "--init", "frozen bn": "--frozen-bn", "cka samples": "--cka-samples", "ls samples": "--ls-samples",
 		"cuts": "--layer", "kernel size": "--kernel-size", "test samples": "--test-samples",
 		"eval batch size": "--eval-batch-size", "workers": "--workers", "memory budget": "--memory-budget", "recipe": "--recipe",
-		"val samples": "--val-samples", "check every": "--check-every", "patience": "--patience", "lr cuts": "--lr-cuts",
+		"bottom cuts": "--bottom-layer", "val samples": "--val-samples", "check every": "--check-every", "patience": "--patience", "lr cuts": "--lr-cuts",
 		"bottom norm": "--bottom-mean/--bottom-std (or --mean/--std)", "top norm": "--top-mean/--top-std (or --mean/--std)",
 		"out": "--out",
 	}

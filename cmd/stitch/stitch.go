@@ -31,7 +31,8 @@ func stitchFlags() []cli.Flag {
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "bottom", Value: defaultBottom, Usage: "checkpoint whose bottom layers are used, or \"random\" (an untrained copy of the top's architecture, batch-norm running statistics mean 0 / variance 1; for statistics from data write one with: stitch train --epochs 0 --bn-stats data)"},
 		&cli.StringFlag{Name: "top", Value: defaultTop, Usage: "checkpoint whose top layers are used (needs a classifier, or --probe)"},
-		&cli.StringFlag{Name: "layer", Value: d.Cuts, Usage: "cut point (stem, layer1.0 … layer4.1, pool), a comma list, or all"},
+		&cli.StringFlag{Name: "layer", Value: d.Cuts, Usage: "cut point (stem, layer1.0 … layer4.1, pool), a comma list, or all, in the top's names; networks of different depths are paired at their stages' ends unless --bottom-layer pairs them"},
+		&cli.StringFlag{Name: "bottom-layer", Usage: "the bottom's cut for each --layer, one for one (networks of different depths, e.g. --layer layer1.2,layer2.3 --bottom-layer layer1.1,layer2.1)"},
 		&cli.StringFlag{Name: "recipe", Value: stitch.RecipeCPU, Usage: fmt.Sprintf("stitching recipe: cpu (the defaults shown here: least-squares start, then Adam 1e-2 on every training image but --val-samples, "+
 			"kept at its best on them and stopped at a plateau after --lr-cuts tenfold cuts, or at --epochs), quick (one unvalidated epoch on 6,000 images, for smoke tests) or paper "+
 			"(the paper's setting: default init, Adam 1e-3 with cosine decay, crop-and-flip while fitting, the whole training split, %d epochs, eval-mode frozen halves); "+
@@ -254,6 +255,7 @@ func recipeConfig(c *cli.Context) (stitch.Config, error) {
 	over("frozen-bn", func() { cfg.FrozenBN = c.String("frozen-bn") })
 	over("cka-samples", func() { cfg.CKASamples = c.Int("cka-samples") })
 	over("ls-samples", func() { cfg.LSSamples = c.Int("ls-samples") })
+	over("bottom-layer", func() { cfg.BottomCuts = c.String("bottom-layer") })
 	over("val-samples", func() { cfg.ValSamples = c.Int("val-samples") })
 	over("check-every", func() { cfg.CheckEvery = c.Int("check-every") })
 	over("patience", func() { cfg.Patience = c.Int("patience") })

@@ -118,6 +118,9 @@ type Row struct {
 	Bottom string `json:"bottom"`
 	Top    string `json:"top"`
 	Cut    string `json:"cut"`
+	// BottomCut is the bottom's cut when it is not Cut (networks of
+	// different depths; "": Cut).
+	BottomCut string `json:"bottom_cut,omitempty"`
 	// CutIndex is the cut's position in the network (0 = stem).
 	CutIndex int `json:"cut_index"`
 	Scores
@@ -199,6 +202,9 @@ func (r Row) Key() string {
 	if r.FitAugment {
 		// Added with the setting: rows without it keep their old keys.
 		k += "|fit-augment"
+	}
+	if r.BottomCut != "" && r.BottomCut != r.Cut {
+		k += "|bottom-cut=" + r.BottomCut
 	}
 	if r.ValSamples != 0 {
 		// The validated fit: unvalidated rows keep their old keys.

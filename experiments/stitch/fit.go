@@ -84,7 +84,7 @@ func LeastSquaresInit(m *Model, loader *data.Loader, report progress.Func, stage
 			if err != nil {
 				return err
 			}
-			x := m.Bottom.ForwardTo(b.X, m.Cut)
+			x := m.Bottom.ForwardTo(b.X, m.bottomCut())
 			y := m.TopFeatures(b.X)
 			err = torch.FirstError(x, y)
 			if err == nil {

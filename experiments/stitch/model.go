@@ -11,7 +11,10 @@ import (
 type Model struct {
 	Bottom, Top *vision.ResNet
 	Cut         string
-	Layer       *Layer
+	// BottomCut is where the bottom is cut when it is not Cut (a bottom of
+	// another depth; "": Cut).
+	BottomCut string
+	Layer     *Layer
 	// BatchStats runs the frozen halves' BatchNorms on batch statistics while
 	// fitting (the paper authors' scripts); otherwise they stay in eval mode.
 	BatchStats bool
@@ -34,7 +37,7 @@ func (m *Model) TopFeatures(x *torch.Tensor) *torch.Tensor {
 // recording gradients (the bottom is frozen).
 func (m *Model) BottomFeatures(x *torch.Tensor) *torch.Tensor {
 	var h *torch.Tensor
-	_ = torch.NoGrad(func() error { h = m.Bottom.ForwardTo(x, m.Cut); return nil }) // h carries any error
+	_ = torch.NoGrad(func() error { h = m.Bottom.ForwardTo(x, m.bottomCut()); return nil }) // h carries any error
 	return h
 }
 
@@ -54,4 +57,12 @@ func (m *Model) SetFitting(on bool) {
 	nn.SetTraining(m.Bottom, on && m.BatchStats)
 	nn.SetTraining(m.Top, on && m.BatchStats)
 	nn.SetTraining(m.Layer, on)
+}
+
+// bottomCut is the cut of the bottom.
+func (m *Model) bottomCut() string {
+	if m.BottomCut != "" {
+		return m.BottomCut
+	}
+	return m.Cut
 }

@@ -25,8 +25,12 @@ const (
 
 // Config is one stitching experiment's settings.
 type Config struct {
-	// Cuts is a cut name, a comma list, or "all".
-	Cuts       string
+	// Cuts is a cut name, a comma list, or "all", in the top's names.
+	Cuts string
+	// BottomCuts, when set, lists the bottom's cut for each of Cuts, one for
+	// one (networks of different depths); unset, networks of different
+	// depths are paired at their stages' ends (pairCuts).
+	BottomCuts string
 	Epochs     int
 	BatchSize  int
 	LR         float64
@@ -158,6 +162,7 @@ type Runner struct {
 	OnControlRow func(results.Row)
 
 	topInput    func(*torch.Tensor) *torch.Tensor // set during Run when the halves' normalisations differ
+	bottomCutOf map[string]string                 // the bottom's cut for each of the top's (prepare)
 	selfPenalty map[string]float64                // the control's penalties by cut, during Run
 }
 
@@ -182,11 +187,13 @@ func (r *Runner) prepare() (cuts []string, bottomShapes, topShapes map[string][]
 	if err := r.checkTop(); err != nil {
 		return nil, nil, nil, err
 	}
-	if cuts, err = r.Top.Net.ParseCuts(cfg.Cuts); err != nil {
-		return nil, nil, nil, invalid.Wrap("cuts", err)
+	cuts, bottomCuts, err := pairCuts(r.Bottom.Net, r.Top.Net, cfg.Cuts, cfg.BottomCuts)
+	if err != nil {
+		return nil, nil, nil, err
 	}
-	if _, err := r.Bottom.Net.ParseCuts(cfg.Cuts); err != nil {
-		return nil, nil, nil, invalid.Wrap("cuts", fmt.Errorf("bottom model: %w", err))
+	r.bottomCutOf = map[string]string{}
+	for i, c := range cuts {
+		r.bottomCutOf[c] = bottomCuts[i]
 	}
 	for _, g := range []struct {
 		field string
@@ -207,7 +214,7 @@ func (r *Runner) prepare() (cuts []string, bottomShapes, topShapes map[string][]
 		return nil, nil, nil, err
 	}
 	for _, cut := range cuts { // a stitching layer that cannot be built is refused before any work
-		if err := CheckLayer(bottomShapes[cut], topShapes[cut], cfg.KernelSize); err != nil {
+		if err := CheckLayer(bottomShapes[r.bottomCut(cut)], topShapes[cut], cfg.KernelSize); err != nil {
 			return nil, nil, nil, fmt.Errorf("cut %s: %w", cut, err)
 		}
 	}
@@ -397,7 +404,7 @@ func (r *Runner) runOneByOne() ([]results.Row, error) {
 		}
 		start := time.Now()
 		row.TopAcc, row.BottomAcc = topAcc, bottomAcc
-		if err := r.stitchCut(&row, cut, bottomShapes[cut], topShapes[cut], fit, lsFit, val, testBottom, fmt.Sprintf("[%d/%d]", i+1, len(cuts))); err != nil {
+		if err := r.stitchCut(&row, cut, bottomShapes[r.bottomCut(cut)], topShapes[cut], fit, lsFit, val, testBottom, fmt.Sprintf("[%d/%d]", i+1, len(cuts))); err != nil {
 			return rows, fmt.Errorf("cut %s: %w", cut, err)
 		}
 		if err := r.ckaRow(&row, cut, testBottom); err != nil {
@@ -417,6 +424,14 @@ func (r *Runner) runOneByOne() ([]results.Row, error) {
 	return rows, nil
 }
 
+// bottomCut returns the bottom's cut paired with the top's cut.
+func (r *Runner) bottomCut(cut string) string {
+	if bc, ok := r.bottomCutOf[cut]; ok {
+		return bc
+	}
+	return cut
+}
+
 // newRow returns the row of cut with the run's settings filled in: fitN
 // fitting images, lsN least-squares images, the checkpoints' digests.
 func (r *Runner) newRow(cut string, fitN, lsN int, bottomSum, topSum string) results.Row {
@@ -426,6 +441,9 @@ func (r *Runner) newRow(cut string, fitN, lsN int, bottomSum, topSum string) res
 		FitSamples: fitN, FitAugment: cfg.FitAugment, LSSamples: lsN, TestSamples: r.Test.N, CKASamples: min(cfg.CKASamples, r.Test.N),
 		KernelSize: cfg.KernelSize, FrozenBN: cfg.FrozenBN, Data: cfg.Data,
 		Device: cfg.Device.String(), BottomPath: r.Bottom.Path, TopPath: r.Top.Path, BottomSHA256: bottomSum, TopSHA256: topSum}
+	if bc := r.bottomCut(cut); bc != cut {
+		row.BottomCut = bc
+	}
 	if cfg.ValSamples > 0 {
 		row.ValSamples, row.CheckEvery, row.Patience, row.LRCuts = cfg.ValSamples, cfg.CheckEvery, max(1, cfg.Patience), cfg.LRCuts
 	}
@@ -478,7 +496,7 @@ func (r *Runner) stitchCut(row *results.Row, cut string, in, out []int64, fit, l
 	if err := nn.ToDevice(layer, cfg.Device); err != nil {
 		return err
 	}
-	m := &Model{Bottom: r.Bottom.Net, Top: r.Top.Net, Cut: cut, Layer: layer, BatchStats: cfg.FrozenBN == "train", TopInput: r.topInput}
+	m := &Model{Bottom: r.Bottom.Net, Top: r.Top.Net, Cut: cut, BottomCut: r.bottomCut(cut), Layer: layer, BatchStats: cfg.FrozenBN == "train", TopInput: r.topInput}
 	var restore func() error
 	if m.BatchStats {
 		// Batch statistics move the frozen halves' running averages; put them back
@@ -574,7 +592,7 @@ func (r *Runner) cka(cut string, test *data.Loader) (float64, *float64, error) {
 			if take := int64(r.Config.CKASamples - n); take < size {
 				x, size = x.Narrow(0, 0, take), take
 			}
-			bx := b.Scope.Keep(r.Bottom.Net.ForwardTo(x, cut).Flatten(1, -1))
+			bx := b.Scope.Keep(r.Bottom.Net.ForwardTo(x, r.bottomCut(cut)).Flatten(1, -1))
 			tx := x
 			if r.topInput != nil {
 				tx = r.topInput(x)

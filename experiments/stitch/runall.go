@@ -261,8 +261,13 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 		start := time.Now()
 		tag := fmt.Sprintf("[%d/%d] %s", i+1, len(cuts), cut)
 		bar := cfg.Progress.Start(tag+" bottom and top activations", "caches", len(caches))
+		bc := r.bottomCut(cut)
 		for _, c := range caches {
-			if err := c.At(cut); err != nil {
+			at := cut
+			if c.net == bottomF {
+				at = bc
+			}
+			if err := c.At(at); err != nil {
 				return rows, fmt.Errorf("cut %s: %w", cut, err)
 			}
 			bar.Add(1)
@@ -275,7 +280,7 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 		// (five runs each), at the same speed.
 		torch.ReleaseMemory()
 		if wantBottomAcc && cut == accCut {
-			a, err := accuracyCached(func(h *torch.Tensor) *torch.Tensor { return bottomF.ForwardFrom(h, cut) }, testC, pool, cfg.Progress, tag+" bottom model accuracy")
+			a, err := accuracyCached(func(h *torch.Tensor) *torch.Tensor { return bottomF.ForwardFrom(h, bc) }, testC, pool, cfg.Progress, tag+" bottom model accuracy")
 			if err != nil {
 				return rows, fmt.Errorf("bottom model accuracy: %w", err)
 			}
@@ -290,7 +295,7 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 			fitFrom = nil
 		}
 		cs := cutCaches{fit: fitC, test: testC, val: valC, lsIndex: lsIndex, lsTop: lsT, ckaTop: ckaT}
-		if err := r.stitchCached(&row, cut, bottomShapes[cut], topShapes[cut], topF, fit, fitInputs(fitFrom, bottomF, cut), cs, pool, tag); err != nil {
+		if err := r.stitchCached(&row, cut, bottomShapes[bc], topShapes[cut], topF, fit, fitInputs(fitFrom, bottomF, bc), cs, pool, tag); err != nil {
 			return rows, fmt.Errorf("cut %s: %w", cut, err)
 		}
 		row.Seconds = time.Since(start).Seconds()
