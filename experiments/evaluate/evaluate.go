@@ -76,3 +76,46 @@ func Percent(correct, total int64) float64 {
 	}
 	return 100 * float64(correct) / float64(total)
 }
+
+// AccuracyAndLoss is Accuracy with the mean cross-entropy of the logits
+// beside it (a smoother signal than the accuracy, for deciding whether a fit
+// still improves).
+func AccuracyAndLoss(forward func(x *torch.Tensor) *torch.Tensor, loader *data.Loader) (acc, loss float64, err error) {
+	var correct, total int64
+	var sum float64
+	err = torch.NoGrad(func() error {
+		for b, err := range loader.Batches(0) {
+			if err != nil {
+				return err
+			}
+			c, l, n, err := CorrectAndLoss(forward(b.X), b.Y)
+			b.Close()
+			if err != nil {
+				return err
+			}
+			correct, sum, total = correct+c, sum+l, total+n
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	if total == 0 {
+		return 0, 0, errors.New("evaluate: no samples")
+	}
+	return Percent(correct, total), sum / float64(total), nil
+}
+
+// CorrectAndLoss returns how many of the logits' rows predict their label,
+// the summed cross-entropy, and the number of rows. As Correct, it leaves
+// the tensors it makes to the scope of its operands.
+func CorrectAndLoss(logits, labels *torch.Tensor) (correct int64, lossSum float64, n int64, err error) {
+	if n, err = labels.Size(0); err != nil {
+		return 0, 0, 0, err
+	}
+	if lossSum, err = torch.CrossEntropy(logits, labels, 0, torch.ReduceSum).Item(); err != nil {
+		return 0, 0, 0, err
+	}
+	correct, err = Correct(logits, labels)
+	return correct, lossSum, n, err
+}

@@ -45,20 +45,31 @@ type FitOutcome struct {
 var errConverged = loop.ErrFinished
 
 // plateau is the validation side of a fit: it scores the layer on held-out
-// images every CheckEvery steps, keeps the best state seen (the start
-// included), cuts the learning rate by LRCutFactor and goes back to the best
-// state after Patience checks without improvement, and ends the fit at the
-// plateau after LRCuts cuts. So a validated fit can never end worse, on the
-// held-out images, than it started.
+// images every CheckEvery steps and keeps the most accurate state seen (the
+// start included; between equally accurate states, the one with the lower
+// loss). A check improves when the accuracy beats the best or the loss
+// beats the lowest seen by MinLossGain (the loss is the smoother signal: at
+// a small rate a fit still improving may not move the accuracy of a few
+// thousand images for a while). After Patience checks without improvement
+// the layer goes back to its best state and the learning rate is cut by
+// LRCutFactor; after LRCuts cuts the next plateau ends the fit. So a
+// validated fit can never end less accurate, on the held-out images, than
+// it started.
 type plateau struct {
 	cfg      FitConfig
 	layer    nn.Module
 	training func(bool) // puts the layer (and whatever fits with it) in or out of training mode
 	scale    float64    // the learning rate's multiplier now
 	best     []snapshot
-	stale    int // checks since the last improvement
+	bestLoss float64 // the kept state's loss
+	minLoss  float64 // the lowest loss seen
+	stale    int     // checks since the last improvement
 	out      FitOutcome
 }
+
+// MinLossGain is the relative fall of the validation loss below the lowest
+// seen that counts as progress.
+const MinLossGain = 0.002
 
 // LRCutFactor is what a plateau divides the learning rate by.
 const LRCutFactor = 10
@@ -70,11 +81,11 @@ type snapshot struct{ dst, copy *torch.Tensor }
 func newPlateau(cfg FitConfig, layer nn.Module, training func(bool)) (*plateau, error) {
 	p := &plateau{cfg: cfg, layer: layer, training: training, scale: 1}
 	p.out.Validated = true
-	acc, err := p.score()
+	acc, loss, err := p.score()
 	if err != nil {
 		return nil, err
 	}
-	p.out.StartValAcc, p.out.ValAcc = acc, acc
+	p.out.StartValAcc, p.out.ValAcc, p.bestLoss, p.minLoss = acc, acc, loss, loss
 	if err := p.keep(); err != nil {
 		return nil, err
 	}
@@ -87,14 +98,16 @@ func (p *plateau) schedule() optim.Schedule {
 }
 
 // score scores the layer in evaluation mode and puts it back in training mode.
-func (p *plateau) score() (float64, error) {
+func (p *plateau) score() (acc, loss float64, err error) {
 	p.training(false)
 	defer p.training(true)
-	acc, err := p.cfg.Validate()
-	if err != nil {
-		return 0, fmt.Errorf("validation: %w", err)
+	if acc, loss, err = p.cfg.Validate(); err != nil {
+		return 0, 0, fmt.Errorf("validation: %w", err)
 	}
-	return acc, nil
+	if math.IsNaN(loss) {
+		loss = math.Inf(1)
+	}
+	return acc, loss, nil
 }
 
 // onStep checks the layer every CheckEvery steps; errConverged ends the fit.
@@ -109,13 +122,22 @@ func (p *plateau) onStep(s loop.Step) error {
 
 // check scores the layer after step steps and acts on the result.
 func (p *plateau) check(step int) error {
-	acc, err := p.score()
+	acc, loss, err := p.score()
 	if err != nil {
 		return err
 	}
-	if acc > p.out.ValAcc {
-		p.out.ValAcc, p.out.BestStep, p.stale = acc, step, 0
-		return p.keep()
+	improved := loss < p.minLoss*(1-MinLossGain)
+	p.minLoss = min(p.minLoss, loss)
+	if acc > p.out.ValAcc || (acc == p.out.ValAcc && loss < p.bestLoss) {
+		improved = improved || acc > p.out.ValAcc
+		p.out.ValAcc, p.bestLoss, p.out.BestStep = acc, loss, step
+		if err := p.keep(); err != nil {
+			return err
+		}
+	}
+	if improved {
+		p.stale = 0
+		return nil
 	}
 	p.stale++
 	if p.stale < p.cfg.Patience {

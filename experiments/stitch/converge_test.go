@@ -12,22 +12,22 @@ import (
 	"modelstitch/torch/nn"
 )
 
-// scripted returns a validation function that answers accs in turn and
-// records the layer's weight at each call.
-func scripted(t *testing.T, lin *nn.Linear, accs []float64) (func() (float64, error), *[]float64) {
+// scripted returns a validation function that answers accs in turn (with
+// a constant loss) and records the layer's weight at each call.
+func scripted(t *testing.T, lin *nn.Linear, accs []float64) (func() (float64, float64, error), *[]float64) {
 	seen := &[]float64{}
 	i := 0
-	return func() (float64, error) {
+	return func() (float64, float64, error) {
 		if i >= len(accs) {
 			t.Fatalf("validation called %d times, scripted %d", i+1, len(accs))
 		}
 		v, err := lin.Weight.Item()
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		*seen = append(*seen, v)
 		i++
-		return accs[i-1], nil
+		return accs[i-1], 1, nil
 	}, seen
 }
 
@@ -182,5 +182,42 @@ func TestValidatedFitNeverEndsBelowStart(t *testing.T) {
 	}
 	if plain.Key() == validated.Key() {
 		t.Error("validated and unvalidated rows share a key")
+	}
+}
+
+// TestPlateauLossKeepsItGoing: with the accuracy flat, a validation loss
+// still falling by more than MinLossGain is progress (no cut, no stop);
+// once it levels off the plateau cuts and stops, keeping the start, whose
+// accuracy nothing beat.
+func TestPlateauLossKeepsItGoing(t *testing.T) {
+	lin := nn.NewLinear(1, 1, false)
+	defer nn.Free(lin)
+	losses := []float64{1.0, 0.9, 0.8, 0.7, 0.7, 0.7, 0.7, 0.7}
+	i := 0
+	validate := func() (float64, float64, error) {
+		i++
+		return 80, losses[i-1], nil
+	}
+	p, err := newPlateau(FitConfig{Validate: validate, CheckEvery: 1, Patience: 2, LRCuts: 1}, lin, func(bool) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.free()
+	stop := 0
+	for step := 1; step < len(losses); step++ {
+		if err := p.onStep(loop.Step{Step: step - 1}); errors.Is(err, errConverged) {
+			stop = step
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// falling to step 3; steps 4, 5 stale → cut; 6, 7 stale → stop at 7.
+	if stop != 7 || p.out.LRCuts != 1 {
+		t.Errorf("stopped at step %d after %d cuts, want step 7 after 1", stop, p.out.LRCuts)
+	}
+	// Equal accuracy, lower loss: the lowest-loss state of that accuracy is kept.
+	if p.out.BestStep != 3 || p.out.ValAcc != 80 {
+		t.Errorf("kept step %d at %.0f%%, want step 3 (the lowest loss at 80%%)", p.out.BestStep, p.out.ValAcc)
 	}
 }

@@ -14,16 +14,17 @@ import (
 // weight decay. Without Validate the learning rate LR decays to 0 by a cosine
 // over all Epochs' steps and the layer as it ends is kept. With Validate the
 // rate is constant and the fit converges on held-out images (plateau): every
-// CheckEvery steps the layer is scored by Validate, the best state (the
-// start included) is kept, the rate is cut by LRCutFactor after Patience
-// checks without improvement, and the fit stops at the plateau after LRCuts
-// cuts, or at the cap of Epochs epochs.
+// CheckEvery steps the layer is scored by Validate, the most accurate state
+// (the start included) is kept, the rate is cut by LRCutFactor after
+// Patience checks in which neither the accuracy nor the loss improved, and
+// the fit stops at the plateau after LRCuts cuts, or at the cap of Epochs
+// epochs.
 type FitConfig struct {
 	Epochs int
 	LR     float64
-	// Validate scores the layer (in eval mode) on held-out images; nil: no
-	// validation.
-	Validate   func() (float64, error)
+	// Validate scores the layer (in eval mode) on held-out images: its
+	// accuracy (percent) and mean cross-entropy; nil: no validation.
+	Validate   func() (acc, loss float64, err error)
 	CheckEvery int // steps between checks (0: once per epoch)
 	Patience   int // checks without improvement before a cut (at least 1)
 	LRCuts     int // cuts before the fit stops at a plateau

@@ -526,7 +526,7 @@ func (r *Runner) stitchCut(row *results.Row, cut string, in, out []int64, fit, l
 	}
 	fc := r.fitConfig()
 	if val != nil {
-		fc.Validate = func() (float64, error) { return evaluate.Accuracy(m.Forward, val, nil, "") }
+		fc.Validate = func() (float64, float64, error) { return evaluate.AccuracyAndLoss(m.Forward, val) }
 	}
 	outcome, err := Fit(m, fit, fc, cfg.Progress, tag+" "+cut+" fit")
 	if err != nil {

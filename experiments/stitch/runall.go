@@ -397,21 +397,24 @@ func (r *Runner) stitchCached(row *results.Row, cut string, in, out []int64, top
 	top := func(z *torch.Tensor) *torch.Tensor { return topF.ForwardFrom(z, cut) }
 	// scored scores the layer as it is now: folded into one convolution in
 	// oneDNN's layout when the top runs in it (foldLayer), else as it is.
-	scoredOn := func(c *ActivationCache, report progress.Func, stage string) (float64, error) {
+	scoredOn := func(c *ActivationCache, report progress.Func, stage string, withLoss bool) (float64, float64, error) {
 		forward := func(h *torch.Tensor) *torch.Tensor { return top(layer.Forward(h)) }
 		if topF.mkldnn {
 			f, ok, err := foldLayer(layer)
 			if err != nil {
-				return 0, err
+				return 0, 0, err
 			}
 			if ok {
 				defer f.free()
 				forward = func(h *torch.Tensor) *torch.Tensor { return f.forward(h).Then(top) }
 			}
 		}
-		return accuracyCached(forward, c, pool, report, stage)
+		return scoreCached(forward, c, pool, report, stage, withLoss)
 	}
-	scored := func(stage string) (float64, error) { return scoredOn(testC, cfg.Progress, stage) }
+	scored := func(stage string) (float64, error) {
+		acc, _, err := scoredOn(testC, cfg.Progress, stage, false)
+		return acc, err
+	}
 	if lsT != nil {
 		if err := leastSquaresCached(layer, fitC, lsIndex, lsT, pool, cfg.Progress, tag+" least squares"); err != nil {
 			return err
@@ -425,7 +428,7 @@ func (r *Runner) stitchCached(row *results.Row, cut string, in, out []int64, top
 	}
 	fc := r.fitConfig()
 	if cs.val != nil {
-		fc.Validate = func() (float64, error) { return scoredOn(cs.val, nil, "") }
+		fc.Validate = func() (float64, float64, error) { return scoredOn(cs.val, nil, "", true) }
 	}
 	outcome, err := fitCached(layer, top, fit, fitIn, fc, pool, cfg.Progress, tag+" fit")
 	if err != nil {
@@ -503,15 +506,29 @@ func leastSquaresCached(layer *Layer, bottom *ActivationCache, index []int, lsT 
 // accuracyCached scores forward on the test cache's activations, in batches
 // of the cache's batch size shared between pool's workers.
 func accuracyCached(forward func(*torch.Tensor) *torch.Tensor, test *ActivationCache, pool *torch.Workers, report progress.Func, stage string) (float64, error) {
+	acc, _, err := scoreCached(forward, test, pool, report, stage, false)
+	return acc, err
+}
+
+// batchScore is one batch's correct predictions and summed cross-entropy.
+type batchScore struct {
+	correct int64
+	loss    float64
+}
+
+// scoreCached is accuracyCached with, when withLoss is set, the mean
+// cross-entropy beside the accuracy.
+func scoreCached(forward func(*torch.Tensor) *torch.Tensor, test *ActivationCache, pool *torch.Workers, report progress.Func, stage string, withLoss bool) (acc, loss float64, err error) {
 	if test.N() == 0 {
-		return 0, errors.New("evaluate: no samples")
+		return 0, 0, errors.New("evaluate: no samples")
 	}
 	step := test.opts.Batch
 	nb := (test.N() + step - 1) / step
 	var correct int64
+	var lossSum float64
 	bar := report.Start(stage, "images", test.N())
-	err := inOrder(nb, pool, func(b int) (int64, error) {
-		var c int64
+	err = inOrder(nb, pool, func(b int) (batchScore, error) {
+		var c batchScore
 		err := torch.NoGrad(func() error {
 			start := b * step
 			n := min(step, test.N()-start)
@@ -522,21 +539,27 @@ func accuracyCached(forward func(*torch.Tensor) *torch.Tensor, test *ActivationC
 			defer s.Close()
 			h := s.Track(test.Range(start, n))
 			y := s.Track(test.Labels(start, n))
+			logits := s.Track(forward(h))
 			var err error
-			c, err = evaluate.Correct(s.Track(forward(h)), y)
+			if withLoss {
+				c.correct, c.loss, _, err = evaluate.CorrectAndLoss(logits, y)
+			} else {
+				c.correct, err = evaluate.Correct(logits, y)
+			}
 			return err
 		})
 		return c, err
-	}, func(b int, c int64) error {
-		correct += c
+	}, func(b int, c batchScore) error {
+		correct += c.correct
+		lossSum += c.loss
 		bar.Add(min(step, test.N()-b*step))
 		return nil
-	}, func(int64) {})
+	}, func(batchScore) {})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	bar.End()
-	return evaluate.Percent(correct, int64(test.N())), nil
+	return evaluate.Percent(correct, int64(test.N())), lossSum / float64(test.N()), nil
 }
 
 // fitCached is Fit with the bottom's activations of each batch given by fitIn
