@@ -85,7 +85,7 @@ func TestHugeKernelRefusedBeforeWork(t *testing.T) {
 		t.Skip("no Fashion-MNIST")
 	}
 	start := time.Now()
-	code, stderr := runChild(t, 90*time.Second, 0, "--bottom", sup, "--top", sup, "--layer", "layer1.1,layer4.1", "--kernel-size", "1001",
+	code, stderr := runChild(t, 90*time.Second, 0, "--bottom", sup, "--top", sup, "--layer", "layer1.1,layer4.1", "--recipe", "quick", "--control=false", "--kernel-size", "1001",
 		"--fit-samples", "64", "--test-samples", "64", "--cka-samples", "0", "--out", "", "--plot", "", "--quiet", "--threads", "1")
 	for _, want := range []string{"--kernel-size 1001", "cut layer1.1", "at most 55"} {
 		if code != 1 || !strings.Contains(stderr, want) {
@@ -96,7 +96,7 @@ func TestHugeKernelRefusedBeforeWork(t *testing.T) {
 		t.Errorf("the refusal took %s", took)
 	}
 	// The largest kernel a cut allows is accepted there (layer4.1: 4×4 maps, 7).
-	err := run([]string{"stitch", "--bottom", sup, "--top", sup, "--layer", "layer4.1", "--kernel-size", "7", "--epochs", "1",
+	err := run([]string{"stitch", "--bottom", sup, "--top", sup, "--layer", "layer4.1", "--recipe", "quick", "--control=false", "--kernel-size", "7", "--epochs", "1",
 		"--fit-samples", "64", "--ls-samples", "64", "--test-samples", "64", "--cka-samples", "0", "--out", "", "--plot", "", "--quiet", "--threads", "1"})
 	if err != nil {
 		t.Errorf("kernel 7 at layer4.1: %v", err)

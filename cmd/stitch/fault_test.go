@@ -155,7 +155,7 @@ func tempFiles(t *testing.T, dir string) []string {
 // stitchArgs stitches the shipped pair at the given cuts on tiny subsets.
 func stitchArgs(out, cuts string) []string {
 	sup1, sup2 := defaults.Prefix+"fmnist-resnet18-w0.25-sup-seed1", defaults.Prefix+"fmnist-resnet18-w0.25-sup-seed2"
-	return []string{"--bottom", sup2, "--top", sup1, "--layer", cuts, "--epochs", "1", "--fit-samples", "64", "--ls-samples", "64",
+	return []string{"--bottom", sup2, "--top", sup1, "--layer", cuts, "--recipe", "quick", "--control=false", "--epochs", "1", "--fit-samples", "64", "--ls-samples", "64",
 		"--test-samples", "64", "--cka-samples", "0", "--out", out, "--plot", "", "--quiet", "--threads", "1"}
 }
 

@@ -77,7 +77,7 @@ func TestStitchOnCUDA(t *testing.T) {
 	rows := map[string][]results.Row{}
 	for _, dev := range []string{"cpu", "cuda"} {
 		out := filepath.Join(t.TempDir(), dev+".jsonl")
-		args := []string{"stitch", "--device", dev, "--layer", "layer1.1,layer4.0", "--data-dir", dataDir,
+		args := []string{"stitch", "--device", dev, "--layer", "layer1.1,layer4.0", "--recipe", "quick", "--control=false", "--data-dir", dataDir,
 			"--fit-samples", "1000", "--ls-samples", "500", "--test-samples", "1000", "--cka-samples", "200",
 			"--out", out, "--plot", "", "--quiet"}
 		if err := run(args); err != nil {
