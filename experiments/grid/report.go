@@ -417,6 +417,16 @@ func recipeText(r Recipe) string {
 
 func stitchText(r StitchRecipe) string {
 	s := fmt.Sprintf("init %s, %d epoch(s), Adam lr %g cosine, batch %d, fit on %s images", r.Init, r.Epochs, r.LR, r.Batch, samples(r.FitSamples))
+	if r.ValSamples > 0 {
+		every := "once per epoch"
+		if r.CheckEvery > 0 {
+			every = fmt.Sprintf("every %d steps", r.CheckEvery)
+		}
+		s = fmt.Sprintf("init %s, Adam lr %g, batch %d, at most %d epoch(s) over %s training images but %d held out; "+
+			"scored on those at the start and %s, the best kept, the rate cut tenfold after %d check(s) without gain, "+
+			"stopped at the plateau after %d cut(s)", r.Init, r.LR, r.Batch, r.Epochs, samples(r.FitSamples), r.ValSamples,
+			every, max(1, r.Patience), r.LRCuts)
+	}
 	if r.FitAugment {
 		s += " cropped and flipped afresh each epoch"
 	}

@@ -36,37 +36,62 @@ func builtinModel() Recipe {
 		Epochs: 4, Batch: 128, LR: 0.05, Momentum: 0.9, WeightDecay: 5e-4, Schedule: "cosine", Augment: true}
 }
 
-func builtinStitch() StitchRecipe {
-	return StitchRecipe{Init: "least-squares", Epochs: 1, Batch: 128, LR: 1e-2, FitSamples: 6000, LSSamples: 2000,
-		KernelSize: 1, FrozenBN: "eval", CKASamples: 500}
-}
+// builtinStitch is the stitching recipe of a spec whose [stitch_defaults]
+// name none: "cpu", the converged fit.
+func builtinStitch() StitchRecipe { return stitchRecipes[StitchRecipeCPU] }
 
-// Named stitching recipes (a stitch table's recipe field).
+// Named stitching recipes (a stitch table's recipe field): stitch.RecipeCPU,
+// stitch.RecipeQuick and stitch.RecipePaper.
 const (
 	StitchRecipeCPU   = "cpu"
+	StitchRecipeQuick = "quick"
 	StitchRecipePaper = "paper"
 )
 
 // PaperStitchEpochs is the paper recipe's number of epochs (stitch.PaperEpochs).
 const PaperStitchEpochs = 30
 
-// namedStitch sets a named recipe's fitting settings over r, keeping its
-// CKA samples: "cpu" is builtinStitch's (stitch.Defaults), "paper" the
-// paper's (stitch.Paper: default init, Adam 1e-3 cosine, crop and flip, the
-// whole training split, PaperStitchEpochs epochs, eval-mode frozen halves).
+// stitchRecipes are the named recipes' settings: package stitch's Defaults,
+// Quick and Paper, written out because the grid does not link libtorch
+// (TestNamedRecipesMatchStitch checks them against package stitch, and
+// package inprocess's tests check that they map onto those configs).
+var stitchRecipes = map[string]StitchRecipe{
+	// The converged fit: least-squares start on 2,000 images, Adam 1e-2 on
+	// every training image but 5,000 held out, checked every 50 steps, the
+	// best kept, the rate cut tenfold after 2 checks without improvement,
+	// stopped at the plateau after 2 cuts or after 4 epochs.
+	StitchRecipeCPU: {Init: "least-squares", Epochs: 4, Batch: 128, LR: 1e-2, FitSamples: 0, LSSamples: 2000,
+		ValSamples: 5000, CheckEvery: 50, Patience: 2, LRCuts: 2, KernelSize: 1, FrozenBN: "eval", CKASamples: 500},
+	// The one-epoch fit of earlier versions: least-squares start, one epoch
+	// of Adam 1e-2 (cosine) over 6,000 images, no validation, the end kept.
+	StitchRecipeQuick: {Init: "least-squares", Epochs: 1, Batch: 128, LR: 1e-2, FitSamples: 6000, LSSamples: 2000,
+		KernelSize: 1, FrozenBN: "eval", CKASamples: 500},
+	// The paper's: default init, Adam 1e-3 cosine, crop and flip, the whole
+	// training split, PaperStitchEpochs epochs, eval-mode frozen halves.
+	StitchRecipePaper: {Init: "default", Epochs: PaperStitchEpochs, Batch: 128, LR: 1e-3, FitSamples: 0, FitAugment: true,
+		LSSamples: 2000, KernelSize: 1, FrozenBN: "eval", CKASamples: 500},
+}
+
+// StitchRecipeNames lists the named stitching recipes.
+func StitchRecipeNames() []string {
+	return []string{StitchRecipeCPU, StitchRecipeQuick, StitchRecipePaper}
+}
+
+// namedStitch sets a named recipe's fitting settings over r. It keeps r's
+// CKA samples, which are not a fitting setting, and r's least-squares
+// samples when the named recipe does not start from least squares (they
+// have no effect then; keeping them keeps the unit ids of specs written
+// when "paper" left them alone).
 func namedStitch(r StitchRecipe, name string) (StitchRecipe, bool) {
-	switch name {
-	case StitchRecipeCPU:
-		cka := r.CKASamples
-		r = builtinStitch()
-		r.CKASamples = cka
-	case StitchRecipePaper:
-		r.Init, r.LR, r.Epochs, r.Batch = "default", 1e-3, PaperStitchEpochs, 128
-		r.FitSamples, r.FitAugment, r.FrozenBN, r.KernelSize = 0, true, "eval", 1
-	default:
+	n, ok := stitchRecipes[name]
+	if !ok {
 		return r, false
 	}
-	return r, true
+	n.CKASamples, n.Seed = r.CKASamples, r.Seed
+	if n.Init != "least-squares" {
+		n.LSSamples = r.LSSamples
+	}
+	return n, true
 }
 
 // resolver turns a spec file's tables into its Spec's resolved ones: the
@@ -398,7 +423,7 @@ func (rv *resolver) applyStitch(r StitchRecipe, seeds []int64, f stitchTable, ke
 		var ok bool
 		if r, ok = namedStitch(r, *f.Recipe); !ok {
 			return resolvedStitch{recipe: r, seeds: seeds}, s.errAt(append(slices.Clone(key), "recipe"),
-				"must be %q or %q, got %q", StitchRecipeCPU, StitchRecipePaper, *f.Recipe)
+				"must be one of %s, got %q", strings.Join(StitchRecipeNames(), ", "), *f.Recipe)
 		}
 	}
 	set(&r.Init, f.Init)
@@ -408,6 +433,10 @@ func (rv *resolver) applyStitch(r StitchRecipe, seeds []int64, f stitchTable, ke
 	set(&r.FitSamples, f.FitSamples)
 	set(&r.FitAugment, f.FitAugment)
 	set(&r.LSSamples, f.LSSamples)
+	set(&r.ValSamples, f.ValSamples)
+	set(&r.CheckEvery, f.CheckEvery)
+	set(&r.Patience, f.Patience)
+	set(&r.LRCuts, f.LRCuts)
 	set(&r.KernelSize, f.KernelSize)
 	set(&r.FrozenBN, f.FrozenBN)
 	set(&r.CKASamples, f.CKASamples)
@@ -430,12 +459,27 @@ func (rv *resolver) applyStitch(r StitchRecipe, seeds []int64, f stitchTable, ke
 		return out, s.errAt(k("lr"), "must be positive, got %g", r.LR)
 	case r.FitSamples < 0 || r.LSSamples < 0 || r.CKASamples < 0:
 		return out, s.errAt(key, "fit_samples, ls_samples and cka_samples must be ≥ 0")
+	case r.ValSamples < 0:
+		return out, s.errAt(k("val_samples"), "must be ≥ 0, got %d", r.ValSamples)
+	case r.CheckEvery < 0:
+		return out, s.errAt(k("check_every"), "must be ≥ 0, got %d", r.CheckEvery)
+	case r.Patience < 0:
+		return out, s.errAt(k("patience"), "must be ≥ 0, got %d", r.Patience)
+	case r.LRCuts < 0:
+		return out, s.errAt(k("lr_cuts"), "must be ≥ 0, got %d", r.LRCuts)
 	case r.KernelSize < 1 || r.KernelSize%2 == 0:
 		return out, s.errAt(k("kernel_size"), "must be odd and positive, got %d", r.KernelSize)
 	case r.FrozenBN != "eval" && r.FrozenBN != "train":
 		return out, s.errAt(k("frozen_bn"), "must be eval or train, got %q", r.FrozenBN)
 	case len(seeds) == 0:
 		return out, s.errAt(k("seeds"), "no stitching seeds")
+	}
+	if r.ValSamples == 0 {
+		// Without validation these have no effect: left out of the unit's
+		// identity, so that a quick recipe under a validated default is
+		// the quick recipe.
+		r.CheckEvery, r.Patience, r.LRCuts = 0, 0, 0
+		out.recipe = r
 	}
 	dup := map[int64]bool{}
 	for _, x := range seeds {

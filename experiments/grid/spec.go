@@ -25,12 +25,17 @@
 //
 // [stitch_defaults] and [pairs.NAME]: bottom, top (model references), cuts
 // ("all", "stem,layer2.1" or an array), label, and a stitch table overriding
-// the stitching recipe: recipe ("cpu" or "paper": start from that named
-// recipe's settings, which the table's other fields then override), init
-// (least-squares or default), epochs, batch, lr, fit_samples, fit_augment
-// (crop and flip the fitting images), ls_samples, kernel_size, frozen_bn
-// (eval or train), cka_samples, seeds (one unit per stitching seed and cut),
-// description (shown in the report).
+// the stitching recipe: recipe ("cpu", "quick" or "paper": start from that
+// named recipe's settings, which the table's other fields then override;
+// without one, [stitch_defaults] start from "cpu"), init (least-squares or
+// default), epochs (the cap of a validated fit), batch, lr, fit_samples,
+// fit_augment (crop and flip the fitting images), ls_samples, val_samples
+// (held-out training images a validated fit converges on; 0: none, the end of
+// a cosine decay is kept), check_every, patience, lr_cuts, kernel_size,
+// frozen_bn (eval or train), cka_samples, seeds (one unit per stitching seed
+// and cut), description (shown in the report). The named recipes are package
+// stitch's: "cpu" the converged fit (stitch.Defaults), "quick" the one-epoch
+// fit of earlier versions (stitch.Quick), "paper" the paper's (stitch.Paper).
 //
 // [[experiments]]: id, title, paper (the paper's reading), pairs (the series),
 // y (penalty, stitched_acc, direct_acc, cka, cka_unbiased, top_acc; x is the
@@ -217,8 +222,19 @@ type StitchRecipe struct {
 	FitSamples int     `json:"fit_samples"`
 	// FitAugment crops and flips the fitting images afresh every epoch
 	// (omitted when false, so that recipes without it keep their unit ids).
-	FitAugment bool   `json:"fit_augment,omitempty"`
-	LSSamples  int    `json:"ls_samples"`
+	FitAugment bool `json:"fit_augment,omitempty"`
+	LSSamples  int  `json:"ls_samples"`
+	// ValSamples > 0 makes the fit a validated one (stitch.Config): that many
+	// class-balanced training images are held out, the layer is scored on
+	// them at the start and every CheckEvery steps, the best is kept, the
+	// rate is cut tenfold after Patience checks without improvement and the
+	// fit stops at the plateau after LRCuts cuts (or at its cap of Epochs).
+	// All four are 0 without validation and then omitted, so that recipes
+	// without them keep their unit ids.
+	ValSamples int    `json:"val_samples,omitempty"`
+	CheckEvery int    `json:"check_every,omitempty"`
+	Patience   int    `json:"patience,omitempty"`
+	LRCuts     int    `json:"lr_cuts,omitempty"`
 	KernelSize int64  `json:"kernel_size"`
 	FrozenBN   string `json:"frozen_bn"`
 	CKASamples int    `json:"cka_samples"`

@@ -66,8 +66,9 @@ type modelTable struct {
 // stitchTable is a stitching recipe as written ([stitch_defaults] or a
 // pair's stitch table); unset fields take the defaults.
 type stitchTable struct {
-	// Recipe names the settings the others override: "cpu" (the CPU
-	// default, stitch.Defaults) or "paper" (the paper's, stitch.Paper).
+	// Recipe names the settings the others override: "cpu" (the converged
+	// CPU default, stitch.Defaults), "quick" (one unvalidated epoch,
+	// stitch.Quick) or "paper" (the paper's, stitch.Paper).
 	Recipe *string `toml:"recipe"`
 	// Init is "least-squares" or "default".
 	Init        *string  `toml:"init"`
@@ -77,6 +78,10 @@ type stitchTable struct {
 	FitSamples  *int     `toml:"fit_samples"`
 	FitAugment  *bool    `toml:"fit_augment"`
 	LSSamples   *int     `toml:"ls_samples"`
+	ValSamples  *int     `toml:"val_samples"`
+	CheckEvery  *int     `toml:"check_every"`
+	Patience    *int     `toml:"patience"`
+	LRCuts      *int     `toml:"lr_cuts"`
 	KernelSize  *int64   `toml:"kernel_size"`
 	FrozenBN    *string  `toml:"frozen_bn"`
 	CKASamples  *int     `toml:"cka_samples"`

@@ -34,17 +34,12 @@ func (x *InProcess) stitch(ctx context.Context, p *grid.Plan, us []*grid.Unit, o
 	if err != nil {
 		return err
 	}
-	r := *u0.Recipe
 	cuts := make([]string, len(us))
 	for i, u := range us {
 		cuts[i] = u.Cut
 	}
-	cfg := stitch.Defaults()
-	cfg.Cuts, cfg.Epochs, cfg.BatchSize, cfg.LR, cfg.Seed = strings.Join(cuts, ","), r.Epochs, r.Batch, r.LR, r.Seed
-	cfg.FitSamples, cfg.LSSamples, cfg.KernelSize, cfg.Init = r.FitSamples, r.LSSamples, r.KernelSize, r.Init
-	cfg.FitAugment = r.FitAugment
-	cfg.FrozenBN, cfg.CKASamples, cfg.Data, cfg.Progress = r.FrozenBN, r.CKASamples, p.Spec.Data, x.Progress
-	cfg.Device = x.Device
+	cfg := stitchConfig(*u0.Recipe)
+	cfg.Cuts, cfg.Data, cfg.Progress, cfg.Device = strings.Join(cuts, ","), p.Spec.Data, x.Progress, x.Device
 	store, err := results.Open("")
 	if err != nil {
 		return err
@@ -61,4 +56,15 @@ func (x *InProcess) stitch(ctx context.Context, p *grid.Plan, us []*grid.Unit, o
 		return fmt.Errorf("stitching at %s gave %d rows, want %d", cfg.Cuts, len(rows), len(us))
 	}
 	return nil
+}
+
+// stitchConfig is a grid stitching recipe (with its seed) as the stitching
+// package's settings; the cuts, data, device and progress are the caller's.
+func stitchConfig(r grid.StitchRecipe) stitch.Config {
+	cfg := stitch.Defaults()
+	cfg.Epochs, cfg.BatchSize, cfg.LR, cfg.Seed = r.Epochs, r.Batch, r.LR, r.Seed
+	cfg.FitSamples, cfg.LSSamples, cfg.KernelSize, cfg.Init = r.FitSamples, r.LSSamples, r.KernelSize, r.Init
+	cfg.FitAugment, cfg.FrozenBN, cfg.CKASamples = r.FitAugment, r.FrozenBN, r.CKASamples
+	cfg.ValSamples, cfg.CheckEvery, cfg.Patience, cfg.LRCuts = r.ValSamples, r.CheckEvery, r.Patience, r.LRCuts
+	return cfg
 }
