@@ -50,6 +50,9 @@ type ModelFile struct {
 	Path string
 	// Unit is the train unit that writes Path ("" for an existing checkpoint).
 	Unit string
+	// Digest is the SHA-256 of an existing checkpoint's bytes (hex), when the
+	// spec keys by content ("" otherwise).
+	Digest string
 	// identity hashes everything that determines the checkpoint.
 	identity string
 }
@@ -187,7 +190,18 @@ func (p *Plan) file(ref string) (*ModelFile, error) {
 		if !strings.HasPrefix(f.Path, "embedded:") && !filepath.IsAbs(f.Path) && p.Spec.Path != "" {
 			f.Path = filepath.Join(filepath.Dir(p.Spec.Path), f.Path)
 		}
-		f.identity = "checkpoint:" + m.Checkpoint
+		if !p.Spec.KeyByContent {
+			f.identity = "checkpoint:" + m.Checkpoint
+			break
+		}
+		d, err := results.Digest(f.Path)
+		if err != nil {
+			return nil, fmt.Errorf("model %s: %w", m.Name, err)
+		}
+		if d == "" {
+			return nil, fmt.Errorf("model %s: checkpoint %s: no such file (a spec keyed by content reads every checkpoint it names when it plans)", m.Name, f.Path)
+		}
+		f.Digest, f.identity = d, "sha256:"+d
 	case KindTrain:
 		js, _ := json.Marshal(m.Recipe)
 		f.identity = "train:" + string(js)
@@ -201,9 +215,10 @@ func (p *Plan) file(ref string) (*ModelFile, error) {
 		}
 		f.identity = fmt.Sprintf("probe:%s|%d|%d|%s", base.identity, m.ProbeSamples, m.ProbeEpochs, p.Spec.Data)
 		if base.Model.Kind == KindCheckpoint {
-			// A checkpoint's identity is its name; the probe is fit on its
-			// content, so a replaced file (e.g. a retrained shipped
-			// backbone) must not reuse a probe fit on the old one.
+			// The probe is fit on the checkpoint's content, so a replaced
+			// file (e.g. a retrained shipped backbone) must not reuse a
+			// probe fit on the old one, even where the checkpoint's own
+			// identity is its name (key_by_content = false).
 			d, err := results.Digest(base.Path)
 			if err != nil {
 				return nil, err

@@ -119,6 +119,8 @@ func (rv *resolver) resolve() error {
 	if s.TestSamples < 0 {
 		return s.errAt([]string{"test_samples"}, "must be ≥ 0, got %d", s.TestSamples)
 	}
+	s.KeyByContent = true
+	set(&s.KeyByContent, rv.f.KeyByContent)
 	if err := rv.models(); err != nil {
 		return err
 	}

@@ -9,7 +9,10 @@
 // Top level: title, description, data (fashion-mnist, mnist, cifar10, ...),
 // data_dir, test_samples (a class-balanced test subset, the same for every
 // unit; 0: all), out (checkpoints and rows), report (README.md and figures),
-// budget (in words).
+// budget (in words), key_by_content (default true: an existing checkpoint
+// is known by the SHA-256 of its bytes, so replacing the file re-runs its
+// units; false: by its path as written, for specs whose rows were made
+// before, which record no digests to check).
 //
 // [model_defaults] and [models.NAME]: a model is one of
 //   - checkpoint = "FILE" (relative to the spec's directory) or "embedded:NAME":
@@ -89,6 +92,11 @@ type Spec struct {
 	Report string `toml:"report"`
 	// Budget is the wall time the spec is sized for, in words (shown in the report).
 	Budget string `toml:"budget"`
+	// KeyByContent keys an existing checkpoint by the SHA-256 of its bytes
+	// (an embedded: name by the embedded bytes), so that a replaced file
+	// makes new units; false keys it by the path as written, as specs run
+	// before content keys were (spec key key_by_content, default true).
+	KeyByContent bool `toml:"-"`
 
 	// Experiments are the [[experiments]] entries, in the file's order.
 	Experiments []Experiment `toml:"experiments"`

@@ -12,6 +12,7 @@ import (
 // turns into the Spec's Models and Pairs.
 type specFile struct {
 	*Spec
+	KeyByContent   *bool                 `toml:"key_by_content"`
 	ModelDefaults  modelTable            `toml:"model_defaults"`
 	StitchDefaults stitchTable           `toml:"stitch_defaults"`
 	ModelTables    map[string]modelTable `toml:"models"`

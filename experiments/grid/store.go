@@ -46,13 +46,17 @@ type ModelResult struct {
 // StitchResult is one stitching measurement. Accuracies are percentages; the
 // penalty is top accuracy − stitched accuracy in percentage points.
 type StitchResult struct {
-	Bottom     string       `json:"bottom"`
-	Top        string       `json:"top"`
-	BottomPath string       `json:"bottom_path"`
-	TopPath    string       `json:"top_path"`
-	Cut        string       `json:"cut"`
-	CutIndex   int          `json:"cut_index"`
-	Recipe     StitchRecipe `json:"recipe"`
+	Bottom     string `json:"bottom"`
+	Top        string `json:"top"`
+	BottomPath string `json:"bottom_path"`
+	TopPath    string `json:"top_path"`
+	// BottomSHA256 and TopSHA256 are the SHA-256 of the checkpoints' bytes
+	// the row was made from (rows from before they were recorded lack them).
+	BottomSHA256 string       `json:"bottom_sha256,omitempty"`
+	TopSHA256    string       `json:"top_sha256,omitempty"`
+	Cut          string       `json:"cut"`
+	CutIndex     int          `json:"cut_index"`
+	Recipe       StitchRecipe `json:"recipe"`
 	results.Scores
 	FitSamples  int    `json:"fit_samples"`
 	TestSamples int    `json:"test_samples"`
