@@ -38,6 +38,9 @@ type Unit struct {
 	// CutIndex is the cut's position among the top's cut points (0 = stem).
 	CutIndex int           `json:"cut_index,omitempty"`
 	Recipe   *StitchRecipe `json:"recipe,omitempty"`
+	// Control marks a self-stitch control added by the spec's control key:
+	// the top stitched onto itself, a unit of no pair.
+	Control bool `json:"control,omitempty"`
 	// Deps are the train units whose checkpoints this unit reads.
 	Deps []string `json:"deps,omitempty"`
 }
@@ -72,6 +75,18 @@ type Plan struct {
 	// ArchCuts is the cut list of each pair's top architecture (the x axis).
 	ArchCuts map[string][]string
 	byID     map[string]*Unit
+	// controls maps a stitch unit's id to its self-stitch control, where the
+	// plan has one (see Control).
+	controls map[string]*Unit
+}
+
+// Control returns the self-stitch control of a stitch unit: the plan's unit
+// that stitches the unit's top onto itself at the same cut with the same
+// recipe and seed (the unit itself when its bottom is its top). Specs with
+// control = true have one for every stitch unit.
+func (p *Plan) Control(u *Unit) (*Unit, bool) {
+	c, ok := p.controls[u.ID]
+	return c, ok
 }
 
 // Unit returns the unit with the given id.
@@ -90,7 +105,7 @@ func NewPlan(s *Spec, dir string, cuts Cutter) (*Plan, error) {
 		dir = s.Out
 	}
 	p := &Plan{Spec: s, Dir: dir, Files: map[string]*ModelFile{}, PairUnits: map[string][]*Unit{},
-		PairCuts: map[string][]string{}, ArchCuts: map[string][]string{}, byID: map[string]*Unit{}}
+		PairCuts: map[string][]string{}, ArchCuts: map[string][]string{}, byID: map[string]*Unit{}, controls: map[string]*Unit{}}
 	// Models first: every model, then the snapshots the pairs use.
 	for _, name := range sortedKeys(s.Models) {
 		if _, err := p.file(name); err != nil {
@@ -166,7 +181,35 @@ func NewPlan(s *Spec, dir string, cuts Cutter) (*Plan, error) {
 			}
 		}
 	}
+	p.addControls()
 	return p, nil
+}
+
+// addControls adds the self-stitch controls the spec asks for (control =
+// true) and records every stitch unit's control that the plan has.
+func (p *Plan) addControls() {
+	stitches := slices.Clone(p.Units)
+	for _, u := range stitches {
+		if u.Kind != UnitStitch {
+			continue
+		}
+		tf := p.Files[u.Top]
+		id := stitchID(tf, tf, u.Cut, *u.Recipe, p.Spec)
+		c, ok := p.byID[id]
+		if !ok && p.Spec.Control {
+			r := *u.Recipe
+			c = &Unit{ID: id, Kind: UnitStitch, Bottom: u.Top, Top: u.Top, Cut: u.Cut, CutIndex: u.CutIndex, Recipe: &r, Control: true}
+			if tf.Unit != "" {
+				c.Deps = []string{tf.Unit}
+			}
+			p.add(c)
+			ok = true
+		}
+		if ok {
+			p.controls[u.ID] = c
+			p.controls[c.ID] = c
+		}
+	}
 }
 
 func (p *Plan) add(u *Unit) {

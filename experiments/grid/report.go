@@ -17,7 +17,9 @@ type pairPoints struct {
 	recs *Records
 }
 
-// Values implements Points: per cut of the pair, one value per stitching seed.
+// Values implements Points: per cut of the pair, one value per stitching
+// seed. complete says every unit of the pair has its row; a self or excess
+// value is there only where the unit's self-stitch control has its row too.
 func (pp pairPoints) Values(pair, metric string) ([]string, [][]float64, bool) {
 	cuts := pp.p.PairCuts[pair]
 	vals := make([][]float64, len(cuts))
@@ -29,6 +31,9 @@ func (pp pairPoints) Values(pair, metric string) ([]string, [][]float64, bool) {
 			continue
 		}
 		v, ok := metricOf(rec.Stitch, metric)
+		if controlMetric(metric) {
+			v, ok = pp.controlled(u, rec.Stitch, metric)
+		}
 		if !ok {
 			continue
 		}
@@ -36,6 +41,23 @@ func (pp pairPoints) Values(pair, metric string) ([]string, [][]float64, bool) {
 		vals[i] = append(vals[i], v)
 	}
 	return cuts, vals, complete
+}
+
+// controlled is a unit's self or excess penalty, from its self-stitch
+// control's row (false when the plan has no control or it has no row).
+func (pp pairPoints) controlled(u *Unit, s *StitchResult, metric string) (float64, bool) {
+	c, ok := pp.p.Control(u)
+	if !ok {
+		return 0, false
+	}
+	rec, ok := pp.recs.Get(c.ID)
+	if !ok || rec.Stitch == nil {
+		return 0, false
+	}
+	if metric == MetricSelf {
+		return rec.Stitch.Penalty, true
+	}
+	return s.Penalty - rec.Stitch.Penalty, true
 }
 
 func metricOf(s *StitchResult, metric string) (float64, bool) {
@@ -159,6 +181,11 @@ func Report(p *Plan, dir string) (*ReportResult, error) {
 			}
 		}
 		writeExperimentTable(&b, p, pts, e, "penalty", "penalty (pp) per cut")
+		if s.Control {
+			writeExperimentTable(&b, p, pts, e, MetricSelf, "the top's self-stitch penalty (pp) per cut: each pair's top stitched onto itself by the same recipe and seed")
+			writeExperimentTable(&b, p, pts, e, MetricExcess, "excess penalty (pp) per cut: the penalty minus its top's self-stitch penalty, seed by seed")
+			b.WriteString("A dash in the last two tables: the pair's row is in, its top's self-stitch control's is not yet.\n\n")
+		}
 		if e.CKA || e.Y == "cka" || e.Y == "cka_unbiased" {
 			b.WriteString(ckaReading)
 			writeExperimentTable(&b, p, pts, e, "cka_unbiased", "unbiased linear CKA per cut (debiased HSIC; bottom's vs top's own activations)")
@@ -343,15 +370,33 @@ func writeRecipes(b *bytes.Buffer, p *Plan, recs *Records) {
 		fmt.Fprintf(b, "| `%s` | `%s` → `%s` | %s | %s | %s | %d/%d | %s |\n", name, pr.Bottom, pr.Top, cuts,
 			mdCell(recipe), strings.Join(seeds, ", "), done, len(p.PairUnits[name]), dur(sec))
 	}
+	if s.Control {
+		n, done, sec := 0, 0, 0.0
+		for _, u := range p.Units {
+			if !u.Control {
+				continue
+			}
+			n++
+			if r, ok := recs.Get(u.ID); ok {
+				done, sec = done+1, sec+r.Seconds
+			}
+		}
+		fmt.Fprintf(b, "\nSelf-stitch controls (`control = true`): every pair's top stitched onto itself at each of the pair's cuts "+
+			"with the pair's recipe and seeds, %d units of no pair (%d done, wall time %s); a pair whose bottom is its top is its own control.\n", n, done, dur(sec))
+	}
 	b.WriteString("\n<details><summary>Every unit: its row, recipe and times</summary>\n\n")
 	b.WriteString("| unit | pairs | cut | stitching seed | top % | stitched % | penalty pp | CKA | CKA (unbiased) | wall | CPU |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, u := range p.Units {
 		if u.Kind != UnitStitch {
 			continue
 		}
+		pairs := strings.Join(u.Pairs, ", ")
+		if u.Control {
+			pairs = "self-stitch control of `" + u.Top + "`"
+		}
 		r, ok := recs.Get(u.ID)
 		if !ok || r.Stitch == nil {
-			fmt.Fprintf(b, "| `%s` | %s | %s | %d | | | not yet run | | | | |\n", u.ID, strings.Join(u.Pairs, ", "), u.Cut, u.Recipe.Seed)
+			fmt.Fprintf(b, "| `%s` | %s | %s | %d | | | not yet run | | | | |\n", u.ID, pairs, u.Cut, u.Recipe.Seed)
 			continue
 		}
 		st := r.Stitch
@@ -362,7 +407,7 @@ func writeRecipes(b *bytes.Buffer, p *Plan, recs *Records) {
 		if st.CKAUnbiased != nil {
 			ckaU = fmt.Sprintf("%.3f", *st.CKAUnbiased)
 		}
-		fmt.Fprintf(b, "| `%s` | %s | %s | %d | %.2f | %.2f | %+.2f | %s | %s | %s | %s |\n", u.ID, strings.Join(u.Pairs, ", "), u.Cut,
+		fmt.Fprintf(b, "| `%s` | %s | %s | %d | %.2f | %.2f | %+.2f | %s | %s | %s | %s |\n", u.ID, pairs, u.Cut,
 			u.Recipe.Seed, st.TopAcc, st.StitchedAcc, st.Penalty, cka, ckaU, dur(r.Seconds), dur(r.CPUSeconds))
 	}
 	b.WriteString("\nThe recipe of each unit is its pair's (above) with the unit's stitching seed.\n\n</details>\n")

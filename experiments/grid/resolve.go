@@ -309,6 +309,9 @@ func (rv *resolver) experiment(e *Experiment) error {
 	if !slices.Contains(metrics, e.Y) {
 		return s.errAt(append(key, "y"), "must be one of %s, got %q", strings.Join(metrics, ", "), e.Y)
 	}
+	if controlMetric(e.Y) && !s.Control {
+		return s.errAt(append(key, "y"), "%s is read from self-stitch controls: the spec needs control = true", e.Y)
+	}
 	if e.Verdict == "" {
 		return nil
 	}
@@ -319,6 +322,11 @@ func (rv *resolver) experiment(e *Experiment) error {
 	for _, p := range r.Pairs() {
 		if _, ok := s.Pairs[p]; !ok {
 			return s.errAt(append(key, "verdict"), "no pair %q", p)
+		}
+	}
+	for _, m := range r.Metrics() {
+		if controlMetric(m) && !s.Control {
+			return s.errAt(append(key, "verdict"), "%s is read from self-stitch controls: the spec needs control = true", m)
 		}
 	}
 	e.rule = r

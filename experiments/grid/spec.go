@@ -9,7 +9,8 @@
 // Top level: title, description, data (fashion-mnist, mnist, cifar10, ...),
 // data_dir, test_samples (a class-balanced test subset, the same for every
 // unit; 0: all), out (checkpoints and rows), report (README.md and figures),
-// budget (in words), key_by_content (default true: an existing checkpoint
+// budget (in words), control (true: a self-stitch control unit for every
+// stitch unit, see below), key_by_content (default true: an existing checkpoint
 // is known by the SHA-256 of its bytes, so replacing the file re-runs its
 // units; false: by its path as written, for specs whose rows were made
 // before, which record no digests to check).
@@ -40,11 +41,22 @@
 // stitch's: "cpu" the converged fit (stitch.Defaults), "quick" the one-epoch
 // fit of earlier versions (stitch.Quick), "paper" the paper's (stitch.Paper).
 //
-// [[experiments]]: id, title, paper (the paper's reading), pairs (the series),
-// y (penalty, stitched_acc, direct_acc, cka, cka_unbiased, top_acc; x is the
-// cut), finding
-// (the rule in words), verdict (a Rule, see ParseRule), cka (add a CKA table),
-// figure (false: table only), note.
+// [[experiments]]: id, title, paper (the paper's reading; without it the
+// report says nothing of the paper), pairs (the series), y (penalty,
+// stitched_acc, direct_acc, cka, cka_unbiased, top_acc, self, excess; x is
+// the cut), finding (the rule in words), verdict (a Rule, see ParseRule), cka
+// (add a CKA table), figure (false: table only), note, reading.
+//
+// # Self-stitch controls
+//
+// With control = true the plan adds, for every stitch unit (bottom B, top T,
+// cut C, recipe R, seed s), the unit (T, T, C, R, s) unless the plan has it:
+// the top stitched onto itself, a unit of no pair (it is in no figure) that
+// is run and recorded like the others. Its penalty is what the stitching
+// recipe costs the top by itself; the report shows it per cut beside every
+// pair's penalty (metric self) with the pair's excess over it (metric
+// excess = penalty − self, per stitching seed), and rules may read both. A
+// spec whose rules or figures read self or excess must set control = true.
 //
 // # Units, rows and resuming
 //
@@ -92,6 +104,11 @@ type Spec struct {
 	Report string `toml:"report"`
 	// Budget is the wall time the spec is sized for, in words (shown in the report).
 	Budget string `toml:"budget"`
+	// Control adds a self-stitch control for every stitch unit: its top
+	// stitched onto itself at the same cut with the same recipe and seed
+	// (a unit of no pair), so that the report can show each top's
+	// self-stitch penalty and the excess of a pair's penalty over it.
+	Control bool `toml:"control"`
 	// KeyByContent keys an existing checkpoint by the SHA-256 of its bytes
 	// (an embedded: name by the embedded bytes), so that a replaced file
 	// makes new units; false keys it by the path as written, as specs run
