@@ -383,6 +383,19 @@ func (p *Plan) States(recs *Records, shards int) []UnitState {
 	return out
 }
 
+// Orphans lists the records whose unit is not in the plan (rows of units a
+// spec had before it changed), sorted by unit id. No table, figure, rule or
+// time of the report reads them.
+func (p *Plan) Orphans(recs *Records) []Record {
+	var out []Record
+	for _, r := range recs.All() {
+		if _, ok := p.byID[r.Unit]; !ok {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // Done reports whether a unit has its record (and, for a train unit, its
 // checkpoints on disk).
 func (p *Plan) Done(recs *Records, u *Unit) (Record, bool) {

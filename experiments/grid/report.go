@@ -94,7 +94,7 @@ type ReportResult struct {
 
 // Report regenerates dir/README.md and dir/figures/*.{png,svg} from the
 // plan's records: per experiment a figure, a table of ours beside the
-// paper's finding and a verdict; then every model's and pair's recipe and
+// paper's finding (where the spec gives it) and a verdict; then every model's and pair's recipe and
 // the wall times. Experiments whose rows are missing say "not yet run".
 func Report(p *Plan, dir string) (*ReportResult, error) {
 	if dir == "" {
@@ -134,7 +134,13 @@ func Report(p *Plan, dir string) (*ReportResult, error) {
 	fmt.Fprintf(&b, "Penalty = top model's test accuracy − stitched model's, in percentage points (negative: the plugged-in bottom is better). Values are means over stitching seeds; ± is the standard deviation when there are several.\n\n")
 
 	// Summary.
-	fmt.Fprintf(&b, "## Summary\n\n| # | experiment | paper | verdict here | reading |\n|---|---|---|---|---|\n")
+	// The paper's column only when some experiment gives the paper's reading.
+	paper := slices.ContainsFunc(s.Experiments, func(e Experiment) bool { return e.Paper != "" })
+	if paper {
+		fmt.Fprintf(&b, "## Summary\n\n| # | experiment | paper | verdict here | reading |\n|---|---|---|---|---|\n")
+	} else {
+		fmt.Fprintf(&b, "## Summary\n\n| # | experiment | verdict here | reading |\n|---|---|---|---|\n")
+	}
 	outcomes := make([]Outcome, len(s.Experiments))
 	for i := range s.Experiments {
 		e := &s.Experiments[i]
@@ -146,7 +152,11 @@ func Report(p *Plan, dir string) (*ReportResult, error) {
 		}
 		outcomes[i] = o
 		res.Verdicts[e.ID] = o.State
-		fmt.Fprintf(&b, "| %d | [%s](#%s) | %s | **%s** | %s |\n", i+1, mdCell(e.Title), anchor(i+1, e.Title), mdCell(e.Paper), o.State, readingFor(e, o))
+		if paper {
+			fmt.Fprintf(&b, "| %d | [%s](#%s) | %s | **%s** | %s |\n", i+1, mdCell(e.Title), anchor(i+1, e.Title), mdCell(e.Paper), o.State, readingFor(e, o))
+		} else {
+			fmt.Fprintf(&b, "| %d | [%s](#%s) | **%s** | %s |\n", i+1, mdCell(e.Title), anchor(i+1, e.Title), o.State, readingFor(e, o))
+		}
 	}
 	b.WriteString("\n")
 
@@ -154,7 +164,11 @@ func Report(p *Plan, dir string) (*ReportResult, error) {
 		e := &s.Experiments[i]
 		o := outcomes[i]
 		fmt.Fprintf(&b, "## %d. %s\n\n", i+1, e.Title)
-		fmt.Fprintf(&b, "Experiment `%s`. **Paper:** %s\n\n", e.ID, e.Paper)
+		if e.Paper != "" {
+			fmt.Fprintf(&b, "Experiment `%s`. **Paper:** %s\n\n", e.ID, e.Paper)
+		} else {
+			fmt.Fprintf(&b, "Experiment `%s`.\n\n", e.ID)
+		}
 		if e.rule != nil {
 			finding := ""
 			if e.Finding != "" {
@@ -187,7 +201,7 @@ func Report(p *Plan, dir string) (*ReportResult, error) {
 			b.WriteString("A dash in the last two tables: the pair's row is in, its top's self-stitch control's is not yet.\n\n")
 		}
 		if e.CKA || e.Y == "cka" || e.Y == "cka_unbiased" {
-			b.WriteString(ckaReading)
+			b.WriteString(ckaReading(p, e))
 			writeExperimentTable(&b, p, pts, e, "cka_unbiased", "unbiased linear CKA per cut (debiased HSIC; bottom's vs top's own activations)")
 			writeExperimentTable(&b, p, pts, e, "cka", "biased linear CKA per cut (the same activations; for comparison, and for rows recorded before the unbiased estimator)")
 		}
@@ -207,6 +221,7 @@ func Report(p *Plan, dir string) (*ReportResult, error) {
 		fmt.Fprintf(&b, " The spec is sized for %s.", s.Budget)
 	}
 	b.WriteString("\n\n")
+	writeOrphans(&b, p, recs)
 	if recs.Duplicates > 0 || recs.Torn > 0 {
 		fmt.Fprintf(&b, "Rows files: %d duplicate unit ids ignored, %d incomplete last lines skipped.\n\n", recs.Duplicates, recs.Torn)
 	}
@@ -415,12 +430,53 @@ func writeRecipes(b *bytes.Buffer, p *Plan, recs *Records) {
 		RowsDir(p.Dir) + "/*.jsonl`, one JSON object per unit.\n\n")
 }
 
-// ckaReading says which CKA estimator to read and why (docs/method.md has the measurement).
-const ckaReading = "Read the unbiased CKA (first table). The biased estimator of linear CKA is pulled towards 1 " +
-	"when few samples meet wide activations; the debiased-HSIC one has no such bias at any number of samples. With " +
-	"the grid's 500 test images the unbiased CKA at the shipped pair's stem is within 0.002 of its value on more " +
-	"images (`docs/method.md`). Both tables use the same 500 test images; a dash marks a row recorded before the " +
-	"unbiased estimator was.\n\n"
+// writeOrphans lists, by kind and by model or pair, the rows whose unit is
+// not in the plan: they are kept in the rows files but used nowhere above.
+func writeOrphans(b *bytes.Buffer, p *Plan, recs *Records) {
+	orphans := p.Orphans(recs)
+	if len(orphans) == 0 {
+		return
+	}
+	counts := map[string]int{}
+	var order []string
+	for _, r := range orphans {
+		// stitch/BOTTOM~TOP/CUT/sSEED-HASH: by pair of models; train/NAME-HASH: by unit.
+		k := r.Unit
+		if parts := strings.SplitN(r.Unit, "/", 3); len(parts) == 3 {
+			k = parts[0] + "/" + parts[1]
+		}
+		if counts[k] == 0 {
+			order = append(order, k)
+		}
+		counts[k]++
+	}
+	fmt.Fprintf(b, "## Rows not in this spec\n\n%d row(s) in `%s` belong to no unit of this spec (units of an earlier version of it); "+
+		"no table, figure, verdict or time above reads them.\n\n| rows of | rows |\n|---|---:|\n", len(orphans), RowsDir(p.Dir))
+	for _, k := range order {
+		fmt.Fprintf(b, "| `%s` | %d |\n", k, counts[k])
+	}
+	b.WriteString("\n")
+}
+
+// ckaReading says which CKA estimator to read and why (docs/method.md has
+// the measurement), and on how many test images the experiment's rows
+// computed it.
+func ckaReading(p *Plan, e *Experiment) string {
+	var ns []int
+	for _, name := range e.Pairs {
+		if n := p.Spec.Pairs[name].Recipe.CKASamples; !slices.Contains(ns, n) {
+			ns = append(ns, n)
+		}
+	}
+	images := "the same test images"
+	if len(ns) == 1 {
+		images = fmt.Sprintf("the same %s test images", samples(ns[0]))
+	}
+	return "Read the unbiased CKA (first table). The biased estimator of linear CKA is pulled towards 1 " +
+		"when few samples meet wide activations; the debiased-HSIC one has no such bias at any number of samples " +
+		"(`docs/method.md`). Both tables use " + images + " for every row of a pair; a dash marks a row recorded " +
+		"without the unbiased estimator.\n\n"
+}
 
 func recipeText(r Recipe) string {
 	parts := []string{fmt.Sprintf("%s w%g %s-stem", r.Arch, r.Width, r.Stem), samples(r.TrainSamples) + " images"}
