@@ -117,11 +117,19 @@ func Report(p *Plan, dir string) (*ReportResult, error) {
 	nDone := 0
 	var trainSec, stitchSec, trainCPU, stitchCPU float64
 	nTrain, nStitch := 0, 0
+	var adopted, partial []string
 	for _, st := range states {
 		if st.State == StateDone {
 			nDone++
 			r, _ := recs.Get(st.ID)
 			if st.Kind == UnitTrain {
+				switch TrainCost(p.Files[st.Model].Model, r) {
+				case CostAdopted:
+					adopted = append(adopted, st.Model)
+					continue
+				case CostPartial:
+					partial = append(partial, st.Model)
+				}
 				trainSec, trainCPU, nTrain = trainSec+st.Seconds, trainCPU+r.CPUSeconds, nTrain+1
 			} else {
 				stitchSec, stitchCPU, nStitch = stitchSec+st.Seconds, stitchCPU+r.CPUSeconds, nStitch+1
@@ -221,6 +229,7 @@ func Report(p *Plan, dir string) (*ReportResult, error) {
 		fmt.Fprintf(&b, " The spec is sized for %s.", s.Budget)
 	}
 	b.WriteString("\n\n")
+	writeUnknownCost(&b, p, adopted, partial)
 	writeOrphans(&b, p, recs)
 	if recs.Duplicates > 0 || recs.Torn > 0 {
 		fmt.Fprintf(&b, "Rows files: %d duplicate unit ids ignored, %d incomplete last lines skipped.\n\n", recs.Duplicates, recs.Torn)
@@ -353,9 +362,18 @@ func writeRecipes(b *bytes.Buffer, p *Plan, recs *Records) {
 			how = m.Recipe.Objective
 			recipe = recipeText(m.Recipe)
 		}
+		if m.Kind == KindCheckpoint {
+			wall = "unknown"
+		}
 		if f.Unit != "" {
 			if r, ok := recs.Get(f.Unit); ok && r.Model != nil {
 				acc, wall = fmt.Sprintf("%.2f %%", r.Model.TestAcc), dur(r.Seconds)
+				switch TrainCost(m, r) {
+				case CostAdopted:
+					wall = "unknown (adopted finished)"
+				case CostPartial:
+					wall += " (resumed: more before)"
+				}
 			}
 		}
 		fmt.Fprintf(b, "| `%s` | %s | %s | %s | %s |\n", name, how, recipe, acc, wall)
@@ -428,6 +446,37 @@ func writeRecipes(b *bytes.Buffer, p *Plan, recs *Records) {
 	b.WriteString("\nThe recipe of each unit is its pair's (above) with the unit's stitching seed.\n\n</details>\n")
 	b.WriteString("\nEvery row's full record (accuracies, CKA, direct-match accuracy, recipe, wall time) is in `" +
 		RowsDir(p.Dir) + "/*.jsonl`, one JSON object per unit.\n\n")
+}
+
+// writeUnknownCost says which models' training the times above leave out
+// because no record or metadata gives it: checkpoints adopted finished,
+// the epochs before a resumed run, and existing checkpoints.
+func writeUnknownCost(b *bytes.Buffer, p *Plan, adopted, partial []string) {
+	var existing []string
+	for _, name := range sortedKeys(p.Spec.Models) {
+		if p.Spec.Models[name].Kind == KindCheckpoint {
+			existing = append(existing, name)
+		}
+	}
+	if len(adopted)+len(partial)+len(existing) == 0 {
+		b.WriteString("Every model's training is in these times.\n\n")
+		return
+	}
+	list := func(names []string) string { return "`" + strings.Join(names, "`, `") + "`" }
+	b.WriteString("Not in these times, because unknown:")
+	if len(adopted) > 0 {
+		fmt.Fprintf(b, " the training of %d model(s) whose checkpoints were finished when their units ran (%s: trained by an earlier "+
+			"run that did not record it, or put in place by hand; their checkpoints record the recipe but no training time);",
+			len(adopted), list(adopted))
+	}
+	if len(partial) > 0 {
+		fmt.Fprintf(b, " the epochs %s had before their units resumed them;", list(partial))
+	}
+	if len(existing) > 0 {
+		fmt.Fprintf(b, " the training of the existing checkpoint(s) %s, which this grid did not train and whose metadata records no training time;", list(existing))
+	}
+	b.Truncate(b.Len() - 1)
+	b.WriteString(". The processor time above is what this grid's records show, not the whole cost of its models.\n\n")
 }
 
 // writeOrphans lists, by kind and by model or pair, the rows whose unit is
@@ -523,16 +572,24 @@ func stitchText(r StitchRecipe) string {
 		if r.CheckEvery > 0 {
 			every = fmt.Sprintf("every %d steps", r.CheckEvery)
 		}
-		s = fmt.Sprintf("init %s, Adam lr %g, batch %d, at most %d epoch(s) over %s training images but %d held out; "+
-			"scored on those at the start and %s, the best kept, the rate cut tenfold after %d check(s) without gain, "+
-			"stopped at the plateau after %d cut(s)", r.Init, r.LR, r.Batch, r.Epochs, samples(r.FitSamples), r.ValSamples,
-			every, max(1, r.Patience), r.LRCuts)
-	}
-	if r.FitAugment {
-		s += " cropped and flipped afresh each epoch"
-	}
-	if r.Init == "least-squares" {
-		s += fmt.Sprintf(" (LS on %s)", samples(r.LSSamples))
+		init := "init " + r.Init
+		if r.Init == "least-squares" {
+			init += fmt.Sprintf(" (LS on %s)", samples(r.LSSamples))
+		}
+		s = fmt.Sprintf("%s, Adam lr %g, batch %d, at most %d epoch(s) over %s training images but %d held out", init, r.LR, r.Batch,
+			r.Epochs, samples(r.FitSamples), r.ValSamples)
+		if r.FitAugment {
+			s += ", cropped and flipped afresh each epoch"
+		}
+		s += fmt.Sprintf("; scored on the held-out images at the start and %s, the best kept, the rate cut tenfold after %d check(s) "+
+			"without gain, stopped at the plateau after %d cut(s)", every, max(1, r.Patience), r.LRCuts)
+	} else {
+		if r.FitAugment {
+			s += " cropped and flipped afresh each epoch"
+		}
+		if r.Init == "least-squares" {
+			s += fmt.Sprintf(" (LS on %s)", samples(r.LSSamples))
+		}
 	}
 	if r.KernelSize != 1 {
 		s += fmt.Sprintf(", kernel %d", r.KernelSize)

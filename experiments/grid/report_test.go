@@ -26,6 +26,15 @@ func writeReport(t *testing.T, text, dir string, recs func(p *Plan) []Record) (s
 		if err := w.Append(r); err != nil {
 			t.Fatal(err)
 		}
+		if r.Model != nil && p.Files[r.Model.Name] != nil { // a done train unit has its checkpoint
+			path := p.Files[r.Model.Name].Path
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, []byte("weights"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	w.Close()
 	res, err := Report(p, filepath.Join(dir, "report"))
@@ -97,5 +106,45 @@ func TestReportWithoutPaper(t *testing.T) {
 	out, _ = writeReport(t, strings.Replace(text, "cka = true", "paper = \"≤ 3 pp\"", 1), t.TempDir(), rows)
 	if !strings.Contains(out, "**Paper:** ≤ 3 pp") || !strings.Contains(out, "| # | experiment | paper |") {
 		t.Errorf("a report with a paper reading lacks it:\n%s", out)
+	}
+}
+
+// TestReportTrainingCost checks the compute line: units that adopted a
+// finished checkpoint (recorded as such, or, in older rows, taking under a
+// second) are left out of the training time and named as unknown, a resumed
+// one is named for its earlier epochs, existing checkpoints are named, and
+// the others' times are summed.
+func TestReportTrainingCost(t *testing.T) {
+	text := minimalSpec + "[models.c]\nseed = 3\n[models.d]\nseed = 4\n[models.ck]\ncheckpoint = \"embedded:fmnist-resnet18-w0.25-sup-seed1\"\n"
+	n := func(v int) *int { return &v }
+	out, _ := writeReport(t, text, t.TempDir(), func(p *Plan) []Record {
+		rec := func(model string, before *int, sec float64) Record {
+			return Record{Unit: p.Files[model].Unit, Kind: UnitTrain, Seconds: sec, CPUSeconds: sec,
+				Model: &ModelResult{Name: model, TestAcc: 80, EpochsBefore: before}}
+		}
+		return []Record{rec("a", n(4), 0.5), rec("b", nil, 0.02), rec("c", n(0), 100), rec("d", n(2), 50)}
+	})
+	for _, want := range []string{
+		"Processor time: training 2m30s over 2 units",
+		"the training of 2 model(s) whose checkpoints were finished when their units ran (`a`, `b`:",
+		"the epochs `d` had before their units resumed them",
+		"the existing checkpoint(s) `ck`, which this grid did not train",
+		"| `a` | supervised |", "unknown (adopted finished)", "50s (resumed: more before)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out[strings.Index(out, "## Models"):])
+		}
+	}
+	// Everything trained here: nothing unknown.
+	out, _ = writeReport(t, minimalSpec, t.TempDir(), func(p *Plan) []Record {
+		var rs []Record
+		for _, m := range []string{"a", "b"} {
+			rs = append(rs, Record{Unit: p.Files[m].Unit, Kind: UnitTrain, Seconds: 60, CPUSeconds: 60,
+				Model: &ModelResult{Name: m, TestAcc: 80, EpochsBefore: n(0)}})
+		}
+		return rs
+	})
+	if !strings.Contains(out, "Every model's training is in these times.") || strings.Contains(out, "unknown") {
+		t.Errorf("a grid that trained everything:\n%s", out[strings.Index(out, "## Models"):])
 	}
 }

@@ -20,7 +20,7 @@ func (x *InProcess) train(ctx context.Context, p *grid.Plan, u *grid.Unit) (*gri
 	res := &grid.ModelResult{Name: m.Name, Path: f.Path, Device: x.Device.String()}
 	if m.Kind == grid.KindProbe {
 		acc, err := x.probe(p, m, f.Path)
-		res.TestAcc = acc
+		res.TestAcc, res.EpochsBefore = acc, new(int) // always fit here
 		return res, err
 	}
 	r := m.Recipe
@@ -30,9 +30,13 @@ func (x *InProcess) train(ctx context.Context, p *grid.Plan, u *grid.Unit) (*gri
 	if r.Labels != grid.LabelsOriginal {
 		dc.Task = r.Labels
 	}
+	before := epochsDone(f.Path)
+	res.EpochsBefore = &before
 	if meta, ok := finished(f.Path, r.Epochs); ok {
-		// Trained by an earlier run that stopped before recording it.
+		// Trained by an earlier run that stopped before recording it: the
+		// record's times are not its training's.
 		res.TestAcc = *meta.TestAccuracy
+		before = r.Epochs
 	} else if r.Objective == grid.ObjectiveSimCLR {
 		cfg := train.SimCLRDefaults()
 		cfg.Arch, cfg.Width, cfg.Stem, cfg.Data = r.Arch, r.Width, r.Stem, dc
