@@ -234,7 +234,7 @@ func (p *Plan) file(ref string) (*ModelFile, error) {
 			f.Path = filepath.Join(filepath.Dir(p.Spec.Path), f.Path)
 		}
 		if !p.Spec.KeyByContent {
-			f.identity = "checkpoint:" + m.Checkpoint
+			f.identity = "checkpoint:" + m.Checkpoint + normIdentity(m.Mean, m.Std)
 			break
 		}
 		d, err := results.Digest(f.Path)
@@ -244,7 +244,7 @@ func (p *Plan) file(ref string) (*ModelFile, error) {
 		if d == "" {
 			return nil, fmt.Errorf("model %s: checkpoint %s: no such file (a spec keyed by content reads every checkpoint it names when it plans)", m.Name, f.Path)
 		}
-		f.Digest, f.identity = d, "sha256:"+d
+		f.Digest, f.identity = d, "sha256:"+d+normIdentity(m.Mean, m.Std)
 	case KindTrain:
 		js, _ := json.Marshal(m.Recipe)
 		f.identity = "train:" + string(js)
@@ -256,7 +256,7 @@ func (p *Plan) file(ref string) (*ModelFile, error) {
 		if err != nil {
 			return nil, err
 		}
-		f.identity = fmt.Sprintf("probe:%s|%d|%d|%s", base.identity, m.ProbeSamples, m.ProbeEpochs, p.Spec.Data)
+		f.identity = fmt.Sprintf("probe:%s|%d|%d|%s", base.identity, m.ProbeSamples, m.ProbeEpochs, p.Spec.Data) + inputIdentity(p.Spec)
 		if base.Model.Kind == KindCheckpoint {
 			// The probe is fit on the checkpoint's content, so a replaced
 			// file (e.g. a retrained shipped backbone) must not reuse a
@@ -291,9 +291,48 @@ func SnapshotPath(path string, epoch int) string {
 	return strings.TrimSuffix(path, ".pt") + fmt.Sprintf(".e%d.pt", epoch)
 }
 
+// normIdentity is a given input normalisation's part of a model's identity
+// ("" without one, so that models without it keep their identities).
+func normIdentity(mean, std []float64) string {
+	if mean == nil && std == nil {
+		return ""
+	}
+	return fmt.Sprintf("|norm:%v/%v", mean, std)
+}
+
+// inputIdentity is the spec's image size and channels' part of an identity
+// ("" when not set, so that specs without them keep their unit ids).
+func inputIdentity(s *Spec) string {
+	if s.ImageSize == 0 && s.Channels == 0 {
+		return ""
+	}
+	return fmt.Sprintf("|image_size:%d|channels:%d", s.ImageSize, s.Channels)
+}
+
+// Norm returns the input normalisation a spec gives a model reference (nil:
+// none given; the model is fed as its checkpoint's metadata says): a
+// checkpoint's own, a recipe's, a probe's or a snapshot's base's.
+func (p *Plan) Norm(ref string) (mean, std []float64) {
+	f, ok := p.Files[ref]
+	if !ok {
+		return nil, nil
+	}
+	m := f.Model
+	for m != nil && (m.Kind == KindProbe || m.Kind == KindSnapshot) {
+		m = p.Spec.Models[m.Base]
+	}
+	switch {
+	case m == nil:
+		return nil, nil
+	case m.Kind == KindCheckpoint:
+		return m.Mean, m.Std
+	}
+	return m.Recipe.Mean, m.Recipe.Std
+}
+
 func stitchID(bottom, top *ModelFile, cut string, r StitchRecipe, s *Spec) string {
 	js, _ := json.Marshal(r)
-	h := shortHash(fmt.Sprintf("stitch|%s|%s|%s|%s|%s|%d", bottom.identity, top.identity, cut, js, s.Data, s.TestSamples))
+	h := shortHash(fmt.Sprintf("stitch|%s|%s|%s|%s|%s|%d", bottom.identity, top.identity, cut, js, s.Data, s.TestSamples) + inputIdentity(s))
 	return fmt.Sprintf("stitch/%s~%s/%s/s%d-%s", bottom.Ref, top.Ref, cut, r.Seed, h)
 }
 

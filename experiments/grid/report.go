@@ -136,8 +136,15 @@ func Report(p *Plan, dir string) (*ReportResult, error) {
 			}
 		}
 	}
+	data := s.Data
+	if s.ImageSize > 0 {
+		data += fmt.Sprintf(" (%d×%d images)", s.ImageSize, s.ImageSize)
+	}
+	if s.Channels > 0 {
+		data += fmt.Sprintf(" (fed as %d channels)", s.Channels)
+	}
 	fmt.Fprintf(&b, "Spec: `%s` · results: `%s` · data: %s · %d of %d units done · generated %s.\n\n",
-		s.Path, p.Dir, s.Data, nDone, len(states), time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+		s.Path, p.Dir, data, nDone, len(states), time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(&b, "Run it with `stitch grid run %s` (resumable; `stitch grid plan %s` shows what is left), then `stitch grid report %s`.\n\n", s.Path, s.Path, s.Path)
 	fmt.Fprintf(&b, "Penalty = top model's test accuracy − stitched model's, in percentage points (negative: the plugged-in bottom is better). Values are means over stitching seeds; ± is the standard deviation when there are several.\n\n")
 
@@ -355,6 +362,9 @@ func writeRecipes(b *bytes.Buffer, p *Plan, recs *Records) {
 		switch m.Kind {
 		case KindCheckpoint:
 			how, recipe, acc = "existing checkpoint", "`"+m.Checkpoint+"`", "(in its metadata)"
+			if m.Mean != nil {
+				recipe += fmt.Sprintf(", fed with mean %v, std %v", m.Mean, m.Std)
+			}
 		case KindProbe:
 			how = "linear probe"
 			recipe = fmt.Sprintf("on `%s`, %s training images, %d epochs", m.Base, samples(m.ProbeSamples), m.ProbeEpochs)
@@ -557,6 +567,9 @@ func recipeText(r Recipe) string {
 		if !r.Augment {
 			parts = append(parts, "no augmentation")
 		}
+	}
+	if r.Mean != nil {
+		parts = append(parts, fmt.Sprintf("inputs normalised with mean %v, std %v", r.Mean, r.Std))
 	}
 	parts = append(parts, fmt.Sprintf("seed %d", r.Seed))
 	if len(r.SaveAt) > 0 {

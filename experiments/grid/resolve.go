@@ -2,6 +2,7 @@ package grid
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 )
@@ -22,6 +23,10 @@ type Vocabulary struct {
 	// TrainSplits is the size of each data set's training split, which turns
 	// a step budget into epochs (a data set not listed takes no steps).
 	TrainSplits map[string]int
+	// Channels is the number of channels of each data set's images, the key
+	// "folder:" standing for every folder data set (a data set not listed
+	// is not checked).
+	Channels map[string]int
 }
 
 // LabelsOriginal is a model's labels when no relabelling task applies.
@@ -121,6 +126,9 @@ func (rv *resolver) resolve() error {
 	}
 	s.KeyByContent = true
 	set(&s.KeyByContent, rv.f.KeyByContent)
+	if err := rv.input(); err != nil {
+		return err
+	}
 	if err := rv.models(); err != nil {
 		return err
 	}
@@ -128,6 +136,70 @@ func (rv *resolver) resolve() error {
 		return err
 	}
 	return rv.experiments()
+}
+
+// dataChannels is the number of channels of the spec's data set (0: not known).
+func (rv *resolver) dataChannels() int {
+	if strings.HasPrefix(rv.s.Data, "folder:") {
+		return rv.vocab.Channels["folder:"]
+	}
+	return rv.vocab.Channels[rv.s.Data]
+}
+
+// inputChannels is the number of channels the models are fed (0: not known).
+func (rv *resolver) inputChannels() int {
+	if rv.s.Channels > 0 {
+		return rv.s.Channels
+	}
+	return rv.dataChannels()
+}
+
+// input checks the spec's image_size and channels against its data set.
+func (rv *resolver) input() error {
+	s := rv.s
+	switch dc := rv.dataChannels(); {
+	case s.ImageSize < 0:
+		return s.errAt([]string{"image_size"}, "must be ≥ 0, got %d", s.ImageSize)
+	case s.ImageSize > 0 && !strings.HasPrefix(s.Data, "folder:"):
+		return s.errAt([]string{"image_size"}, "applies to folder: data sets; the images of %s have a fixed size", s.Data)
+	case s.Channels < 0:
+		return s.errAt([]string{"channels"}, "must be ≥ 0, got %d", s.Channels)
+	case s.Channels > 0 && dc > 1 && s.Channels != dc:
+		return s.errAt([]string{"channels"}, "%s has %d channels; only a grey (1-channel) data set's channel can be repeated, got %d", s.Data, dc, s.Channels)
+	}
+	return nil
+}
+
+// checkNorm checks an input normalisation given at key: mean and std both
+// or neither, one finite mean and one positive, finite std per channel of
+// the inputs.
+func (rv *resolver) checkNorm(key []string, mean, std []float64) error {
+	s := rv.s
+	k := func(field string) []string { return append(slices.Clone(key), field) }
+	switch {
+	case mean == nil && std == nil:
+		return nil
+	case mean == nil:
+		return s.errAt(k("std"), "given without mean: give both, one value per channel")
+	case std == nil:
+		return s.errAt(k("mean"), "given without std: give both, one value per channel")
+	case len(mean) == 0:
+		return s.errAt(k("mean"), "empty: give one value per channel")
+	case len(mean) != len(std):
+		return s.errAt(k("std"), "has %d values and mean %d: give one of each per channel", len(std), len(mean))
+	}
+	if c := rv.inputChannels(); c > 0 && len(mean) != c {
+		return s.errAt(k("mean"), "has %d values for inputs of %d channel(s)", len(mean), c)
+	}
+	for i := range mean {
+		if math.IsNaN(mean[i]) || math.IsInf(mean[i], 0) {
+			return s.errAt(k("mean"), "channel %d: %g is not a finite number", i, mean[i])
+		}
+		if !(std[i] > 0) || math.IsInf(std[i], 0) {
+			return s.errAt(k("std"), "channel %d: %g is not a positive, finite number", i, std[i])
+		}
+	}
+	return nil
 }
 
 // models resolves [model_defaults] and every [models.NAME] table.
@@ -186,8 +258,14 @@ func (rv *resolver) model(name string, f modelTable, base Recipe) (*Model, error
 		if *f.Checkpoint == "" {
 			return nil, s.errAt(append(key, "checkpoint"), "empty path")
 		}
-		m.Kind, m.Checkpoint = KindCheckpoint, *f.Checkpoint
+		if err := rv.checkNorm(key, f.Mean, f.Std); err != nil {
+			return nil, err
+		}
+		m.Kind, m.Checkpoint, m.Mean, m.Std = KindCheckpoint, *f.Checkpoint, f.Mean, f.Std
 	case f.ProbeOf != nil:
+		if f.Mean != nil || f.Std != nil {
+			return nil, s.errAt(key, "a probe is fed as its backbone is: give mean and std to the backbone")
+		}
 		m.Kind, m.Base, m.ProbeEpochs = KindProbe, *f.ProbeOf, 30
 		set(&m.ProbeSamples, f.ProbeSamples)
 		set(&m.ProbeEpochs, f.ProbeEpochs)
@@ -355,13 +433,19 @@ func (rv *resolver) applyModel(r Recipe, f modelTable, key []string) (Recipe, er
 	set(&r.Augment, f.Augment)
 	set(&r.Temperature, f.Temperature)
 	set(&r.Seed, f.Seed)
+	if f.Mean != nil || f.Std != nil {
+		if err := rv.checkNorm(key, f.Mean, f.Std); err != nil {
+			return r, err
+		}
+		r.Mean, r.Std = f.Mean, f.Std
+	}
 	if f.BNStats != nil {
 		r.BNStats = *f.BNStats
 		if r.BNStats == "initial" {
 			r.BNStats = ""
 		}
 	}
-	r.Data = s.Data
+	r.Data, r.ImageSize, r.Channels = s.Data, s.ImageSize, s.Channels
 	k := func(field string) []string { return append(slices.Clone(key), field) }
 	switch {
 	case !slices.Contains(v.Archs, r.Arch):

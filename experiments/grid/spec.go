@@ -7,7 +7,8 @@
 // # Spec files (TOML; unknown keys are errors naming the key and its line)
 //
 // Top level: title, description, data (fashion-mnist, mnist, cifar10, ...),
-// data_dir, test_samples (a class-balanced test subset, the same for every
+// data_dir, image_size (the side of a folder: data set's images), channels
+// (repeat a grey data set's channel, e.g. 3 for colour models), test_samples (a class-balanced test subset, the same for every
 // unit; 0: all), out (checkpoints and rows), report (README.md and figures),
 // budget (in words), control (true: a self-stitch control unit for every
 // stitch unit, see below), key_by_content (default true: an existing checkpoint
@@ -26,6 +27,12 @@
 //     (epochs derived from the model's own training set and batch), batch, lr,
 //     momentum, weight_decay, schedule, augment, temperature, seed, save_at
 //     (epochs after which a copy is kept: a pair refers to it as "NAME@EPOCH").
+//
+// A checkpoint or a recipe may give mean and std: the input normalisation,
+// one value per channel, for pixels in [0, 1]. A recipe's model is trained
+// and scored with it (its checkpoint records it); a checkpoint's is fed
+// with it when stitched and probed, over what its metadata records. A probe
+// is fed as its backbone is.
 //
 // [stitch_defaults] and [pairs.NAME]: bottom, top (model references), cuts
 // ("all", "stem,layer2.1" or an array), label, and a stitch table overriding
@@ -94,6 +101,11 @@ type Spec struct {
 	Data string `toml:"data"`
 	// DataDir overrides where the data set's files are.
 	DataDir string `toml:"data_dir"`
+	// ImageSize is the side of a folder: data set's images (0: its default).
+	ImageSize int `toml:"image_size"`
+	// Channels > 0 repeats a grey data set's channel that many times, for
+	// models that take colour images (0: the data set's own channels).
+	Channels int `toml:"channels"`
 	// TestSamples > 0 scores stitched models on a class-balanced subset of the
 	// test split (0: all of it).
 	TestSamples int `toml:"test_samples"`
@@ -185,6 +197,9 @@ type Model struct {
 	Label string
 
 	Checkpoint string // KindCheckpoint
+	// Mean and Std are a checkpoint's given input normalisation (nil: what
+	// its metadata records); a trained model's are its Recipe's.
+	Mean, Std []float64
 	// Base is the model a probe is fit on or a snapshot is taken of.
 	Base         string
 	ProbeSamples int
@@ -220,6 +235,12 @@ type Recipe struct {
 	BNStats string `json:"bn_stats,omitempty"`
 	Seed    int64  `json:"seed"`
 	SaveAt  []int  `json:"save_at,omitempty"`
+	// ImageSize and Channels are the spec's (0 and omitted when not set);
+	// Mean and Std the given input normalisation (nil: the data set's).
+	ImageSize int       `json:"image_size,omitempty"`
+	Channels  int       `json:"channels,omitempty"`
+	Mean      []float64 `json:"mean,omitempty"`
+	Std       []float64 `json:"std,omitempty"`
 }
 
 // StepsPerEpoch is the number of optimizer steps one epoch takes (the last,

@@ -62,6 +62,10 @@ type modelTable struct {
 	SaveAt []int `toml:"save_at"`
 	// Label names the model in figures and tables (default: its name).
 	Label *string `toml:"label"`
+	// Mean and Std are the model's input normalisation, one value per
+	// channel (a recipe's or a checkpoint's; not a probe's).
+	Mean []float64 `toml:"mean"`
+	Std  []float64 `toml:"std"`
 }
 
 // stitchTable is a stitching recipe as written ([stitch_defaults] or a

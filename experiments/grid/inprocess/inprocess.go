@@ -122,6 +122,8 @@ func cpuSeconds() float64 {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
+// dataConfig is the spec's data set as every unit reads it: the images'
+// size and channels are the spec's.
 func (x *InProcess) dataConfig(s *grid.Spec) splits.Config {
-	return splits.Config{Name: s.Data, Dir: s.DataDir}
+	return splits.Config{Name: s.Data, Dir: s.DataDir, ImageSize: s.ImageSize, Channels: s.Channels}
 }

@@ -47,7 +47,8 @@ func (x *InProcess) stitch(ctx context.Context, p *grid.Plan, us []*grid.Unit, o
 	// Each row becomes a unit's record as its cut finishes, so it must be
 	// complete then (CompleteRows: the bottom's accuracy comes first).
 	runner := &stitch.Runner{Bottom: bottom, Top: top, Train: trainSet, Test: testSet, Config: cfg, Store: store, Context: ctx,
-		OnRow: func(row results.Row) { onRow(row, testSet.N) }, CompleteRows: true}
+		OnRow: func(row results.Row) { onRow(row, testSet.N) }, CompleteRows: true,
+		BottomNorm: givenNorm(p, u0.Bottom), TopNorm: givenNorm(p, u0.Top)}
 	rows, err := runner.Run()
 	if err != nil {
 		return err
@@ -67,4 +68,14 @@ func stitchConfig(r grid.StitchRecipe) stitch.Config {
 	cfg.FitAugment, cfg.FrozenBN, cfg.CKASamples = r.FitAugment, r.FrozenBN, r.CKASamples
 	cfg.ValSamples, cfg.CheckEvery, cfg.Patience, cfg.LRCuts = r.ValSamples, r.CheckEvery, r.Patience, r.LRCuts
 	return cfg
+}
+
+// givenNorm is the input normalisation the spec gives a model reference, as
+// the Runner takes it (nil: none given).
+func givenNorm(p *grid.Plan, ref string) *results.Norm {
+	mean, std := p.Norm(ref)
+	if mean == nil {
+		return nil
+	}
+	return &results.Norm{Mean: mean, Std: std}
 }
