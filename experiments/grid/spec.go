@@ -143,13 +143,14 @@ type Spec struct {
 type Experiment struct {
 	ID    string `toml:"id"`
 	Title string `toml:"title"`
-	// Paper is the paper's reading or number, in words.
+	// Paper is the paper's reading or number, in words (empty: the report
+	// says nothing of the paper for this experiment).
 	Paper string `toml:"paper"`
 	// Pairs are the series, in legend order.
 	Pairs []string `toml:"pairs"`
 	// Y is what the figure plots against the cut: penalty (default),
 	// stitched_acc, direct_acc, cka (biased linear CKA), cka_unbiased
-	// (debiased) or top_acc.
+	// (debiased), top_acc, or (with control = true) self or excess.
 	Y string `toml:"y"`
 	// X is the figure's axis: only "cut" is supported.
 	X string `toml:"x"`
