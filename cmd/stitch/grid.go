@@ -241,6 +241,9 @@ func gridPlanAction(c *cli.Context) error {
 		}
 		fmt.Printf("%d units: %d done, %d missing, %d waiting (rows in %s)\n", counts[grid.StateDone]+counts[grid.StateMissing]+counts[grid.StateWaiting],
 			counts[grid.StateDone], counts[grid.StateMissing], counts[grid.StateWaiting], grid.RowsDir(p.Dir))
+		if n := len(p.Orphans(recs)); n > 0 {
+			fmt.Printf("%d row(s) there are not units of this spec; the report lists them and uses them nowhere\n", n)
+		}
 	}
 	return nil
 }

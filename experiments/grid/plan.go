@@ -38,6 +38,9 @@ type Unit struct {
 	// CutIndex is the cut's position among the top's cut points (0 = stem).
 	CutIndex int           `json:"cut_index,omitempty"`
 	Recipe   *StitchRecipe `json:"recipe,omitempty"`
+	// Control marks a self-stitch control added by the spec's control key:
+	// the top stitched onto itself, a unit of no pair.
+	Control bool `json:"control,omitempty"`
 	// Deps are the train units whose checkpoints this unit reads.
 	Deps []string `json:"deps,omitempty"`
 }
@@ -50,6 +53,9 @@ type ModelFile struct {
 	Path string
 	// Unit is the train unit that writes Path ("" for an existing checkpoint).
 	Unit string
+	// Digest is the SHA-256 of an existing checkpoint's bytes (hex), when the
+	// spec keys by content ("" otherwise).
+	Digest string
 	// identity hashes everything that determines the checkpoint.
 	identity string
 }
@@ -69,6 +75,18 @@ type Plan struct {
 	// ArchCuts is the cut list of each pair's top architecture (the x axis).
 	ArchCuts map[string][]string
 	byID     map[string]*Unit
+	// controls maps a stitch unit's id to its self-stitch control, where the
+	// plan has one (see Control).
+	controls map[string]*Unit
+}
+
+// Control returns the self-stitch control of a stitch unit: the plan's unit
+// that stitches the unit's top onto itself at the same cut with the same
+// recipe and seed (the unit itself when its bottom is its top). Specs with
+// control = true have one for every stitch unit.
+func (p *Plan) Control(u *Unit) (*Unit, bool) {
+	c, ok := p.controls[u.ID]
+	return c, ok
 }
 
 // Unit returns the unit with the given id.
@@ -87,7 +105,7 @@ func NewPlan(s *Spec, dir string, cuts Cutter) (*Plan, error) {
 		dir = s.Out
 	}
 	p := &Plan{Spec: s, Dir: dir, Files: map[string]*ModelFile{}, PairUnits: map[string][]*Unit{},
-		PairCuts: map[string][]string{}, ArchCuts: map[string][]string{}, byID: map[string]*Unit{}}
+		PairCuts: map[string][]string{}, ArchCuts: map[string][]string{}, byID: map[string]*Unit{}, controls: map[string]*Unit{}}
 	// Models first: every model, then the snapshots the pairs use.
 	for _, name := range sortedKeys(s.Models) {
 		if _, err := p.file(name); err != nil {
@@ -163,7 +181,35 @@ func NewPlan(s *Spec, dir string, cuts Cutter) (*Plan, error) {
 			}
 		}
 	}
+	p.addControls()
 	return p, nil
+}
+
+// addControls adds the self-stitch controls the spec asks for (control =
+// true) and records every stitch unit's control that the plan has.
+func (p *Plan) addControls() {
+	stitches := slices.Clone(p.Units)
+	for _, u := range stitches {
+		if u.Kind != UnitStitch {
+			continue
+		}
+		tf := p.Files[u.Top]
+		id := stitchID(tf, tf, u.Cut, *u.Recipe, p.Spec)
+		c, ok := p.byID[id]
+		if !ok && p.Spec.Control {
+			r := *u.Recipe
+			c = &Unit{ID: id, Kind: UnitStitch, Bottom: u.Top, Top: u.Top, Cut: u.Cut, CutIndex: u.CutIndex, Recipe: &r, Control: true}
+			if tf.Unit != "" {
+				c.Deps = []string{tf.Unit}
+			}
+			p.add(c)
+			ok = true
+		}
+		if ok {
+			p.controls[u.ID] = c
+			p.controls[c.ID] = c
+		}
+	}
 }
 
 func (p *Plan) add(u *Unit) {
@@ -187,7 +233,18 @@ func (p *Plan) file(ref string) (*ModelFile, error) {
 		if !strings.HasPrefix(f.Path, "embedded:") && !filepath.IsAbs(f.Path) && p.Spec.Path != "" {
 			f.Path = filepath.Join(filepath.Dir(p.Spec.Path), f.Path)
 		}
-		f.identity = "checkpoint:" + m.Checkpoint
+		if !p.Spec.KeyByContent {
+			f.identity = "checkpoint:" + m.Checkpoint + normIdentity(m.Mean, m.Std)
+			break
+		}
+		d, err := results.Digest(f.Path)
+		if err != nil {
+			return nil, fmt.Errorf("model %s: %w", m.Name, err)
+		}
+		if d == "" {
+			return nil, fmt.Errorf("model %s: checkpoint %s: no such file (a spec keyed by content reads every checkpoint it names when it plans)", m.Name, f.Path)
+		}
+		f.Digest, f.identity = d, "sha256:"+d+normIdentity(m.Mean, m.Std)
 	case KindTrain:
 		js, _ := json.Marshal(m.Recipe)
 		f.identity = "train:" + string(js)
@@ -199,11 +256,12 @@ func (p *Plan) file(ref string) (*ModelFile, error) {
 		if err != nil {
 			return nil, err
 		}
-		f.identity = fmt.Sprintf("probe:%s|%d|%d|%s", base.identity, m.ProbeSamples, m.ProbeEpochs, p.Spec.Data)
+		f.identity = fmt.Sprintf("probe:%s|%d|%d|%s", base.identity, m.ProbeSamples, m.ProbeEpochs, p.Spec.Data) + inputIdentity(p.Spec)
 		if base.Model.Kind == KindCheckpoint {
-			// A checkpoint's identity is its name; the probe is fit on its
-			// content, so a replaced file (e.g. a retrained shipped
-			// backbone) must not reuse a probe fit on the old one.
+			// The probe is fit on the checkpoint's content, so a replaced
+			// file (e.g. a retrained shipped backbone) must not reuse a
+			// probe fit on the old one, even where the checkpoint's own
+			// identity is its name (key_by_content = false).
 			d, err := results.Digest(base.Path)
 			if err != nil {
 				return nil, err
@@ -233,9 +291,48 @@ func SnapshotPath(path string, epoch int) string {
 	return strings.TrimSuffix(path, ".pt") + fmt.Sprintf(".e%d.pt", epoch)
 }
 
+// normIdentity is a given input normalisation's part of a model's identity
+// ("" without one, so that models without it keep their identities).
+func normIdentity(mean, std []float64) string {
+	if mean == nil && std == nil {
+		return ""
+	}
+	return fmt.Sprintf("|norm:%v/%v", mean, std)
+}
+
+// inputIdentity is the spec's image size and channels' part of an identity
+// ("" when not set, so that specs without them keep their unit ids).
+func inputIdentity(s *Spec) string {
+	if s.ImageSize == 0 && s.Channels == 0 {
+		return ""
+	}
+	return fmt.Sprintf("|image_size:%d|channels:%d", s.ImageSize, s.Channels)
+}
+
+// Norm returns the input normalisation a spec gives a model reference (nil:
+// none given; the model is fed as its checkpoint's metadata says): a
+// checkpoint's own, a recipe's, a probe's or a snapshot's base's.
+func (p *Plan) Norm(ref string) (mean, std []float64) {
+	f, ok := p.Files[ref]
+	if !ok {
+		return nil, nil
+	}
+	m := f.Model
+	for m != nil && (m.Kind == KindProbe || m.Kind == KindSnapshot) {
+		m = p.Spec.Models[m.Base]
+	}
+	switch {
+	case m == nil:
+		return nil, nil
+	case m.Kind == KindCheckpoint:
+		return m.Mean, m.Std
+	}
+	return m.Recipe.Mean, m.Recipe.Std
+}
+
 func stitchID(bottom, top *ModelFile, cut string, r StitchRecipe, s *Spec) string {
 	js, _ := json.Marshal(r)
-	h := shortHash(fmt.Sprintf("stitch|%s|%s|%s|%s|%s|%d", bottom.identity, top.identity, cut, js, s.Data, s.TestSamples))
+	h := shortHash(fmt.Sprintf("stitch|%s|%s|%s|%s|%s|%d", bottom.identity, top.identity, cut, js, s.Data, s.TestSamples) + inputIdentity(s))
 	return fmt.Sprintf("stitch/%s~%s/%s/s%d-%s", bottom.Ref, top.Ref, cut, r.Seed, h)
 }
 
@@ -321,6 +418,19 @@ func (p *Plan) States(recs *Records, shards int) []UnitState {
 			}
 		}
 		out[i] = st
+	}
+	return out
+}
+
+// Orphans lists the records whose unit is not in the plan (rows of units a
+// spec had before it changed), sorted by unit id. No table, figure, rule or
+// time of the report reads them.
+func (p *Plan) Orphans(recs *Records) []Record {
+	var out []Record
+	for _, r := range recs.All() {
+		if _, ok := p.byID[r.Unit]; !ok {
+			out = append(out, r)
+		}
 	}
 	return out
 }

@@ -63,22 +63,65 @@ stitch = { fit_augment = true }
 }
 
 // TestNamedRecipesMatchStitch checks that the spec's named recipes are the
-// stitching package's: the grid cannot call it while parsing.
+// stitching package's (the grid cannot call it while parsing), that a spec
+// without a recipe gets "cpu", and that a recipe without validation keeps
+// no validation settings (so it keeps the unit ids it had before they were).
 func TestNamedRecipesMatchStitch(t *testing.T) {
-	for _, c := range []struct {
-		name string
-		want stitch.Config
-	}{{StitchRecipeCPU, stitch.Defaults()}, {StitchRecipePaper, stitch.Paper()}} {
-		r, ok := namedStitch(builtinStitch(), c.name)
-		w := c.want
+	for _, name := range StitchRecipeNames() {
+		w, err := stitch.Recipe(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, ok := namedStitch(builtinStitch(), name)
 		if !ok || r.Init != w.Init || r.Epochs != w.Epochs || r.Batch != w.BatchSize || r.LR != w.LR || r.FitSamples != w.FitSamples ||
 			r.FitAugment != w.FitAugment || r.KernelSize != w.KernelSize || r.FrozenBN != w.FrozenBN || r.CKASamples != w.CKASamples ||
-			(w.Init == stitch.InitLeastSquares && r.LSSamples != w.LSSamples) {
-			t.Errorf("recipe %s: grid %+v, stitch %+v", c.name, r, w)
+			r.LSSamples != w.LSSamples || r.ValSamples != w.ValSamples || r.CheckEvery != w.CheckEvery || r.Patience != w.Patience ||
+			r.LRCuts != w.LRCuts {
+			t.Errorf("recipe %s: grid %+v, stitch %+v", name, r, w)
 		}
 	}
 	if PaperStitchEpochs != stitch.PaperEpochs {
 		t.Errorf("paper epochs: grid %d, stitch %d", PaperStitchEpochs, stitch.PaperEpochs)
+	}
+	s, err := Parse("s.toml", []byte(minimalSpec+`
+[pairs.quick]
+bottom = "a"
+top = "b"
+cuts = "stem"
+stitch = { recipe = "quick" }
+[pairs.noval]
+bottom = "a"
+top = "b"
+cuts = "stem"
+stitch = { val_samples = 0 }
+[pairs.val]
+bottom = "a"
+top = "b"
+cuts = "stem"
+stitch = { recipe = "quick", val_samples = 1000, patience = 3 }
+`), testVocabulary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Pairs["ab"].Recipe; got != stitchRecipes[StitchRecipeCPU] {
+		t.Errorf("a spec without a recipe: %+v, want cpu", got)
+	}
+	q, _ := json.Marshal(s.Pairs["quick"].Recipe)
+	if want := `{"init":"least-squares","epochs":1,"batch":128,"lr":0.01,"fit_samples":6000,"ls_samples":2000,"kernel_size":1,"frozen_bn":"eval","cka_samples":500,"seed":0}`; string(q) != want {
+		t.Errorf("quick recipe's identity\n got  %s\n want %s (the old builtin's)", q, want)
+	}
+	if r := s.Pairs["noval"].Recipe; r.ValSamples != 0 || r.CheckEvery != 0 || r.Patience != 0 || r.LRCuts != 0 {
+		t.Errorf("val_samples = 0 kept validation settings: %+v", r)
+	}
+	if r := s.Pairs["val"].Recipe; r.ValSamples != 1000 || r.Patience != 3 || r.Epochs != 1 || r.FitSamples != 6000 {
+		t.Errorf("quick with validation resolved to %+v", r)
+	}
+	for field, text := range map[string]string{"val_samples": "val_samples = -1", "check_every": "check_every = -5",
+		"patience": "patience = -1", "lr_cuts": "lr_cuts = -2"} {
+		_, err := Parse("s.toml", []byte(minimalSpec+"[pairs.ab.stitch]\n"+text+"\n"), testVocabulary)
+		if err == nil || !strings.Contains(err.Error(), "s.toml:12") || !strings.Contains(err.Error(), "pairs.ab.stitch."+field) {
+			t.Errorf("%s: %v, want an error naming pairs.ab.stitch.%s at line 12", text, err, field)
+		}
 	}
 }
 

@@ -17,7 +17,9 @@ type pairPoints struct {
 	recs *Records
 }
 
-// Values implements Points: per cut of the pair, one value per stitching seed.
+// Values implements Points: per cut of the pair, one value per stitching
+// seed. complete says every unit of the pair has its row; a self or excess
+// value is there only where the unit's self-stitch control has its row too.
 func (pp pairPoints) Values(pair, metric string) ([]string, [][]float64, bool) {
 	cuts := pp.p.PairCuts[pair]
 	vals := make([][]float64, len(cuts))
@@ -29,6 +31,9 @@ func (pp pairPoints) Values(pair, metric string) ([]string, [][]float64, bool) {
 			continue
 		}
 		v, ok := metricOf(rec.Stitch, metric)
+		if controlMetric(metric) {
+			v, ok = pp.controlled(u, rec.Stitch, metric)
+		}
 		if !ok {
 			continue
 		}
@@ -36,6 +41,23 @@ func (pp pairPoints) Values(pair, metric string) ([]string, [][]float64, bool) {
 		vals[i] = append(vals[i], v)
 	}
 	return cuts, vals, complete
+}
+
+// controlled is a unit's self or excess penalty, from its self-stitch
+// control's row (false when the plan has no control or it has no row).
+func (pp pairPoints) controlled(u *Unit, s *StitchResult, metric string) (float64, bool) {
+	c, ok := pp.p.Control(u)
+	if !ok {
+		return 0, false
+	}
+	rec, ok := pp.recs.Get(c.ID)
+	if !ok || rec.Stitch == nil {
+		return 0, false
+	}
+	if metric == MetricSelf {
+		return rec.Stitch.Penalty, true
+	}
+	return s.Penalty - rec.Stitch.Penalty, true
 }
 
 func metricOf(s *StitchResult, metric string) (float64, bool) {
@@ -72,7 +94,7 @@ type ReportResult struct {
 
 // Report regenerates dir/README.md and dir/figures/*.{png,svg} from the
 // plan's records: per experiment a figure, a table of ours beside the
-// paper's finding and a verdict; then every model's and pair's recipe and
+// paper's finding (where the spec gives it) and a verdict; then every model's and pair's recipe and
 // the wall times. Experiments whose rows are missing say "not yet run".
 func Report(p *Plan, dir string) (*ReportResult, error) {
 	if dir == "" {
@@ -95,24 +117,45 @@ func Report(p *Plan, dir string) (*ReportResult, error) {
 	nDone := 0
 	var trainSec, stitchSec, trainCPU, stitchCPU float64
 	nTrain, nStitch := 0, 0
+	var adopted, partial []string
 	for _, st := range states {
 		if st.State == StateDone {
 			nDone++
 			r, _ := recs.Get(st.ID)
 			if st.Kind == UnitTrain {
+				switch TrainCost(p.Files[st.Model].Model, r) {
+				case CostAdopted:
+					adopted = append(adopted, st.Model)
+					continue
+				case CostPartial:
+					partial = append(partial, st.Model)
+				}
 				trainSec, trainCPU, nTrain = trainSec+st.Seconds, trainCPU+r.CPUSeconds, nTrain+1
 			} else {
 				stitchSec, stitchCPU, nStitch = stitchSec+st.Seconds, stitchCPU+r.CPUSeconds, nStitch+1
 			}
 		}
 	}
+	data := s.Data
+	if s.ImageSize > 0 {
+		data += fmt.Sprintf(" (%d×%d images)", s.ImageSize, s.ImageSize)
+	}
+	if s.Channels > 0 {
+		data += fmt.Sprintf(" (fed as %d channels)", s.Channels)
+	}
 	fmt.Fprintf(&b, "Spec: `%s` · results: `%s` · data: %s · %d of %d units done · generated %s.\n\n",
-		s.Path, p.Dir, s.Data, nDone, len(states), time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+		s.Path, p.Dir, data, nDone, len(states), time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(&b, "Run it with `stitch grid run %s` (resumable; `stitch grid plan %s` shows what is left), then `stitch grid report %s`.\n\n", s.Path, s.Path, s.Path)
 	fmt.Fprintf(&b, "Penalty = top model's test accuracy − stitched model's, in percentage points (negative: the plugged-in bottom is better). Values are means over stitching seeds; ± is the standard deviation when there are several.\n\n")
 
 	// Summary.
-	fmt.Fprintf(&b, "## Summary\n\n| # | experiment | paper | verdict here | reading |\n|---|---|---|---|---|\n")
+	// The paper's column only when some experiment gives the paper's reading.
+	paper := slices.ContainsFunc(s.Experiments, func(e Experiment) bool { return e.Paper != "" })
+	if paper {
+		fmt.Fprintf(&b, "## Summary\n\n| # | experiment | paper | verdict here | reading |\n|---|---|---|---|---|\n")
+	} else {
+		fmt.Fprintf(&b, "## Summary\n\n| # | experiment | verdict here | reading |\n|---|---|---|---|\n")
+	}
 	outcomes := make([]Outcome, len(s.Experiments))
 	for i := range s.Experiments {
 		e := &s.Experiments[i]
@@ -124,7 +167,11 @@ func Report(p *Plan, dir string) (*ReportResult, error) {
 		}
 		outcomes[i] = o
 		res.Verdicts[e.ID] = o.State
-		fmt.Fprintf(&b, "| %d | [%s](#%s) | %s | **%s** | %s |\n", i+1, mdCell(e.Title), anchor(i+1, e.Title), mdCell(e.Paper), o.State, readingFor(e, o))
+		if paper {
+			fmt.Fprintf(&b, "| %d | [%s](#%s) | %s | **%s** | %s |\n", i+1, mdCell(e.Title), anchor(i+1, e.Title), mdCell(e.Paper), o.State, readingFor(e, o))
+		} else {
+			fmt.Fprintf(&b, "| %d | [%s](#%s) | **%s** | %s |\n", i+1, mdCell(e.Title), anchor(i+1, e.Title), o.State, readingFor(e, o))
+		}
 	}
 	b.WriteString("\n")
 
@@ -132,7 +179,11 @@ func Report(p *Plan, dir string) (*ReportResult, error) {
 		e := &s.Experiments[i]
 		o := outcomes[i]
 		fmt.Fprintf(&b, "## %d. %s\n\n", i+1, e.Title)
-		fmt.Fprintf(&b, "Experiment `%s`. **Paper:** %s\n\n", e.ID, e.Paper)
+		if e.Paper != "" {
+			fmt.Fprintf(&b, "Experiment `%s`. **Paper:** %s\n\n", e.ID, e.Paper)
+		} else {
+			fmt.Fprintf(&b, "Experiment `%s`.\n\n", e.ID)
+		}
 		if e.rule != nil {
 			finding := ""
 			if e.Finding != "" {
@@ -159,8 +210,13 @@ func Report(p *Plan, dir string) (*ReportResult, error) {
 			}
 		}
 		writeExperimentTable(&b, p, pts, e, "penalty", "penalty (pp) per cut")
+		if s.Control {
+			writeExperimentTable(&b, p, pts, e, MetricSelf, "the top's self-stitch penalty (pp) per cut: each pair's top stitched onto itself by the same recipe and seed")
+			writeExperimentTable(&b, p, pts, e, MetricExcess, "excess penalty (pp) per cut: the penalty minus its top's self-stitch penalty, seed by seed")
+			b.WriteString("A dash in the last two tables: the pair's row is in, its top's self-stitch control's is not yet.\n\n")
+		}
 		if e.CKA || e.Y == "cka" || e.Y == "cka_unbiased" {
-			b.WriteString(ckaReading)
+			b.WriteString(ckaReading(p, e))
 			writeExperimentTable(&b, p, pts, e, "cka_unbiased", "unbiased linear CKA per cut (debiased HSIC; bottom's vs top's own activations)")
 			writeExperimentTable(&b, p, pts, e, "cka", "biased linear CKA per cut (the same activations; for comparison, and for rows recorded before the unbiased estimator)")
 		}
@@ -180,6 +236,8 @@ func Report(p *Plan, dir string) (*ReportResult, error) {
 		fmt.Fprintf(&b, " The spec is sized for %s.", s.Budget)
 	}
 	b.WriteString("\n\n")
+	writeUnknownCost(&b, p, adopted, partial)
+	writeOrphans(&b, p, recs)
 	if recs.Duplicates > 0 || recs.Torn > 0 {
 		fmt.Fprintf(&b, "Rows files: %d duplicate unit ids ignored, %d incomplete last lines skipped.\n\n", recs.Duplicates, recs.Torn)
 	}
@@ -304,6 +362,9 @@ func writeRecipes(b *bytes.Buffer, p *Plan, recs *Records) {
 		switch m.Kind {
 		case KindCheckpoint:
 			how, recipe, acc = "existing checkpoint", "`"+m.Checkpoint+"`", "(in its metadata)"
+			if m.Mean != nil {
+				recipe += fmt.Sprintf(", fed with mean %v, std %v", m.Mean, m.Std)
+			}
 		case KindProbe:
 			how = "linear probe"
 			recipe = fmt.Sprintf("on `%s`, %s training images, %d epochs", m.Base, samples(m.ProbeSamples), m.ProbeEpochs)
@@ -311,9 +372,18 @@ func writeRecipes(b *bytes.Buffer, p *Plan, recs *Records) {
 			how = m.Recipe.Objective
 			recipe = recipeText(m.Recipe)
 		}
+		if m.Kind == KindCheckpoint {
+			wall = "unknown"
+		}
 		if f.Unit != "" {
 			if r, ok := recs.Get(f.Unit); ok && r.Model != nil {
 				acc, wall = fmt.Sprintf("%.2f %%", r.Model.TestAcc), dur(r.Seconds)
+				switch TrainCost(m, r) {
+				case CostAdopted:
+					wall = "unknown (adopted finished)"
+				case CostPartial:
+					wall += " (resumed: more before)"
+				}
 			}
 		}
 		fmt.Fprintf(b, "| `%s` | %s | %s | %s | %s |\n", name, how, recipe, acc, wall)
@@ -343,15 +413,33 @@ func writeRecipes(b *bytes.Buffer, p *Plan, recs *Records) {
 		fmt.Fprintf(b, "| `%s` | `%s` → `%s` | %s | %s | %s | %d/%d | %s |\n", name, pr.Bottom, pr.Top, cuts,
 			mdCell(recipe), strings.Join(seeds, ", "), done, len(p.PairUnits[name]), dur(sec))
 	}
+	if s.Control {
+		n, done, sec := 0, 0, 0.0
+		for _, u := range p.Units {
+			if !u.Control {
+				continue
+			}
+			n++
+			if r, ok := recs.Get(u.ID); ok {
+				done, sec = done+1, sec+r.Seconds
+			}
+		}
+		fmt.Fprintf(b, "\nSelf-stitch controls (`control = true`): every pair's top stitched onto itself at each of the pair's cuts "+
+			"with the pair's recipe and seeds, %d units of no pair (%d done, wall time %s); a pair whose bottom is its top is its own control.\n", n, done, dur(sec))
+	}
 	b.WriteString("\n<details><summary>Every unit: its row, recipe and times</summary>\n\n")
 	b.WriteString("| unit | pairs | cut | stitching seed | top % | stitched % | penalty pp | CKA | CKA (unbiased) | wall | CPU |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, u := range p.Units {
 		if u.Kind != UnitStitch {
 			continue
 		}
+		pairs := strings.Join(u.Pairs, ", ")
+		if u.Control {
+			pairs = "self-stitch control of `" + u.Top + "`"
+		}
 		r, ok := recs.Get(u.ID)
 		if !ok || r.Stitch == nil {
-			fmt.Fprintf(b, "| `%s` | %s | %s | %d | | | not yet run | | | | |\n", u.ID, strings.Join(u.Pairs, ", "), u.Cut, u.Recipe.Seed)
+			fmt.Fprintf(b, "| `%s` | %s | %s | %d | | | not yet run | | | | |\n", u.ID, pairs, u.Cut, u.Recipe.Seed)
 			continue
 		}
 		st := r.Stitch
@@ -362,7 +450,7 @@ func writeRecipes(b *bytes.Buffer, p *Plan, recs *Records) {
 		if st.CKAUnbiased != nil {
 			ckaU = fmt.Sprintf("%.3f", *st.CKAUnbiased)
 		}
-		fmt.Fprintf(b, "| `%s` | %s | %s | %d | %.2f | %.2f | %+.2f | %s | %s | %s | %s |\n", u.ID, strings.Join(u.Pairs, ", "), u.Cut,
+		fmt.Fprintf(b, "| `%s` | %s | %s | %d | %.2f | %.2f | %+.2f | %s | %s | %s | %s |\n", u.ID, pairs, u.Cut,
 			u.Recipe.Seed, st.TopAcc, st.StitchedAcc, st.Penalty, cka, ckaU, dur(r.Seconds), dur(r.CPUSeconds))
 	}
 	b.WriteString("\nThe recipe of each unit is its pair's (above) with the unit's stitching seed.\n\n</details>\n")
@@ -370,12 +458,84 @@ func writeRecipes(b *bytes.Buffer, p *Plan, recs *Records) {
 		RowsDir(p.Dir) + "/*.jsonl`, one JSON object per unit.\n\n")
 }
 
-// ckaReading says which CKA estimator to read and why (docs/method.md has the measurement).
-const ckaReading = "Read the unbiased CKA (first table). The biased estimator of linear CKA is pulled towards 1 " +
-	"when few samples meet wide activations; the debiased-HSIC one has no such bias at any number of samples. With " +
-	"the grid's 500 test images the unbiased CKA at the shipped pair's stem is within 0.002 of its value on more " +
-	"images (`docs/method.md`). Both tables use the same 500 test images; a dash marks a row recorded before the " +
-	"unbiased estimator was.\n\n"
+// writeUnknownCost says which models' training the times above leave out
+// because no record or metadata gives it: checkpoints adopted finished,
+// the epochs before a resumed run, and existing checkpoints.
+func writeUnknownCost(b *bytes.Buffer, p *Plan, adopted, partial []string) {
+	var existing []string
+	for _, name := range sortedKeys(p.Spec.Models) {
+		if p.Spec.Models[name].Kind == KindCheckpoint {
+			existing = append(existing, name)
+		}
+	}
+	if len(adopted)+len(partial)+len(existing) == 0 {
+		b.WriteString("Every model's training is in these times.\n\n")
+		return
+	}
+	list := func(names []string) string { return "`" + strings.Join(names, "`, `") + "`" }
+	b.WriteString("Not in these times, because unknown:")
+	if len(adopted) > 0 {
+		fmt.Fprintf(b, " the training of %d model(s) whose checkpoints were finished when their units ran (%s: trained by an earlier "+
+			"run that did not record it, or put in place by hand; their checkpoints record the recipe but no training time);",
+			len(adopted), list(adopted))
+	}
+	if len(partial) > 0 {
+		fmt.Fprintf(b, " the epochs %s had before their units resumed them;", list(partial))
+	}
+	if len(existing) > 0 {
+		fmt.Fprintf(b, " the training of the existing checkpoint(s) %s, which this grid did not train and whose metadata records no training time;", list(existing))
+	}
+	b.Truncate(b.Len() - 1)
+	b.WriteString(". The processor time above is what this grid's records show, not the whole cost of its models.\n\n")
+}
+
+// writeOrphans lists, by kind and by model or pair, the rows whose unit is
+// not in the plan: they are kept in the rows files but used nowhere above.
+func writeOrphans(b *bytes.Buffer, p *Plan, recs *Records) {
+	orphans := p.Orphans(recs)
+	if len(orphans) == 0 {
+		return
+	}
+	counts := map[string]int{}
+	var order []string
+	for _, r := range orphans {
+		// stitch/BOTTOM~TOP/CUT/sSEED-HASH: by pair of models; train/NAME-HASH: by unit.
+		k := r.Unit
+		if parts := strings.SplitN(r.Unit, "/", 3); len(parts) == 3 {
+			k = parts[0] + "/" + parts[1]
+		}
+		if counts[k] == 0 {
+			order = append(order, k)
+		}
+		counts[k]++
+	}
+	fmt.Fprintf(b, "## Rows not in this spec\n\n%d row(s) in `%s` belong to no unit of this spec (units of an earlier version of it); "+
+		"no table, figure, verdict or time above reads them.\n\n| rows of | rows |\n|---|---:|\n", len(orphans), RowsDir(p.Dir))
+	for _, k := range order {
+		fmt.Fprintf(b, "| `%s` | %d |\n", k, counts[k])
+	}
+	b.WriteString("\n")
+}
+
+// ckaReading says which CKA estimator to read and why (docs/method.md has
+// the measurement), and on how many test images the experiment's rows
+// computed it.
+func ckaReading(p *Plan, e *Experiment) string {
+	var ns []int
+	for _, name := range e.Pairs {
+		if n := p.Spec.Pairs[name].Recipe.CKASamples; !slices.Contains(ns, n) {
+			ns = append(ns, n)
+		}
+	}
+	images := "the same test images"
+	if len(ns) == 1 {
+		images = fmt.Sprintf("the same %s test images", samples(ns[0]))
+	}
+	return "Read the unbiased CKA (first table). The biased estimator of linear CKA is pulled towards 1 " +
+		"when few samples meet wide activations; the debiased-HSIC one has no such bias at any number of samples " +
+		"(`docs/method.md`). Both tables use " + images + " for every row of a pair; a dash marks a row recorded " +
+		"without the unbiased estimator.\n\n"
+}
 
 func recipeText(r Recipe) string {
 	parts := []string{fmt.Sprintf("%s w%g %s-stem", r.Arch, r.Width, r.Stem), samples(r.TrainSamples) + " images"}
@@ -408,6 +568,9 @@ func recipeText(r Recipe) string {
 			parts = append(parts, "no augmentation")
 		}
 	}
+	if r.Mean != nil {
+		parts = append(parts, fmt.Sprintf("inputs normalised with mean %v, std %v", r.Mean, r.Std))
+	}
 	parts = append(parts, fmt.Sprintf("seed %d", r.Seed))
 	if len(r.SaveAt) > 0 {
 		parts = append(parts, fmt.Sprintf("snapshots at epochs %v", r.SaveAt))
@@ -417,11 +580,29 @@ func recipeText(r Recipe) string {
 
 func stitchText(r StitchRecipe) string {
 	s := fmt.Sprintf("init %s, %d epoch(s), Adam lr %g cosine, batch %d, fit on %s images", r.Init, r.Epochs, r.LR, r.Batch, samples(r.FitSamples))
-	if r.FitAugment {
-		s += " cropped and flipped afresh each epoch"
-	}
-	if r.Init == "least-squares" {
-		s += fmt.Sprintf(" (LS on %s)", samples(r.LSSamples))
+	if r.ValSamples > 0 {
+		every := "once per epoch"
+		if r.CheckEvery > 0 {
+			every = fmt.Sprintf("every %d steps", r.CheckEvery)
+		}
+		init := "init " + r.Init
+		if r.Init == "least-squares" {
+			init += fmt.Sprintf(" (LS on %s)", samples(r.LSSamples))
+		}
+		s = fmt.Sprintf("%s, Adam lr %g, batch %d, at most %d epoch(s) over %s training images but %d held out", init, r.LR, r.Batch,
+			r.Epochs, samples(r.FitSamples), r.ValSamples)
+		if r.FitAugment {
+			s += ", cropped and flipped afresh each epoch"
+		}
+		s += fmt.Sprintf("; scored on the held-out images at the start and %s, the best kept, the rate cut tenfold after %d check(s) "+
+			"without gain, stopped at the plateau after %d cut(s)", every, max(1, r.Patience), r.LRCuts)
+	} else {
+		if r.FitAugment {
+			s += " cropped and flipped afresh each epoch"
+		}
+		if r.Init == "least-squares" {
+			s += fmt.Sprintf(" (LS on %s)", samples(r.LSSamples))
+		}
 	}
 	if r.KernelSize != 1 {
 		s += fmt.Sprintf(", kernel %d", r.KernelSize)

@@ -2,6 +2,7 @@ package grid
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 )
@@ -22,6 +23,10 @@ type Vocabulary struct {
 	// TrainSplits is the size of each data set's training split, which turns
 	// a step budget into epochs (a data set not listed takes no steps).
 	TrainSplits map[string]int
+	// Channels is the number of channels of each data set's images, the key
+	// "folder:" standing for every folder data set (a data set not listed
+	// is not checked).
+	Channels map[string]int
 }
 
 // LabelsOriginal is a model's labels when no relabelling task applies.
@@ -36,37 +41,62 @@ func builtinModel() Recipe {
 		Epochs: 4, Batch: 128, LR: 0.05, Momentum: 0.9, WeightDecay: 5e-4, Schedule: "cosine", Augment: true}
 }
 
-func builtinStitch() StitchRecipe {
-	return StitchRecipe{Init: "least-squares", Epochs: 1, Batch: 128, LR: 1e-2, FitSamples: 6000, LSSamples: 2000,
-		KernelSize: 1, FrozenBN: "eval", CKASamples: 500}
-}
+// builtinStitch is the stitching recipe of a spec whose [stitch_defaults]
+// name none: "cpu", the converged fit.
+func builtinStitch() StitchRecipe { return stitchRecipes[StitchRecipeCPU] }
 
-// Named stitching recipes (a stitch table's recipe field).
+// Named stitching recipes (a stitch table's recipe field): stitch.RecipeCPU,
+// stitch.RecipeQuick and stitch.RecipePaper.
 const (
 	StitchRecipeCPU   = "cpu"
+	StitchRecipeQuick = "quick"
 	StitchRecipePaper = "paper"
 )
 
 // PaperStitchEpochs is the paper recipe's number of epochs (stitch.PaperEpochs).
 const PaperStitchEpochs = 30
 
-// namedStitch sets a named recipe's fitting settings over r, keeping its
-// CKA samples: "cpu" is builtinStitch's (stitch.Defaults), "paper" the
-// paper's (stitch.Paper: default init, Adam 1e-3 cosine, crop and flip, the
-// whole training split, PaperStitchEpochs epochs, eval-mode frozen halves).
+// stitchRecipes are the named recipes' settings: package stitch's Defaults,
+// Quick and Paper, written out because the grid does not link libtorch
+// (TestNamedRecipesMatchStitch checks them against package stitch, and
+// package inprocess's tests check that they map onto those configs).
+var stitchRecipes = map[string]StitchRecipe{
+	// The converged fit: least-squares start on 2,000 images, Adam 1e-2 on
+	// every training image but 5,000 held out, checked every 50 steps, the
+	// best kept, the rate cut tenfold after 2 checks without improvement,
+	// stopped at the plateau after 2 cuts or after 4 epochs.
+	StitchRecipeCPU: {Init: "least-squares", Epochs: 4, Batch: 128, LR: 1e-2, FitSamples: 0, LSSamples: 2000,
+		ValSamples: 5000, CheckEvery: 50, Patience: 2, LRCuts: 2, KernelSize: 1, FrozenBN: "eval", CKASamples: 500},
+	// The one-epoch fit of earlier versions: least-squares start, one epoch
+	// of Adam 1e-2 (cosine) over 6,000 images, no validation, the end kept.
+	StitchRecipeQuick: {Init: "least-squares", Epochs: 1, Batch: 128, LR: 1e-2, FitSamples: 6000, LSSamples: 2000,
+		KernelSize: 1, FrozenBN: "eval", CKASamples: 500},
+	// The paper's: default init, Adam 1e-3 cosine, crop and flip, the whole
+	// training split, PaperStitchEpochs epochs, eval-mode frozen halves.
+	StitchRecipePaper: {Init: "default", Epochs: PaperStitchEpochs, Batch: 128, LR: 1e-3, FitSamples: 0, FitAugment: true,
+		LSSamples: 2000, KernelSize: 1, FrozenBN: "eval", CKASamples: 500},
+}
+
+// StitchRecipeNames lists the named stitching recipes.
+func StitchRecipeNames() []string {
+	return []string{StitchRecipeCPU, StitchRecipeQuick, StitchRecipePaper}
+}
+
+// namedStitch sets a named recipe's fitting settings over r. It keeps r's
+// CKA samples, which are not a fitting setting, and r's least-squares
+// samples when the named recipe does not start from least squares (they
+// have no effect then; keeping them keeps the unit ids of specs written
+// when "paper" left them alone).
 func namedStitch(r StitchRecipe, name string) (StitchRecipe, bool) {
-	switch name {
-	case StitchRecipeCPU:
-		cka := r.CKASamples
-		r = builtinStitch()
-		r.CKASamples = cka
-	case StitchRecipePaper:
-		r.Init, r.LR, r.Epochs, r.Batch = "default", 1e-3, PaperStitchEpochs, 128
-		r.FitSamples, r.FitAugment, r.FrozenBN, r.KernelSize = 0, true, "eval", 1
-	default:
+	n, ok := stitchRecipes[name]
+	if !ok {
 		return r, false
 	}
-	return r, true
+	n.CKASamples, n.Seed = r.CKASamples, r.Seed
+	if n.Init != "least-squares" {
+		n.LSSamples = r.LSSamples
+	}
+	return n, true
 }
 
 // resolver turns a spec file's tables into its Spec's resolved ones: the
@@ -94,6 +124,11 @@ func (rv *resolver) resolve() error {
 	if s.TestSamples < 0 {
 		return s.errAt([]string{"test_samples"}, "must be ≥ 0, got %d", s.TestSamples)
 	}
+	s.KeyByContent = true
+	set(&s.KeyByContent, rv.f.KeyByContent)
+	if err := rv.input(); err != nil {
+		return err
+	}
 	if err := rv.models(); err != nil {
 		return err
 	}
@@ -101,6 +136,70 @@ func (rv *resolver) resolve() error {
 		return err
 	}
 	return rv.experiments()
+}
+
+// dataChannels is the number of channels of the spec's data set (0: not known).
+func (rv *resolver) dataChannels() int {
+	if strings.HasPrefix(rv.s.Data, "folder:") {
+		return rv.vocab.Channels["folder:"]
+	}
+	return rv.vocab.Channels[rv.s.Data]
+}
+
+// inputChannels is the number of channels the models are fed (0: not known).
+func (rv *resolver) inputChannels() int {
+	if rv.s.Channels > 0 {
+		return rv.s.Channels
+	}
+	return rv.dataChannels()
+}
+
+// input checks the spec's image_size and channels against its data set.
+func (rv *resolver) input() error {
+	s := rv.s
+	switch dc := rv.dataChannels(); {
+	case s.ImageSize < 0:
+		return s.errAt([]string{"image_size"}, "must be ≥ 0, got %d", s.ImageSize)
+	case s.ImageSize > 0 && !strings.HasPrefix(s.Data, "folder:"):
+		return s.errAt([]string{"image_size"}, "applies to folder: data sets; the images of %s have a fixed size", s.Data)
+	case s.Channels < 0:
+		return s.errAt([]string{"channels"}, "must be ≥ 0, got %d", s.Channels)
+	case s.Channels > 0 && dc > 1 && s.Channels != dc:
+		return s.errAt([]string{"channels"}, "%s has %d channels; only a grey (1-channel) data set's channel can be repeated, got %d", s.Data, dc, s.Channels)
+	}
+	return nil
+}
+
+// checkNorm checks an input normalisation given at key: mean and std both
+// or neither, one finite mean and one positive, finite std per channel of
+// the inputs.
+func (rv *resolver) checkNorm(key []string, mean, std []float64) error {
+	s := rv.s
+	k := func(field string) []string { return append(slices.Clone(key), field) }
+	switch {
+	case mean == nil && std == nil:
+		return nil
+	case mean == nil:
+		return s.errAt(k("std"), "given without mean: give both, one value per channel")
+	case std == nil:
+		return s.errAt(k("mean"), "given without std: give both, one value per channel")
+	case len(mean) == 0:
+		return s.errAt(k("mean"), "empty: give one value per channel")
+	case len(mean) != len(std):
+		return s.errAt(k("std"), "has %d values and mean %d: give one of each per channel", len(std), len(mean))
+	}
+	if c := rv.inputChannels(); c > 0 && len(mean) != c {
+		return s.errAt(k("mean"), "has %d values for inputs of %d channel(s)", len(mean), c)
+	}
+	for i := range mean {
+		if math.IsNaN(mean[i]) || math.IsInf(mean[i], 0) {
+			return s.errAt(k("mean"), "channel %d: %g is not a finite number", i, mean[i])
+		}
+		if !(std[i] > 0) || math.IsInf(std[i], 0) {
+			return s.errAt(k("std"), "channel %d: %g is not a positive, finite number", i, std[i])
+		}
+	}
+	return nil
 }
 
 // models resolves [model_defaults] and every [models.NAME] table.
@@ -159,8 +258,14 @@ func (rv *resolver) model(name string, f modelTable, base Recipe) (*Model, error
 		if *f.Checkpoint == "" {
 			return nil, s.errAt(append(key, "checkpoint"), "empty path")
 		}
-		m.Kind, m.Checkpoint = KindCheckpoint, *f.Checkpoint
+		if err := rv.checkNorm(key, f.Mean, f.Std); err != nil {
+			return nil, err
+		}
+		m.Kind, m.Checkpoint, m.Mean, m.Std = KindCheckpoint, *f.Checkpoint, f.Mean, f.Std
 	case f.ProbeOf != nil:
+		if f.Mean != nil || f.Std != nil {
+			return nil, s.errAt(key, "a probe is fed as its backbone is: give mean and std to the backbone")
+		}
 		m.Kind, m.Base, m.ProbeEpochs = KindProbe, *f.ProbeOf, 30
 		set(&m.ProbeSamples, f.ProbeSamples)
 		set(&m.ProbeEpochs, f.ProbeEpochs)
@@ -282,6 +387,9 @@ func (rv *resolver) experiment(e *Experiment) error {
 	if !slices.Contains(metrics, e.Y) {
 		return s.errAt(append(key, "y"), "must be one of %s, got %q", strings.Join(metrics, ", "), e.Y)
 	}
+	if controlMetric(e.Y) && !s.Control {
+		return s.errAt(append(key, "y"), "%s is read from self-stitch controls: the spec needs control = true", e.Y)
+	}
 	if e.Verdict == "" {
 		return nil
 	}
@@ -292,6 +400,11 @@ func (rv *resolver) experiment(e *Experiment) error {
 	for _, p := range r.Pairs() {
 		if _, ok := s.Pairs[p]; !ok {
 			return s.errAt(append(key, "verdict"), "no pair %q", p)
+		}
+	}
+	for _, m := range r.Metrics() {
+		if controlMetric(m) && !s.Control {
+			return s.errAt(append(key, "verdict"), "%s is read from self-stitch controls: the spec needs control = true", m)
 		}
 	}
 	e.rule = r
@@ -320,13 +433,19 @@ func (rv *resolver) applyModel(r Recipe, f modelTable, key []string) (Recipe, er
 	set(&r.Augment, f.Augment)
 	set(&r.Temperature, f.Temperature)
 	set(&r.Seed, f.Seed)
+	if f.Mean != nil || f.Std != nil {
+		if err := rv.checkNorm(key, f.Mean, f.Std); err != nil {
+			return r, err
+		}
+		r.Mean, r.Std = f.Mean, f.Std
+	}
 	if f.BNStats != nil {
 		r.BNStats = *f.BNStats
 		if r.BNStats == "initial" {
 			r.BNStats = ""
 		}
 	}
-	r.Data = s.Data
+	r.Data, r.ImageSize, r.Channels = s.Data, s.ImageSize, s.Channels
 	k := func(field string) []string { return append(slices.Clone(key), field) }
 	switch {
 	case !slices.Contains(v.Archs, r.Arch):
@@ -398,7 +517,7 @@ func (rv *resolver) applyStitch(r StitchRecipe, seeds []int64, f stitchTable, ke
 		var ok bool
 		if r, ok = namedStitch(r, *f.Recipe); !ok {
 			return resolvedStitch{recipe: r, seeds: seeds}, s.errAt(append(slices.Clone(key), "recipe"),
-				"must be %q or %q, got %q", StitchRecipeCPU, StitchRecipePaper, *f.Recipe)
+				"must be one of %s, got %q", strings.Join(StitchRecipeNames(), ", "), *f.Recipe)
 		}
 	}
 	set(&r.Init, f.Init)
@@ -408,6 +527,10 @@ func (rv *resolver) applyStitch(r StitchRecipe, seeds []int64, f stitchTable, ke
 	set(&r.FitSamples, f.FitSamples)
 	set(&r.FitAugment, f.FitAugment)
 	set(&r.LSSamples, f.LSSamples)
+	set(&r.ValSamples, f.ValSamples)
+	set(&r.CheckEvery, f.CheckEvery)
+	set(&r.Patience, f.Patience)
+	set(&r.LRCuts, f.LRCuts)
 	set(&r.KernelSize, f.KernelSize)
 	set(&r.FrozenBN, f.FrozenBN)
 	set(&r.CKASamples, f.CKASamples)
@@ -430,12 +553,27 @@ func (rv *resolver) applyStitch(r StitchRecipe, seeds []int64, f stitchTable, ke
 		return out, s.errAt(k("lr"), "must be positive, got %g", r.LR)
 	case r.FitSamples < 0 || r.LSSamples < 0 || r.CKASamples < 0:
 		return out, s.errAt(key, "fit_samples, ls_samples and cka_samples must be ≥ 0")
+	case r.ValSamples < 0:
+		return out, s.errAt(k("val_samples"), "must be ≥ 0, got %d", r.ValSamples)
+	case r.CheckEvery < 0:
+		return out, s.errAt(k("check_every"), "must be ≥ 0, got %d", r.CheckEvery)
+	case r.Patience < 0:
+		return out, s.errAt(k("patience"), "must be ≥ 0, got %d", r.Patience)
+	case r.LRCuts < 0:
+		return out, s.errAt(k("lr_cuts"), "must be ≥ 0, got %d", r.LRCuts)
 	case r.KernelSize < 1 || r.KernelSize%2 == 0:
 		return out, s.errAt(k("kernel_size"), "must be odd and positive, got %d", r.KernelSize)
 	case r.FrozenBN != "eval" && r.FrozenBN != "train":
 		return out, s.errAt(k("frozen_bn"), "must be eval or train, got %q", r.FrozenBN)
 	case len(seeds) == 0:
 		return out, s.errAt(k("seeds"), "no stitching seeds")
+	}
+	if r.ValSamples == 0 {
+		// Without validation these have no effect: left out of the unit's
+		// identity, so that a quick recipe under a validated default is
+		// the quick recipe.
+		r.CheckEvery, r.Patience, r.LRCuts = 0, 0, 0
+		out.recipe = r
 	}
 	dup := map[int64]bool{}
 	for _, x := range seeds {

@@ -10,8 +10,33 @@ import (
 	"unicode"
 )
 
-// metrics are the row values a figure or a rule can use.
-var metrics = []string{"penalty", "stitched_acc", "direct_acc", "cka", "cka_unbiased", "top_acc"}
+// metrics are the row values a figure or a rule can use: a row's own, and
+// (with the spec's control = true) self, the penalty of the row's top
+// stitched onto itself at the same cut with the same recipe and seed, and
+// excess, the row's penalty minus self.
+var metrics = []string{"penalty", "stitched_acc", "direct_acc", "cka", "cka_unbiased", "top_acc", MetricSelf, MetricExcess}
+
+// Metrics read from the self-stitch controls.
+const (
+	MetricSelf   = "self"
+	MetricExcess = "excess"
+)
+
+// controlMetric reports whether a metric is read from the self-stitch controls.
+func controlMetric(m string) bool { return m == MetricSelf || m == MetricExcess }
+
+// Metrics lists every metric a rule term reads.
+func (r *Rule) Metrics() []string {
+	var out []string
+	for _, c := range r.Conds {
+		for _, t := range slices.Concat(c.Left.Terms, c.Right.Terms) {
+			if t.Number == nil && !slices.Contains(out, t.Metric) {
+				out = append(out, t.Metric)
+			}
+		}
+	}
+	return out
+}
 
 // aggregates a rule term can apply. Every term first averages each cut's
 // value over the stitching seeds, then:
@@ -382,6 +407,9 @@ func (t Term) eval(pts Points) (float64, bool, error) {
 			return 0, false, fmt.Errorf("%s: pair %s has no values of %s", t, p, t.Metric)
 		}
 		for _, i := range sel {
+			if len(vals[i]) == 0 && controlMetric(t.Metric) {
+				return 0, false, fmt.Errorf("%s: pair %s has no %s at cut %s: its top's self-stitch control has no row there yet", t, p, t.Metric, cuts[i])
+			}
 			if len(vals[i]) == 0 {
 				return 0, false, fmt.Errorf("%s: pair %s has no %s at cut %s", t, p, t.Metric, cuts[i])
 			}

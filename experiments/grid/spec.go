@@ -7,9 +7,14 @@
 // # Spec files (TOML; unknown keys are errors naming the key and its line)
 //
 // Top level: title, description, data (fashion-mnist, mnist, cifar10, ...),
-// data_dir, test_samples (a class-balanced test subset, the same for every
+// data_dir, image_size (the side of a folder: data set's images), channels
+// (repeat a grey data set's channel, e.g. 3 for colour models), test_samples (a class-balanced test subset, the same for every
 // unit; 0: all), out (checkpoints and rows), report (README.md and figures),
-// budget (in words).
+// budget (in words), control (true: a self-stitch control unit for every
+// stitch unit, see below), key_by_content (default true: an existing checkpoint
+// is known by the SHA-256 of its bytes, so replacing the file re-runs its
+// units; false: by its path as written, for specs whose rows were made
+// before, which record no digests to check).
 //
 // [model_defaults] and [models.NAME]: a model is one of
 //   - checkpoint = "FILE" (relative to the spec's directory) or "embedded:NAME":
@@ -23,20 +28,42 @@
 //     momentum, weight_decay, schedule, augment, temperature, seed, save_at
 //     (epochs after which a copy is kept: a pair refers to it as "NAME@EPOCH").
 //
+// A checkpoint or a recipe may give mean and std: the input normalisation,
+// one value per channel, for pixels in [0, 1]. A recipe's model is trained
+// and scored with it (its checkpoint records it); a checkpoint's is fed
+// with it when stitched and probed, over what its metadata records. A probe
+// is fed as its backbone is.
+//
 // [stitch_defaults] and [pairs.NAME]: bottom, top (model references), cuts
 // ("all", "stem,layer2.1" or an array), label, and a stitch table overriding
-// the stitching recipe: recipe ("cpu" or "paper": start from that named
-// recipe's settings, which the table's other fields then override), init
-// (least-squares or default), epochs, batch, lr, fit_samples, fit_augment
-// (crop and flip the fitting images), ls_samples, kernel_size, frozen_bn
-// (eval or train), cka_samples, seeds (one unit per stitching seed and cut),
-// description (shown in the report).
+// the stitching recipe: recipe ("cpu", "quick" or "paper": start from that
+// named recipe's settings, which the table's other fields then override;
+// without one, [stitch_defaults] start from "cpu"), init (least-squares or
+// default), epochs (the cap of a validated fit), batch, lr, fit_samples,
+// fit_augment (crop and flip the fitting images), ls_samples, val_samples
+// (held-out training images a validated fit converges on; 0: none, the end of
+// a cosine decay is kept), check_every, patience, lr_cuts, kernel_size,
+// frozen_bn (eval or train), cka_samples, seeds (one unit per stitching seed
+// and cut), description (shown in the report). The named recipes are package
+// stitch's: "cpu" the converged fit (stitch.Defaults), "quick" the one-epoch
+// fit of earlier versions (stitch.Quick), "paper" the paper's (stitch.Paper).
 //
-// [[experiments]]: id, title, paper (the paper's reading), pairs (the series),
-// y (penalty, stitched_acc, direct_acc, cka, cka_unbiased, top_acc; x is the
-// cut), finding
-// (the rule in words), verdict (a Rule, see ParseRule), cka (add a CKA table),
-// figure (false: table only), note.
+// [[experiments]]: id, title, paper (the paper's reading; without it the
+// report says nothing of the paper), pairs (the series), y (penalty,
+// stitched_acc, direct_acc, cka, cka_unbiased, top_acc, self, excess; x is
+// the cut), finding (the rule in words), verdict (a Rule, see ParseRule), cka
+// (add a CKA table), figure (false: table only), note, reading.
+//
+// # Self-stitch controls
+//
+// With control = true the plan adds, for every stitch unit (bottom B, top T,
+// cut C, recipe R, seed s), the unit (T, T, C, R, s) unless the plan has it:
+// the top stitched onto itself, a unit of no pair (it is in no figure) that
+// is run and recorded like the others. Its penalty is what the stitching
+// recipe costs the top by itself; the report shows it per cut beside every
+// pair's penalty (metric self) with the pair's excess over it (metric
+// excess = penalty − self, per stitching seed), and rules may read both. A
+// spec whose rules or figures read self or excess must set control = true.
 //
 // # Units, rows and resuming
 //
@@ -74,6 +101,11 @@ type Spec struct {
 	Data string `toml:"data"`
 	// DataDir overrides where the data set's files are.
 	DataDir string `toml:"data_dir"`
+	// ImageSize is the side of a folder: data set's images (0: its default).
+	ImageSize int `toml:"image_size"`
+	// Channels > 0 repeats a grey data set's channel that many times, for
+	// models that take colour images (0: the data set's own channels).
+	Channels int `toml:"channels"`
 	// TestSamples > 0 scores stitched models on a class-balanced subset of the
 	// test split (0: all of it).
 	TestSamples int `toml:"test_samples"`
@@ -84,6 +116,16 @@ type Spec struct {
 	Report string `toml:"report"`
 	// Budget is the wall time the spec is sized for, in words (shown in the report).
 	Budget string `toml:"budget"`
+	// Control adds a self-stitch control for every stitch unit: its top
+	// stitched onto itself at the same cut with the same recipe and seed
+	// (a unit of no pair), so that the report can show each top's
+	// self-stitch penalty and the excess of a pair's penalty over it.
+	Control bool `toml:"control"`
+	// KeyByContent keys an existing checkpoint by the SHA-256 of its bytes
+	// (an embedded: name by the embedded bytes), so that a replaced file
+	// makes new units; false keys it by the path as written, as specs run
+	// before content keys were (spec key key_by_content, default true).
+	KeyByContent bool `toml:"-"`
 
 	// Experiments are the [[experiments]] entries, in the file's order.
 	Experiments []Experiment `toml:"experiments"`
@@ -101,13 +143,14 @@ type Spec struct {
 type Experiment struct {
 	ID    string `toml:"id"`
 	Title string `toml:"title"`
-	// Paper is the paper's reading or number, in words.
+	// Paper is the paper's reading or number, in words (empty: the report
+	// says nothing of the paper for this experiment).
 	Paper string `toml:"paper"`
 	// Pairs are the series, in legend order.
 	Pairs []string `toml:"pairs"`
 	// Y is what the figure plots against the cut: penalty (default),
 	// stitched_acc, direct_acc, cka (biased linear CKA), cka_unbiased
-	// (debiased) or top_acc.
+	// (debiased), top_acc, or (with control = true) self or excess.
 	Y string `toml:"y"`
 	// X is the figure's axis: only "cut" is supported.
 	X string `toml:"x"`
@@ -155,6 +198,9 @@ type Model struct {
 	Label string
 
 	Checkpoint string // KindCheckpoint
+	// Mean and Std are a checkpoint's given input normalisation (nil: what
+	// its metadata records); a trained model's are its Recipe's.
+	Mean, Std []float64
 	// Base is the model a probe is fit on or a snapshot is taken of.
 	Base         string
 	ProbeSamples int
@@ -190,6 +236,12 @@ type Recipe struct {
 	BNStats string `json:"bn_stats,omitempty"`
 	Seed    int64  `json:"seed"`
 	SaveAt  []int  `json:"save_at,omitempty"`
+	// ImageSize and Channels are the spec's (0 and omitted when not set);
+	// Mean and Std the given input normalisation (nil: the data set's).
+	ImageSize int       `json:"image_size,omitempty"`
+	Channels  int       `json:"channels,omitempty"`
+	Mean      []float64 `json:"mean,omitempty"`
+	Std       []float64 `json:"std,omitempty"`
 }
 
 // StepsPerEpoch is the number of optimizer steps one epoch takes (the last,
@@ -217,8 +269,19 @@ type StitchRecipe struct {
 	FitSamples int     `json:"fit_samples"`
 	// FitAugment crops and flips the fitting images afresh every epoch
 	// (omitted when false, so that recipes without it keep their unit ids).
-	FitAugment bool   `json:"fit_augment,omitempty"`
-	LSSamples  int    `json:"ls_samples"`
+	FitAugment bool `json:"fit_augment,omitempty"`
+	LSSamples  int  `json:"ls_samples"`
+	// ValSamples > 0 makes the fit a validated one (stitch.Config): that many
+	// class-balanced training images are held out, the layer is scored on
+	// them at the start and every CheckEvery steps, the best is kept, the
+	// rate is cut tenfold after Patience checks without improvement and the
+	// fit stops at the plateau after LRCuts cuts (or at its cap of Epochs).
+	// All four are 0 without validation and then omitted, so that recipes
+	// without them keep their unit ids.
+	ValSamples int    `json:"val_samples,omitempty"`
+	CheckEvery int    `json:"check_every,omitempty"`
+	Patience   int    `json:"patience,omitempty"`
+	LRCuts     int    `json:"lr_cuts,omitempty"`
 	KernelSize int64  `json:"kernel_size"`
 	FrozenBN   string `json:"frozen_bn"`
 	CKASamples int    `json:"cka_samples"`

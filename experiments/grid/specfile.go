@@ -12,6 +12,7 @@ import (
 // turns into the Spec's Models and Pairs.
 type specFile struct {
 	*Spec
+	KeyByContent   *bool                 `toml:"key_by_content"`
 	ModelDefaults  modelTable            `toml:"model_defaults"`
 	StitchDefaults stitchTable           `toml:"stitch_defaults"`
 	ModelTables    map[string]modelTable `toml:"models"`
@@ -61,13 +62,18 @@ type modelTable struct {
 	SaveAt []int `toml:"save_at"`
 	// Label names the model in figures and tables (default: its name).
 	Label *string `toml:"label"`
+	// Mean and Std are the model's input normalisation, one value per
+	// channel (a recipe's or a checkpoint's; not a probe's).
+	Mean []float64 `toml:"mean"`
+	Std  []float64 `toml:"std"`
 }
 
 // stitchTable is a stitching recipe as written ([stitch_defaults] or a
 // pair's stitch table); unset fields take the defaults.
 type stitchTable struct {
-	// Recipe names the settings the others override: "cpu" (the CPU
-	// default, stitch.Defaults) or "paper" (the paper's, stitch.Paper).
+	// Recipe names the settings the others override: "cpu" (the converged
+	// CPU default, stitch.Defaults), "quick" (one unvalidated epoch,
+	// stitch.Quick) or "paper" (the paper's, stitch.Paper).
 	Recipe *string `toml:"recipe"`
 	// Init is "least-squares" or "default".
 	Init        *string  `toml:"init"`
@@ -77,6 +83,10 @@ type stitchTable struct {
 	FitSamples  *int     `toml:"fit_samples"`
 	FitAugment  *bool    `toml:"fit_augment"`
 	LSSamples   *int     `toml:"ls_samples"`
+	ValSamples  *int     `toml:"val_samples"`
+	CheckEvery  *int     `toml:"check_every"`
+	Patience    *int     `toml:"patience"`
+	LRCuts      *int     `toml:"lr_cuts"`
 	KernelSize  *int64   `toml:"kernel_size"`
 	FrozenBN    *string  `toml:"frozen_bn"`
 	CKASamples  *int     `toml:"cka_samples"`

@@ -41,18 +41,67 @@ type ModelResult struct {
 	// Device is the device of the run that recorded the unit ("cpu", "cuda",
 	// "cuda:N"; empty in rows written before it was recorded).
 	Device string `json:"device,omitempty"`
+	// EpochsBefore is how many of the recipe's epochs the checkpoint had
+	// when the unit started: 0 when the unit trained it in full, all of them
+	// when it adopted a finished checkpoint (trained by an earlier run that
+	// did not record it), some when it resumed one. The record's times
+	// cover only what the unit did. Nil in rows written before it was
+	// recorded (see TrainCost).
+	EpochsBefore *int `json:"epochs_before,omitempty"`
+}
+
+// Training costs of a train unit's record (TrainCost).
+const (
+	CostKnown   = "known"   // the unit trained the model in full: its times are the training's
+	CostPartial = "partial" // resumed: the epochs before it are not in its times
+	CostAdopted = "adopted" // the checkpoint was finished before: its times are not the training's
+)
+
+// adoptedCPUSeconds is the processor time under which a record of a model
+// with epochs to train, written before EpochsBefore was recorded, is taken
+// as an adoption: no epoch of any grid model trains in under a second of
+// processor time (the committed paper-fmnist rows of adopted checkpoints
+// took 0.003-0.04 s, the shortest training unit 25 s).
+const adoptedCPUSeconds = 1.0
+
+// TrainCost says whether a done train unit's record gives its model's
+// training cost, and why not.
+func TrainCost(m *Model, r Record) string {
+	if r.Model == nil {
+		return CostKnown
+	}
+	if b := r.Model.EpochsBefore; b != nil {
+		switch {
+		case *b == 0:
+			return CostKnown
+		case m.Kind == KindTrain && *b < m.Recipe.Epochs:
+			return CostPartial
+		}
+		return CostAdopted
+	}
+	// Rows from before EpochsBefore: a model with something to train whose
+	// record took under a second was adopted.
+	work := m.Kind == KindProbe || (m.Kind == KindTrain && (m.Recipe.Epochs > 0 || m.Recipe.BNStats != ""))
+	if work && r.CPUSeconds < adoptedCPUSeconds && r.Seconds < adoptedCPUSeconds {
+		return CostAdopted
+	}
+	return CostKnown
 }
 
 // StitchResult is one stitching measurement. Accuracies are percentages; the
 // penalty is top accuracy − stitched accuracy in percentage points.
 type StitchResult struct {
-	Bottom     string       `json:"bottom"`
-	Top        string       `json:"top"`
-	BottomPath string       `json:"bottom_path"`
-	TopPath    string       `json:"top_path"`
-	Cut        string       `json:"cut"`
-	CutIndex   int          `json:"cut_index"`
-	Recipe     StitchRecipe `json:"recipe"`
+	Bottom     string `json:"bottom"`
+	Top        string `json:"top"`
+	BottomPath string `json:"bottom_path"`
+	TopPath    string `json:"top_path"`
+	// BottomSHA256 and TopSHA256 are the SHA-256 of the checkpoints' bytes
+	// the row was made from (rows from before they were recorded lack them).
+	BottomSHA256 string       `json:"bottom_sha256,omitempty"`
+	TopSHA256    string       `json:"top_sha256,omitempty"`
+	Cut          string       `json:"cut"`
+	CutIndex     int          `json:"cut_index"`
+	Recipe       StitchRecipe `json:"recipe"`
 	results.Scores
 	FitSamples  int    `json:"fit_samples"`
 	TestSamples int    `json:"test_samples"`

@@ -9,4 +9,5 @@ import (
 // testVocabulary is what the tests' specs may name: the training code's
 // (inprocess.Vocabulary, which imports this package).
 var testVocabulary = Vocabulary{Archs: vision.Archs(), Stems: []string{vision.StemCIFAR, vision.StemImageNet},
-	Schedules: train.Schedules, Tasks: datasets.Tasks(), TrainSplits: datasets.TrainSplitSizes()}
+	Schedules: train.Schedules, Tasks: datasets.Tasks(), TrainSplits: datasets.TrainSplitSizes(),
+	Channels: map[string]int{"fashion-mnist": 1, "mnist": 1, "cifar10": 3, "cifar100": 3, "folder:": datasets.FolderChannels}}

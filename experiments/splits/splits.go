@@ -1,9 +1,12 @@
 // Package splits reads a data set's training and test splits the way an
-// experiment asks for them: class-balanced subsets, label noise and
-// relabelled tasks.
+// experiment asks for them: class-balanced subsets, label noise, relabelled
+// tasks, repeated grey channels and given normalisation statistics.
 package splits
 
 import (
+	"math"
+	"slices"
+
 	"modelstitch/experiments/budget"
 	"modelstitch/experiments/invalid"
 	"modelstitch/torch/vision/datasets"
@@ -29,6 +32,13 @@ type Config struct {
 	TestSamples int
 	// ImageSize is the side of folder images (0: the data set's default).
 	ImageSize int
+	// Channels > 0 repeats a 1-channel (grey) data set's channel that many
+	// times, for models that take colour images (datasets.WithChannels).
+	Channels int
+	// Mean and Std, when set (one per channel, after Channels), replace the
+	// data set's normalisation statistics: what loaders normalise with by
+	// default and what a model trained on the splits records.
+	Mean, Std []float64
 	// Seed seeds the subset and the label noise.
 	Seed int64
 }
@@ -37,7 +47,7 @@ type Config struct {
 // noise and relabelling applied (relabelling to both splits, the rest to
 // training only). A folder data set that cannot fit in the memory left
 // (budget.Available) is refused before it is decoded. A bad setting is an *invalid.Setting naming its field:
-// "train samples", "test samples", "label noise", "objects vs animals".
+// "train samples", "test samples", "label noise", "objects vs animals", "channels", "mean", "std".
 func Load(c Config) (train, test *datasets.Dataset, err error) {
 	// A folder data set is measured against the memory left when each split loads
 	// (the training split's pixels are taken by then).
@@ -89,5 +99,46 @@ func Load(c Config) (train, test *datasets.Dataset, err error) {
 	if c.LabelNoise > 0 {
 		train = train.WithLabelNoise(c.LabelNoise, c.Seed)
 	}
+	if c.Channels > 0 {
+		if train, err = train.WithChannels(c.Channels); err != nil {
+			return nil, nil, invalid.Wrap("channels", err)
+		}
+		if test, err = test.WithChannels(c.Channels); err != nil {
+			return nil, nil, invalid.Wrap("channels", err)
+		}
+	}
+	if c.Mean != nil || c.Std != nil {
+		if err := checkStats(c.Mean, c.Std, train.C); err != nil {
+			return nil, nil, err
+		}
+		train, test = withStats(train, c.Mean, c.Std), withStats(test, c.Mean, c.Std)
+	}
 	return train, test, nil
+}
+
+// checkStats refuses normalisation statistics that are not one finite mean
+// and one positive, finite standard deviation per channel.
+func checkStats(mean, std []float64, channels int) error {
+	if len(mean) != channels {
+		return invalid.Errorf("mean", "has %d values for %d channels", len(mean), channels)
+	}
+	if len(std) != channels {
+		return invalid.Errorf("std", "has %d values for %d channels", len(std), channels)
+	}
+	for i := range channels {
+		if math.IsNaN(mean[i]) || math.IsInf(mean[i], 0) {
+			return invalid.Errorf("mean", "channel %d: %g is not a finite number", i, mean[i])
+		}
+		if !(std[i] > 0) || math.IsInf(std[i], 0) {
+			return invalid.Errorf("std", "channel %d: %g is not a positive, finite number", i, std[i])
+		}
+	}
+	return nil
+}
+
+// withStats returns d (its pixels shared) with other normalisation statistics.
+func withStats(d *datasets.Dataset, mean, std []float64) *datasets.Dataset {
+	out := *d
+	out.Mean, out.Std = slices.Clone(mean), slices.Clone(std)
+	return &out
 }

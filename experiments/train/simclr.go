@@ -274,7 +274,7 @@ func SimCLR(cfg SimCLRConfig) (*Result, error) {
 	}
 	// Measure the backbone with a linear probe on labelled data.
 	probeTrain, probeTest, err := splits.Load(splits.Config{Name: cfg.Data.Name, Dir: cfg.Data.Dir, ImageSize: cfg.Data.ImageSize,
-		TrainSamples: cfg.ProbeSamples, Seed: cfg.Seed})
+		Channels: cfg.Data.Channels, Mean: cfg.Data.Mean, Std: cfg.Data.Std, TrainSamples: cfg.ProbeSamples, Seed: cfg.Seed})
 	if err != nil {
 		return nil, fmt.Errorf("linear probe: %w", err)
 	}

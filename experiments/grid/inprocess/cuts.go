@@ -15,8 +15,10 @@ import (
 // names only architectures, stems, schedules and relabelling tasks that
 // training can run, and steps turn into epochs over the real split sizes.
 func Vocabulary() grid.Vocabulary {
+	channels := datasets.ChannelCounts()
+	channels["folder:"] = datasets.FolderChannels
 	return grid.Vocabulary{Archs: vision.Archs(), Stems: []string{vision.StemCIFAR, vision.StemImageNet},
-		Schedules: train.Schedules, Tasks: datasets.Tasks(), TrainSplits: datasets.TrainSplitSizes()}
+		Schedules: train.Schedules, Tasks: datasets.Tasks(), TrainSplits: datasets.TrainSplitSizes(), Channels: channels}
 }
 
 // CutPoints lists the cut points of a model's architecture, in order. A

@@ -103,7 +103,8 @@ func (x *InProcess) ExecuteGroup(ctx context.Context, p *grid.Plan, us []*grid.U
 	return x.stitch(ctx, p, us, func(row results.Row, testN int) {
 		u := byCut[row.Cut]
 		rec := grid.Record{Unit: u.ID, Kind: u.Kind, Stitch: &grid.StitchResult{Bottom: u.Bottom, Top: u.Top,
-			BottomPath: p.Files[u.Bottom].Path, TopPath: p.Files[u.Top].Path, Cut: row.Cut, CutIndex: row.CutIndex,
+			BottomPath: p.Files[u.Bottom].Path, TopPath: p.Files[u.Top].Path, BottomSHA256: row.BottomSHA256, TopSHA256: row.TopSHA256,
+			Cut: row.Cut, CutIndex: row.CutIndex,
 			Recipe: *u.Recipe, Scores: row.Scores.Rounded(), FitSamples: row.FitSamples, TestSamples: testN, Data: row.Data,
 			Device: row.Device}}
 		now := cpuSeconds()
@@ -121,6 +122,8 @@ func cpuSeconds() float64 {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
+// dataConfig is the spec's data set as every unit reads it: the images'
+// size and channels are the spec's.
 func (x *InProcess) dataConfig(s *grid.Spec) splits.Config {
-	return splits.Config{Name: s.Data, Dir: s.DataDir}
+	return splits.Config{Name: s.Data, Dir: s.DataDir, ImageSize: s.ImageSize, Channels: s.Channels}
 }

@@ -113,6 +113,41 @@ func TestRunCancelResumeShardsReport(t *testing.T) {
 	if _, err := os.Stat(grid.SnapshotPath(whole.Files["long"].Path, 1)); err != nil {
 		t.Errorf("no epoch-1 snapshot of the long run: %v", err)
 	}
+	// Trained here in full: the records' times are the training's. The same
+	// checkpoints found finished by a fresh run are adopted, and say so.
+	adopt := t.TempDir()
+	for _, r := range recs.All() {
+		if r.Kind != grid.UnitTrain {
+			continue
+		}
+		if b := r.Model.EpochsBefore; b == nil || *b != 0 || grid.TrainCost(whole.Files[r.Model.Name].Model, r) != grid.CostKnown {
+			t.Errorf("train record of %s: epochs before %v", r.Model.Name, b)
+		}
+		paths, _ := filepath.Glob(strings.TrimSuffix(whole.Files[r.Model.Name].Path, ".pt") + "*")
+		for _, path := range paths {
+			b, err := os.ReadFile(path)
+			if err == nil {
+				err = os.MkdirAll(filepath.Join(adopt, "models"), 0o755)
+			}
+			if err == nil {
+				err = os.WriteFile(filepath.Join(adopt, "models", filepath.Base(path)), b, 0o644)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ap := tinyPlan(t, adopt)
+	if _, err := grid.Run(context.Background(), ap, grid.Options{Exec: &InProcess{}, Phase: grid.PhaseTrain}); err != nil {
+		t.Fatal(err)
+	}
+	arecs, _ := grid.ReadRecords(adopt)
+	for _, r := range arecs.All() {
+		m := ap.Files[r.Model.Name].Model
+		if b := r.Model.EpochsBefore; b == nil || *b != m.Recipe.Epochs || (m.Recipe.Epochs > 0 && grid.TrainCost(m, r) != grid.CostAdopted) {
+			t.Errorf("adopted record of %s: epochs before %v, cost %s", r.Model.Name, b, grid.TrainCost(m, r))
+		}
+	}
 	// A second run finds nothing to do.
 	if sum, err := grid.Run(context.Background(), whole, grid.Options{Exec: &InProcess{}}); err != nil || sum.Ran != 0 || sum.Skipped != len(want) {
 		t.Errorf("rerun of a finished grid: %+v, %v", sum, err)

@@ -34,17 +34,12 @@ func (x *InProcess) stitch(ctx context.Context, p *grid.Plan, us []*grid.Unit, o
 	if err != nil {
 		return err
 	}
-	r := *u0.Recipe
 	cuts := make([]string, len(us))
 	for i, u := range us {
 		cuts[i] = u.Cut
 	}
-	cfg := stitch.Defaults()
-	cfg.Cuts, cfg.Epochs, cfg.BatchSize, cfg.LR, cfg.Seed = strings.Join(cuts, ","), r.Epochs, r.Batch, r.LR, r.Seed
-	cfg.FitSamples, cfg.LSSamples, cfg.KernelSize, cfg.Init = r.FitSamples, r.LSSamples, r.KernelSize, r.Init
-	cfg.FitAugment = r.FitAugment
-	cfg.FrozenBN, cfg.CKASamples, cfg.Data, cfg.Progress = r.FrozenBN, r.CKASamples, p.Spec.Data, x.Progress
-	cfg.Device = x.Device
+	cfg := stitchConfig(*u0.Recipe)
+	cfg.Cuts, cfg.Data, cfg.Progress, cfg.Device = strings.Join(cuts, ","), p.Spec.Data, x.Progress, x.Device
 	store, err := results.Open("")
 	if err != nil {
 		return err
@@ -52,7 +47,8 @@ func (x *InProcess) stitch(ctx context.Context, p *grid.Plan, us []*grid.Unit, o
 	// Each row becomes a unit's record as its cut finishes, so it must be
 	// complete then (CompleteRows: the bottom's accuracy comes first).
 	runner := &stitch.Runner{Bottom: bottom, Top: top, Train: trainSet, Test: testSet, Config: cfg, Store: store, Context: ctx,
-		OnRow: func(row results.Row) { onRow(row, testSet.N) }, CompleteRows: true}
+		OnRow: func(row results.Row) { onRow(row, testSet.N) }, CompleteRows: true,
+		BottomNorm: givenNorm(p, u0.Bottom), TopNorm: givenNorm(p, u0.Top)}
 	rows, err := runner.Run()
 	if err != nil {
 		return err
@@ -61,4 +57,25 @@ func (x *InProcess) stitch(ctx context.Context, p *grid.Plan, us []*grid.Unit, o
 		return fmt.Errorf("stitching at %s gave %d rows, want %d", cfg.Cuts, len(rows), len(us))
 	}
 	return nil
+}
+
+// stitchConfig is a grid stitching recipe (with its seed) as the stitching
+// package's settings; the cuts, data, device and progress are the caller's.
+func stitchConfig(r grid.StitchRecipe) stitch.Config {
+	cfg := stitch.Defaults()
+	cfg.Epochs, cfg.BatchSize, cfg.LR, cfg.Seed = r.Epochs, r.Batch, r.LR, r.Seed
+	cfg.FitSamples, cfg.LSSamples, cfg.KernelSize, cfg.Init = r.FitSamples, r.LSSamples, r.KernelSize, r.Init
+	cfg.FitAugment, cfg.FrozenBN, cfg.CKASamples = r.FitAugment, r.FrozenBN, r.CKASamples
+	cfg.ValSamples, cfg.CheckEvery, cfg.Patience, cfg.LRCuts = r.ValSamples, r.CheckEvery, r.Patience, r.LRCuts
+	return cfg
+}
+
+// givenNorm is the input normalisation the spec gives a model reference, as
+// the Runner takes it (nil: none given).
+func givenNorm(p *grid.Plan, ref string) *results.Norm {
+	mean, std := p.Norm(ref)
+	if mean == nil {
+		return nil
+	}
+	return &results.Norm{Mean: mean, Std: std}
 }

@@ -20,19 +20,19 @@ func (x *InProcess) train(ctx context.Context, p *grid.Plan, u *grid.Unit) (*gri
 	res := &grid.ModelResult{Name: m.Name, Path: f.Path, Device: x.Device.String()}
 	if m.Kind == grid.KindProbe {
 		acc, err := x.probe(p, m, f.Path)
-		res.TestAcc = acc
+		res.TestAcc, res.EpochsBefore = acc, new(int) // always fit here
 		return res, err
 	}
 	r := m.Recipe
 	res.Recipe = &r
-	dc := x.dataConfig(p.Spec)
-	dc.TrainSamples, dc.LabelNoise, dc.Seed = r.TrainSamples, r.LabelNoise, r.Seed
-	if r.Labels != grid.LabelsOriginal {
-		dc.Task = r.Labels
-	}
+	dc := x.trainData(p.Spec, r)
+	before := epochsDone(f.Path)
+	res.EpochsBefore = &before
 	if meta, ok := finished(f.Path, r.Epochs); ok {
-		// Trained by an earlier run that stopped before recording it.
+		// Trained by an earlier run that stopped before recording it: the
+		// record's times are not its training's.
 		res.TestAcc = *meta.TestAccuracy
+		before = r.Epochs
 	} else if r.Objective == grid.ObjectiveSimCLR {
 		cfg := train.SimCLRDefaults()
 		cfg.Arch, cfg.Width, cfg.Stem, cfg.Data = r.Arch, r.Width, r.Stem, dc
@@ -92,6 +92,19 @@ func (x *InProcess) train(ctx context.Context, p *grid.Plan, u *grid.Unit) (*gri
 	return res, nil
 }
 
+// trainData is the data a recipe trains on: the spec's data set with the
+// recipe's subset, label noise, labels and input normalisation (which the
+// model is trained and scored with, and which its checkpoint records).
+func (x *InProcess) trainData(s *grid.Spec, r grid.Recipe) splits.Config {
+	dc := x.dataConfig(s)
+	dc.TrainSamples, dc.LabelNoise, dc.Seed = r.TrainSamples, r.LabelNoise, r.Seed
+	dc.Mean, dc.Std = r.Mean, r.Std
+	if r.Labels != grid.LabelsOriginal {
+		dc.Task = r.Labels
+	}
+	return dc
+}
+
 // finished returns a checkpoint's metadata when it is a finished run of epochs.
 func finished(path string, epochs int) (models.Meta, bool) {
 	var meta models.Meta
@@ -126,6 +139,10 @@ func (x *InProcess) probe(p *grid.Plan, m *grid.Model, out string) (float64, err
 		return 0, err
 	}
 	defer bb.Free()
+	if mean, std := p.Norm(m.Base); mean != nil {
+		// The backbone is fed as the spec says; the probe records it.
+		bb.Meta.Mean, bb.Meta.Std = mean, std
+	}
 	dc := x.dataConfig(p.Spec)
 	dc.TestSamples = p.Spec.TestSamples
 	trainSet, testSet, err := splits.Load(dc)

@@ -117,6 +117,15 @@ func TrainSplitSizes() map[string]int {
 	return map[string]int{"fashion-mnist": 60000, "mnist": 60000, "cifar10": 50000, "cifar100": 50000}
 }
 
+// ChannelCounts gives the number of channels of each named data set [Load]
+// reads (folder data sets are decoded to RGB: FolderChannels).
+func ChannelCounts() map[string]int {
+	return map[string]int{"fashion-mnist": 1, "mnist": 1, "cifar10": 3, "cifar100": 3}
+}
+
+// FolderChannels is the number of channels of a folder data set's images.
+const FolderChannels = 3
+
 // ErrMalformed is wrapped by every error about a data file whose contents are wrong
 // (bad magic number, truncated, inconsistent counts, labels out of range, undecodable
 // image).

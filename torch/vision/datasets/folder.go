@@ -174,7 +174,7 @@ func loadFolder(name, root, rawSplit, split string, opts Options) (*Dataset, err
 		return nil, err
 	}
 	d := &Dataset{
-		Name: name, Split: split, N: len(files), C: 3, H: size, W: size,
+		Name: name, Split: split, N: len(files), C: FolderChannels, H: size, W: size,
 		Labels: labels, Classes: len(classes), ClassNames: classes,
 		Mean: append([]float64(nil), ImageNetMean...), Std: append([]float64(nil), ImageNetStd...),
 	}
