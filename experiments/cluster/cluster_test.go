@@ -33,7 +33,7 @@ func TestCommandLines(t *testing.T) {
 	if got := strings.Join(g.ReportArgv(), " "); got != "stitch grid report --out o s.toml" {
 		t.Errorf("report: %s", got)
 	}
-	if got := shellLine([]string{"a b", "it's", "$HOME", ShardWord, "x=1"}); got != `'a b' 'it'\''s' '$HOME' "${SHARD}/${COUNT}" x=1` {
+	if got := shellLine([]string{"a b", "it's", "$HOME", ShardWord, "x=1"}); got != `'a b' 'it'\''s' '$HOME' "${SHARD}/${COUNT}" 'x=1'` {
 		t.Errorf("shellLine: %s", got)
 	}
 }

@@ -71,17 +71,24 @@ func (g Grid) check() error {
 		return fmt.Errorf("no output directory given (--out)")
 	}
 	for _, s := range append([]string{g.Bin, g.Spec, g.Out}, g.RunArgs...) {
-		if strings.ContainsAny(s, "\n\r\x00") {
-			return fmt.Errorf("%q: a path or argument may not hold a line break", s)
+		// Every other byte is quoted where it is written (shellQuote, Go
+		// quoting in comments, YAML); a NUL cannot be in an argument at all.
+		if strings.ContainsRune(s, 0) {
+			return fmt.Errorf("%q: a path or argument may not hold a NUL byte", s)
 		}
 	}
 	return nil
 }
 
-// safeWord matches words that need no quoting in a POSIX shell.
-var safeWord = regexp.MustCompile(`^[A-Za-z0-9_@%+=:,./-]+$`)
+// safeWord matches words that need no quoting in a POSIX shell, wherever
+// they stand: no '=' (a first word "A=b" would be an assignment), no '%'
+// (a first word "%1" names a job), no '~' (tilde expansion), no glob or
+// brace characters.
+var safeWord = regexp.MustCompile(`^[A-Za-z0-9_@+:,./-]+$`)
 
-// shellQuote quotes s for a POSIX shell.
+// shellQuote quotes s as one word for a POSIX shell. It is the one way this
+// package writes a value into a script: every value that does not come from
+// this package's own text goes through it.
 func shellQuote(s string) string {
 	if safeWord.MatchString(s) {
 		return s

@@ -128,15 +128,15 @@ func quantity(flag, v string) (resource.Quantity, error) {
 }
 
 // k8sArgs renders a command line for a container: ShardWord becomes the
-// pod's index, and a literal "$(" is escaped so that Kubernetes does not
-// expand it.
+// pod's index, and every literal "$" is doubled, so that Kubernetes neither
+// expands a "$(NAME)" in a value nor turns its "$$" into "$".
 func (o *K8sOptions) k8sArgs(argv []string) []string {
 	out := make([]string, len(argv))
 	for i, a := range argv {
 		if a == ShardWord {
 			out[i] = fmt.Sprintf("$(%s)/%d", CompletionIndexEnv, o.Shards)
 		} else {
-			out[i] = strings.ReplaceAll(a, "$(", "$$(")
+			out[i] = strings.ReplaceAll(a, "$", "$$")
 		}
 	}
 	return out
@@ -351,9 +351,9 @@ wait_job() {
 	return "$status"
 }
 `)
-	files := []string{filepath.Base(m.ConfigMap)}
+	files := []string{shellQuote(filepath.Base(m.ConfigMap))}
 	if m.Claim != "" {
-		files = append(files, filepath.Base(m.Claim))
+		files = append(files, shellQuote(filepath.Base(m.Claim)))
 	}
 	fmt.Fprintf(&b, "\"${KUBECTL[@]}\" apply -f %s\n", strings.Join(files, " -f "))
 	steps := append(append([]string{}, Phases...), "report")
@@ -362,10 +362,10 @@ wait_job() {
 		if p != "report" {
 			file = m.Phases[p]
 		}
-		fmt.Fprintf(&b, "\"${KUBECTL[@]}\" apply -f %s\n", filepath.Base(file))
+		fmt.Fprintf(&b, "\"${KUBECTL[@]}\" apply -f %s\n", shellQuote(filepath.Base(file)))
 		fmt.Fprintf(&b, "wait_job %s\n", shellQuote(o.Name+"-"+p))
 	}
-	fmt.Fprintf(&b, "echo \"grid done: results and report in %s on the claim\"\n", o.Grid.Out)
+	fmt.Fprintf(&b, "echo 'grid done: results and report in' %s 'on the claim'\n", shellQuote(o.Grid.Out))
 	return b.String()
 }
 

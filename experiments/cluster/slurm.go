@@ -109,7 +109,8 @@ func (o *SlurmOptions) setup(b *strings.Builder) {
 func (o *SlurmOptions) phaseScript(phase string) string {
 	var b strings.Builder
 	b.WriteString("#!/bin/bash\n")
-	fmt.Fprintf(&b, "# Phase %q of the grid %s: array task I runs shard I of %d.\n", phase, o.Grid.Spec, o.Shards)
+	// The spec's path is written Go-quoted: a line break in it must not end the comment.
+	fmt.Fprintf(&b, "# Phase %q of the grid %q: array task I runs shard I of %d.\n", phase, o.Grid.Spec, o.Shards)
 	b.WriteString("# Written by `stitch grid slurm`; submit all phases with submit.sh beside it.\n")
 	b.WriteString("# `sbatch --array=I " + phase + ".sbatch` re-runs shard I alone; the grid resumes it.\n")
 	o.header(&b, o.JobName+"-"+phase, phase+"-%A_%a.out", true, o.GPUs, o.CPUsPerTask)
@@ -130,7 +131,7 @@ func (o *SlurmOptions) phaseScript(phase string) string {
 func (o *SlurmOptions) reportScript() string {
 	var b strings.Builder
 	b.WriteString("#!/bin/bash\n")
-	fmt.Fprintf(&b, "# Merges the rows of every shard of the grid %s and draws its report.\n", o.Grid.Spec)
+	fmt.Fprintf(&b, "# Merges the rows of every shard of the grid %q and draws its report.\n", o.Grid.Spec)
 	b.WriteString("# Written by `stitch grid slurm`; submit.sh runs it after the last phase.\n")
 	o.header(&b, o.JobName+"-report", "report-%j.out", false, 0, 1)
 	b.WriteString("set -euo pipefail\n")
