@@ -118,8 +118,9 @@ func gridSlurmCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "out", Usage: "the grid's output directory, on the shared file system (required)"},
 			&cli.StringFlag{Name: "dir", Usage: "where to write the scripts (default: OUT/slurm)"},
-			&cli.IntFlag{Name: "shards", Value: 4, Usage: "array tasks per phase, each one shard of the grid"},
+			&cli.IntFlag{Name: "shards", Value: 4, Usage: "array tasks per phase, each one shard of the grid (at most --max-array-size)"},
 			&cli.IntFlag{Name: "max-running", Usage: "run at most this many tasks of an array at once (0: no limit)"},
+			&cli.IntFlag{Name: "max-array-size", Value: cluster.DefaultMaxArraySize, Usage: "the cluster's MaxArraySize (scontrol show config): array task ids must be below it"},
 			&cli.IntFlag{Name: "gpus", Usage: "GPUs per task (sbatch --gpus)"},
 			&cli.IntFlag{Name: "cpus-per-task", Value: 4, Usage: "CPUs per task (sbatch --cpus-per-task)"},
 			&cli.StringFlag{Name: "mem", Usage: "memory per task, e.g. 32G (sbatch --mem)"},
@@ -134,7 +135,7 @@ func gridSlurmCommand() *cli.Command {
 		},
 		SkipFlagParsing: true, // flags may follow SPEC; see parseInterspersed
 		HideHelpCommand: true,
-		Action:          gridSlurmAction,
+		Action:          namingFlags(gridSlurmAction, gridSlurmFlagOf),
 	}
 }
 
@@ -171,18 +172,19 @@ func gridSlurmAction(c *cli.Context) error {
 		dir = filepath.Join(out, "slurm")
 	}
 	s, err := cluster.WriteSlurm(cluster.SlurmOptions{
-		Grid:        cluster.Grid{Bin: bin, Spec: spec, Out: out, RunArgs: strings.Fields(c.String("run-args"))},
-		Dir:         dir,
-		JobName:     c.String("job-name"),
-		Shards:      c.Int("shards"),
-		MaxRunning:  c.Int("max-running"),
-		GPUs:        c.Int("gpus"),
-		CPUsPerTask: c.Int("cpus-per-task"),
-		Mem:         c.String("mem"),
-		Time:        c.String("time"),
-		Partition:   c.String("partition"),
-		Account:     c.String("account"),
-		Setup:       c.String("setup"),
+		Grid:         cluster.Grid{Bin: bin, Spec: spec, Out: out, RunArgs: strings.Fields(c.String("run-args"))},
+		Dir:          dir,
+		JobName:      c.String("job-name"),
+		Shards:       c.Int("shards"),
+		MaxRunning:   c.Int("max-running"),
+		MaxArraySize: c.Int("max-array-size"),
+		GPUs:         c.Int("gpus"),
+		CPUsPerTask:  c.Int("cpus-per-task"),
+		Mem:          c.String("mem"),
+		Time:         c.String("time"),
+		Partition:    c.String("partition"),
+		Account:      c.String("account"),
+		Setup:        c.String("setup"),
 	})
 	if err != nil {
 		return err
@@ -217,7 +219,7 @@ func gridK8sCommand() *cli.Command {
 			&cli.StringFlag{Name: "dir", Value: "k8s", Usage: "where to write the manifests"},
 			&cli.StringFlag{Name: "name", Value: "stitch-grid", Usage: "name prefix of the objects"},
 			&cli.StringFlag{Name: "namespace", Usage: "namespace (default: kubectl's)"},
-			&cli.IntFlag{Name: "shards", Value: 4, Usage: "indexes per phase, each one shard of the grid"},
+			&cli.IntFlag{Name: "shards", Value: 4, Usage: fmt.Sprintf("indexes per phase, each one shard of the grid (at most %d)", cluster.MaxIndexedCompletions)},
 			&cli.IntFlag{Name: "parallelism", Usage: "pods of a phase at once (0: all shards)"},
 			&cli.IntFlag{Name: "retries", Value: 3, Usage: "retries of each failed index (backoffLimitPerIndex)"},
 			&cli.IntFlag{Name: "gpus", Usage: "nvidia.com/gpu per pod"},
@@ -235,7 +237,7 @@ func gridK8sCommand() *cli.Command {
 		},
 		SkipFlagParsing: true, // flags may follow SPEC; see parseInterspersed
 		HideHelpCommand: true,
-		Action:          gridK8sAction,
+		Action:          namingFlags(gridK8sAction, gridK8sFlagOf),
 	}
 }
 

@@ -325,3 +325,52 @@ func TestGridMergeCommand(t *testing.T) {
 		t.Errorf("merged:\n%s", got)
 	}
 }
+
+// TestGridJobSizesNameTheFlag: job sizes beyond the schedulers' limits are
+// refused naming the flag, and nothing is written (issue 29: --shards
+// 4294967297 wrote `completions: 1`, 2147483648 `completions:
+// -2147483648`, and Slurm got --array=0-4294967296%4294967297).
+func TestGridJobSizesNameTheFlag(t *testing.T) {
+	dir := t.TempDir()
+	spec := filepath.Join(dir, "grid.toml")
+	os.WriteFile(spec, []byte("# spec\n"), 0o644)
+	out := filepath.Join(dir, "out")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"k8s", spec, "--image", "img", "--shards", "4294967297"}, "--shards must be in 1..100000"},
+		{[]string{"k8s", spec, "--image", "img", "--shards", "2147483648"}, "--shards"},
+		{[]string{"k8s", spec, "--image", "img", "--shards", "100001"}, "--shards"},
+		{[]string{"k8s", spec, "--image", "img", "--parallelism", "2147483648"}, "--parallelism"},
+		{[]string{"k8s", spec, "--image", "img", "--retries", "2147483648"}, "--retries"},
+		{[]string{"k8s", spec, "--image", "img", "--mount", "data"}, "--mount"},
+		{[]string{"slurm", spec, "--out", out, "--shards", "4294967297", "--max-running", "4294967297"}, "--shards"},
+		{[]string{"slurm", spec, "--out", out, "--shards", "1002"}, "--shards must be in 1..1001"},
+		{[]string{"slurm", spec, "--out", out, "--shards", "4", "--max-running", "4294967297"}, "--max-running"},
+		{[]string{"slurm", spec, "--out", out, "--shards", "4", "--max-array-size", "-1"}, "--max-array-size"},
+		{[]string{"slurm", spec, "--out", out + " x"}, "--out (its logs folder)"},
+	} {
+		k8sDir := filepath.Join(dir, "k8s")
+		args := c.args
+		if args[0] == "k8s" {
+			args = append(args, "--dir", k8sDir)
+		}
+		err := runGrid(args...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("stitch grid %s: %v, want an error naming %s", strings.Join(c.args, " "), err, c.want)
+		}
+		for _, p := range []string{k8sDir, out} {
+			if _, err := os.Stat(p); err == nil {
+				t.Fatalf("stitch grid %s wrote %s", strings.Join(c.args, " "), p)
+			}
+		}
+	}
+	// A cluster that allows larger arrays takes them.
+	if err := runGrid("slurm", spec, "--out", out, "--shards", "5000", "--max-array-size", "5001"); err != nil {
+		t.Fatal(err)
+	}
+	if train := readFile(t, filepath.Join(out, "slurm", "train.sbatch")); !strings.Contains(train, "#SBATCH --array=0-4999\n") {
+		t.Errorf("train.sbatch:\n%s", train)
+	}
+}

@@ -26,6 +26,20 @@ var (
 		"train samples": "--train-samples", "stem": "--stem", "stem padding": "--stem-padding",
 		"weight decays": "--weight-decays", "holdout": "--holdout", "max iter": "--max-iter",
 	}
+	// gridSlurmFlagOf and gridK8sFlagOf name the flags of `stitch grid slurm`
+	// and `stitch grid k8s` (experiments/cluster's fields).
+	gridSlurmFlagOf = map[string]string{
+		"shards": "--shards", "max running": "--max-running", "max array size": "--max-array-size", "gpus": "--gpus",
+		"cpus per task": "--cpus-per-task", "job name": "--job-name", "mem": "--mem", "time": "--time",
+		"partition": "--partition", "account": "--account", "log dir": "--out (its logs folder)",
+		"stitch bin": "--stitch-bin", "out": "--out", "dir": "--dir", "spec": "SPEC", "run args": "--run-args",
+	}
+	gridK8sFlagOf = map[string]string{
+		"name": "--name", "namespace": "--namespace", "claim": "--claim", "image": "--image", "pull policy": "--pull-policy",
+		"shards": "--shards", "parallelism": "--parallelism", "retries": "--retries", "gpus": "--gpus",
+		"cpu": "--cpu", "memory": "--memory", "storage": "--storage", "mount": "--mount", "out": "--out",
+		"dir": "--dir", "stitch bin": "--stitch-bin", "spec": "SPEC", "run args": "--run-args",
+	}
 )
 
 // namingFlags wraps a command's action so that an error about a library

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,7 +12,18 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"sigs.k8s.io/yaml"
+
+	"modelstitch/experiments/invalid"
 )
+
+// settingField is the field of the bad setting err names ("" if none).
+func settingField(err error) string {
+	var s *invalid.Setting
+	if errors.As(err, &s) {
+		return s.Field
+	}
+	return ""
+}
 
 func testGrid(dir string) Grid {
 	return Grid{
@@ -133,13 +145,13 @@ func TestSlurmBadOptions(t *testing.T) {
 		o    SlurmOptions
 		want string
 	}{
-		{SlurmOptions{Grid: testGrid(dir), Dir: dir, Shards: 0}, "--shards"},
-		{SlurmOptions{Grid: testGrid(dir), Dir: dir, Shards: 2, Partition: "gpu\n#SBATCH --x"}, "--partition"},
-		{SlurmOptions{Grid: testGrid(dir), Dir: dir, Shards: 2, Time: "1 day"}, "--time"},
-		{SlurmOptions{Grid: Grid{Spec: "s", Out: "o"}, Dir: dir, Shards: 2}, "--stitch-bin"},
+		{SlurmOptions{Grid: testGrid(dir), Dir: dir, Shards: 0}, "shards"},
+		{SlurmOptions{Grid: testGrid(dir), Dir: dir, Shards: 2, Partition: "gpu\n#SBATCH --x"}, "partition"},
+		{SlurmOptions{Grid: testGrid(dir), Dir: dir, Shards: 2, Time: "1 day"}, "time"},
+		{SlurmOptions{Grid: Grid{Spec: "s", Out: "o"}, Dir: dir, Shards: 2}, "stitch bin"},
 	} {
-		if _, err := WriteSlurm(c.o); err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%+v: error %v, want one naming %s", c.o, err, c.want)
+		if _, err := WriteSlurm(c.o); settingField(err) != c.want {
+			t.Errorf("%+v: error %v, want a bad setting of %s", c.o, err, c.want)
 		}
 	}
 }
@@ -304,21 +316,25 @@ func TestK8sBadOptions(t *testing.T) {
 		edit func(*K8sOptions)
 		want string
 	}{
-		{func(o *K8sOptions) { o.Name = "Paper_Grid" }, "--name"},
-		{func(o *K8sOptions) { o.Image = "" }, "--image"},
-		{func(o *K8sOptions) { o.Memory = "lots" }, "--memory"},
-		{func(o *K8sOptions) { o.Storage = "big" }, "--storage"},
-		{func(o *K8sOptions) { o.Grid.Out = "/tmp/out" }, "--out"},
-		{func(o *K8sOptions) { o.Grid.Out = "/database/out" }, "--out"},
-		{func(o *K8sOptions) { o.Shards = 0 }, "--shards"},
-		{func(o *K8sOptions) { o.PullPolicy = "Sometimes" }, "--pull-policy"},
-		{func(o *K8sOptions) { o.Grid.Spec = "/no/such/grid.toml" }, "grid.toml"},
+		{func(o *K8sOptions) { o.Name = "Paper_Grid" }, "name"},
+		{func(o *K8sOptions) { o.Image = "" }, "image"},
+		{func(o *K8sOptions) { o.Memory = "lots" }, "memory"},
+		{func(o *K8sOptions) { o.Storage = "big" }, "storage"},
+		{func(o *K8sOptions) { o.Grid.Out = "/tmp/out" }, "out"},
+		{func(o *K8sOptions) { o.Grid.Out = "/database/out" }, "out"},
+		{func(o *K8sOptions) { o.Shards = 0 }, "shards"},
+		{func(o *K8sOptions) { o.PullPolicy = "Sometimes" }, "pull policy"},
 	} {
 		o := k8sTestOptions(t)
 		c.edit(&o)
-		if _, err := WriteK8s(o); err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("error %v, want one naming %s", err, c.want)
+		if _, err := WriteK8s(o); settingField(err) != c.want {
+			t.Errorf("error %v, want a bad setting of %s", err, c.want)
 		}
+	}
+	o := k8sTestOptions(t)
+	o.Grid.Spec = "/no/such/grid.toml"
+	if _, err := WriteK8s(o); err == nil || !strings.Contains(err.Error(), "grid.toml") {
+		t.Errorf("a missing spec: error %v, want one naming it", err)
 	}
 }
 

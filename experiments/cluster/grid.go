@@ -6,12 +6,18 @@
 // The jobs only call `stitch grid`; every command line they run is built by
 // the methods of Grid in this file, so that a change in the grid's flags is
 // one edit here.
+//
+// A bad option is an invalid.Setting naming its field in words ("shards",
+// "max running"), as experiments/invalid describes; the command line names
+// the flag. Job sizes are checked against the schedulers' own limits before
+// anything is written: see MaxIndexedCompletions and DefaultMaxArraySize.
 package cluster
 
 import (
-	"fmt"
 	"regexp"
 	"strings"
+
+	"modelstitch/experiments/invalid"
 )
 
 // Phases are the grid's phases in the order they must run: every model is
@@ -60,21 +66,22 @@ func (g Grid) ReportArgv() []string {
 	return []string{g.Bin, "grid", "report", "--out", g.Out, g.Spec}
 }
 
-// check says which of the grid's fields is missing.
+// check says which of the grid's fields is missing or bad, as an
+// invalid.Setting naming the field ("stitch bin", "spec", "out", "run args").
 func (g Grid) check() error {
-	switch {
-	case g.Bin == "":
-		return fmt.Errorf("no stitch executable given (--stitch-bin)")
-	case g.Spec == "":
-		return fmt.Errorf("no grid spec given")
-	case g.Out == "":
-		return fmt.Errorf("no output directory given (--out)")
-	}
-	for _, s := range append([]string{g.Bin, g.Spec, g.Out}, g.RunArgs...) {
+	for _, f := range []struct{ field, v string }{{"stitch bin", g.Bin}, {"spec", g.Spec}, {"out", g.Out}} {
+		if f.v == "" {
+			return invalid.Errorf(f.field, "is empty")
+		}
 		// Every other byte is quoted where it is written (shellQuote, Go
 		// quoting in comments, YAML); a NUL cannot be in an argument at all.
-		if strings.ContainsRune(s, 0) {
-			return fmt.Errorf("%q: a path or argument may not hold a NUL byte", s)
+		if strings.ContainsRune(f.v, 0) {
+			return invalid.Errorf(f.field, "%q holds a NUL byte, which no path or argument may hold", f.v)
+		}
+	}
+	for _, a := range g.RunArgs {
+		if strings.ContainsRune(a, 0) {
+			return invalid.Errorf("run args", "%q holds a NUL byte, which no argument may hold", a)
 		}
 	}
 	return nil

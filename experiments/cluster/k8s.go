@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 
+	"modelstitch/experiments/invalid"
 	"modelstitch/internal/atomicfile"
 )
 
@@ -68,61 +70,81 @@ type K8sManifests struct {
 	Run       string            // run.sh: applies them in order
 }
 
+// Kubernetes' own limits on a Job's sizes (the API server refuses more;
+// k8s.io/kubernetes pkg/apis/batch/validation).
+const (
+	// MaxIndexedCompletions is the most shards a phase may have here: an
+	// Indexed Job's completions and parallelism are int32, and the API caps
+	// an Indexed Job's parallelism at 100000 (more completions than that
+	// need a smaller parallelism with backoffLimitPerIndex, which these
+	// Jobs use).
+	MaxIndexedCompletions = 100_000
+	// MaxBackoffLimit is the most retries: backoffLimitPerIndex and
+	// backoffLimit are int32.
+	MaxBackoffLimit = math.MaxInt32
+)
+
 func (o *K8sOptions) check() error {
 	if err := o.Grid.check(); err != nil {
 		return err
 	}
 	if o.Dir == "" {
-		return fmt.Errorf("no folder given for the manifests")
+		return invalid.Errorf("dir", "is empty: give the folder for the manifests")
 	}
 	// Job names end up in pod labels: they must be DNS labels, 63 characters
 	// at most, with room for the suffixes added here and by the controller.
 	for _, suffix := range []string{"-stitch", "-report", "-data"} {
 		if errs := validation.IsDNS1123Label(o.Name + suffix); len(errs) > 0 {
-			return fmt.Errorf("--name %q: %s", o.Name, strings.Join(errs, "; "))
+			return invalid.Errorf("name", "%q: %s", o.Name, strings.Join(errs, "; "))
 		}
 	}
 	if len(o.Name) > 40 {
-		return fmt.Errorf("--name %q: at most 40 characters (pod names add suffixes)", o.Name)
+		return invalid.Errorf("name", "%q: at most 40 characters (pod names add suffixes)", o.Name)
 	}
 	if o.Namespace != "" {
 		if errs := validation.IsDNS1123Label(o.Namespace); len(errs) > 0 {
-			return fmt.Errorf("--namespace %q: %s", o.Namespace, strings.Join(errs, "; "))
+			return invalid.Errorf("namespace", "%q: %s", o.Namespace, strings.Join(errs, "; "))
 		}
 	}
 	if o.Claim != "" {
 		if errs := validation.IsDNS1123Subdomain(o.Claim); len(errs) > 0 {
-			return fmt.Errorf("--claim %q: %s", o.Claim, strings.Join(errs, "; "))
+			return invalid.Errorf("claim", "%q: %s", o.Claim, strings.Join(errs, "; "))
 		}
 	}
 	if o.Image == "" {
-		return fmt.Errorf("no container image given (--image)")
+		return invalid.Errorf("image", "is empty: give the container image that holds stitch")
 	}
 	switch o.PullPolicy {
 	case "", string(corev1.PullAlways), string(corev1.PullIfNotPresent), string(corev1.PullNever):
 	default:
-		return fmt.Errorf("--pull-policy %q: want Always, IfNotPresent or Never", o.PullPolicy)
+		return invalid.Errorf("pull policy", "%q: want Always, IfNotPresent or Never", o.PullPolicy)
 	}
-	if o.Shards < 1 {
-		return fmt.Errorf("--shards %d: need at least 1", o.Shards)
+	if o.Shards < 1 || o.Shards > MaxIndexedCompletions {
+		return invalid.Errorf("shards", "must be in 1..%d (an Indexed Job's completions), got %d", MaxIndexedCompletions, o.Shards)
 	}
-	if o.Parallelism < 0 || o.Retries < 0 || o.GPUs < 0 {
-		return fmt.Errorf("--parallelism, --retries and --gpus may not be negative")
+	if o.Parallelism < 0 || o.Parallelism > MaxIndexedCompletions {
+		return invalid.Errorf("parallelism", "must be in 0..%d (an Indexed Job's parallelism; 0: all shards), got %d", MaxIndexedCompletions, o.Parallelism)
+	}
+	if o.Retries < 0 || o.Retries > MaxBackoffLimit {
+		return invalid.Errorf("retries", "must be in 0..%d (a Job's backoff limit), got %d", MaxBackoffLimit, o.Retries)
+	}
+	if o.GPUs < 0 {
+		return invalid.Errorf("gpus", "may not be negative, got %d", o.GPUs)
 	}
 	if !path.IsAbs(o.MountPath) {
-		return fmt.Errorf("--mount %q: need an absolute path in the pod", o.MountPath)
+		return invalid.Errorf("mount", "%q: need an absolute path in the pod", o.MountPath)
 	}
 	if rel := strings.TrimPrefix(path.Clean(o.Grid.Out), path.Clean(o.MountPath)); rel == path.Clean(o.Grid.Out) || (rel != "" && !strings.HasPrefix(rel, "/")) {
-		return fmt.Errorf("--out %q: must lie under the claim's mount %s, or the shards' results are lost with their pods", o.Grid.Out, o.MountPath)
+		return invalid.Errorf("out", "%q: must lie under the claim's mount %s, or the shards' results are lost with their pods", o.Grid.Out, o.MountPath)
 	}
 	return nil
 }
 
-// quantity parses a resource quantity given by flag.
-func quantity(flag, v string) (resource.Quantity, error) {
+// quantity parses a resource quantity; a bad one is an invalid setting of field.
+func quantity(field, v string) (resource.Quantity, error) {
 	q, err := resource.ParseQuantity(v)
 	if err != nil {
-		return q, fmt.Errorf("%s %q: %v", flag, v, err)
+		return q, invalid.Errorf(field, "%q: %v", v, err)
 	}
 	return q, nil
 }
@@ -170,7 +192,7 @@ func BuildK8s(o K8sOptions, specText []byte) (K8sObjects, error) {
 	}
 	specKey := filepath.Base(o.Grid.Spec)
 	if errs := validation.IsConfigMapKey(specKey); len(errs) > 0 {
-		return K8sObjects{}, fmt.Errorf("k8s: spec file name %q: %s", specKey, strings.Join(errs, "; "))
+		return K8sObjects{}, fmt.Errorf("k8s: %w", invalid.Errorf("spec", "file name %q is not a ConfigMap key: %s", specKey, strings.Join(errs, "; ")))
 	}
 	var objs K8sObjects
 	objs.ConfigMap = &corev1.ConfigMap{
@@ -181,7 +203,7 @@ func BuildK8s(o K8sOptions, specText []byte) (K8sObjects, error) {
 	claim := o.Claim
 	if claim == "" {
 		claim = o.Name + "-data"
-		size, err := quantity("--storage", o.Storage)
+		size, err := quantity("storage", o.Storage)
 		if err != nil {
 			return K8sObjects{}, fmt.Errorf("k8s: %w", err)
 		}
@@ -203,14 +225,14 @@ func BuildK8s(o K8sOptions, specText []byte) (K8sObjects, error) {
 
 	res := corev1.ResourceRequirements{Requests: corev1.ResourceList{}, Limits: corev1.ResourceList{}}
 	if o.CPU != "" {
-		q, err := quantity("--cpu", o.CPU)
+		q, err := quantity("cpu", o.CPU)
 		if err != nil {
 			return K8sObjects{}, fmt.Errorf("k8s: %w", err)
 		}
 		res.Requests[corev1.ResourceCPU] = q
 	}
 	if o.Memory != "" {
-		q, err := quantity("--memory", o.Memory)
+		q, err := quantity("memory", o.Memory)
 		if err != nil {
 			return K8sObjects{}, fmt.Errorf("k8s: %w", err)
 		}
@@ -261,6 +283,7 @@ func BuildK8s(o K8sOptions, specText []byte) (K8sObjects, error) {
 			},
 		}
 	}
+	// check bounded every size to int32.
 	shards := int32(o.Shards)
 	par := int32(o.Parallelism)
 	if par == 0 || par > shards {

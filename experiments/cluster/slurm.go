@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 
+	"modelstitch/experiments/invalid"
 	"modelstitch/internal/atomicfile"
 )
 
@@ -23,6 +24,10 @@ type SlurmOptions struct {
 	JobName    string // job name prefix (default "stitch")
 	Shards     int    // array tasks per phase, one shard each
 	MaxRunning int    // at most this many tasks of an array at once (0: no limit)
+	// MaxArraySize is the cluster's MaxArraySize (slurm.conf; `scontrol
+	// show config` shows it): array task ids must be below it, so Shards
+	// may be at most this. 0 means DefaultMaxArraySize.
+	MaxArraySize int
 
 	GPUs        int    // --gpus per task (0: none)
 	CPUsPerTask int    // --cpus-per-task (0: Slurm's default)
@@ -47,25 +52,48 @@ type SlurmScripts struct {
 // slurmValue matches what may follow an #SBATCH option.
 var slurmValue = regexp.MustCompile(`^[A-Za-z0-9_.:,=+@/-]+$`)
 
+const (
+	// DefaultMaxArraySize is Slurm's default MaxArraySize: a job array's
+	// task ids run from 0 to MaxArraySize-1, so a grid has at most this
+	// many shards unless SlurmOptions.MaxArraySize says the cluster allows
+	// more.
+	DefaultMaxArraySize = 1001
+	// MaxMaxArraySize is the largest MaxArraySize Slurm accepts.
+	MaxMaxArraySize = 4_000_001
+)
+
 func (o *SlurmOptions) check() error {
 	if err := o.Grid.check(); err != nil {
 		return err
 	}
 	if o.Dir == "" {
-		return fmt.Errorf("no folder given for the Slurm scripts")
+		return invalid.Errorf("dir", "is empty: give the folder for the Slurm scripts")
 	}
-	if o.Shards < 1 {
-		return fmt.Errorf("--shards %d: need at least 1", o.Shards)
+	arrayMax := o.MaxArraySize
+	if arrayMax == 0 {
+		arrayMax = DefaultMaxArraySize
 	}
-	if o.MaxRunning < 0 || o.GPUs < 0 || o.CPUsPerTask < 0 {
-		return fmt.Errorf("--max-running, --gpus and --cpus-per-task may not be negative")
+	if arrayMax < 1 || arrayMax > MaxMaxArraySize {
+		return invalid.Errorf("max array size", "must be in 1..%d (Slurm's bound on MaxArraySize), got %d", MaxMaxArraySize, o.MaxArraySize)
 	}
-	for _, f := range []struct{ flag, v string }{
-		{"--job-name", o.JobName}, {"--mem", o.Mem}, {"--time", o.Time},
-		{"--partition", o.Partition}, {"--account", o.Account}, {"--out (its logs folder)", o.LogDir},
+	if o.Shards < 1 || o.Shards > arrayMax {
+		return invalid.Errorf("shards", "must be in 1..%d (array task ids must be below the cluster's MaxArraySize, %d), got %d", arrayMax, arrayMax, o.Shards)
+	}
+	if o.MaxRunning < 0 || o.MaxRunning > arrayMax {
+		return invalid.Errorf("max running", "must be in 0..%d (the cluster's MaxArraySize; 0: no limit), got %d", arrayMax, o.MaxRunning)
+	}
+	if o.GPUs < 0 {
+		return invalid.Errorf("gpus", "may not be negative, got %d", o.GPUs)
+	}
+	if o.CPUsPerTask < 0 {
+		return invalid.Errorf("cpus per task", "may not be negative, got %d", o.CPUsPerTask)
+	}
+	for _, f := range []struct{ field, v string }{
+		{"job name", o.JobName}, {"mem", o.Mem}, {"time", o.Time},
+		{"partition", o.Partition}, {"account", o.Account}, {"log dir", o.LogDir},
 	} {
 		if f.v != "" && !slurmValue.MatchString(f.v) {
-			return fmt.Errorf("%s %q: not a value Slurm takes (letters, digits and _.:,=+@/- only)", f.flag, f.v)
+			return invalid.Errorf(f.field, "%q is not a value Slurm takes (letters, digits and _.:,=+@/- only)", f.v)
 		}
 	}
 	return nil
