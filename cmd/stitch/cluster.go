@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"modelstitch/experiments/cluster"
+	"modelstitch/experiments/grid"
 	"modelstitch/experiments/shardfile"
 )
 
@@ -291,6 +292,10 @@ func gridMergeCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "merge",
 		Usage: "merge the shards' rows (OUT/rows/shard-I-of-N.jsonl) into OUT/" + shardfile.MergedName + ", each unit once",
+		Description: "Every line must be a row that `stitch grid report` reads, or nothing is merged and the error names\n" +
+			"the file and line (a torn last line, from an interrupted write, is skipped). Of the copies of one\n" +
+			"unit the first wins: files with fewer shards first, then by shard, rows in file order; units\n" +
+			"whose copies differ are named.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "out", Required: true, Usage: "the grid's output directory"},
 		},
@@ -298,12 +303,19 @@ func gridMergeCommand() *cli.Command {
 			if c.NArg() > 0 {
 				return fmt.Errorf("stitch grid merge takes no arguments, got %q", c.Args().First())
 			}
-			st, err := shardfile.Merge(c.String("out"))
+			st, err := grid.MergeRows(c.String("out"))
 			if err != nil {
 				return err
 			}
-			fmt.Printf("merged %d units from %d shard files into %s (%d duplicate rows dropped, %d of them differing; %d torn and %d corrupt lines skipped)\n",
-				st.Unique, st.Files, filepath.Join(c.String("out"), shardfile.MergedName), st.Duplicates, st.Conflicts, st.Torn, st.Corrupt)
+			fmt.Printf("merged %d units from %d shard files into %s (%d duplicate rows dropped, %d of them differing; %d torn last lines skipped)\n",
+				st.Unique, st.Files, filepath.Join(c.String("out"), shardfile.MergedName), st.Duplicates, st.Conflicts, st.Torn)
+			if len(st.ConflictIDs) > 0 {
+				ids := make([]string, len(st.ConflictIDs))
+				for i, id := range st.ConflictIDs {
+					ids[i] = fmt.Sprintf("%q", id)
+				}
+				fmt.Printf("units whose copies differ (the first copy kept): %s\n", strings.Join(ids, ", "))
+			}
 			return nil
 		},
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -310,19 +311,63 @@ func TestGridK8sCommand(t *testing.T) {
 	}
 }
 
-// TestGridMergeCommand merges two shard files with a duplicate and a torn row.
+// TestGridMergeCommand merges two shard files with a duplicate and a torn
+// row; the differing copy is named.
 func TestGridMergeCommand(t *testing.T) {
 	dir := t.TempDir()
-	for i, rows := range []string{`{"unit":"b","v":1}` + "\n" + `{"unit":"a","v":1}` + "\n" + `{"unit":"c",`, `{"unit":"a","v":2}` + "\n"} {
+	a1 := `{"unit":"a","kind":"train","time":"1","model":{"name":"a"}}`
+	a2 := `{"unit":"a","kind":"train","time":"2","model":{"name":"a"}}`
+	b1 := `{"unit":"b","kind":"train","time":"1","model":{"name":"b"}}`
+	for i, rows := range []string{b1 + "\n" + a1 + "\n" + `{"unit":"c",`, a2 + "\n"} {
 		p := shardfile.Path(dir, i, 2)
 		os.MkdirAll(filepath.Dir(p), 0o755)
 		os.WriteFile(p, []byte(rows), 0o644)
 	}
-	if err := runGrid("merge", "--out", dir); err != nil {
+	out, err := captureStdout(func() error { return runGrid("merge", "--out", dir) })
+	if err != nil {
 		t.Fatal(err)
 	}
-	if got := readFile(t, filepath.Join(dir, shardfile.MergedName)); got != `{"unit":"a","v":1}`+"\n"+`{"unit":"b","v":1}`+"\n" {
+	if got := readFile(t, filepath.Join(dir, shardfile.MergedName)); got != a1+"\n"+b1+"\n" {
 		t.Errorf("merged:\n%s", got)
+	}
+	if !strings.Contains(out, `units whose copies differ (the first copy kept): "a"`) {
+		t.Errorf("merge printed %q, want the conflicting unit named", out)
+	}
+}
+
+// TestGridMergeRefusesWhatReportRefuses runs `grid merge` and `grid report`
+// on the same hostile folders: a corrupt line, a row without a kind, a
+// byte-order mark, a train row without its model. Both refuse, naming the
+// file and line, and merge writes nothing (before, merge exited 0 and
+// copied {"unit":"x"} into merged.jsonl).
+func TestGridMergeRefusesWhatReportRefuses(t *testing.T) {
+	spec := filepath.Join("..", "..", "experiments", "grid", "testdata", "tiny.toml")
+	good := `{"unit":"train/a-1","kind":"train","time":"1","model":{"name":"a"}}`
+	for name, c := range map[string]struct {
+		files []string
+		bad   string
+	}{
+		"corrupt line":     {[]string{good + "\nnot json\n" + `{"unit":"b","kind":"tr`}, "shard-0-of-1.jsonl:2"},
+		"row without kind": {[]string{good + "\n", `{"unit":"x"}` + "\n"}, "shard-1-of-2.jsonl:1"},
+		"byte-order mark":  {[]string{"\xef\xbb\xbf" + good + "\n"}, "shard-0-of-1.jsonl:1"},
+		"no model":         {[]string{`{"unit":"train/a-1","kind":"train"}` + "\n"}, "shard-0-of-1.jsonl:1"},
+	} {
+		dir := t.TempDir()
+		for i, text := range c.files {
+			p := shardfile.Path(dir, i, len(c.files))
+			os.MkdirAll(filepath.Dir(p), 0o755)
+			os.WriteFile(p, []byte(text), 0o644)
+		}
+		merr := runGrid("merge", "--out", dir)
+		rerr := runGrid("report", "--out", dir, "--report", filepath.Join(dir, "report"), spec)
+		for what, err := range map[string]error{"merge": merr, "report": rerr} {
+			if err == nil || !strings.Contains(err.Error(), c.bad) {
+				t.Errorf("%s: grid %s: %v, want an error naming %s", name, what, err, c.bad)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(dir, shardfile.MergedName)); err == nil {
+			t.Errorf("%s: merge wrote %s", name, shardfile.MergedName)
+		}
 	}
 }
 
@@ -373,4 +418,24 @@ func TestGridJobSizesNameTheFlag(t *testing.T) {
 	if train := readFile(t, filepath.Join(out, "slurm", "train.sbatch")); !strings.Contains(train, "#SBATCH --array=0-4999\n") {
 		t.Errorf("train.sbatch:\n%s", train)
 	}
+}
+
+// captureStdout runs f with os.Stdout going to a pipe and returns what f
+// printed.
+func captureStdout(f func() error) (string, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return "", err
+	}
+	got := make(chan []byte)
+	go func() {
+		b, _ := io.ReadAll(r)
+		got <- b
+	}()
+	stdout := os.Stdout
+	os.Stdout = w
+	err = f()
+	os.Stdout = stdout
+	w.Close()
+	return string(<-got), err
 }
