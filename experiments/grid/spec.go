@@ -417,6 +417,9 @@ func Parse(name string, text []byte) (*Spec, error) {
 	if err := s.resolve(); err != nil {
 		return nil, err
 	}
+	if err := s.checkLimits(md); err != nil { // limits.go
+		return nil, err
+	}
 	return s, nil
 }
 
