@@ -9,7 +9,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"modelstitch/experiments/cluster"
+	"modelstitch/experiments/grid"
 	"modelstitch/experiments/shardfile"
 	"modelstitch/internal/slurmtest"
 )
@@ -438,4 +441,168 @@ func captureStdout(f func() error) (string, error) {
 	os.Stdout = stdout
 	w.Close()
 	return string(<-got), err
+}
+
+// TestGridSlurmSurvivesSlurmdKill runs the tiny grid on a real one-node
+// Slurm cluster in two shards and kills slurmd (SIGKILL, as a crash) while
+// a task of the stitch array is running and has written a stitching row,
+// then starts slurmd again at once. In the first case only slurmd dies: the
+// running task keeps running under its slurmstepd, which the new slurmd
+// adopts. In the second the task's own processes (the batch script and
+// stitch, from scontrol listpids) are killed with it, as in a crash of the
+// node, so the task cannot complete by itself. Either way the grid must end
+// with every unit merged exactly once: tasks that did not complete are
+// re-queued with the written requeue.sh, as a user would.
+func TestGridSlurmSurvivesSlurmdKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains and stitches real models end to end; runs without -short")
+	}
+	g := realGrid(t)
+	t.Run("slurmd", func(t *testing.T) { testSlurmdKill(t, g, false) })
+	t.Run("slurmd and the task", func(t *testing.T) { testSlurmdKill(t, g, true) })
+}
+
+func testSlurmdKill(t *testing.T, g gridUnderTest, withTask bool) {
+	start := time.Now()
+	c := slurmtest.Start(t, slurmtest.Options{CPUs: 4})
+	t.Setenv("SLURM_CONF", c.Conf)
+	work := t.TempDir()
+	t.Chdir(work)
+	out := filepath.Join(work, "out")
+	scripts := filepath.Join(work, "slurm")
+	const shards = 2
+	if err := runGrid("slurm", g.Spec, "--out", out, "--dir", scripts, "--shards", fmt.Sprint(shards), "--cpus-per-task", "1",
+		"--time", "30:00", "--stitch-bin", g.Bin, "--submit"); err != nil {
+		c.DumpLogs()
+		t.Fatal(err)
+	}
+	jobs, err := cluster.ReadSlurmJobs(filepath.Join(scripts, "jobs.env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stitchTask := func(i int) string { return jobs.Phases["stitch"] + "_" + fmt.Sprint(i) }
+	fail := func(format string, args ...any) {
+		t.Helper()
+		c.DumpLogs()
+		logs, _ := filepath.Glob(filepath.Join(out, "logs", "*"))
+		for _, l := range logs {
+			b, _ := os.ReadFile(l)
+			t.Logf("--- %s\n%s", l, b)
+		}
+		t.Fatalf(format, args...)
+	}
+
+	// Wait for a stitch task that is running and has written a stitching
+	// row (the train array is done by then: the stitch array waits for it).
+	running := -1
+	for deadline := time.Now().Add(20 * time.Minute); running < 0; {
+		if time.Now().After(deadline) {
+			fail("no stitch task seen running with a stitching row written after 20 minutes")
+		}
+		for i := 0; i < shards && running < 0; i++ {
+			rows, _, _, _ := shardfile.Read(shardfile.Path(out, i, shards))
+			stitched := false
+			for _, r := range rows {
+				stitched = stitched || strings.Contains(string(r.Line), `"kind":"stitch"`)
+			}
+			if f, err := c.Job(stitchTask(i)); stitched && err == nil && f["JobState"] == "RUNNING" {
+				running = i
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var pids []int
+	if withTask {
+		// The task's processes, listed by slurmd before it dies.
+		f, err := c.Job(stitchTask(running))
+		if err != nil {
+			t.Fatal(err)
+		}
+		list, err := c.Run("scontrol", "listpids", f["JobId"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(list, "\n")[1:] { // after the header
+			if fs := strings.Fields(l); len(fs) > 0 {
+				if pid, err := strconv.Atoi(fs[0]); err == nil && pid > 1 {
+					pids = append(pids, pid)
+				}
+			}
+		}
+		if len(pids) == 0 {
+			t.Fatalf("scontrol listpids %s listed no process:\n%s", f["JobId"], list)
+		}
+	}
+	if err := c.Kill("slurmd"); err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range pids {
+		syscall.Kill(pid, syscall.SIGKILL) // one may have exited already
+	}
+	state, _ := c.NodeState()
+	f, _ := c.Job(stitchTask(running))
+	t.Logf("killed slurmd and %d of the task's processes %v while %s was running (node: %s; task: %s)", len(pids), pids, stitchTask(running), state, f["JobState"])
+	if err := c.Restart("slurmd"); err != nil {
+		fail("restart slurmd: %v", err)
+	}
+
+	// Wait for every stitch task; re-queue those that did not complete
+	// (requeue.sh also re-arms the report's dependency), until all have.
+	for round := 0; ; round++ {
+		var again []string
+		for i := 0; i < shards; i++ {
+			st, err := c.WaitJob(stitchTask(i), 20*time.Minute)
+			if err != nil {
+				fail("stitch task %s: %s, %v", stitchTask(i), st, err)
+			}
+			t.Logf("round %d: stitch task %s ended %s", round, stitchTask(i), st)
+			if st != "COMPLETED" {
+				again = append(again, stitchTask(i))
+			}
+		}
+		if len(again) == 0 {
+			break
+		}
+		if round == 2 {
+			fail("stitch tasks %v did not complete after %d re-queues", again, round)
+		}
+		if b, err := exec.Command("bash", append([]string{filepath.Join(scripts, "requeue.sh")}, again...)...).CombinedOutput(); err != nil {
+			fail("requeue.sh %v: %v\n%s", again, err, b)
+		}
+	}
+	if st, err := c.WaitJob(jobs.Report, 20*time.Minute); err != nil || st != "COMPLETED" {
+		fail("report job %s: %s, %v", jobs.Report, st, err)
+	}
+
+	// Every unit of the plan is merged exactly once.
+	b, err := exec.Command(g.Bin, "grid", "plan", "--json", "--out", out, g.Spec).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	for dec.More() {
+		var u struct {
+			ID    string `json:"id"`
+			State string `json:"state"`
+		}
+		if err := dec.Decode(&u); err != nil {
+			t.Fatal(err)
+		}
+		if u.State != "done" {
+			t.Errorf("unit %s is %s after the grid finished", u.ID, u.State)
+		}
+		want = append(want, u.ID)
+	}
+	sort.Strings(want)
+	got := mergedIDs(t, filepath.Join(out, shardfile.MergedName))
+	if strings.Join(got, " ") != strings.Join(want, " ") || len(want) == 0 {
+		t.Fatalf("merged %d units, the plan has %d:\n%v\n%v", len(got), len(want), got, want)
+	}
+	recs, err := grid.ReadRecords(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d units merged exactly once (%d duplicate rows in the shard files, %d of them differing: %v; %d torn); whole test %v",
+		len(got), recs.Duplicates, len(recs.Conflicts), recs.Conflicts, recs.Torn, time.Since(start).Round(time.Second))
 }
