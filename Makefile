@@ -34,7 +34,7 @@ LIB := $(BUILD_DIR)/libcbridge.so
 # time), and the packages that have them. FUZZPARALLEL workers (default: all CPUs).
 FUZZTIME ?= 1000000x
 FUZZPARALLEL ?=
-FUZZ_PKGS ?= ./weights ./torch/vision/datasets
+FUZZ_PKGS ?= ./weights ./torch/vision/datasets ./experiments/grid
 
 .PHONY: all build run test test-cuda check bench bench-stitch fuzz soak device-bundle deps-build deps-test deps-run clean vet
 

@@ -37,6 +37,7 @@ func TestResourceFlagsRefusedBeforeWork(t *testing.T) {
 		{[]string{"train", "--width", "1e6", "--data-dir", noData, "--out", out}, []string{"--width 1e+06 is too large", "needs at least", "available"}},
 		{[]string{"train", "--objective", "simclr", "--width", "1e6", "--data-dir", noData, "--out", out}, []string{"--width 1e+06 is too large"}},
 		{[]string{"train", "--schedule", "bogus", "--data-dir", noData, "--out", out}, []string{"--schedule", "bogus", "cosine, onecycle, step, constant"}},
+		{[]string{"train", "--epochs", "99999999999", "--data-dir", noData, "--out", out}, []string{"--epochs must be in 0..1000000, got 99999999999"}},
 	}
 	for _, c := range cases {
 		args := c.args

@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"modelstitch/experiments/cluster"
+	"modelstitch/experiments/grid"
 	"modelstitch/experiments/shardfile"
 )
 
@@ -118,8 +119,9 @@ func gridSlurmCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "out", Usage: "the grid's output directory, on the shared file system (required)"},
 			&cli.StringFlag{Name: "dir", Usage: "where to write the scripts (default: OUT/slurm)"},
-			&cli.IntFlag{Name: "shards", Value: 4, Usage: "array tasks per phase, each one shard of the grid"},
+			&cli.IntFlag{Name: "shards", Value: 4, Usage: "array tasks per phase, each one shard of the grid (at most --max-array-size)"},
 			&cli.IntFlag{Name: "max-running", Usage: "run at most this many tasks of an array at once (0: no limit)"},
+			&cli.IntFlag{Name: "max-array-size", Value: cluster.DefaultMaxArraySize, Usage: "the cluster's MaxArraySize (scontrol show config): array task ids must be below it"},
 			&cli.IntFlag{Name: "gpus", Usage: "GPUs per task (sbatch --gpus)"},
 			&cli.IntFlag{Name: "cpus-per-task", Value: 4, Usage: "CPUs per task (sbatch --cpus-per-task)"},
 			&cli.StringFlag{Name: "mem", Usage: "memory per task, e.g. 32G (sbatch --mem)"},
@@ -134,7 +136,7 @@ func gridSlurmCommand() *cli.Command {
 		},
 		SkipFlagParsing: true, // flags may follow SPEC; see parseInterspersed
 		HideHelpCommand: true,
-		Action:          namingFlags(gridSlurmAction, slurmFlagOf),
+		Action:          namingFlags(gridSlurmAction, gridSlurmFlagOf),
 	}
 }
 
@@ -175,18 +177,19 @@ func gridSlurmAction(c *cli.Context) error {
 		return fmt.Errorf("--run-args: %w", err)
 	}
 	s, err := cluster.WriteSlurm(cluster.SlurmOptions{
-		Grid:        cluster.Grid{Bin: bin, Spec: spec, Out: out, RunArgs: runArgs},
-		Dir:         dir,
-		JobName:     c.String("job-name"),
-		Shards:      c.Int("shards"),
-		MaxRunning:  c.Int("max-running"),
-		GPUs:        c.Int("gpus"),
-		CPUsPerTask: c.Int("cpus-per-task"),
-		Mem:         c.String("mem"),
-		Time:        c.String("time"),
-		Partition:   c.String("partition"),
-		Account:     c.String("account"),
-		Setup:       c.String("setup"),
+		Grid:         cluster.Grid{Bin: bin, Spec: spec, Out: out, RunArgs: runArgs},
+		Dir:          dir,
+		JobName:      c.String("job-name"),
+		Shards:       c.Int("shards"),
+		MaxRunning:   c.Int("max-running"),
+		MaxArraySize: c.Int("max-array-size"),
+		GPUs:         c.Int("gpus"),
+		CPUsPerTask:  c.Int("cpus-per-task"),
+		Mem:          c.String("mem"),
+		Time:         c.String("time"),
+		Partition:    c.String("partition"),
+		Account:      c.String("account"),
+		Setup:        c.String("setup"),
 	})
 	if err != nil {
 		return err
@@ -221,7 +224,7 @@ func gridK8sCommand() *cli.Command {
 			&cli.StringFlag{Name: "dir", Value: "k8s", Usage: "where to write the manifests"},
 			&cli.StringFlag{Name: "name", Value: "stitch-grid", Usage: "name prefix of the objects"},
 			&cli.StringFlag{Name: "namespace", Usage: "namespace (default: kubectl's)"},
-			&cli.IntFlag{Name: "shards", Value: 4, Usage: "indexes per phase, each one shard of the grid"},
+			&cli.IntFlag{Name: "shards", Value: 4, Usage: fmt.Sprintf("indexes per phase, each one shard of the grid (at most %d)", cluster.MaxIndexedCompletions)},
 			&cli.IntFlag{Name: "parallelism", Usage: "pods of a phase at once (0: all shards)"},
 			&cli.IntFlag{Name: "retries", Value: 3, Usage: "retries of each failed index (backoffLimitPerIndex)"},
 			&cli.IntFlag{Name: "gpus", Usage: "nvidia.com/gpu per pod"},
@@ -239,7 +242,7 @@ func gridK8sCommand() *cli.Command {
 		},
 		SkipFlagParsing: true, // flags may follow SPEC; see parseInterspersed
 		HideHelpCommand: true,
-		Action:          namingFlags(gridK8sAction, k8sFlagOf),
+		Action:          namingFlags(gridK8sAction, gridK8sFlagOf),
 	}
 }
 
@@ -297,6 +300,10 @@ func gridMergeCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "merge",
 		Usage: "merge the shards' rows (OUT/rows/shard-I-of-N.jsonl) into OUT/" + shardfile.MergedName + ", each unit once",
+		Description: "Every line must be a row that `stitch grid report` reads, or nothing is merged and the error names\n" +
+			"the file and line (a torn last line, from an interrupted write, is skipped). Of the copies of one\n" +
+			"unit the first wins: files with fewer shards first, then by shard, rows in file order; units\n" +
+			"whose copies differ are named.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "out", Required: true, Usage: "the grid's output directory"},
 		},
@@ -304,12 +311,19 @@ func gridMergeCommand() *cli.Command {
 			if c.NArg() > 0 {
 				return fmt.Errorf("stitch grid merge takes no arguments, got %q", c.Args().First())
 			}
-			st, err := shardfile.Merge(c.String("out"))
+			st, err := grid.MergeRows(c.String("out"))
 			if err != nil {
 				return err
 			}
-			fmt.Printf("merged %d units from %d shard files into %s (%d duplicate rows dropped, %d of them differing; %d torn and %d corrupt lines skipped)\n",
-				st.Unique, st.Files, filepath.Join(c.String("out"), shardfile.MergedName), st.Duplicates, st.Conflicts, st.Torn, st.Corrupt)
+			fmt.Printf("merged %d units from %d shard files into %s (%d duplicate rows dropped, %d of them differing; %d torn last lines skipped)\n",
+				st.Unique, st.Files, filepath.Join(c.String("out"), shardfile.MergedName), st.Duplicates, st.Conflicts, st.Torn)
+			if len(st.ConflictIDs) > 0 {
+				ids := make([]string, len(st.ConflictIDs))
+				for i, id := range st.ConflictIDs {
+					ids[i] = fmt.Sprintf("%q", id)
+				}
+				fmt.Printf("units whose copies differ (the first copy kept): %s\n", strings.Join(ids, ", "))
+			}
 			return nil
 		},
 	}

@@ -4,11 +4,14 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +19,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"modelstitch/experiments/cluster"
+	"modelstitch/experiments/grid"
 	"modelstitch/experiments/shardfile"
 	"modelstitch/internal/slurmtest"
 )
@@ -312,18 +316,295 @@ func TestGridK8sCommand(t *testing.T) {
 	}
 }
 
-// TestGridMergeCommand merges two shard files with a duplicate and a torn row.
+// TestGridMergeCommand merges two shard files with a duplicate and a torn
+// row; the differing copy is named.
 func TestGridMergeCommand(t *testing.T) {
 	dir := t.TempDir()
-	for i, rows := range []string{`{"unit":"b","v":1}` + "\n" + `{"unit":"a","v":1}` + "\n" + `{"unit":"c",`, `{"unit":"a","v":2}` + "\n"} {
+	a1 := `{"unit":"a","kind":"train","time":"1","model":{"name":"a"}}`
+	a2 := `{"unit":"a","kind":"train","time":"2","model":{"name":"a"}}`
+	b1 := `{"unit":"b","kind":"train","time":"1","model":{"name":"b"}}`
+	for i, rows := range []string{b1 + "\n" + a1 + "\n" + `{"unit":"c",`, a2 + "\n"} {
 		p := shardfile.Path(dir, i, 2)
 		os.MkdirAll(filepath.Dir(p), 0o755)
 		os.WriteFile(p, []byte(rows), 0o644)
 	}
-	if err := runGrid("merge", "--out", dir); err != nil {
+	out, err := captureStdout(func() error { return runGrid("merge", "--out", dir) })
+	if err != nil {
 		t.Fatal(err)
 	}
-	if got := readFile(t, filepath.Join(dir, shardfile.MergedName)); got != `{"unit":"a","v":1}`+"\n"+`{"unit":"b","v":1}`+"\n" {
+	if got := readFile(t, filepath.Join(dir, shardfile.MergedName)); got != a1+"\n"+b1+"\n" {
 		t.Errorf("merged:\n%s", got)
 	}
+	if !strings.Contains(out, `units whose copies differ (the first copy kept): "a"`) {
+		t.Errorf("merge printed %q, want the conflicting unit named", out)
+	}
+}
+
+// TestGridMergeRefusesWhatReportRefuses runs `grid merge` and `grid report`
+// on the same hostile folders: a corrupt line, a row without a kind, a
+// byte-order mark, a train row without its model. Both refuse, naming the
+// file and line, and merge writes nothing (before, merge exited 0 and
+// copied {"unit":"x"} into merged.jsonl).
+func TestGridMergeRefusesWhatReportRefuses(t *testing.T) {
+	spec := filepath.Join("..", "..", "experiments", "grid", "testdata", "tiny.toml")
+	good := `{"unit":"train/a-1","kind":"train","time":"1","model":{"name":"a"}}`
+	for name, c := range map[string]struct {
+		files []string
+		bad   string
+	}{
+		"corrupt line":     {[]string{good + "\nnot json\n" + `{"unit":"b","kind":"tr`}, "shard-0-of-1.jsonl:2"},
+		"row without kind": {[]string{good + "\n", `{"unit":"x"}` + "\n"}, "shard-1-of-2.jsonl:1"},
+		"byte-order mark":  {[]string{"\xef\xbb\xbf" + good + "\n"}, "shard-0-of-1.jsonl:1"},
+		"no model":         {[]string{`{"unit":"train/a-1","kind":"train"}` + "\n"}, "shard-0-of-1.jsonl:1"},
+	} {
+		dir := t.TempDir()
+		for i, text := range c.files {
+			p := shardfile.Path(dir, i, len(c.files))
+			os.MkdirAll(filepath.Dir(p), 0o755)
+			os.WriteFile(p, []byte(text), 0o644)
+		}
+		merr := runGrid("merge", "--out", dir)
+		rerr := runGrid("report", "--out", dir, "--report", filepath.Join(dir, "report"), spec)
+		for what, err := range map[string]error{"merge": merr, "report": rerr} {
+			if err == nil || !strings.Contains(err.Error(), c.bad) {
+				t.Errorf("%s: grid %s: %v, want an error naming %s", name, what, err, c.bad)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(dir, shardfile.MergedName)); err == nil {
+			t.Errorf("%s: merge wrote %s", name, shardfile.MergedName)
+		}
+	}
+}
+
+// TestGridJobSizesNameTheFlag: job sizes beyond the schedulers' limits are
+// refused naming the flag, and nothing is written (issue 29: --shards
+// 4294967297 wrote `completions: 1`, 2147483648 `completions:
+// -2147483648`, and Slurm got --array=0-4294967296%4294967297).
+func TestGridJobSizesNameTheFlag(t *testing.T) {
+	dir := t.TempDir()
+	spec := filepath.Join(dir, "grid.toml")
+	os.WriteFile(spec, []byte("# spec\n"), 0o644)
+	out := filepath.Join(dir, "out")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"k8s", spec, "--image", "img", "--shards", "4294967297"}, "--shards must be in 1..100000"},
+		{[]string{"k8s", spec, "--image", "img", "--shards", "2147483648"}, "--shards"},
+		{[]string{"k8s", spec, "--image", "img", "--shards", "100001"}, "--shards"},
+		{[]string{"k8s", spec, "--image", "img", "--parallelism", "2147483648"}, "--parallelism"},
+		{[]string{"k8s", spec, "--image", "img", "--retries", "2147483648"}, "--retries"},
+		{[]string{"k8s", spec, "--image", "img", "--mount", "data"}, "--mount"},
+		{[]string{"slurm", spec, "--out", out, "--shards", "4294967297", "--max-running", "4294967297"}, "--shards"},
+		{[]string{"slurm", spec, "--out", out, "--shards", "1002"}, "--shards must be in 1..1001"},
+		{[]string{"slurm", spec, "--out", out, "--shards", "4", "--max-running", "4294967297"}, "--max-running"},
+		{[]string{"slurm", spec, "--out", out, "--shards", "4", "--max-array-size", "-1"}, "--max-array-size"},
+		{[]string{"slurm", spec, "--out", out + " x"}, "--out (its logs folder)"},
+	} {
+		k8sDir := filepath.Join(dir, "k8s")
+		args := c.args
+		if args[0] == "k8s" {
+			args = append(args, "--dir", k8sDir)
+		}
+		err := runGrid(args...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("stitch grid %s: %v, want an error naming %s", strings.Join(c.args, " "), err, c.want)
+		}
+		for _, p := range []string{k8sDir, out} {
+			if _, err := os.Stat(p); err == nil {
+				t.Fatalf("stitch grid %s wrote %s", strings.Join(c.args, " "), p)
+			}
+		}
+	}
+	// A cluster that allows larger arrays takes them.
+	if err := runGrid("slurm", spec, "--out", out, "--shards", "5000", "--max-array-size", "5001"); err != nil {
+		t.Fatal(err)
+	}
+	if train := readFile(t, filepath.Join(out, "slurm", "train.sbatch")); !strings.Contains(train, "#SBATCH --array=0-4999\n") {
+		t.Errorf("train.sbatch:\n%s", train)
+	}
+}
+
+// captureStdout runs f with os.Stdout going to a pipe and returns what f
+// printed.
+func captureStdout(f func() error) (string, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return "", err
+	}
+	got := make(chan []byte)
+	go func() {
+		b, _ := io.ReadAll(r)
+		got <- b
+	}()
+	stdout := os.Stdout
+	os.Stdout = w
+	err = f()
+	os.Stdout = stdout
+	w.Close()
+	return string(<-got), err
+}
+
+// TestGridSlurmSurvivesSlurmdKill runs the tiny grid on a real one-node
+// Slurm cluster in two shards and kills slurmd (SIGKILL, as a crash) while
+// a task of the stitch array is running and has written a stitching row,
+// then starts slurmd again at once. In the first case only slurmd dies: the
+// running task keeps running under its slurmstepd, which the new slurmd
+// adopts. In the second the task's own processes (the batch script and
+// stitch, from scontrol listpids) are killed with it, as in a crash of the
+// node, so the task cannot complete by itself. Either way the grid must end
+// with every unit merged exactly once: tasks that did not complete are
+// re-queued with the written requeue.sh, as a user would.
+func TestGridSlurmSurvivesSlurmdKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains and stitches real models end to end; runs without -short")
+	}
+	g := realGrid(t)
+	t.Run("slurmd", func(t *testing.T) { testSlurmdKill(t, g, false) })
+	t.Run("slurmd and the task", func(t *testing.T) { testSlurmdKill(t, g, true) })
+}
+
+func testSlurmdKill(t *testing.T, g gridUnderTest, withTask bool) {
+	start := time.Now()
+	c := slurmtest.Start(t, slurmtest.Options{CPUs: 4})
+	t.Setenv("SLURM_CONF", c.Conf)
+	work := t.TempDir()
+	t.Chdir(work)
+	out := filepath.Join(work, "out")
+	scripts := filepath.Join(work, "slurm")
+	const shards = 2
+	if err := runGrid("slurm", g.Spec, "--out", out, "--dir", scripts, "--shards", fmt.Sprint(shards), "--cpus-per-task", "1",
+		"--time", "30:00", "--stitch-bin", g.Bin, "--submit"); err != nil {
+		c.DumpLogs()
+		t.Fatal(err)
+	}
+	jobs, err := cluster.ReadSlurmJobs(filepath.Join(scripts, "jobs.env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stitchTask := func(i int) string { return jobs.Phases["stitch"] + "_" + fmt.Sprint(i) }
+	fail := func(format string, args ...any) {
+		t.Helper()
+		c.DumpLogs()
+		logs, _ := filepath.Glob(filepath.Join(out, "logs", "*"))
+		for _, l := range logs {
+			b, _ := os.ReadFile(l)
+			t.Logf("--- %s\n%s", l, b)
+		}
+		t.Fatalf(format, args...)
+	}
+
+	// Wait for a stitch task that is running and has written a stitching
+	// row (the train array is done by then: the stitch array waits for it).
+	running := -1
+	for deadline := time.Now().Add(20 * time.Minute); running < 0; {
+		if time.Now().After(deadline) {
+			fail("no stitch task seen running with a stitching row written after 20 minutes")
+		}
+		for i := 0; i < shards && running < 0; i++ {
+			rows, _, _, _ := shardfile.Read(shardfile.Path(out, i, shards))
+			stitched := false
+			for _, r := range rows {
+				stitched = stitched || strings.Contains(string(r.Line), `"kind":"stitch"`)
+			}
+			if f, err := c.Job(stitchTask(i)); stitched && err == nil && f["JobState"] == "RUNNING" {
+				running = i
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var pids []int
+	if withTask {
+		// The task's processes, listed by slurmd before it dies.
+		f, err := c.Job(stitchTask(running))
+		if err != nil {
+			t.Fatal(err)
+		}
+		list, err := c.Run("scontrol", "listpids", f["JobId"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(list, "\n")[1:] { // after the header
+			if fs := strings.Fields(l); len(fs) > 0 {
+				if pid, err := strconv.Atoi(fs[0]); err == nil && pid > 1 {
+					pids = append(pids, pid)
+				}
+			}
+		}
+		if len(pids) == 0 {
+			t.Fatalf("scontrol listpids %s listed no process:\n%s", f["JobId"], list)
+		}
+	}
+	if err := c.Kill("slurmd"); err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range pids {
+		syscall.Kill(pid, syscall.SIGKILL) // one may have exited already
+	}
+	state, _ := c.NodeState()
+	f, _ := c.Job(stitchTask(running))
+	t.Logf("killed slurmd and %d of the task's processes %v while %s was running (node: %s; task: %s)", len(pids), pids, stitchTask(running), state, f["JobState"])
+	if err := c.Restart("slurmd"); err != nil {
+		fail("restart slurmd: %v", err)
+	}
+
+	// Wait for every stitch task; re-queue those that did not complete
+	// (requeue.sh also re-arms the report's dependency), until all have.
+	for round := 0; ; round++ {
+		var again []string
+		for i := 0; i < shards; i++ {
+			st, err := c.WaitJob(stitchTask(i), 20*time.Minute)
+			if err != nil {
+				fail("stitch task %s: %s, %v", stitchTask(i), st, err)
+			}
+			t.Logf("round %d: stitch task %s ended %s", round, stitchTask(i), st)
+			if st != "COMPLETED" {
+				again = append(again, stitchTask(i))
+			}
+		}
+		if len(again) == 0 {
+			break
+		}
+		if round == 2 {
+			fail("stitch tasks %v did not complete after %d re-queues", again, round)
+		}
+		if b, err := exec.Command("bash", append([]string{filepath.Join(scripts, "requeue.sh")}, again...)...).CombinedOutput(); err != nil {
+			fail("requeue.sh %v: %v\n%s", again, err, b)
+		}
+	}
+	if st, err := c.WaitJob(jobs.Report, 20*time.Minute); err != nil || st != "COMPLETED" {
+		fail("report job %s: %s, %v", jobs.Report, st, err)
+	}
+
+	// Every unit of the plan is merged exactly once.
+	b, err := exec.Command(g.Bin, "grid", "plan", "--json", "--out", out, g.Spec).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	for dec.More() {
+		var u struct {
+			ID    string `json:"id"`
+			State string `json:"state"`
+		}
+		if err := dec.Decode(&u); err != nil {
+			t.Fatal(err)
+		}
+		if u.State != "done" {
+			t.Errorf("unit %s is %s after the grid finished", u.ID, u.State)
+		}
+		want = append(want, u.ID)
+	}
+	sort.Strings(want)
+	got := mergedIDs(t, filepath.Join(out, shardfile.MergedName))
+	if strings.Join(got, " ") != strings.Join(want, " ") || len(want) == 0 {
+		t.Fatalf("merged %d units, the plan has %d:\n%v\n%v", len(got), len(want), got, want)
+	}
+	recs, err := grid.ReadRecords(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d units merged exactly once (%d duplicate rows in the shard files, %d of them differing: %v; %d torn); whole test %v",
+		len(got), recs.Duplicates, len(recs.Conflicts), recs.Conflicts, recs.Torn, time.Since(start).Round(time.Second))
 }

@@ -28,20 +28,24 @@ var (
 	// (models.LoadOptions, weights.ReadOptions) for eval and inspect.
 	checkpointFlagOf = map[string]string{"key": "--key", "stem": "--stem", "stem padding": "--stem-padding"}
 	gridFlagOf       = map[string]string{"phase": "--phase", "shard": "--shard"}
-	slurmFlagOf      = map[string]string{
-		"shards": "--shards", "max running, gpus and cpus per task": "--max-running, --gpus and --cpus-per-task",
-		"job name": "--job-name", "mem": "--mem", "time": "--time", "partition": "--partition", "account": "--account",
-		"log dir": "--out (its logs folder)", "stitch bin": "--stitch-bin", "out": "--out",
-	}
-	k8sFlagOf = map[string]string{
-		"name": "--name", "namespace": "--namespace", "claim": "--claim", "image": "--image", "pull policy": "--pull-policy",
-		"shards": "--shards", "parallelism, retries and gpus": "--parallelism, --retries and --gpus", "mount path": "--mount",
-		"out": "--out", "storage": "--storage", "cpu": "--cpu", "memory": "--memory", "stitch bin": "--stitch-bin",
-	}
-	probeFlagOf = map[string]string{
+	probeFlagOf      = map[string]string{
 		"probe epochs": "--epochs", "batch size": "--batch-size", "learning rate": "--lr", "weight decay": "--weight-decay",
 		"train samples": "--train-samples", "stem": "--stem", "stem padding": "--stem-padding",
 		"weight decays": "--weight-decays", "holdout": "--holdout", "max iter": "--max-iter", "key": "--key",
+	}
+	// gridSlurmFlagOf and gridK8sFlagOf name the flags of `stitch grid slurm`
+	// and `stitch grid k8s` (experiments/cluster's fields).
+	gridSlurmFlagOf = map[string]string{
+		"shards": "--shards", "max running": "--max-running", "max array size": "--max-array-size", "gpus": "--gpus",
+		"cpus per task": "--cpus-per-task", "job name": "--job-name", "mem": "--mem", "time": "--time",
+		"partition": "--partition", "account": "--account", "log dir": "--out (its logs folder)",
+		"stitch bin": "--stitch-bin", "out": "--out", "dir": "--dir", "spec": "SPEC", "run args": "--run-args",
+	}
+	gridK8sFlagOf = map[string]string{
+		"name": "--name", "namespace": "--namespace", "claim": "--claim", "image": "--image", "pull policy": "--pull-policy",
+		"shards": "--shards", "parallelism": "--parallelism", "retries": "--retries", "gpus": "--gpus",
+		"cpu": "--cpu", "memory": "--memory", "storage": "--storage", "mount": "--mount", "out": "--out",
+		"dir": "--dir", "stitch bin": "--stitch-bin", "spec": "SPEC", "run args": "--run-args",
 	}
 )
 

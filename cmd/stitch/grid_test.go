@@ -173,3 +173,25 @@ func countLines(t *testing.T, path string) int {
 	}
 	return bytes.Count(b, []byte("\n"))
 }
+
+// TestGridPlanRefusesSpecsThatCannotRun: issue 29's specs, which plan
+// accepted and whose units then failed one by one at run time, are refused
+// by plan naming the file, line and key.
+func TestGridPlanRefusesSpecsThatCannotRun(t *testing.T) {
+	dir := t.TempDir()
+	base := "title = \"t\"\n[models.a]\nseed = 1\n[models.b]\nseed = 2\n[pairs.ab]\nbottom = \"a\"\ntop = \"b\"\ncuts = \"stem\"\n"
+	for _, c := range []struct{ text, want string }{
+		{strings.Replace(base, "seed = 1", "seed = 1\nwidth = 1e300", 1), "spec.toml:4: models.a.width"},
+		{strings.Replace(base, "seed = 1", "seed = 1\nepochs = 99999999999", 1), "spec.toml:4: models.a.epochs"},
+		{base + "[pairs.ab.stitch]\nkernel_size = 100001\n", "spec.toml:11: pairs.ab.stitch.kernel_size"},
+		{"test_samples = 99999999999999\n" + base, "spec.toml:1: test_samples"},
+	} {
+		spec := filepath.Join(dir, "spec.toml")
+		if err := os.WriteFile(spec, []byte(c.text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := runGrid("plan", "--out", filepath.Join(dir, "out"), spec); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("grid plan: %v, want an error naming %s", err, c.want)
+		}
+	}
+}

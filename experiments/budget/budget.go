@@ -231,6 +231,34 @@ func Check(r Run, widthField, batchField string) error {
 	return invalid.Errorf(batchField, "%d is too large: %s", r.Batch, detail)
 }
 
+// MaxAddressable is the most bytes a run may need on any machine: libtorch
+// counts a tensor's elements and bytes in int64, and no machine addresses
+// more.
+const MaxAddressable = math.MaxInt64
+
+// CheckAddressable refuses a run that cannot fit on any machine: one whose
+// network cannot be built (the error of vision.Footprint) or whose estimate
+// (Estimate) is not a finite number of bytes at most MaxAddressable. The
+// error is an invalid setting of widthField. It is the part of Check that
+// does not depend on this machine's memory, for checks made before it is
+// known where the run will be (a grid's spec is read on one machine and its
+// units run on others).
+func CheckAddressable(r Run, widthField string) error {
+	need, f, err := Estimate(r)
+	if err != nil {
+		return invalid.Wrap(widthField, err)
+	}
+	if !(need <= MaxAddressable) {
+		size := fmt.Sprintf("%.3g bytes for its %.3g parameters", need, f.Params)
+		if math.IsInf(need, 0) || math.IsNaN(need) {
+			size = "more bytes than a number can count"
+		}
+		return invalid.Errorf(widthField, "%v is too large: a %s of width %v needs %s, more than any machine can address (%s)",
+			r.Net.Width, r.Net.ArchName(), r.Net.Width, size, Bytes(MaxAddressable))
+	}
+	return nil
+}
+
 // MaxThreads is the most libtorch threads a run may ask for: twice the CPUs
 // this process may run on (more only adds contention, and thousands of
 // threads exhaust the machine).

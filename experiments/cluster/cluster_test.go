@@ -16,6 +16,15 @@ import (
 	"modelstitch/experiments/invalid"
 )
 
+// settingField is the field of the bad setting err names ("" if none).
+func settingField(err error) string {
+	var s *invalid.Setting
+	if errors.As(err, &s) {
+		return s.Field
+	}
+	return ""
+}
+
 func testGrid(dir string) Grid {
 	return Grid{
 		Bin:     "/shared/bin/stitch",
@@ -36,7 +45,7 @@ func TestCommandLines(t *testing.T) {
 	if got := strings.Join(g.ReportArgv(), " "); got != "stitch grid report --out o s.toml" {
 		t.Errorf("report: %s", got)
 	}
-	if got := shellLine([]string{"a b", "it's", "$HOME", ShardWord, "x=1"}); got != `'a b' 'it'\''s' '$HOME' "${SHARD}/${COUNT}" x=1` {
+	if got := shellLine([]string{"a b", "it's", "$HOME", ShardWord, "x=1"}); got != `'a b' 'it'\''s' '$HOME' "${SHARD}/${COUNT}" 'x=1'` {
 		t.Errorf("shellLine: %s", got)
 	}
 }
@@ -152,8 +161,8 @@ func TestSlurmBadOptions(t *testing.T) {
 		{SlurmOptions{Grid: testGrid(dir), Dir: dir, Shards: 2, Time: "1 day"}, "time"},
 		{SlurmOptions{Grid: Grid{Spec: "s", Out: "o"}, Dir: dir, Shards: 2}, "stitch bin"},
 	} {
-		if _, err := WriteSlurm(c.o); !about(err, c.want) {
-			t.Errorf("%+v: error %v, want one naming %s", c.o, err, c.want)
+		if _, err := WriteSlurm(c.o); settingField(err) != c.want {
+			t.Errorf("%+v: error %v, want a bad setting of %s", c.o, err, c.want)
 		}
 	}
 }
@@ -326,13 +335,17 @@ func TestK8sBadOptions(t *testing.T) {
 		{func(o *K8sOptions) { o.Grid.Out = "/database/out" }, "out"},
 		{func(o *K8sOptions) { o.Shards = 0 }, "shards"},
 		{func(o *K8sOptions) { o.PullPolicy = "Sometimes" }, "pull policy"},
-		{func(o *K8sOptions) { o.Grid.Spec = "/no/such/grid.toml" }, "grid.toml"},
 	} {
 		o := k8sTestOptions(t)
 		c.edit(&o)
-		if _, err := WriteK8s(o); !about(err, c.want) {
-			t.Errorf("error %v, want one naming %s", err, c.want)
+		if _, err := WriteK8s(o); settingField(err) != c.want {
+			t.Errorf("error %v, want a bad setting of %s", err, c.want)
 		}
+	}
+	o := k8sTestOptions(t)
+	o.Grid.Spec = "/no/such/grid.toml"
+	if _, err := WriteK8s(o); err == nil || !strings.Contains(err.Error(), "grid.toml") {
+		t.Errorf("a missing spec: error %v, want one naming it", err)
 	}
 }
 

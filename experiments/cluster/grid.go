@@ -6,10 +6,14 @@
 // The jobs only call `stitch grid`; every command line they run is built by
 // the methods of Grid in this file, so that a change in the grid's flags is
 // one edit here.
+//
+// A bad option is an invalid.Setting naming its field in words ("shards",
+// "max running"), as experiments/invalid describes; the command line names
+// the flag. Job sizes are checked against the schedulers' own limits before
+// anything is written: see MaxIndexedCompletions and DefaultMaxArraySize.
 package cluster
 
 import (
-	"fmt"
 	"regexp"
 	"strings"
 
@@ -62,28 +66,36 @@ func (g Grid) ReportArgv() []string {
 	return []string{g.Bin, "grid", "report", "--out", g.Out, g.Spec}
 }
 
-// check says which of the grid's fields is missing.
+// check says which of the grid's fields is missing or bad, as an
+// invalid.Setting naming the field ("stitch bin", "spec", "out", "run args").
 func (g Grid) check() error {
-	switch {
-	case g.Bin == "":
-		return invalid.Errorf("stitch bin", "not given: no stitch executable")
-	case g.Spec == "":
-		return fmt.Errorf("no grid spec given")
-	case g.Out == "":
-		return invalid.Errorf("out", "not given: no output directory")
+	for _, f := range []struct{ field, v string }{{"stitch bin", g.Bin}, {"spec", g.Spec}, {"out", g.Out}} {
+		if f.v == "" {
+			return invalid.Errorf(f.field, "is empty")
+		}
+		// Every other byte is quoted where it is written (shellQuote, Go
+		// quoting in comments, YAML); a NUL cannot be in an argument at all.
+		if strings.ContainsRune(f.v, 0) {
+			return invalid.Errorf(f.field, "%q holds a NUL byte, which no path or argument may hold", f.v)
+		}
 	}
-	for _, s := range append([]string{g.Bin, g.Spec, g.Out}, g.RunArgs...) {
-		if strings.ContainsAny(s, "\n\r\x00") {
-			return fmt.Errorf("%q: a path or argument may not hold a line break", s)
+	for _, a := range g.RunArgs {
+		if strings.ContainsRune(a, 0) {
+			return invalid.Errorf("run args", "%q holds a NUL byte, which no argument may hold", a)
 		}
 	}
 	return nil
 }
 
-// safeWord matches words that need no quoting in a POSIX shell.
-var safeWord = regexp.MustCompile(`^[A-Za-z0-9_@%+=:,./-]+$`)
+// safeWord matches words that need no quoting in a POSIX shell, wherever
+// they stand: no '=' (a first word "A=b" would be an assignment), no '%'
+// (a first word "%1" names a job), no '~' (tilde expansion), no glob or
+// brace characters.
+var safeWord = regexp.MustCompile(`^[A-Za-z0-9_@+:,./-]+$`)
 
-// shellQuote quotes s for a POSIX shell.
+// shellQuote quotes s as one word for a POSIX shell. It is the one way this
+// package writes a value into a script: every value that does not come from
+// this package's own text goes through it.
 func shellQuote(s string) string {
 	if safeWord.MatchString(s) {
 		return s

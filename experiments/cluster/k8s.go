@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -69,12 +70,26 @@ type K8sManifests struct {
 	Run       string            // run.sh: applies them in order
 }
 
+// Kubernetes' own limits on a Job's sizes (the API server refuses more;
+// k8s.io/kubernetes pkg/apis/batch/validation).
+const (
+	// MaxIndexedCompletions is the most shards a phase may have here: an
+	// Indexed Job's completions and parallelism are int32, and the API caps
+	// an Indexed Job's parallelism at 100000 (more completions than that
+	// need a smaller parallelism with backoffLimitPerIndex, which these
+	// Jobs use).
+	MaxIndexedCompletions = 100_000
+	// MaxBackoffLimit is the most retries: backoffLimitPerIndex and
+	// backoffLimit are int32.
+	MaxBackoffLimit = math.MaxInt32
+)
+
 func (o *K8sOptions) check() error {
 	if err := o.Grid.check(); err != nil {
 		return err
 	}
 	if o.Dir == "" {
-		return fmt.Errorf("no folder given for the manifests")
+		return invalid.Errorf("dir", "is empty: give the folder for the manifests")
 	}
 	// Job names end up in pod labels: they must be DNS labels, 63 characters
 	// at most, with room for the suffixes added here and by the controller.
@@ -97,21 +112,27 @@ func (o *K8sOptions) check() error {
 		}
 	}
 	if o.Image == "" {
-		return invalid.Errorf("image", "not given: no container image")
+		return invalid.Errorf("image", "is empty: give the container image that holds stitch")
 	}
 	switch o.PullPolicy {
 	case "", string(corev1.PullAlways), string(corev1.PullIfNotPresent), string(corev1.PullNever):
 	default:
 		return invalid.Errorf("pull policy", "%q: want Always, IfNotPresent or Never", o.PullPolicy)
 	}
-	if o.Shards < 1 {
-		return invalid.Errorf("shards", "%d: need at least 1", o.Shards)
+	if o.Shards < 1 || o.Shards > MaxIndexedCompletions {
+		return invalid.Errorf("shards", "must be in 1..%d (an Indexed Job's completions), got %d", MaxIndexedCompletions, o.Shards)
 	}
-	if o.Parallelism < 0 || o.Retries < 0 || o.GPUs < 0 {
-		return invalid.Errorf("parallelism, retries and gpus", "may not be negative")
+	if o.Parallelism < 0 || o.Parallelism > MaxIndexedCompletions {
+		return invalid.Errorf("parallelism", "must be in 0..%d (an Indexed Job's parallelism; 0: all shards), got %d", MaxIndexedCompletions, o.Parallelism)
+	}
+	if o.Retries < 0 || o.Retries > MaxBackoffLimit {
+		return invalid.Errorf("retries", "must be in 0..%d (a Job's backoff limit), got %d", MaxBackoffLimit, o.Retries)
+	}
+	if o.GPUs < 0 {
+		return invalid.Errorf("gpus", "may not be negative, got %d", o.GPUs)
 	}
 	if !path.IsAbs(o.MountPath) {
-		return invalid.Errorf("mount path", "%q: need an absolute path in the pod", o.MountPath)
+		return invalid.Errorf("mount", "%q: need an absolute path in the pod", o.MountPath)
 	}
 	if rel := strings.TrimPrefix(path.Clean(o.Grid.Out), path.Clean(o.MountPath)); rel == path.Clean(o.Grid.Out) || (rel != "" && !strings.HasPrefix(rel, "/")) {
 		return invalid.Errorf("out", "%q: must lie under the claim's mount %s, or the shards' results are lost with their pods", o.Grid.Out, o.MountPath)
@@ -119,7 +140,7 @@ func (o *K8sOptions) check() error {
 	return nil
 }
 
-// quantity parses the resource quantity of a field.
+// quantity parses a resource quantity; a bad one is an invalid setting of field.
 func quantity(field, v string) (resource.Quantity, error) {
 	q, err := resource.ParseQuantity(v)
 	if err != nil {
@@ -129,15 +150,15 @@ func quantity(field, v string) (resource.Quantity, error) {
 }
 
 // k8sArgs renders a command line for a container: ShardWord becomes the
-// pod's index, and a literal "$(" is escaped so that Kubernetes does not
-// expand it.
+// pod's index, and every literal "$" is doubled, so that Kubernetes neither
+// expands a "$(NAME)" in a value nor turns its "$$" into "$".
 func (o *K8sOptions) k8sArgs(argv []string) []string {
 	out := make([]string, len(argv))
 	for i, a := range argv {
 		if a == ShardWord {
 			out[i] = fmt.Sprintf("$(%s)/%d", CompletionIndexEnv, o.Shards)
 		} else {
-			out[i] = strings.ReplaceAll(a, "$(", "$$(")
+			out[i] = strings.ReplaceAll(a, "$", "$$")
 		}
 	}
 	return out
@@ -171,7 +192,7 @@ func BuildK8s(o K8sOptions, specText []byte) (K8sObjects, error) {
 	}
 	specKey := filepath.Base(o.Grid.Spec)
 	if errs := validation.IsConfigMapKey(specKey); len(errs) > 0 {
-		return K8sObjects{}, fmt.Errorf("k8s: spec file name %q: %s", specKey, strings.Join(errs, "; "))
+		return K8sObjects{}, fmt.Errorf("k8s: %w", invalid.Errorf("spec", "file name %q is not a ConfigMap key: %s", specKey, strings.Join(errs, "; ")))
 	}
 	var objs K8sObjects
 	objs.ConfigMap = &corev1.ConfigMap{
@@ -262,6 +283,7 @@ func BuildK8s(o K8sOptions, specText []byte) (K8sObjects, error) {
 			},
 		}
 	}
+	// check bounded every size to int32.
 	shards := int32(o.Shards)
 	par := int32(o.Parallelism)
 	if par == 0 || par > shards {
@@ -352,9 +374,9 @@ wait_job() {
 	return "$status"
 }
 `)
-	files := []string{filepath.Base(m.ConfigMap)}
+	files := []string{shellQuote(filepath.Base(m.ConfigMap))}
 	if m.Claim != "" {
-		files = append(files, filepath.Base(m.Claim))
+		files = append(files, shellQuote(filepath.Base(m.Claim)))
 	}
 	fmt.Fprintf(&b, "\"${KUBECTL[@]}\" apply -f %s\n", strings.Join(files, " -f "))
 	steps := append(append([]string{}, Phases...), "report")
@@ -363,10 +385,10 @@ wait_job() {
 		if p != "report" {
 			file = m.Phases[p]
 		}
-		fmt.Fprintf(&b, "\"${KUBECTL[@]}\" apply -f %s\n", filepath.Base(file))
+		fmt.Fprintf(&b, "\"${KUBECTL[@]}\" apply -f %s\n", shellQuote(filepath.Base(file)))
 		fmt.Fprintf(&b, "wait_job %s\n", shellQuote(o.Name+"-"+p))
 	}
-	fmt.Fprintf(&b, "echo \"grid done: results and report in %s on the claim\"\n", o.Grid.Out)
+	fmt.Fprintf(&b, "echo 'grid done: results and report in' %s 'on the claim'\n", shellQuote(o.Grid.Out))
 	return b.String()
 }
 

@@ -24,6 +24,10 @@ type SlurmOptions struct {
 	JobName    string // job name prefix (default "stitch")
 	Shards     int    // array tasks per phase, one shard each
 	MaxRunning int    // at most this many tasks of an array at once (0: no limit)
+	// MaxArraySize is the cluster's MaxArraySize (slurm.conf; `scontrol
+	// show config` shows it): array task ids must be below it, so Shards
+	// may be at most this. 0 means DefaultMaxArraySize.
+	MaxArraySize int
 
 	GPUs        int    // --gpus per task (0: none)
 	CPUsPerTask int    // --cpus-per-task (0: Slurm's default)
@@ -48,25 +52,48 @@ type SlurmScripts struct {
 // slurmValue matches what may follow an #SBATCH option.
 var slurmValue = regexp.MustCompile(`^[A-Za-z0-9_.:,=+@/-]+$`)
 
+const (
+	// DefaultMaxArraySize is Slurm's default MaxArraySize: a job array's
+	// task ids run from 0 to MaxArraySize-1, so a grid has at most this
+	// many shards unless SlurmOptions.MaxArraySize says the cluster allows
+	// more.
+	DefaultMaxArraySize = 1001
+	// MaxMaxArraySize is the largest MaxArraySize Slurm accepts.
+	MaxMaxArraySize = 4_000_001
+)
+
 func (o *SlurmOptions) check() error {
 	if err := o.Grid.check(); err != nil {
 		return err
 	}
 	if o.Dir == "" {
-		return fmt.Errorf("no folder given for the Slurm scripts")
+		return invalid.Errorf("dir", "is empty: give the folder for the Slurm scripts")
 	}
-	if o.Shards < 1 {
-		return invalid.Errorf("shards", "%d: need at least 1", o.Shards)
+	arrayMax := o.MaxArraySize
+	if arrayMax == 0 {
+		arrayMax = DefaultMaxArraySize
 	}
-	if o.MaxRunning < 0 || o.GPUs < 0 || o.CPUsPerTask < 0 {
-		return invalid.Errorf("max running, gpus and cpus per task", "may not be negative")
+	if arrayMax < 1 || arrayMax > MaxMaxArraySize {
+		return invalid.Errorf("max array size", "must be in 1..%d (Slurm's bound on MaxArraySize), got %d", MaxMaxArraySize, o.MaxArraySize)
+	}
+	if o.Shards < 1 || o.Shards > arrayMax {
+		return invalid.Errorf("shards", "must be in 1..%d (array task ids must be below the cluster's MaxArraySize, %d), got %d", arrayMax, arrayMax, o.Shards)
+	}
+	if o.MaxRunning < 0 || o.MaxRunning > arrayMax {
+		return invalid.Errorf("max running", "must be in 0..%d (the cluster's MaxArraySize; 0: no limit), got %d", arrayMax, o.MaxRunning)
+	}
+	if o.GPUs < 0 {
+		return invalid.Errorf("gpus", "may not be negative, got %d", o.GPUs)
+	}
+	if o.CPUsPerTask < 0 {
+		return invalid.Errorf("cpus per task", "may not be negative, got %d", o.CPUsPerTask)
 	}
 	for _, f := range []struct{ field, v string }{
 		{"job name", o.JobName}, {"mem", o.Mem}, {"time", o.Time},
 		{"partition", o.Partition}, {"account", o.Account}, {"log dir", o.LogDir},
 	} {
 		if f.v != "" && !slurmValue.MatchString(f.v) {
-			return invalid.Errorf(f.field, "%q: not a value Slurm takes (letters, digits and _.:,=+@/- only)", f.v)
+			return invalid.Errorf(f.field, "%q is not a value Slurm takes (letters, digits and _.:,=+@/- only)", f.v)
 		}
 	}
 	return nil
@@ -110,7 +137,8 @@ func (o *SlurmOptions) setup(b *strings.Builder) {
 func (o *SlurmOptions) phaseScript(phase string) string {
 	var b strings.Builder
 	b.WriteString("#!/bin/bash\n")
-	fmt.Fprintf(&b, "# Phase %q of the grid %s: array task I runs shard I of %d.\n", phase, o.Grid.Spec, o.Shards)
+	// The spec's path is written Go-quoted: a line break in it must not end the comment.
+	fmt.Fprintf(&b, "# Phase %q of the grid %q: array task I runs shard I of %d.\n", phase, o.Grid.Spec, o.Shards)
 	b.WriteString("# Written by `stitch grid slurm`; submit all phases with submit.sh beside it.\n")
 	b.WriteString("# `sbatch --array=I " + phase + ".sbatch` re-runs shard I alone; the grid resumes it.\n")
 	o.header(&b, o.JobName+"-"+phase, phase+"-%A_%a.out", true, o.GPUs, o.CPUsPerTask)
@@ -131,7 +159,7 @@ func (o *SlurmOptions) phaseScript(phase string) string {
 func (o *SlurmOptions) reportScript() string {
 	var b strings.Builder
 	b.WriteString("#!/bin/bash\n")
-	fmt.Fprintf(&b, "# Merges the rows of every shard of the grid %s and draws its report.\n", o.Grid.Spec)
+	fmt.Fprintf(&b, "# Merges the rows of every shard of the grid %q and draws its report.\n", o.Grid.Spec)
 	b.WriteString("# Written by `stitch grid slurm`; submit.sh runs it after the last phase.\n")
 	o.header(&b, o.JobName+"-report", "report-%j.out", false, 0, 1)
 	b.WriteString("set -euo pipefail\n")

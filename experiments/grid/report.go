@@ -241,6 +241,9 @@ func Report(p *Plan, dir string) (*ReportResult, error) {
 	if recs.Duplicates > 0 || recs.Torn > 0 {
 		fmt.Fprintf(&b, "Rows files: %d duplicate unit ids ignored, %d incomplete last lines skipped.\n\n", recs.Duplicates, recs.Torn)
 	}
+	if len(recs.Conflicts) > 0 {
+		fmt.Fprintf(&b, "Units with differing copies (the first in merge order is used, as by `stitch grid merge`): %s.\n\n", mdCell(strings.Join(recs.Conflicts, ", ")))
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}

@@ -2,7 +2,6 @@ package grid
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"sort"
@@ -112,8 +111,12 @@ type StitchResult struct {
 // Records are the finished units found in a directory's rows files.
 type Records struct {
 	byID map[string]Record
-	// Duplicates counts unit ids found more than once (kept: the first).
+	// Duplicates counts rows dropped because their unit id came earlier
+	// (kept: the first, see ReadRecords).
 	Duplicates int
+	// Conflicts are the unit ids with a dropped copy that differs from the
+	// kept one, sorted.
+	Conflicts []string
 	// Torn counts incomplete last lines skipped (an interrupted write).
 	Torn int
 }
@@ -159,33 +162,68 @@ func rowsFile(dir string, sh Shard) string {
 	return shardfile.Path(dir, sh.I, sh.N)
 }
 
-// ReadRecords reads every rows file under dir. A line cut short by an
-// interruption (the last line, without its newline) is skipped; a complete
-// line that is not a record is an error naming its file.
+// ReadRecords reads every rows file under dir through shardfile.Collect
+// with CheckRow, as MergeRows does, so that the rows the run, the plan and
+// the report count are the rows a merge keeps. Of the rows of one unit the
+// first wins: files in shardfile.ShardFiles' order (fewer shards first,
+// then by shard), rows in file order. A line cut short by an interruption
+// (the last line, without its newline) is skipped; a complete line that is
+// not a record is an error naming its file and line.
 func ReadRecords(dir string) (*Records, error) {
-	recs := &Records{byID: map[string]Record{}}
 	files, err := shardfile.ShardFiles(dir)
 	if err != nil {
 		return nil, err
 	}
-	for _, f := range files {
-		rows, torn, corrupt, err := shardfile.Read(f)
-		if err != nil {
+	rows, st, err := shardfile.Collect(files, CheckRow)
+	if err != nil {
+		return nil, err
+	}
+	recs := &Records{byID: make(map[string]Record, len(rows)), Duplicates: st.Duplicates, Conflicts: st.ConflictIDs, Torn: st.Torn}
+	for _, r := range rows {
+		rec, err := DecodeRecord(r.Line)
+		if err != nil { // CheckRow passed it; kept for safety
 			return nil, err
 		}
-		if corrupt > 0 {
-			return nil, fmt.Errorf("%s: %d complete line(s) are not JSON objects with a %q", f, corrupt, shardfile.IDField)
-		}
-		recs.Torn += torn
-		for i, r := range rows {
-			var rec Record
-			if err := json.Unmarshal(r.Line, &rec); err != nil {
-				return nil, fmt.Errorf("%s: row %d (unit %s): %w", f, i+1, r.ID, err)
-			}
-			recs.add(rec)
-		}
+		recs.byID[rec.Unit] = rec
 	}
 	return recs, nil
+}
+
+// DecodeRecord reads one line of a rows file: a JSON object (no byte-order
+// mark, nothing after it) with a non-empty unit id, a kind of train or
+// stitch, and the result of that kind (model or stitch) and not the other.
+func DecodeRecord(line []byte) (Record, error) {
+	if _, err := shardfile.RowID(line); err != nil {
+		return Record{}, err
+	}
+	var rec Record
+	if err := json.Unmarshal(line, &rec); err != nil {
+		return Record{}, fmt.Errorf("row %.60q is not a record: %v", line, err)
+	}
+	switch {
+	case rec.Kind != UnitTrain && rec.Kind != UnitStitch:
+		return Record{}, fmt.Errorf("row of unit %q: kind %q is not %q or %q", rec.Unit, rec.Kind, UnitTrain, UnitStitch)
+	case rec.Kind == UnitTrain && (rec.Model == nil || rec.Stitch != nil):
+		return Record{}, fmt.Errorf("row of unit %q: a train row holds a model and no stitch", rec.Unit)
+	case rec.Kind == UnitStitch && (rec.Stitch == nil || rec.Model != nil):
+		return Record{}, fmt.Errorf("row of unit %q: a stitch row holds a stitch and no model", rec.Unit)
+	}
+	return rec, nil
+}
+
+// CheckRow is the test every line of a rows file must pass (DecodeRecord),
+// as a shardfile.Check: ReadRecords and MergeRows both use it.
+func CheckRow(line []byte) (string, error) {
+	rec, err := DecodeRecord(line)
+	return rec.Unit, err
+}
+
+// MergeRows merges the rows files under dir into dir/merged.jsonl
+// (shardfile.Merge) with CheckRow: it keeps exactly the records ReadRecords
+// counts, and refuses, naming the file and line, every line the report
+// would refuse. Units whose copies differ are in the stats' ConflictIDs.
+func MergeRows(dir string) (shardfile.MergeStats, error) {
+	return shardfile.Merge(dir, CheckRow)
 }
 
 // lockWait is how long OpenWriter waits for another writer of the same rows
@@ -210,11 +248,17 @@ func OpenWriter(dir string, sh Shard) (*Writer, error) {
 }
 
 // Append writes one record as one line in one write and syncs it to disk.
+// A record that CheckRow would refuse is an error, not written: once in the
+// file it would stop every reader of the directory.
 func (w *Writer) Append(rec Record) error {
-	if rec.Unit == "" {
-		return errors.New("record without a unit id")
+	line, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("record of unit %q: %w", rec.Unit, err)
 	}
-	return w.w.Append(rec)
+	if _, err := CheckRow(line); err != nil {
+		return fmt.Errorf("record not written: %w", err)
+	}
+	return w.w.AppendLine(line)
 }
 
 // Close releases the file and its lock.

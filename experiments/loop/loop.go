@@ -16,10 +16,26 @@ import (
 	"time"
 
 	"modelstitch/experiments/evaluate"
+	"modelstitch/experiments/invalid"
 	"modelstitch/experiments/progress"
 	"modelstitch/torch"
 	"modelstitch/torch/optim"
 )
+
+// MaxEpochs is the most epochs a run may have. It is far beyond any recipe
+// here (the paper trains for 200 epochs and stitches for 30); a larger count
+// is a slip (epochs = 99999999999), not a run that could finish.
+const MaxEpochs = 1_000_000
+
+// CheckEpochs refuses an epoch count below 0 or above MaxEpochs, as an
+// invalid setting of "epochs". Train applies it; the commands' and the grid
+// spec's checks call it earlier.
+func CheckEpochs(n int) error {
+	if n < 0 || n > MaxEpochs {
+		return invalid.Errorf("epochs", "must be in 0..%d, got %d", MaxEpochs, n)
+	}
+	return nil
+}
 
 // Batch is one optimizer step's work, handed by an objective to the loop.
 type Batch struct {
@@ -109,8 +125,8 @@ var ErrFinished = errors.New("loop: finished early")
 // Train runs the epochs of r that are not done yet, each by objective.
 func Train(r Run, objective Objective) (Result, error) {
 	var res Result
-	if r.Epochs < 0 {
-		return res, fmt.Errorf("loop: epochs must be ≥ 0, got %d", r.Epochs)
+	if err := CheckEpochs(r.Epochs); err != nil {
+		return res, fmt.Errorf("loop: %w", err)
 	}
 	if r.Optimizer == nil || r.Schedule == nil {
 		return res, fmt.Errorf("loop: no optimizer or schedule")

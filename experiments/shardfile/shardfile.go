@@ -5,9 +5,15 @@
 // unsharded run: DIR/rows/all.jsonl), one JSON object per line with the unit
 // id under "unit" (the grid's records), and flushes each row to disk before it goes on. A
 // writer that is killed may leave a torn last line; the next writer of that
-// shard cuts it off before it appends, and Merge drops it. Merge reads every
-// rows file, keeps the first complete row of each unit id (files in order of
-// N then I, all.jsonl as 0 of 1, other names last; rows in file order), sorts the rows by id and replaces
+// shard cuts it off before it appends, and Merge drops it.
+//
+// Merge reads every rows file through Collect, the one reader that decides
+// which rows count: every complete line must pass the caller's Check (the
+// grid passes the test its report applies, so the two cannot disagree) or
+// the merge is refused, naming the file and line; of the rows of one unit id
+// the first wins (files in order of N then I, all.jsonl as 0 of 1, other
+// names last; rows in file order), and later copies whose bytes differ are
+// named as conflicts. Merge sorts the rows by id and replaces
 // DIR/merged.jsonl atomically. A re-run or re-queued shard, or a grid re-run
 // with another shard count, therefore adds no duplicates to the merged file.
 package shardfile
@@ -208,8 +214,19 @@ func (w *Writer) Close() error {
 	return err
 }
 
+// bom is the UTF-8 byte-order mark, which JSON does not allow.
+var bom = []byte("\xef\xbb\xbf")
+
+// RowID returns the unit id of one row: the line must be one JSON object
+// with a non-empty string under IDField. It is the least every row passes
+// (Check nil means RowID).
+func RowID(line []byte) (string, error) { return rowID(line) }
+
 // rowID returns the id of one row.
 func rowID(line []byte) (string, error) {
+	if bytes.HasPrefix(line, bom) {
+		return "", fmt.Errorf("row %.60q starts with a UTF-8 byte-order mark, which JSON does not allow", line)
+	}
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(line, &obj); err != nil {
 		return "", fmt.Errorf("row %.60q is not a JSON object: %v", line, err)
@@ -288,7 +305,103 @@ type MergeStats struct {
 	Duplicates int // complete rows dropped because their id came earlier
 	Conflicts  int // of those, rows whose content differed from the kept one
 	Torn       int // torn last lines dropped
-	Corrupt    int // complete lines that were not a row with an id
+	// ConflictIDs are the unit ids with copies that differ from the kept
+	// one, sorted, each once.
+	ConflictIDs []string
+}
+
+// Check tests one complete line of a rows file and returns its unit id, or
+// says why the line is not a row. Readers that must agree on which rows
+// count pass the same Check to Collect.
+type Check func(line []byte) (id string, err error)
+
+// LineError is a complete line of a rows file that the Check refused.
+type LineError struct {
+	Path string // the rows file
+	Line int    // 1-based
+	Err  error  // the Check's reason
+}
+
+func (e *LineError) Error() string {
+	return fmt.Sprintf("%s:%d: %v (move the line out of the file, or the file out of %s, to go on without it)", e.Path, e.Line, e.Err, RowsDir)
+}
+
+// Unwrap returns the Check's reason.
+func (e *LineError) Unwrap() error { return e.Err }
+
+// Collect reads the rows files in the given order and keeps the first row
+// of each unit id (files in the given order, rows in file order). A torn
+// last line (no newline: an interrupted write) is counted and skipped; any
+// other line that check refuses (nil: RowID) is an error, a *LineError
+// naming the file and the line, so that a row that a reader would refuse is
+// never counted. The kept rows are returned sorted by id.
+func Collect(files []string, check Check) ([]Row, MergeStats, error) {
+	if check == nil {
+		check = RowID
+	}
+	st := MergeStats{Files: len(files)}
+	kept := map[string][]byte{}
+	conflicts := map[string]bool{}
+	for _, path := range files {
+		if err := scan(path, check, &st, func(id string, line []byte) {
+			prev, ok := kept[id]
+			if !ok {
+				kept[id] = line
+				return
+			}
+			st.Duplicates++
+			if !bytes.Equal(prev, line) {
+				st.Conflicts++
+				conflicts[id] = true
+			}
+		}); err != nil {
+			return nil, st, err
+		}
+	}
+	rows := make([]Row, 0, len(kept))
+	for id, line := range kept {
+		rows = append(rows, Row{ID: id, Line: line})
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].ID < rows[j].ID })
+	for id := range conflicts {
+		st.ConflictIDs = append(st.ConflictIDs, id)
+	}
+	sort.Strings(st.ConflictIDs)
+	st.Unique = len(rows)
+	return rows, st, nil
+}
+
+// scan reads one rows file, counting its rows and torn line into st and
+// handing each row that check accepts to keep; a missing file has no rows.
+func scan(path string, check Check, st *MergeStats, keep func(id string, line []byte)) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("shard file %s: %w", path, err)
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(f, 1<<16)
+	for n := 1; ; n++ {
+		line, err := r.ReadBytes('\n')
+		if err == io.EOF {
+			if len(line) > 0 {
+				st.Torn++
+			}
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("shard file %s: %w", path, err)
+		}
+		line = line[:len(line)-1]
+		id, err := check(line)
+		if err != nil {
+			return &LineError{Path: path, Line: n, Err: err}
+		}
+		st.Rows++
+		keep(id, line)
+	}
 }
 
 // ShardFiles lists the rows files (*.jsonl) under dir/rows in merge order:
@@ -329,8 +442,9 @@ func ShardFiles(dir string) ([]string, error) {
 	return out, nil
 }
 
-// Merge merges the shard files under dir into dir/merged.jsonl.
-func Merge(dir string) (MergeStats, error) {
+// Merge merges the shard files under dir into dir/merged.jsonl (see
+// MergeFiles); check is the test every row must pass (nil: RowID).
+func Merge(dir string, check Check) (MergeStats, error) {
 	files, err := ShardFiles(dir)
 	if err != nil {
 		return MergeStats{}, err
@@ -338,43 +452,20 @@ func Merge(dir string) (MergeStats, error) {
 	if len(files) == 0 {
 		return MergeStats{}, fmt.Errorf("merge %s: no shard files in %s", dir, filepath.Join(dir, RowsDir))
 	}
-	return MergeFiles(files, filepath.Join(dir, MergedName))
+	return MergeFiles(files, filepath.Join(dir, MergedName), check)
 }
 
-// MergeFiles merges the given shard files, in the given order, into dst: the
-// first complete row of each id wins, the rows are sorted by id, and dst is
-// replaced atomically.
-func MergeFiles(files []string, dst string) (MergeStats, error) {
-	st := MergeStats{Files: len(files)}
-	kept := map[string][]byte{}
-	for _, path := range files {
-		rows, torn, corrupt, err := Read(path)
-		if err != nil {
-			return st, err
-		}
-		st.Torn += torn
-		st.Corrupt += corrupt
-		st.Rows += len(rows)
-		for _, r := range rows {
-			if prev, ok := kept[r.ID]; ok {
-				st.Duplicates++
-				if !bytes.Equal(prev, r.Line) {
-					st.Conflicts++
-				}
-				continue
-			}
-			kept[r.ID] = r.Line
-		}
+// MergeFiles merges the given shard files, in the given order, into dst:
+// the rows Collect keeps (the first of each id; a line check refuses stops
+// the merge before dst is touched), sorted by id, replacing dst atomically.
+func MergeFiles(files []string, dst string, check Check) (MergeStats, error) {
+	rows, st, err := Collect(files, check)
+	if err != nil {
+		return st, fmt.Errorf("merge: %w", err)
 	}
-	ids := make([]string, 0, len(kept))
-	for id := range kept {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	st.Unique = len(ids)
 	var buf bytes.Buffer
-	for _, id := range ids {
-		buf.Write(kept[id])
+	for _, r := range rows {
+		buf.Write(r.Line)
 		buf.WriteByte('\n')
 	}
 	if err := atomicfile.WriteFile(dst, buf.Bytes(), 0o644); err != nil {

@@ -43,6 +43,20 @@ type Config struct {
 	Seed int64
 }
 
+// CheckSizes refuses subset sizes that splits of trainN and testN images
+// cannot give: train and test samples must lie in 0..N (0: all). Load
+// applies it to the splits it read (after relabelling); a caller that knows
+// a data set's sizes without its files (datasets.Known) can apply it first.
+func CheckSizes(c Config, trainN, testN int) error {
+	if c.TrainSamples < 0 || c.TrainSamples > trainN {
+		return invalid.Errorf("train samples", "%d: the training split has %d images", c.TrainSamples, trainN)
+	}
+	if c.TestSamples < 0 || c.TestSamples > testN {
+		return invalid.Errorf("test samples", "%d: the test split has %d images", c.TestSamples, testN)
+	}
+	return nil
+}
+
 // Load reads the training and test splits with the configured subset, label
 // noise and relabelling applied (relabelling to both splits, the rest to
 // training only). A folder data set that cannot fit in the memory left
@@ -77,16 +91,13 @@ func Load(c Config) (train, test *datasets.Dataset, err error) {
 			return nil, nil, invalid.Wrap("labels", err)
 		}
 	}
-	if c.TrainSamples < 0 || c.TrainSamples > train.N {
-		return nil, nil, invalid.Errorf("train samples", "%d: the training split has %d images", c.TrainSamples, train.N)
+	if err := CheckSizes(c, train.N, test.N); err != nil {
+		return nil, nil, err
 	}
 	if c.TrainSamples > 0 && c.TrainSamples < train.N {
 		if train, err = train.Subset(c.TrainSamples, c.Seed); err != nil {
 			return nil, nil, invalid.Wrap("train samples", err)
 		}
-	}
-	if c.TestSamples < 0 || c.TestSamples > test.N {
-		return nil, nil, invalid.Errorf("test samples", "%d: the test split has %d images", c.TestSamples, test.N)
 	}
 	if c.TestSamples > 0 && c.TestSamples < test.N {
 		if test, err = test.Subset(c.TestSamples, c.Seed); err != nil {

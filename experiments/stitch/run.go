@@ -8,6 +8,7 @@ import (
 
 	"modelstitch/experiments/evaluate"
 	"modelstitch/experiments/invalid"
+	"modelstitch/experiments/loop"
 	"modelstitch/experiments/models"
 	"modelstitch/experiments/progress"
 	"modelstitch/experiments/results"
@@ -105,6 +106,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.Epochs < 1:
 		return invalid.Errorf("epochs", "must be at least 1, got %d", c.Epochs)
+	case c.Epochs > loop.MaxEpochs:
+		return loop.CheckEpochs(c.Epochs)
 	case c.BatchSize < 2:
 		return invalid.Errorf("batch size", "must be at least 2 (batch norm needs a batch), got %d", c.BatchSize)
 	case !(c.LR > 0):

@@ -30,24 +30,17 @@ func newRun(arch string, width float64, stem string, dc splits.Config, dev torch
 	if err := torch.CheckDevice(dev); err != nil {
 		return nil, err
 	}
-	depth, err := vision.ParseArch(arch)
+	early, err := networkRun(arch, width, stem, epochs > 0)
 	if err != nil {
-		return nil, invalid.Wrap("arch", err)
-	}
-	if !(width > 0) || math.IsInf(width, 0) {
-		// vision reads width 0 as 1 (a checkpoint that does not say); a
-		// training run must say what it wants.
-		return nil, invalid.Errorf("width", "must be a positive number, got %v", width)
-	}
-	if stem != vision.StemCIFAR && stem != vision.StemImageNet {
-		return nil, invalid.Errorf("stem", "must be %s or %s, got %q", vision.StemCIFAR, vision.StemImageNet, stem)
-	}
-	// The parameters alone (and their gradients and optimizer state) are
-	// checked before the data is read: a width of 1e6 fails at once.
-	early := vision.ResNetConfig{Depth: depth, Width: width, Stem: stem, InChannels: 1}
-	if err := budget.Check(budget.Run{Net: early, Height: 1, Width: 1, OptimizerSlots: 1, Training: epochs > 0, ParamsOnly: true}, "width", ""); err != nil {
 		return nil, err
 	}
+	// The parameters alone (and their gradients and optimizer state) are
+	// checked against this machine before the data is read: --width 1e6
+	// fails at once.
+	if err := budget.Check(early, "width", ""); err != nil {
+		return nil, err
+	}
+	depth := early.Net.Depth
 	r := &run{}
 	if r.train, r.test, err = splits.Load(dc); err != nil {
 		return nil, err
@@ -63,6 +56,41 @@ func newRun(arch string, width float64, stem string, dc splits.Config, dev torch
 		r.meta.Objective = models.Random
 	}
 	return r, nil
+}
+
+// CheckNetwork refuses what every training run refuses before it reads any
+// data, on any machine: an unknown architecture ("arch"), a width that is
+// not a positive finite number or gives no channel, a stem other than cifar
+// or imagenet, and a network whose parameters (with their gradients and
+// optimizer state when training) no machine can hold
+// (budget.CheckAddressable). A run then also checks them against this
+// machine's memory (budget.Check); a grid checks its spec with this alone,
+// since its units may run elsewhere.
+func CheckNetwork(arch string, width float64, stem string, training bool) error {
+	r, err := networkRun(arch, width, stem, training)
+	if err != nil {
+		return err
+	}
+	return budget.CheckAddressable(r, "width")
+}
+
+// networkRun checks the architecture, width and stem and returns the
+// network's parameters-only run, for budget.Check or CheckAddressable.
+func networkRun(arch string, width float64, stem string, training bool) (budget.Run, error) {
+	depth, err := vision.ParseArch(arch)
+	if err != nil {
+		return budget.Run{}, invalid.Wrap("arch", err)
+	}
+	if !(width > 0) || math.IsInf(width, 0) {
+		// vision reads width 0 as 1 (a checkpoint that does not say); a
+		// training run must say what it wants.
+		return budget.Run{}, invalid.Errorf("width", "must be a positive number, got %v", width)
+	}
+	if stem != vision.StemCIFAR && stem != vision.StemImageNet {
+		return budget.Run{}, invalid.Errorf("stem", "must be %s or %s, got %q", vision.StemCIFAR, vision.StemImageNet, stem)
+	}
+	early := vision.ResNetConfig{Depth: depth, Width: width, Stem: stem, InChannels: 1}
+	return budget.Run{Net: early, Height: 1, Width: 1, OptimizerSlots: 1, Training: training, ParamsOnly: true}, nil
 }
 
 // fits refuses a run whose network, optimizer state and batch of images

@@ -121,8 +121,8 @@ func SimCLR(cfg SimCLRConfig) (*Result, error) {
 	if cfg.BatchSize < 2 {
 		return nil, invalid.Errorf("batch size", "must be at least 2 (NT-Xent needs negatives), got %d", cfg.BatchSize)
 	}
-	if cfg.Epochs < 0 {
-		return nil, invalid.Errorf("epochs", "must be ≥ 0, got %d", cfg.Epochs)
+	if err := loop.CheckEpochs(cfg.Epochs); err != nil {
+		return nil, err
 	}
 	if !(cfg.Temperature > 0) || math.IsInf(cfg.Temperature, 0) {
 		return nil, invalid.Errorf("temperature", "must be positive, got %g", cfg.Temperature)

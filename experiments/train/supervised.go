@@ -76,8 +76,8 @@ func Supervised(cfg Config) (*Result, error) {
 	if cfg.BatchSize < 2 {
 		return nil, invalid.Errorf("batch size", "must be at least 2, got %d", cfg.BatchSize)
 	}
-	if cfg.Epochs < 0 {
-		return nil, invalid.Errorf("epochs", "must be ≥ 0, got %d", cfg.Epochs)
+	if err := loop.CheckEpochs(cfg.Epochs); err != nil {
+		return nil, err
 	}
 	if err := checkBNStats(cfg.BNStats, cfg.Epochs); err != nil {
 		return nil, err

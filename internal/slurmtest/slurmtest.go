@@ -48,6 +48,7 @@ type Cluster struct {
 // been reaped.
 type daemonProc struct {
 	name string
+	argv []string
 	cmd  *exec.Cmd
 	done chan struct{}
 }
@@ -213,30 +214,97 @@ PartitionName=debug Nodes=%[6]s Default=YES MaxTime=INFINITE State=UP
 
 // daemon starts a daemon in the foreground as a child of this process.
 func (c *Cluster) daemon(name string, argv ...string) error {
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = c.Env()
-	logf, err := os.Create(c.path("log", name+".out"))
+	d, err := c.startDaemon(name, argv)
 	if err != nil {
 		return err
+	}
+	c.ds = append(c.ds, d)
+	return nil
+}
+
+// startDaemon starts one daemon process and checks that it did not exit at
+// once.
+func (c *Cluster) startDaemon(name string, argv []string) (*daemonProc, error) {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = c.Env()
+	logf, err := os.OpenFile(c.path("log", name+".out"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Killed with the test process if it dies before its cleanup runs.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
-		return fmt.Errorf("start %s: %w", name, err)
+		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	logf.Close()
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
-	c.ds = append(c.ds, &daemonProc{name: name, cmd: cmd, done: done})
 	// A daemon that exits at once (bad config) is an error now, not a timeout later.
 	select {
 	case <-done:
-		return fmt.Errorf("%s exited at once: %v", name, cmd.ProcessState)
+		return nil, fmt.Errorf("%s exited at once: %v", name, cmd.ProcessState)
 	case <-time.After(300 * time.Millisecond):
 	}
+	return &daemonProc{name: name, argv: argv, cmd: cmd, done: done}, nil
+}
+
+// find returns the started daemon of that name.
+func (c *Cluster) find(name string) (*daemonProc, int, error) {
+	for i, d := range c.ds {
+		if d.name == name {
+			return d, i, nil
+		}
+	}
+	return nil, 0, fmt.Errorf("slurmtest: no daemon %q started", name)
+}
+
+// Kill kills the daemon of that name (munged, slurmctld or slurmd) with
+// SIGKILL, as a crash would, and waits until it has exited. Only the daemon
+// dies: slurmd's job steps (slurmstepd and the batch scripts it runs) are
+// not its children once started, and keep running.
+func (c *Cluster) Kill(name string) error {
+	d, _, err := c.find(name)
+	if err != nil {
+		return err
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		select {
+		case <-d.done:
+			return nil
+		default:
+			return fmt.Errorf("slurmtest: kill %s: %w", name, err)
+		}
+	}
+	<-d.done
 	return nil
+}
+
+// Restart starts the daemon of that name again, as it was first started,
+// once it has exited (after Kill).
+func (c *Cluster) Restart(name string) error {
+	d, i, err := c.find(name)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-d.done:
+	default:
+		return fmt.Errorf("slurmtest: %s (pid %d) is still running", name, d.cmd.Process.Pid)
+	}
+	nd, err := c.startDaemon(name, d.argv)
+	if err != nil {
+		return err
+	}
+	c.ds[i] = nd
+	return nil
+}
+
+// NodeState is the node's state as sinfo shows it ("idle", "alloc", "mix",
+// "down*", ...; a "*" means its slurmd does not respond).
+func (c *Cluster) NodeState() (string, error) {
+	return c.Run("sinfo", "-h", "-n", NodeName, "-o", "%t")
 }
 
 // Env is this process's environment with SLURM_CONF pointing at the cluster.

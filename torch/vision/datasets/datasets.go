@@ -199,17 +199,56 @@ func Load(name, split string, opts Options) (*Dataset, error) {
 		}
 		return loadFolder(name, path, split, sp, opts)
 	}
-	switch strings.ToLower(name) {
-	case "fashion-mnist", "fashion_mnist", "fashionmnist", "fmnist":
+	switch canonicalName(name) {
+	case "fashion-mnist":
 		return loadFashionMNIST(sp, opts)
 	case "mnist":
 		return loadMNIST(sp, opts)
-	case "cifar10", "cifar-10", "cifar_10":
+	case "cifar10":
 		return loadCIFAR10(sp, opts)
-	case "cifar100", "cifar-100", "cifar_100":
+	case "cifar100":
 		return loadCIFAR100(sp, opts)
 	}
 	return nil, fmt.Errorf("unknown data set %q (supported: %s)", name, strings.Join(Names(), ", "))
+}
+
+// canonicalName is the built-in data set a name spells ("fmnist" →
+// "fashion-mnist"), or "" for none.
+func canonicalName(name string) string {
+	switch strings.ToLower(name) {
+	case "fashion-mnist", "fashion_mnist", "fashionmnist", "fmnist":
+		return "fashion-mnist"
+	case "mnist":
+		return "mnist"
+	case "cifar10", "cifar-10", "cifar_10":
+		return "cifar10"
+	case "cifar100", "cifar-100", "cifar_100":
+		return "cifar100"
+	}
+	return ""
+}
+
+// Info is the published size of a built-in data set, known without its files.
+type Info struct {
+	Train, Test             int // images in the training and test splits
+	Channels, Height, Width int // of each image
+}
+
+// builtinInfo are the built-in data sets' sizes (TestKnownMatchesTheFiles
+// checks them against the files where they are installed).
+var builtinInfo = map[string]Info{
+	"fashion-mnist": {Train: 60000, Test: 10000, Channels: 1, Height: 28, Width: 28},
+	"mnist":         {Train: 60000, Test: 10000, Channels: 1, Height: 28, Width: 28},
+	"cifar10":       {Train: 50000, Test: 10000, Channels: 3, Height: 32, Width: 32},
+	"cifar100":      {Train: 50000, Test: 10000, Channels: 3, Height: 32, Width: 32},
+}
+
+// Known returns the sizes of a built-in data set named as [Load] takes it,
+// so that settings can be checked before the files are read (or where they
+// are not installed); ok is false for folder data sets and unknown names.
+func Known(name string) (info Info, ok bool) {
+	info, ok = builtinInfo[canonicalName(name)]
+	return info, ok
 }
 
 func canonicalSplit(split string) (string, error) {

@@ -701,3 +701,31 @@ func TestHelpers(t *testing.T) {
 		t.Error("Names")
 	}
 }
+
+// TestKnownMatchesTheFiles checks Known's sizes against the installed data
+// sets (each skipped where it is not installed) and its names against Load's.
+func TestKnownMatchesTheFiles(t *testing.T) {
+	for _, name := range []string{"fashion-mnist", "fmnist", "mnist", "cifar10", "CIFAR-10", "cifar100"} {
+		info, ok := Known(name)
+		if !ok {
+			t.Errorf("Known(%q): not known", name)
+			continue
+		}
+		for _, split := range []string{"train", "test"} {
+			d, err := Load(name, split, Options{})
+			if err != nil {
+				t.Logf("%s %s not checked: %v", name, split, err)
+				continue
+			}
+			n := map[string]int{"train": info.Train, "test": info.Test}[split]
+			if d.N != n || d.C != info.Channels || d.H != info.Height || d.W != info.Width {
+				t.Errorf("%s %s: the files hold %d×%d×%d×%d, Known says %d×%d×%d×%d", name, split, d.N, d.C, d.H, d.W, n, info.Channels, info.Height, info.Width)
+			}
+		}
+	}
+	for _, name := range []string{"folder:/x", "imagenet", ""} {
+		if _, ok := Known(name); ok {
+			t.Errorf("Known(%q) is known", name)
+		}
+	}
+}
