@@ -116,6 +116,11 @@ type Result struct {
 	// Finished says OnStep ended the run early with ErrFinished (a fit that
 	// converged before its cap).
 	Finished bool
+	// LastEpochAccuracy is the running training accuracy (percent) over the
+	// last epoch this run trained, when its batches gave logits and labels
+	// (Scored says so): the labels as trained on, noisy ones included.
+	LastEpochAccuracy float64
+	Scored            bool
 }
 
 // ErrFinished, returned by Run.OnStep, ends a run early as a normal end:
@@ -206,6 +211,9 @@ func Train(r Run, objective Objective) (Result, error) {
 			step++
 			return nil
 		})
+		if scored > 0 {
+			res.LastEpochAccuracy, res.Scored = evaluate.Percent(correct, scored), true
+		}
 		if errors.Is(err, ErrFinished) {
 			res.Finished = true
 			break

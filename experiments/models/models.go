@@ -68,6 +68,10 @@ type Meta struct {
 	Recipe      *Recipe   `json:"recipe,omitempty"`
 	// TestAccuracy is in percent (0–100), measured on Dataset's test split.
 	TestAccuracy *float64 `json:"test_accuracy,omitempty"`
+	// TrainAccuracy is the running accuracy (percent) over the last training
+	// epoch, on the labels trained on (noisy ones included; augmented images
+	// when the recipe augments): how well the model fit its own labels.
+	TrainAccuracy *float64 `json:"train_accuracy,omitempty"`
 	// Backbone names the checkpoint a probe was fit on.
 	Backbone string `json:"backbone,omitempty"`
 	// Note says in words what a reader may misread, e.g. that a SimCLR

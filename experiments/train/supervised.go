@@ -198,6 +198,10 @@ func Supervised(cfg Config) (*Result, error) {
 	}
 	res.TestAccuracy = acc
 	meta.TestAccuracy = &acc
+	if lr.Scored {
+		trainAcc := lr.LastEpochAccuracy
+		meta.TrainAccuracy = &trainAcc
+	}
 	if err := models.Save(cfg.Out, net, meta); err != nil {
 		return nil, fmt.Errorf("writing %s: %w", cfg.Out, err)
 	}

@@ -52,6 +52,11 @@ func TestSupervisedLearnsFashionMNIST(t *testing.T) {
 	if m.Meta.TestAccuracy == nil || *m.Meta.TestAccuracy != res.TestAccuracy {
 		t.Errorf("checkpoint metadata accuracy %v, want %v", m.Meta.TestAccuracy, res.TestAccuracy)
 	}
+	// One epoch of 1,000 images: the running training accuracy is recorded,
+	// above chance and, this early, not a memorised 100 %.
+	if ta := m.Meta.TrainAccuracy; ta == nil || *ta <= 10 || *ta >= 100 {
+		t.Errorf("checkpoint metadata training accuracy %v, want a percentage above chance", ta)
+	}
 	if m.Meta.Recipe == nil || m.Meta.Recipe.TrainSamples != 1000 || m.Meta.Recipe.Seed != 3 || m.Meta.Dataset != "fashion-mnist" {
 		t.Errorf("metadata does not record the recipe: %+v", m.Meta)
 	}
