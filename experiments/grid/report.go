@@ -381,6 +381,9 @@ func writeRecipes(b *bytes.Buffer, p *Plan, recs *Records) {
 		if f.Unit != "" {
 			if r, ok := recs.Get(f.Unit); ok && r.Model != nil {
 				acc, wall = fmt.Sprintf("%.2f %%", r.Model.TestAcc), dur(r.Seconds)
+				if r.Model.TrainAcc != nil {
+					acc += fmt.Sprintf(" (its own training labels: %.2f %%)", *r.Model.TrainAcc)
+				}
 				switch TrainCost(m, r) {
 				case CostAdopted:
 					wall = "unknown (adopted finished)"

@@ -32,7 +32,10 @@ type ModelResult struct {
 	Name string `json:"name"`
 	Path string `json:"path"`
 	// TestAcc is in percent (a linear probe's for a SimCLR backbone).
-	TestAcc   float64  `json:"test_acc"`
+	TestAcc float64 `json:"test_acc"`
+	// TrainAcc is the running accuracy of the last training epoch on the
+	// labels trained on (noisy ones included), when the checkpoint records it.
+	TrainAcc  *float64 `json:"train_acc,omitempty"`
 	Recipe    *Recipe  `json:"recipe,omitempty"`
 	Snapshots []string `json:"snapshots,omitempty"`
 	// Steps is the number of optimizer steps taken.

@@ -79,6 +79,10 @@ func (x *InProcess) train(ctx context.Context, p *grid.Plan, u *grid.Unit) (*gri
 			}
 		}
 	}
+	if meta, ok := finished(f.Path, r.Epochs); ok && meta.TrainAccuracy != nil {
+		ta := *meta.TrainAccuracy
+		res.TrainAcc = &ta
+	}
 	for _, e := range r.SaveAt {
 		if e < r.Epochs {
 			res.Snapshots = append(res.Snapshots, grid.SnapshotPath(f.Path, e))
