@@ -20,9 +20,9 @@ import (
 const legacyMagic = "1950a86a20f9469cfc6c"
 
 // ReadTorchFile reads a file written by torch.save, in the zip format (the
-// default since PyTorch 1.6) or the legacy format, finds the state dict in it
-// and normalises its keys (see NormalizeKeys). A TorchScript archive gives an
-// error wrapping ErrTorchScript.
+// default since PyTorch 1.6) or the legacy format, and finds the state dict
+// in it, its keys as stored (resnetkeys.Resolve maps them). A TorchScript
+// archive gives an error wrapping ErrTorchScript.
 func ReadTorchFile(path string) (*Checkpoint, error) { return ReadTorchFileWith(path, ReadOptions{}) }
 
 // ReadTorchFileWith is ReadTorchFile with options (see ReadOptions).
