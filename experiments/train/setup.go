@@ -65,6 +65,22 @@ func newRun(arch string, width float64, stem string, dc splits.Config, dev torch
 	return r, nil
 }
 
+// checkRun refuses what no training run can do: write no checkpoint, take
+// batches of fewer than 2 images (why2 says why, if the objective has its
+// own reason) or train a negative number of epochs.
+func checkRun(out string, batch, epochs int, why2 string) error {
+	if out == "" {
+		return invalid.Errorf("out", "is empty: give the checkpoint file to write")
+	}
+	if batch < 2 {
+		return invalid.Errorf("batch size", "must be at least 2%s, got %d", why2, batch)
+	}
+	if epochs < 0 {
+		return invalid.Errorf("epochs", "must be ≥ 0, got %d", epochs)
+	}
+	return nil
+}
+
 // fits refuses a run whose network, optimizer state and batch of images
 // (views included) cannot fit in the memory left (budget.Check), before
 // anything is allocated. Each of batch images is seen as views views; slots

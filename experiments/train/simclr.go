@@ -237,14 +237,8 @@ func SimCLR(cfg SimCLRConfig) (*Result, error) {
 // check fills in the projection size if unset and refuses a configuration
 // no run can follow.
 func (cfg *SimCLRConfig) check() error {
-	if cfg.Out == "" {
-		return invalid.Errorf("out", "is empty: give the checkpoint file to write")
-	}
-	if cfg.BatchSize < 2 {
-		return invalid.Errorf("batch size", "must be at least 2 (NT-Xent needs negatives), got %d", cfg.BatchSize)
-	}
-	if cfg.Epochs < 0 {
-		return invalid.Errorf("epochs", "must be ≥ 0, got %d", cfg.Epochs)
+	if err := checkRun(cfg.Out, cfg.BatchSize, cfg.Epochs, " (NT-Xent needs negatives)"); err != nil {
+		return err
 	}
 	if !(cfg.Temperature > 0) || math.IsInf(cfg.Temperature, 0) {
 		return invalid.Errorf("temperature", "must be positive, got %g", cfg.Temperature)

@@ -167,14 +167,8 @@ func Supervised(cfg Config) (*Result, error) {
 
 // check refuses a configuration no run can follow.
 func (cfg Config) check() error {
-	if cfg.Out == "" {
-		return invalid.Errorf("out", "is empty: give the checkpoint file to write")
-	}
-	if cfg.BatchSize < 2 {
-		return invalid.Errorf("batch size", "must be at least 2, got %d", cfg.BatchSize)
-	}
-	if cfg.Epochs < 0 {
-		return invalid.Errorf("epochs", "must be ≥ 0, got %d", cfg.Epochs)
+	if err := checkRun(cfg.Out, cfg.BatchSize, cfg.Epochs, ""); err != nil {
+		return err
 	}
 	if err := checkBNStats(cfg.BNStats, cfg.Epochs); err != nil {
 		return err
