@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 )
 
@@ -111,34 +110,28 @@ type ReadOptions struct {
 
 // OpenWith is Open with options.
 func OpenWith(path string, opt ReadOptions) (*Checkpoint, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("weights: %w", err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("weights: %w", err)
-	}
-	if st.IsDir() {
-		return nil, fmt.Errorf("weights: %s: is a directory, not a checkpoint file", path)
-	}
-	return ReadFrom(f, st.Size(), path, opt)
+	return readPath(path, func(r io.ReaderAt, size int64) (*Checkpoint, error) { return readAny(r, size, path, opt) })
 }
 
 // ReadFrom is OpenWith for a file already open (size bytes read through r),
 // e.g. a shipped checkpoint (defaults.Open); name is its path, for errors
 // and Checkpoint.Path.
 func ReadFrom(r io.ReaderAt, size int64, name string, opt ReadOptions) (*Checkpoint, error) {
+	return readNamed(r, size, name, func(r io.ReaderAt, size int64) (*Checkpoint, error) { return readAny(r, size, name, opt) })
+}
+
+// readAny reads a checkpoint of any format, choosing the reader from its
+// first bytes (and, failing that, from name's extension).
+func readAny(r io.ReaderAt, size int64, name string, opt ReadOptions) (*Checkpoint, error) {
 	var head [9]byte
 	n, err := r.ReadAt(head[:], 0)
 	if err != nil && err != io.EOF {
-		return nil, fmt.Errorf("weights: %s: %w", name, err)
+		return nil, err
 	}
 	var read func(r io.ReaderAt, size int64, opt ReadOptions) (*Checkpoint, error)
 	switch {
 	case n == 0:
-		return nil, fmt.Errorf("weights: %s: empty file", name)
+		return nil, errors.New("empty file")
 	case n == 9 && head[8] == '{' && binary.LittleEndian.Uint64(head[:8]) <= uint64(size-8):
 		// Checked first: a header length of 128 mod 256 starts with 0x80 like a
 		// pickle, while a zip or pickle never has a plausible length here.
@@ -148,13 +141,8 @@ func ReadFrom(r io.ReaderAt, size int64, name string, opt ReadOptions) (*Checkpo
 	case strings.HasSuffix(strings.ToLower(name), ".safetensors"):
 		read = readSafetensors
 	default:
-		return nil, fmt.Errorf("weights: %s: unknown checkpoint format (not a torch.save zip or legacy file, "+
-			"TorchScript archive or safetensors file; starts with % x)", name, head[:n])
+		return nil, fmt.Errorf("unknown checkpoint format (not a torch.save zip or legacy file, "+
+			"TorchScript archive or safetensors file; starts with % x)", head[:n])
 	}
-	ck, err := read(r, size, opt)
-	if err != nil {
-		return nil, fmt.Errorf("weights: %s: %w", name, err)
-	}
-	ck.Path = name
-	return ck, nil
+	return read(r, size, opt)
 }

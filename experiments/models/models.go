@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -323,8 +322,8 @@ func openStored(path, key string) (*weights.Checkpoint, error) {
 	opt := weights.ReadOptions{Key: key}
 	f, err := defaults.Open(path)
 	if err != nil {
-		if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
-			err = pe.Err // the path is named once, here
+		if !defaults.IsEmbedded(path) {
+			err = errors.Unwrap(err) // the os.PathError's cause: the path is named once, here
 		}
 		return nil, fmt.Errorf("model %s: %w", path, err)
 	}
