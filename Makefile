@@ -7,7 +7,8 @@
 #               (BENCH_STITCH_ARGS, e.g. "--fit-samples 6000 --rounds 3 --device cuda")
 #   make test-cuda  the CUDA tests (a GPU machine, the bridge built against a CUDA libtorch:
 #               make build TORCH_PREFIX=...); they fail instead of skipping when no GPU is usable
-#   make check  gofmt, go vet, staticcheck and the fast test tier (go test -short -race)
+#   make check  gofmt, go vet, staticcheck and the fast test tier (go test -short -race);
+#               it installs nothing, and stops with the command to run where something is missing
 #   make fuzz   run every fuzz target for FUZZTIME each (default 1000000x: a million inputs; or a time, FUZZTIME=10m)
 #   make soak   train 10,000 tiny steps and report resident-memory drift and live tensors (minutes)
 #   make device-bundle  prepare device/ for scripts/device-check.sh on a GPU machine
@@ -50,6 +51,15 @@ define install-missing
 	fi
 endef
 
+# need-packages stops, naming the make target that installs them, when any of
+# the Debian packages $(1) is not installed ($(2): that target).
+define need-packages
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "missing Debian packages:$$missing (install them with: make $(2), or apt-get install$$missing)" >&2; exit 1; \
+	fi
+endef
+
 deps-build:
 	$(call install-missing,$(BUILD_PKGS))
 
@@ -60,6 +70,7 @@ deps-run: deps-build
 	$(call install-missing,$(RUN_PKGS))
 
 $(LIB): CMakeLists.txt cbridge/*.h cbridge/*.cc
+	$(call need-packages,$(BUILD_PKGS),deps-build)
 	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=Release $(if $(TORCH_PREFIX),-DCMAKE_PREFIX_PATH="$(TORCH_PREFIX)")
 	cmake --build $(BUILD_DIR) -j $$(nproc)
 
@@ -82,11 +93,18 @@ test: deps-test build
 test-cuda: deps-test build
 	MODELSTITCH_REQUIRE_CUDA=1 $(GO) test -count=1 -timeout 30m -v -run 'CUDA|TF32|BadInput' ./torch/... ./cmd/stitch
 
-# The fast tier: formatting, vet, staticcheck (from the Go module proxy, pinned), and
-# every test in -short mode (long training and PyTorch-reference tests skip) under
-# the race detector.
+# The fast tier: formatting, vet, staticcheck (pinned), and every test in -short
+# mode (long training and PyTorch-reference tests skip) under the race detector.
+# It installs nothing: it builds the bridge if it is out of date, and stops with
+# a hint when a Debian package, a Go module or staticcheck is not here yet
+# (GOPROXY=off: nothing is fetched).
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
-check: deps-test build
+check: export GOPROXY := off
+check: $(LIB)
+	$(call need-packages,$(TEST_PKGS),deps-test)
+	@$(GO) list -deps -test ./... >/dev/null || { echo "Go modules are missing from the module cache: fetch them with: $(GO) mod download" >&2; exit 1; }
+	@$(GO) run $(STATICCHECK) -version >/dev/null 2>&1 || { echo "staticcheck is not in the module cache: fetch it with: $(GO) install $(STATICCHECK)" >&2; exit 1; }
+	$(GO) build ./...
 	@unformatted="$$(gofmt -l .)"; if [ -n "$$unformatted" ]; then echo "gofmt needed:" $$unformatted >&2; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...

@@ -24,8 +24,8 @@ func Version() string { return C.GoString(C.tb_torch_version()) }
 
 // Generator is a seedable random stream, independent of the global one.
 type Generator struct {
-	h   C.tb_generator
-	net runtime.Cleanup // frees h if the generator becomes unreachable unclosed
+	h       C.tb_generator
+	cleanup runtime.Cleanup // frees h if the generator becomes unreachable unclosed
 }
 
 // NewGenerator returns a generator on device d seeded with seed.
@@ -35,7 +35,7 @@ func NewGenerator(seed uint64, d Device) (*Generator, error) {
 		return nil, err
 	}
 	g := &Generator{h: h}
-	g.net = runtime.AddCleanup(g, freeGenerator, h)
+	g.cleanup = runtime.AddCleanup(g, freeGenerator, h)
 	return g, nil
 }
 
@@ -44,7 +44,7 @@ func (g *Generator) Close() {
 	if g == nil || g.h == nil {
 		return
 	}
-	g.net.Stop()
+	g.cleanup.Stop()
 	C.tb_generator_free(g.h)
 	g.h = nil
 }

@@ -18,30 +18,30 @@ type Tensor struct {
 	h     C.tb_tensor
 	err   error
 	scope *Scope
-	// net frees h if t becomes unreachable while it holds h outside a scope
-	// (armed when hasNet is set).
-	net    runtime.Cleanup
-	hasNet bool
+	// cleanup frees h if t becomes unreachable while it holds h outside a
+	// scope (armed when hasCleanup is set): the safety net.
+	cleanup    runtime.Cleanup
+	hasCleanup bool
 }
 
 // freeHandle releases a handle; it is the safety net's cleanup, so it must not
 // refer to the Tensor.
 func freeHandle(h C.tb_tensor) { C.tb_tensor_free(h) }
 
-// armNet makes the garbage collector free t's handle once t is unreachable.
-func (t *Tensor) armNet() {
-	if t.hasNet || t.h == nil {
+// armCleanup makes the garbage collector free t's handle once t is unreachable.
+func (t *Tensor) armCleanup() {
+	if t.hasCleanup || t.h == nil {
 		return
 	}
-	t.net = runtime.AddCleanup(t, freeHandle, t.h)
-	t.hasNet = true
+	t.cleanup = runtime.AddCleanup(t, freeHandle, t.h)
+	t.hasCleanup = true
 }
 
-// disarmNet cancels the safety net (the handle is freed, or a scope owns t).
-func (t *Tensor) disarmNet() {
-	if t.hasNet {
-		t.net.Stop()
-		t.hasNet = false
+// disarmCleanup cancels the safety net (the handle is freed, or a scope owns t).
+func (t *Tensor) disarmCleanup() {
+	if t.hasCleanup {
+		t.cleanup.Stop()
+		t.hasCleanup = false
 	}
 }
 
@@ -72,7 +72,7 @@ func (t *Tensor) Free() {
 	if t == nil || t.h == nil {
 		return
 	}
-	t.disarmNet()
+	t.disarmCleanup()
 	C.tb_tensor_free(t.h)
 	t.h = nil
 }
@@ -82,13 +82,13 @@ func (t *Tensor) Free() {
 func ErrTensor(err error) *Tensor { return &Tensor{err: err} }
 
 // wrapHandle makes a Go tensor for a new handle. It joins scope s if s is not
-// nil, else gets the garbage collector's safety net (armNet).
+// nil, else gets the garbage collector's safety net (armCleanup).
 func wrapHandle(h C.tb_tensor, s *Scope) *Tensor {
 	t := &Tensor{h: h}
 	if s != nil && s.add(t) {
 		return t
 	}
-	t.armNet()
+	t.armCleanup()
 	return t
 }
 
@@ -164,9 +164,9 @@ func (s *Scope) Track(t *Tensor) *Tensor {
 	if t.scope != nil {
 		t.scope.remove(t)
 	}
-	t.disarmNet()
+	t.disarmCleanup()
 	if !s.add(t) {
-		t.armNet()
+		t.armCleanup()
 	}
 	return t
 }
@@ -190,7 +190,7 @@ func (s *Scope) Keep(t *Tensor) *Tensor {
 		return t
 	}
 	s.remove(t)
-	t.armNet()
+	t.armCleanup()
 	return t
 }
 

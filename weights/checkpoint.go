@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 )
 
@@ -32,21 +31,27 @@ var ErrTorchScript = errors.New("a TorchScript archive (load it with torch::jit:
 // carries no modelstitch metadata.
 var ErrNoMetadata = errors.New("no modelstitch metadata")
 
-// Checkpoint is what a file holds: its format, the state dict, and metadata.
+// Checkpoint is what a file holds: its format, the state dict as stored,
+// and metadata. (weights/resnetkeys brings the state dict to torchvision's
+// ResNet names.)
 type Checkpoint struct {
 	// Path is the file it was read from ("" when read from memory).
 	Path string
 	// Format is FormatTorchZip, FormatTorchLegacy, FormatSafetensors or FormatTorchScript.
 	Format string
-	// State holds the tensors under normalised PyTorch names.
+	// State holds the tensors under the names the file gives them.
 	State *StateDict
 	// Metadata holds string metadata: MetadataKey for modelstitch's JSON, a
 	// safetensors file's __metadata__, and plain values found beside the
 	// state dict in a wrapper (epoch, arch, pytorch-lightning_version, ...).
 	Metadata map[string]string
-	// Notes says, one line each, what was done to find and normalise the
-	// state dict (e.g. "stripped prefix module. from 122 keys").
+	// Notes says, one line each, what was done to find the state dict
+	// (e.g. "state dict found under state_dict; ignored entries optimizer").
 	Notes []string
+	// KeyPrefix is the part of ReadOptions.Key that named no wrapper entry:
+	// a prefix of the state dict's keys, which the key mapping
+	// (resnetkeys.Resolve) keeps ("": none).
+	KeyPrefix string
 }
 
 // ModelstitchMeta decodes the modelstitch metadata (Metadata[MetadataKey]) into v.
@@ -61,48 +66,6 @@ func (c *Checkpoint) ModelstitchMeta(v any) error {
 	return nil
 }
 
-// resolve brings the state dict to torchvision's ResNet names (ResolveKeys)
-// under key, recording what the keys told as metadata and notes.
-func (c *Checkpoint) resolve(key string) error {
-	sd, meta, notes, err := ResolveKeys(c.State, key)
-	if err != nil {
-		return err
-	}
-	c.State = sd
-	c.Notes = append(c.Notes, notes...)
-	for k, v := range meta {
-		if _, ok := c.Metadata[k]; !ok {
-			c.Metadata[k] = v
-		}
-	}
-	if meta[MetaFamily] == "solo-learn" {
-		c.Notes = append(c.Notes, c.soloLearnStem(meta[MetaStemPadding] != ""))
-	}
-	return nil
-}
-
-// soloLearnStem reads solo-learn's own hyper-parameters about its stem
-// (cifar, or the data set's name) and says whether they agree with the
-// stem the weights show (3×3: CIFAR, built with padding 2).
-func (c *Checkpoint) soloLearnStem(cifarWeights bool) string {
-	said, from := "", ""
-	for _, k := range []string{"hyper_parameters.cifar", "hyper_parameters.cfg.data.dataset", "hyper_parameters.data.dataset", "hyper_parameters.dataset"} {
-		if v, ok := c.Metadata[k]; ok {
-			said, from = strings.ToLower(v), k
-			break
-		}
-	}
-	if from == "" {
-		return "solo-learn: no hyper-parameters about the stem in the file; the stem follows the weights"
-	}
-	cifarHP := said == "true" || strings.HasPrefix(said, "cifar")
-	if cifarHP == cifarWeights {
-		return fmt.Sprintf("solo-learn: the file's hyper-parameters agree with the stem (%s = %s)", from, said)
-	}
-	return fmt.Sprintf("solo-learn: the file's hyper-parameters (%s = %s) disagree with the stem the weights show; "+
-		"the weights win: check the features, or set the stem and the stem padding", from, said)
-}
-
 func (c *Checkpoint) name() string {
 	if c.Path == "" {
 		return "<memory>"
@@ -114,7 +77,8 @@ func (c *Checkpoint) name() string {
 // archive is a torch.save file (or a TorchScript archive, which gives an error
 // wrapping ErrTorchScript), a pickle stream starting with torch's magic number
 // a legacy torch.save file, and a little-endian length followed by a JSON
-// object a safetensors file.
+// object a safetensors file. The state dict comes back as stored: its keys
+// are the file's (resnetkeys.Resolve brings them to torchvision's names).
 func Open(path string) (*Checkpoint, error) { return OpenWith(path, ReadOptions{}) }
 
 // OptionError is an error about the value of one of ReadOptions' fields,
@@ -135,46 +99,50 @@ func (e *OptionError) SettingField() string { return e.Option }
 // ReadOptions change how a checkpoint's state dict is found.
 type ReadOptions struct {
 	// Key picks a sub-network or prefix explicitly, overriding the choice
-	// among several networks (see RoleRule): a dotted path of wrapper entries
-	// (e.g. target_network_state_dict, student), a prefix of the state dict's
-	// keys (e.g. module.encoder_k), or a wrapper path followed by a key
-	// prefix. "" chooses automatically.
+	// among several networks (resnetkeys.RoleRule): a dotted path of wrapper
+	// entries (e.g. target_network_state_dict, student), a prefix of the
+	// state dict's keys (e.g. module.encoder_k), or a wrapper path followed
+	// by a key prefix. The reader follows the wrapper entries; the rest is
+	// the Checkpoint's KeyPrefix, for the key mapping. "" chooses
+	// automatically.
 	Key string
 }
 
 // OpenWith is Open with options.
 func OpenWith(path string, opt ReadOptions) (*Checkpoint, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("weights: %w", err)
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("weights: %w", err)
-	}
+	return readPath(path, func(r io.ReaderAt, size int64) (*Checkpoint, error) { return readAny(r, size, path, opt) })
+}
+
+// ReadFrom is OpenWith for a file already open (size bytes read through r),
+// e.g. a shipped checkpoint (defaults.Open); name is its path, for errors
+// and Checkpoint.Path.
+func ReadFrom(r io.ReaderAt, size int64, name string, opt ReadOptions) (*Checkpoint, error) {
+	return readNamed(r, size, name, func(r io.ReaderAt, size int64) (*Checkpoint, error) { return readAny(r, size, name, opt) })
+}
+
+// readAny reads a checkpoint of any format, choosing the reader from its
+// first bytes (and, failing that, from name's extension).
+func readAny(r io.ReaderAt, size int64, name string, opt ReadOptions) (*Checkpoint, error) {
 	var head [9]byte
-	n, err := io.ReadFull(f, head[:])
-	f.Close()
-	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
-		return nil, fmt.Errorf("weights: %s: %w", path, err)
+	n, err := r.ReadAt(head[:], 0)
+	if err != nil && err != io.EOF {
+		return nil, err
 	}
+	var read func(r io.ReaderAt, size int64, opt ReadOptions) (*Checkpoint, error)
 	switch {
-	case st.IsDir():
-		return nil, fmt.Errorf("weights: %s: is a directory, not a checkpoint file", path)
 	case n == 0:
-		return nil, fmt.Errorf("weights: %s: empty file", path)
-	case n == 9 && head[8] == '{' && binary.LittleEndian.Uint64(head[:8]) <= uint64(st.Size()-8):
+		return nil, errors.New("empty file")
+	case n == 9 && head[8] == '{' && binary.LittleEndian.Uint64(head[:8]) <= uint64(size-8):
 		// Checked first: a header length of 128 mod 256 starts with 0x80 like a
 		// pickle, while a zip or pickle never has a plausible length here.
-		return ReadSafetensorsWith(path, opt)
-	case n >= 4 && (string(head[:4]) == "PK\x03\x04" || string(head[:4]) == "PK\x05\x06"):
-		return ReadTorchFileWith(path, opt)
-	case head[0] == 0x80:
-		return ReadTorchFileWith(path, opt)
-	case strings.HasSuffix(strings.ToLower(path), ".safetensors"):
-		return ReadSafetensorsWith(path, opt)
+		read = readSafetensors
+	case n >= 4 && (string(head[:4]) == "PK\x03\x04" || string(head[:4]) == "PK\x05\x06"), head[0] == 0x80:
+		read = readTorch
+	case strings.HasSuffix(strings.ToLower(name), ".safetensors"):
+		read = readSafetensors
+	default:
+		return nil, fmt.Errorf("unknown checkpoint format (not a torch.save zip or legacy file, "+
+			"TorchScript archive or safetensors file; starts with % x)", head[:n])
 	}
-	return nil, fmt.Errorf("weights: %s: unknown checkpoint format (not a torch.save zip or legacy file, "+
-		"TorchScript archive or safetensors file; starts with % x)", path, head[:n])
+	return read(r, size, opt)
 }

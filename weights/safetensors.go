@@ -40,9 +40,8 @@ type safetensorsEntry struct {
 
 // ReadSafetensors reads a safetensors file: an 8-byte little-endian header
 // length, a JSON header (tensor name → dtype, shape, data_offsets, plus an
-// optional __metadata__ string map) and the tensor bytes. Keys keep the
-// header's order and are normalised as by NormalizeKeys; __metadata__ becomes
-// Checkpoint.Metadata.
+// optional __metadata__ string map) and the tensor bytes. Keys are as
+// stored, in the header's order; __metadata__ becomes Checkpoint.Metadata.
 func ReadSafetensors(path string) (*Checkpoint, error) {
 	return ReadSafetensorsWith(path, ReadOptions{})
 }
@@ -171,9 +170,7 @@ func readSafetensors(r io.ReaderAt, size int64, opt ReadOptions) (*Checkpoint, e
 		}
 		ck.State.Tensors[s.key] = &RawTensor{DType: safetensorsDTypes[e.DType], Shape: append([]int64{}, e.Shape...), Data: buf}
 	}
-	if err := ck.resolve(opt.Key); err != nil {
-		return nil, err
-	}
+	ck.KeyPrefix = opt.Key
 	return ck, nil
 }
 

@@ -20,9 +20,9 @@ import (
 const legacyMagic = "1950a86a20f9469cfc6c"
 
 // ReadTorchFile reads a file written by torch.save, in the zip format (the
-// default since PyTorch 1.6) or the legacy format, finds the state dict in it
-// and normalises its keys (see NormalizeKeys). A TorchScript archive gives an
-// error wrapping ErrTorchScript.
+// default since PyTorch 1.6) or the legacy format, and finds the state dict
+// in it, its keys as stored (resnetkeys.Resolve maps them). A TorchScript
+// archive gives an error wrapping ErrTorchScript.
 func ReadTorchFile(path string) (*Checkpoint, error) { return ReadTorchFileWith(path, ReadOptions{}) }
 
 // ReadTorchFileWith is ReadTorchFile with options (see ReadOptions).
@@ -50,13 +50,18 @@ func readPath(path string, read func(r io.ReaderAt, size int64) (*Checkpoint, er
 		return nil, fmt.Errorf("weights: %w", err)
 	}
 	if st.IsDir() {
-		return nil, fmt.Errorf("weights: %s: is a directory", path)
+		return nil, fmt.Errorf("weights: %s: is a directory, not a checkpoint file", path)
 	}
-	ck, err := read(f, st.Size())
+	return readNamed(f, st.Size(), path, read)
+}
+
+// readNamed reads with read, naming the file in errors and in the result.
+func readNamed(r io.ReaderAt, size int64, name string, read func(r io.ReaderAt, size int64) (*Checkpoint, error)) (*Checkpoint, error) {
+	ck, err := read(r, size)
 	if err != nil {
-		return nil, fmt.Errorf("weights: %s: %w", path, err)
+		return nil, fmt.Errorf("weights: %s: %w", name, err)
 	}
-	ck.Path = path
+	ck.Path = name
 	return ck, nil
 }
 

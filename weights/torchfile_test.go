@@ -8,53 +8,29 @@ import (
 	"testing"
 )
 
-func TestReadTorchFileFixtures(t *testing.T) {
+// TestOpenKeepsKeysAsStored: Open returns the state dict as the file
+// stores it (resnetkeys maps it; see TestReadTorchFileFixtures), having
+// followed the wrapper entries a key names and kept the rest as KeyPrefix.
+func TestOpenKeepsKeysAsStored(t *testing.T) {
 	dir := fixtures(t)
-	tests := []struct {
-		name   string
-		format string
-		notes  []string // substrings that must appear in the notes
-	}{
-		{"resnet18", FormatTorchZip, nil},
-		{"dataparallel", FormatTorchZip, []string{"state dict found under state_dict", "epoch", "optimizer", "args", "stripped prefix module."}},
-		{"ssl", FormatTorchZip, []string{"ignored 3 projector.* keys", "stripped prefix backbone."}},
-		{"lightning", FormatTorchZip, []string{"state dict found under state_dict", "hyper_parameters", "stripped prefix model."}},
-		{"dino", FormatTorchZip, []string{"state dict found under teacher", "ignored 1 head.* keys", "stripped prefix backbone."}},
-		{"legacy", FormatTorchLegacy, nil},
-		{"views", FormatTorchZip, nil},
-		{"views_legacy", FormatTorchLegacy, nil},
-		{"fullmodel", FormatTorchZip, []string{"pickled __main__.Net"}},
+	ck, err := Open(filepath.Join(dir, "dataparallel.pt"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			path := filepath.Join(dir, tc.name+".pt")
-			ck, err := Open(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if ck.Format != tc.format {
-				t.Errorf("format %q, want %q", ck.Format, tc.format)
-			}
-			if ck.Path != path {
-				t.Errorf("path %q, want %q", ck.Path, path)
-			}
-			e := loadExpected(t, dir, tc.name)
-			checkState(t, ck.State, e)
-			notes := strings.Join(ck.Notes, "\n")
-			for _, n := range tc.notes {
-				if !strings.Contains(notes, n) {
-					t.Errorf("notes lack %q:\n%s", n, notes)
-				}
-			}
-			for k, v := range e.Metadata {
-				if ck.Metadata[k] != v {
-					t.Errorf("metadata %q = %q, want %q (all: %v)", k, ck.Metadata[k], v, ck.Metadata)
-				}
-			}
-			if tc.notes == nil && len(ck.Notes) > 0 {
-				t.Errorf("unexpected notes: %v", ck.Notes)
-			}
-		})
+	for _, k := range ck.State.Keys {
+		if !strings.HasPrefix(k, "module.") {
+			t.Errorf("key %q: want DataParallel's module. prefix as stored", k)
+		}
+	}
+	if !strings.Contains(strings.Join(ck.Notes, "\n"), "state dict found under state_dict") || ck.KeyPrefix != "" {
+		t.Errorf("notes %q, key prefix %q", ck.Notes, ck.KeyPrefix)
+	}
+	ck, err = OpenWith(filepath.Join(dir, "dino.pt"), ReadOptions{Key: "student.backbone"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ck.KeyPrefix != "backbone" || ck.State.Get("backbone.conv1.weight") == nil {
+		t.Errorf("key student.backbone: prefix %q left, keys %v", ck.KeyPrefix, ck.State.Keys)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"modelstitch/experiments/budget"
+	"modelstitch/experiments/models"
 )
 
 // Child processes: a test that must watch the program from outside (its exit
@@ -25,6 +26,13 @@ const (
 )
 
 func TestMain(m *testing.M) {
+	// The tests load TorchScript archives: the loading child is this binary.
+	if child, status, err := models.TorchScriptChild(); child {
+		if err != nil {
+			os.Stderr.WriteString(err.Error() + "\n")
+		}
+		os.Exit(status)
+	}
 	if js := os.Getenv(childArgsEnv); js != "" {
 		var args []string
 		if err := json.Unmarshal([]byte(js), &args); err != nil {

@@ -48,7 +48,7 @@ func inspectAction(c *cli.Context) error {
 	}
 	path := c.Args().First()
 	rep := inspectReport{File: path, Groups: map[string]int{}}
-	ck, err := models.OpenWith(path, c.String("key"))
+	ck, err := models.OpenResNet(path, c.String("key"))
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"modelstitch/experiments/models"
 	"modelstitch/torch"
 	"modelstitch/weights"
 )
@@ -28,6 +29,13 @@ func subcommands() []*cli.Command {
 }
 
 func main() {
+	// A TorchScript archive is loaded in a child process: this same binary.
+	if child, status, err := models.TorchScriptChild(); child {
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+		}
+		os.Exit(status)
+	}
 	os.Exit(mainExit(os.Args))
 }
 

@@ -56,6 +56,13 @@ type options struct {
 }
 
 func main() {
+	// Checkpoints may be TorchScript archives, loaded in a child process: this binary.
+	if child, status, err := models.TorchScriptChild(); child {
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+		}
+		os.Exit(status)
+	}
 	var o options
 	flag.StringVar(&o.bottom, "bottom", "weights/defaults/fmnist-resnet18-w0.25-sup-seed2.pt", "bottom checkpoint (a basic-block ResNet with the CIFAR stem)")
 	flag.StringVar(&o.top, "top", "weights/defaults/fmnist-resnet18-w0.25-sup-seed1.pt", "top checkpoint")

@@ -13,6 +13,7 @@ import (
 
 	"modelstitch/experiments/invalid"
 	"modelstitch/experiments/results"
+	"modelstitch/weights/defaults"
 )
 
 // Unit kinds.
@@ -230,7 +231,7 @@ func (p *Plan) file(ref string) (*ModelFile, error) {
 	switch m.Kind {
 	case KindCheckpoint:
 		f.Path = m.Checkpoint
-		if !strings.HasPrefix(f.Path, "embedded:") && !filepath.IsAbs(f.Path) && p.Spec.Path != "" {
+		if !defaults.IsEmbedded(f.Path) && !filepath.IsAbs(f.Path) && p.Spec.Path != "" {
 			f.Path = filepath.Join(filepath.Dir(p.Spec.Path), f.Path)
 		}
 		if !p.Spec.KeyByContent {

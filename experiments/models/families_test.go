@@ -10,7 +10,7 @@ import (
 	"modelstitch/internal/reftest"
 	"modelstitch/torch"
 	"modelstitch/torch/vision"
-	"modelstitch/weights"
+	"modelstitch/weights/resnetkeys"
 )
 
 // familyFiles has PyTorch write random-weight ResNets in the exact layout of
@@ -253,10 +253,10 @@ func TestLoadsEveryFamily(t *testing.T) {
 		{"old_hub.pth", "", "old_hub", "ResNet-18 (width 0.125) with a 1000-class", ""},
 		{"wide_resnet50_2.pth", "", "wide_resnet50_2", "Wide ResNet-50-2", ""},
 		{"moco_v2.pth.tar", "", "moco_v2", "no classifier", "chose module.encoder_q"},
-		{"moco_v2.pth.tar", "module.encoder_k", "moco_v2_k", "no classifier", "--key module.encoder_k"},
+		{"moco_v2.pth.tar", "module.encoder_k", "moco_v2_k", "no classifier", "key module.encoder_k: kept"},
 		{"moco_v3.pth.tar", "", "moco_v3", "no classifier", "chose module.base_encoder"},
 		{"byol_lucidrains.pt", "", "byol_lucidrains", "1000-class", "chose online_encoder.net"},
-		{"byol_lucidrains.pt", "target_encoder", "byol_lucidrains_target", "1000-class", "--key target_encoder"},
+		{"byol_lucidrains.pt", "target_encoder", "byol_lucidrains_target", "1000-class", "key target_encoder: kept"},
 		{"byol_sthalles.pth", "", "byol_sthalles", "no classifier", `chose "online_network_state_dict"`},
 		{"byol_sthalles.pth", "target_network_state_dict", "byol_sthalles_target", "no classifier", "took the wrapper entry target_network_state_dict"},
 		{"lightning_stray.ckpt", "", "lightning_stray", "10-class", "ignored 1 other keys (criterion.)"},
@@ -347,12 +347,12 @@ func TestLoadsFullSizeTorchvision(t *testing.T) {
 func familyRefusalsAndFlags(t *testing.T, dir string, refs reftest.Refs) {
 	// timm's deep stem is refused, naming it.
 	_, err := Load(filepath.Join(dir, "timm_deep_stem.pth"), LoadOptions{})
-	if !errors.Is(err, weights.ErrDeepStem) || !strings.Contains(err.Error(), "timm_deep_stem.pth") {
+	if !errors.Is(err, resnetkeys.ErrDeepStem) || !strings.Contains(err.Error(), "timm_deep_stem.pth") {
 		t.Errorf("deep stem: %v", err)
 	}
-	// A --key that names nothing lists what there is.
+	// A key that names nothing lists what there is, naming the key setting.
 	_, err = Load(filepath.Join(dir, "moco_v2.pth.tar"), LoadOptions{Key: "module.encoder_z"})
-	if err == nil || !strings.Contains(err.Error(), "module.encoder_q.") || !strings.Contains(err.Error(), "--key module.encoder_z") {
+	if err == nil || !strings.Contains(err.Error(), "module.encoder_q.") || !strings.Contains(err.Error(), "key module.encoder_z") {
 		t.Errorf("bad key: %v", err)
 	}
 	// The solo-learn stem padding can be overridden (and then the features differ, as they must).
@@ -390,8 +390,8 @@ func familyRefusalsAndFlags(t *testing.T, dir string, refs reftest.Refs) {
 			t.Errorf("notes differ between runs:\n%s\n---\n%s", first, n)
 		}
 	}
-	if !strings.Contains(first, "--key") {
-		t.Errorf("the choice among networks should name --key:\n%s", first)
+	if !strings.Contains(first, "the key setting") {
+		t.Errorf("the choice among networks should name the key setting:\n%s", first)
 	}
 }
 

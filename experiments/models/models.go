@@ -6,18 +6,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"modelstitch/experiments/invalid"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	"modelstitch/experiments/invalid"
 	"modelstitch/torch"
 	"modelstitch/torch/nn"
 	"modelstitch/torch/vision"
 	"modelstitch/weights"
 	"modelstitch/weights/defaults"
+	"modelstitch/weights/resnetkeys"
 )
 
 // Objectives recorded in Meta.Objective.
@@ -134,7 +135,7 @@ type LoadOptions struct {
 	// StemPadding forces the stem convolution's padding (0: what the file
 	// tells, else (k−1)/2; solo-learn's CIFAR stem pads by 2).
 	StemPadding int
-	// Key picks a sub-network or prefix of the file (see weights.ReadOptions.Key).
+	// Key picks a sub-network or prefix of the file (see OpenResNet).
 	Key string
 	// Device to put the model on.
 	Device torch.Device
@@ -152,7 +153,7 @@ func Load(path string, opt LoadOptions) (*Model, error) {
 	if opt.StemPadding < 0 {
 		return nil, fmt.Errorf("model %s: %w", path, invalid.Errorf("stem padding", "must be ≥ 0, got %d", opt.StemPadding))
 	}
-	ck, err := OpenWith(path, opt.Key)
+	ck, err := OpenResNet(path, opt.Key)
 	if err != nil {
 		return nil, err
 	}
@@ -169,7 +170,7 @@ func Load(path string, opt LoadOptions) (*Model, error) {
 		m.Meta, m.HasMeta = meta, true
 	}
 	filePadding := 0
-	if p, ok := ck.Metadata[weights.MetaStemPadding]; ok {
+	if p, ok := ck.Metadata[resnetkeys.MetaStemPadding]; ok {
 		if filePadding, err = strconv.Atoi(p); err != nil {
 			return nil, fmt.Errorf("model %s: stem padding %q: %w", path, p, err)
 		}
@@ -226,7 +227,7 @@ func Load(path string, opt LoadOptions) (*Model, error) {
 }
 
 // inputNormalisation reads the normalisation a network applied to its own
-// input (weights.MetaInputMean/Std, e.g. robustness' normalizer).
+// input (resnetkeys.MetaInputMean/Std, e.g. robustness' normalizer).
 func inputNormalisation(md map[string]string) (mean, std []float64, ok bool) {
 	parse := func(s string) []float64 {
 		var out []float64
@@ -239,7 +240,7 @@ func inputNormalisation(md map[string]string) (mean, std []float64, ok bool) {
 		}
 		return out
 	}
-	mean, std = parse(md[weights.MetaInputMean]), parse(md[weights.MetaInputStd])
+	mean, std = parse(md[resnetkeys.MetaInputMean]), parse(md[resnetkeys.MetaInputStd])
 	return mean, std, len(mean) > 0 && len(mean) == len(std)
 }
 
@@ -301,30 +302,44 @@ func (m *Model) Free() {
 	}
 }
 
-// Open reads a checkpoint file, a shipped default ("embedded:NAME"), or a
-// TorchScript archive.
-func Open(path string) (*weights.Checkpoint, error) { return OpenWith(path, "") }
+// Open is OpenResNet choosing the network automatically.
+func Open(path string) (*weights.Checkpoint, error) { return OpenResNet(path, "") }
 
-// OpenWith is Open picking a sub-network or prefix by key (see
-// weights.ReadOptions.Key; "" chooses automatically).
-func OpenWith(path, key string) (*weights.Checkpoint, error) {
+// OpenResNet reads a checkpoint file, a shipped default ("embedded:NAME"), or
+// a TorchScript archive (loaded in a child process), and brings its state
+// dict to torchvision's ResNet names (resnetkeys.Resolve). key picks a
+// sub-network or prefix of the file (see weights.ReadOptions.Key; "" chooses
+// automatically by resnetkeys.RoleRule).
+func OpenResNet(path, key string) (*weights.Checkpoint, error) {
+	ck, err := openStored(path, key)
+	if err != nil {
+		return nil, err
+	}
+	if err := resnetkeys.Resolve(ck); err != nil {
+		return nil, fmt.Errorf("weights: %s: %w", path, err)
+	}
+	return ck, nil
+}
+
+// openStored reads a checkpoint's state dict as the file stores it.
+func openStored(path, key string) (*weights.Checkpoint, error) {
 	opt := weights.ReadOptions{Key: key}
-	if strings.HasPrefix(path, defaults.Prefix) {
-		b, err := defaults.Bytes(path)
-		if err != nil {
-			return nil, fmt.Errorf("model %s: %w", path, err)
+	f, err := defaults.Open(path)
+	if err != nil {
+		if !defaults.IsEmbedded(path) {
+			err = errors.Unwrap(err) // the os.PathError's cause: the path is named once, here
 		}
-		ck, err := weights.ReadTorchBytesWith(b, opt)
-		if err != nil {
-			return nil, fmt.Errorf("model %s: %w", path, err)
-		}
-		ck.Path = path
-		return ck, nil
+		return nil, fmt.Errorf("model %s: %w", path, err)
 	}
-	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("model %s: %w", path, errors.Unwrap(err))
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", path, err)
 	}
-	ck, err := weights.OpenWith(path, opt)
+	if st.IsDir() {
+		return nil, fmt.Errorf("weights: %s: is a directory, not a checkpoint file", path)
+	}
+	ck, err := weights.ReadFrom(f, st.Size(), path, opt)
 	if errors.Is(err, weights.ErrTorchScript) {
 		ck, err = loadTorchScriptIsolated(path, key)
 	}

@@ -36,19 +36,28 @@ const (
 	timeoutEnv   = "MODELSTITCH_TORCHSCRIPT_TIMEOUT"
 )
 
-// init turns the process into the loading child when the parent asked for one:
-// it loads the archive named by childLoadEnv, writes its tensors as a
-// safetensors file to childOutEnv and exits, before main or the tests start.
-func init() {
+// childFailed is the exit status of a child that could not load its archive
+// (its stderr says why).
+const childFailed = 2
+
+// TorchScriptChild is the entry of the TorchScript-loading child. When
+// OpenResNet started this process as one, it loads the archive the parent
+// named and writes its tensors where the parent reads them, and returns
+// child true with the status the process must exit with at once, after
+// printing err (if not nil) on stderr for the parent. In any other process
+// it does nothing and returns child false. A program that may load
+// TorchScript (the stitch command) calls it first thing in main; so does
+// the TestMain of a test binary whose tests load TorchScript, since the
+// child is that same binary.
+func TorchScriptChild() (child bool, status int, err error) {
 	path := os.Getenv(childLoadEnv)
 	if path == "" {
-		return
+		return false, 0, nil
 	}
 	if err := torchScriptChild(path, os.Getenv(childOutEnv)); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
+		return true, childFailed, err
 	}
-	os.Exit(0)
+	return true, 0, nil
 }
 
 // torchScriptChild loads path through libtorch and writes its parameters and
@@ -119,7 +128,7 @@ func loadTorchScriptIsolated(path, key string) (*weights.Checkpoint, error) {
 			"only slow, set %s (e.g. 10m)", path, timeout, timeoutEnv)
 	case runErr != nil:
 		var ee *exec.ExitError
-		if errors.As(runErr, &ee) && ee.ExitCode() == 2 {
+		if errors.As(runErr, &ee) && ee.ExitCode() == childFailed {
 			return nil, fmt.Errorf("model %s: reading TorchScript: %s%s", path, torchScriptError(stderr.String()), fullMessage(stderr.String()))
 		}
 		msg := torchScriptError(stderr.String())

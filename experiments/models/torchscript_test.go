@@ -15,6 +15,18 @@ import (
 	"modelstitch/internal/reftest"
 )
 
+// TestMain makes this test binary the TorchScript-loading child when a test
+// starts it as one (OpenResNet runs os.Executable, this binary).
+func TestMain(m *testing.M) {
+	if child, status, err := TorchScriptChild(); child {
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+		}
+		os.Exit(status)
+	}
+	os.Exit(m.Run())
+}
+
 // hostileTorchScript has PyTorch write a scripted ResNet-18 and two scripted
 // modules whose __setstate__ (run by libtorch while loading) loops forever or raises.
 const hostileTorchScript = `

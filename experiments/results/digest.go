@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
-	"strings"
 
 	"modelstitch/weights/defaults"
 )
@@ -19,16 +17,8 @@ import (
 // bottom, "random") has no digest: "" and no error.
 func Digest(path string) (string, error) {
 	h := sha256.New()
-	if strings.HasPrefix(path, defaults.Prefix) {
-		b, err := defaults.Bytes(path)
-		if err != nil {
-			return "", fmt.Errorf("results: %w", err)
-		}
-		h.Write(b)
-		return hex.EncodeToString(h.Sum(nil)), nil
-	}
-	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	f, err := defaults.Open(path)
+	if errors.Is(err, fs.ErrNotExist) && !defaults.IsEmbedded(path) {
 		return "", nil
 	}
 	if err != nil {

@@ -95,34 +95,8 @@ func FitLinearProbe(x, y *torch.Tensor, classes int, cfg LinearProbeConfig) (*Li
 	if classes < 2 {
 		return nil, fmt.Errorf("linear probe: need at least 2 classes, got %d", classes)
 	}
-	if cfg.WeightDecays == nil {
-		cfg.WeightDecays = DefaultWeightDecays()
-	}
-	if len(cfg.WeightDecays) == 0 {
-		return nil, fmt.Errorf("linear probe: %w", invalid.Errorf("weight decays", "is empty: give at least one candidate"))
-	}
-	for _, l := range cfg.WeightDecays {
-		if !(l >= 0) || math.IsInf(l, 0) {
-			return nil, fmt.Errorf("linear probe: %w", invalid.Errorf("weight decays", "must be finite and ≥ 0, got %g", l))
-		}
-	}
-	if cfg.HoldOut == 0 {
-		cfg.HoldOut = 0.1
-	}
-	if !(cfg.HoldOut > 0 && cfg.HoldOut < 1) {
-		return nil, fmt.Errorf("linear probe: %w", invalid.Errorf("holdout", "must be in (0, 1), got %g", cfg.HoldOut))
-	}
-	if cfg.MaxIter == 0 {
-		cfg.MaxIter = 500
-	}
-	if cfg.Tol == 0 {
-		cfg.Tol = 1e-4
-	}
-	if cfg.MaxIter < 1 {
-		return nil, fmt.Errorf("linear probe: %w", invalid.Errorf("max iter", "must be at least 1, got %d", cfg.MaxIter))
-	}
-	if !(cfg.Tol > 0) {
-		return nil, fmt.Errorf("linear probe: %w", invalid.Errorf("tol", "must be positive, got %g", cfg.Tol))
+	if err := cfg.check(); err != nil {
+		return nil, fmt.Errorf("linear probe: %w", err)
 	}
 	labels, err := y.ToDeviceDType(torch.CPU, torch.Int64).Int64s()
 	if err != nil {
@@ -163,40 +137,9 @@ func FitLinearProbe(x, y *torch.Tensor, classes int, cfg LinearProbeConfig) (*Li
 	stage := cfg.Progress.Start("linear probe", "fits", fits)
 	defer stage.End()
 	if len(decays) > 1 {
-		fitRows, heldRows := holdOut(labels, classes, cfg.HoldOut, cfg.Seed)
-		if len(fitRows) == 0 || len(heldRows) == 0 {
-			return nil, fmt.Errorf("linear probe: %d training rows are too few to hold %g of them out", len(labels), cfg.HoldOut)
-		}
-		p.HeldOut = heldRows
-		fit, err := newSoftmaxProblem(s, xs, labels, fitRows, classes)
-		if err != nil {
+		if theta, err = p.chooseDecay(s, xs, labels, decays, theta, cfg, stage); err != nil {
 			return nil, fmt.Errorf("linear probe: %w", err)
 		}
-		held, err := newSoftmaxProblem(s, xs, labels, heldRows, classes)
-		if err != nil {
-			return nil, fmt.Errorf("linear probe: %w", err)
-		}
-		best, bestTheta := -1.0, theta
-		start := theta
-		for _, l := range decays {
-			th, it, _, err := lbfgs(func(t []float64) (float64, []float64, error) { return fit.loss(t, l) }, start, cfg.MaxIter, cfg.Tol)
-			if err != nil {
-				return nil, fmt.Errorf("linear probe: weight decay %g: %w", l, err)
-			}
-			acc, err := held.accuracy(th)
-			if err != nil {
-				return nil, fmt.Errorf("linear probe: %w", err)
-			}
-			stage.SetDetail("weight decay %.3g: held-out %.2f%%", l, acc)
-			stage.Add(1)
-			cfg.Progress.Notef("linear probe: weight decay %.3g: held-out accuracy %.2f%% (%d L-BFGS iterations)", l, acc, it)
-			p.Scores = append(p.Scores, DecayScore{WeightDecay: l, Accuracy: acc, Iters: it})
-			if acc > best { // ties keep the stronger decay
-				best, bestTheta, p.WeightDecay = acc, th, l
-			}
-			start = th
-		}
-		theta = bestTheta
 	}
 	all := make([]int, len(labels))
 	for i := range all {
@@ -220,6 +163,81 @@ func FitLinearProbe(x, y *torch.Tensor, classes int, cfg LinearProbeConfig) (*Li
 	cfg.Progress.Notef("linear probe: weight decay %.3g chosen; fit on all %d training rows: train accuracy %.2f%% (%d iterations, converged %v)",
 		p.WeightDecay, len(labels), p.TrainAccuracy, p.Iters, p.Converged)
 	return p, nil
+}
+
+// check fills in the defaults of cfg's zero fields and checks the rest.
+func (cfg *LinearProbeConfig) check() error {
+	if cfg.WeightDecays == nil {
+		cfg.WeightDecays = DefaultWeightDecays()
+	}
+	if len(cfg.WeightDecays) == 0 {
+		return invalid.Errorf("weight decays", "is empty: give at least one candidate")
+	}
+	for _, l := range cfg.WeightDecays {
+		if !(l >= 0) || math.IsInf(l, 0) {
+			return invalid.Errorf("weight decays", "must be finite and ≥ 0, got %g", l)
+		}
+	}
+	if cfg.HoldOut == 0 {
+		cfg.HoldOut = 0.1
+	}
+	if !(cfg.HoldOut > 0 && cfg.HoldOut < 1) {
+		return invalid.Errorf("holdout", "must be in (0, 1), got %g", cfg.HoldOut)
+	}
+	if cfg.MaxIter == 0 {
+		cfg.MaxIter = 500
+	}
+	if cfg.Tol == 0 {
+		cfg.Tol = 1e-4
+	}
+	if cfg.MaxIter < 1 {
+		return invalid.Errorf("max iter", "must be at least 1, got %d", cfg.MaxIter)
+	}
+	if !(cfg.Tol > 0) {
+		return invalid.Errorf("tol", "must be positive, got %g", cfg.Tol)
+	}
+	return nil
+}
+
+// chooseDecay fits the probe with each of decays (strongest first, each fit
+// warm-starting the next) on the training rows not held out, scores it on
+// the held-out rows, and sets p.WeightDecay to the best (ties keep the
+// stronger); it returns the best fit's parameters, the final fit's start.
+func (p *LinearProbe) chooseDecay(s *torch.Scope, xs *torch.Tensor, labels []int64, decays, theta []float64, cfg LinearProbeConfig, stage *progress.Stage) ([]float64, error) {
+	fitRows, heldRows := holdOut(labels, p.Classes, cfg.HoldOut, cfg.Seed)
+	if len(fitRows) == 0 || len(heldRows) == 0 {
+		return nil, fmt.Errorf("%d training rows are too few to hold %g of them out", len(labels), cfg.HoldOut)
+	}
+	p.HeldOut = heldRows
+	fit, err := newSoftmaxProblem(s, xs, labels, fitRows, p.Classes)
+	if err != nil {
+		return nil, err
+	}
+	held, err := newSoftmaxProblem(s, xs, labels, heldRows, p.Classes)
+	if err != nil {
+		return nil, err
+	}
+	best, bestTheta := -1.0, theta
+	start := theta
+	for _, l := range decays {
+		th, it, _, err := lbfgs(func(t []float64) (float64, []float64, error) { return fit.loss(t, l) }, start, cfg.MaxIter, cfg.Tol)
+		if err != nil {
+			return nil, fmt.Errorf("weight decay %g: %w", l, err)
+		}
+		acc, err := held.accuracy(th)
+		if err != nil {
+			return nil, err
+		}
+		stage.SetDetail("weight decay %.3g: held-out %.2f%%", l, acc)
+		stage.Add(1)
+		cfg.Progress.Notef("linear probe: weight decay %.3g: held-out accuracy %.2f%% (%d L-BFGS iterations)", l, acc, it)
+		p.Scores = append(p.Scores, DecayScore{WeightDecay: l, Accuracy: acc, Iters: it})
+		if acc > best { // ties keep the stronger decay
+			best, bestTheta, p.WeightDecay = acc, th, l
+		}
+		start = th
+	}
+	return bestTheta, nil
 }
 
 // Folded returns the probe as a plain linear layer on unstandardised features:

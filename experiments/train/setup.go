@@ -8,6 +8,7 @@ import (
 
 	"modelstitch/experiments/budget"
 	"modelstitch/experiments/invalid"
+	"modelstitch/experiments/loop"
 	"modelstitch/experiments/models"
 	"modelstitch/experiments/splits"
 	"modelstitch/torch"
@@ -91,6 +92,19 @@ func networkRun(arch string, width float64, stem string, training bool) (budget.
 	}
 	early := vision.ResNetConfig{Depth: depth, Width: width, Stem: stem, InChannels: 1}
 	return budget.Run{Net: early, Height: 1, Width: 1, OptimizerSlots: 1, Training: training, ParamsOnly: true}, nil
+}
+
+// checkRun refuses what no training run can do: write no checkpoint, take
+// batches of fewer than 2 images (why2 says why, if the objective has its
+// own reason) or train a negative number of epochs.
+func checkRun(out string, batch, epochs int, why2 string) error {
+	if out == "" {
+		return invalid.Errorf("out", "is empty: give the checkpoint file to write")
+	}
+	if batch < 2 {
+		return invalid.Errorf("batch size", "must be at least 2%s, got %d", why2, batch)
+	}
+	return loop.CheckEpochs(epochs)
 }
 
 // fits refuses a run whose network, optimizer state and batch of images

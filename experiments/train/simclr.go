@@ -115,35 +115,8 @@ type headMeta struct {
 // the frozen backbone; its test accuracy is the result's and the checkpoint's
 // TestAccuracy (Meta.Note says so).
 func SimCLR(cfg SimCLRConfig) (*Result, error) {
-	if cfg.Out == "" {
-		return nil, invalid.Errorf("out", "is empty: give the checkpoint file to write")
-	}
-	if cfg.BatchSize < 2 {
-		return nil, invalid.Errorf("batch size", "must be at least 2 (NT-Xent needs negatives), got %d", cfg.BatchSize)
-	}
-	if err := loop.CheckEpochs(cfg.Epochs); err != nil {
+	if err := cfg.check(); err != nil {
 		return nil, err
-	}
-	if !(cfg.Temperature > 0) || math.IsInf(cfg.Temperature, 0) {
-		return nil, invalid.Errorf("temperature", "must be positive, got %g", cfg.Temperature)
-	}
-	if !(cfg.LR > 0) {
-		return nil, invalid.Errorf("learning rate", "must be positive, got %g", cfg.LR)
-	}
-	if cfg.Optimizer != "adam" && cfg.Optimizer != "sgd" {
-		return nil, invalid.Errorf("optimizer", "must be adam or sgd, got %q", cfg.Optimizer)
-	}
-	if cfg.ProjectionDim == 0 {
-		cfg.ProjectionDim = 128
-	}
-	if cfg.ProjectionDim < 1 {
-		return nil, invalid.Errorf("projection size", "must be positive, got %d", cfg.ProjectionDim)
-	}
-	if cfg.Data.LabelNoise != 0 || cfg.Data.ObjectsVsAnimals || cfg.Data.Task != "" {
-		return nil, errors.New("SimCLR uses no labels: label noise and relabelling apply to supervised training only")
-	}
-	if !cfg.NoProbe && cfg.Probe.Epochs < 1 {
-		return nil, invalid.Errorf("probe epochs", "must be at least 1, got %d", cfg.Probe.Epochs)
 	}
 	r, err := newRun(cfg.Arch, cfg.Width, cfg.Stem, cfg.Data, cfg.Device, cfg.Epochs, models.SimCLR, false)
 	if err != nil {
@@ -166,12 +139,7 @@ func SimCLR(cfg SimCLRConfig) (*Result, error) {
 			return nil, fmt.Errorf("SimCLR views: %w", err)
 		}
 	}
-	meta.Recipe = &models.Recipe{Epochs: cfg.Epochs, BatchSize: cfg.BatchSize, Optimizer: cfg.Optimizer, LR: cfg.LR,
-		WeightDecay: cfg.WeightDecay, Schedule: "cosine", Augment: "simclr: " + fmt.Sprint(aug),
-		TrainSamples: cfg.Data.TrainSamples, Temperature: cfg.Temperature, Seed: cfg.Seed}
-	if cfg.Optimizer == "sgd" {
-		meta.Recipe.Momentum = cfg.Momentum
-	}
+	meta.Recipe = cfg.recipe(aug)
 
 	if err := torch.ManualSeed(uint64(cfg.Seed)); err != nil {
 		return nil, err
@@ -181,17 +149,11 @@ func SimCLR(cfg SimCLRConfig) (*Result, error) {
 		return nil, err
 	}
 	defer nn.Free(net)
-	d := net.FeatureDim()
-	head := nn.NewSequential(nn.NewLinear(d, d, true), nn.NewReLU(), nn.NewLinear(d, int64(cfg.ProjectionDim), true))
-	if cfg.HeadBN {
-		head = nn.NewSequential(nn.NewLinear(d, d, true), nn.NewBatchNorm1d(d), nn.NewReLU(), nn.NewLinear(d, int64(cfg.ProjectionDim), true))
+	head, err := cfg.newHead(net.FeatureDim())
+	if err != nil {
+		return nil, err
 	}
 	defer nn.Free(head)
-	for _, n := range nn.StateDict(head) {
-		if err := n.Tensor.Err(); err != nil {
-			return nil, fmt.Errorf("projection head %s: %w", n.Name, err)
-		}
-	}
 	if err := nn.ToDevice(net, cfg.Device); err != nil {
 		return nil, err
 	}
@@ -204,13 +166,7 @@ func SimCLR(cfg SimCLRConfig) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	params := append(nn.Parameters(net), nn.Parameters(head)...)
-	var opt optim.Optimizer
-	if cfg.Optimizer == "sgd" {
-		opt, err = optim.NewSGD(optim.Params(params, cfg.LR, cfg.WeightDecay), optim.SGDConfig{Momentum: cfg.Momentum})
-	} else {
-		opt, err = optim.NewAdam(optim.Params(params, cfg.LR, cfg.WeightDecay), optim.AdamConfig{})
-	}
+	opt, err := cfg.newOptimizer(append(nn.Parameters(net), nn.Parameters(head)...))
 	if err != nil {
 		return nil, err
 	}
@@ -272,11 +228,86 @@ func SimCLR(cfg SimCLRConfig) (*Result, error) {
 	if cfg.NoProbe {
 		return res, nil
 	}
-	// Measure the backbone with a linear probe on labelled data.
+	if res.TestAccuracy, err = cfg.probe(net, meta); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// check fills in the projection size if unset and refuses a configuration
+// no run can follow.
+func (cfg *SimCLRConfig) check() error {
+	if err := checkRun(cfg.Out, cfg.BatchSize, cfg.Epochs, " (NT-Xent needs negatives)"); err != nil {
+		return err
+	}
+	if !(cfg.Temperature > 0) || math.IsInf(cfg.Temperature, 0) {
+		return invalid.Errorf("temperature", "must be positive, got %g", cfg.Temperature)
+	}
+	if !(cfg.LR > 0) {
+		return invalid.Errorf("learning rate", "must be positive, got %g", cfg.LR)
+	}
+	if cfg.Optimizer != "adam" && cfg.Optimizer != "sgd" {
+		return invalid.Errorf("optimizer", "must be adam or sgd, got %q", cfg.Optimizer)
+	}
+	if cfg.ProjectionDim == 0 {
+		cfg.ProjectionDim = 128
+	}
+	if cfg.ProjectionDim < 1 {
+		return invalid.Errorf("projection size", "must be positive, got %d", cfg.ProjectionDim)
+	}
+	if cfg.Data.LabelNoise != 0 || cfg.Data.ObjectsVsAnimals || cfg.Data.Task != "" {
+		return errors.New("SimCLR uses no labels: label noise and relabelling apply to supervised training only")
+	}
+	if !cfg.NoProbe && cfg.Probe.Epochs < 1 {
+		return invalid.Errorf("probe epochs", "must be at least 1, got %d", cfg.Probe.Epochs)
+	}
+	return nil
+}
+
+// recipe is the run's recipe as its checkpoint records it (aug: the views).
+func (cfg SimCLRConfig) recipe(aug data.Transform) *models.Recipe {
+	rec := &models.Recipe{Epochs: cfg.Epochs, BatchSize: cfg.BatchSize, Optimizer: cfg.Optimizer, LR: cfg.LR,
+		WeightDecay: cfg.WeightDecay, Schedule: "cosine", Augment: "simclr: " + fmt.Sprint(aug),
+		TrainSamples: cfg.Data.TrainSamples, Temperature: cfg.Temperature, Seed: cfg.Seed}
+	if cfg.Optimizer == "sgd" {
+		rec.Momentum = cfg.Momentum
+	}
+	return rec
+}
+
+// newHead builds the projection head on d-dimensional features:
+// Linear(d,d) → [BatchNorm1d(d) →] ReLU → Linear(d,ProjectionDim).
+func (cfg SimCLRConfig) newHead(d int64) (*nn.Sequential, error) {
+	head := nn.NewSequential(nn.NewLinear(d, d, true), nn.NewReLU(), nn.NewLinear(d, int64(cfg.ProjectionDim), true))
+	if cfg.HeadBN {
+		head = nn.NewSequential(nn.NewLinear(d, d, true), nn.NewBatchNorm1d(d), nn.NewReLU(), nn.NewLinear(d, int64(cfg.ProjectionDim), true))
+	}
+	for _, n := range nn.StateDict(head) {
+		if err := n.Tensor.Err(); err != nil {
+			nn.Free(head)
+			return nil, fmt.Errorf("projection head %s: %w", n.Name, err)
+		}
+	}
+	return head, nil
+}
+
+// newOptimizer is the run's optimizer (Adam or SGD) over params.
+func (cfg SimCLRConfig) newOptimizer(params []*torch.Tensor) (optim.Optimizer, error) {
+	if cfg.Optimizer == "sgd" {
+		return optim.NewSGD(optim.Params(params, cfg.LR, cfg.WeightDecay), optim.SGDConfig{Momentum: cfg.Momentum})
+	}
+	return optim.NewAdam(optim.Params(params, cfg.LR, cfg.WeightDecay), optim.AdamConfig{})
+}
+
+// probe measures the trained backbone with a linear probe on labelled data
+// (Probe's Adam epochs, or the L-BFGS protocol when cfg.LinearProbe is set)
+// and writes the checkpoint with its test accuracy and a note saying how it
+// was measured.
+func (cfg SimCLRConfig) probe(net *vision.ResNet, meta models.Meta) (float64, error) {
 	probeTrain, probeTest, err := splits.Load(splits.Config{Name: cfg.Data.Name, Dir: cfg.Data.Dir, ImageSize: cfg.Data.ImageSize,
 		Channels: cfg.Data.Channels, Mean: cfg.Data.Mean, Std: cfg.Data.Std, TrainSamples: cfg.ProbeSamples, Seed: cfg.Seed})
 	if err != nil {
-		return nil, fmt.Errorf("linear probe: %w", err)
+		return 0, fmt.Errorf("linear probe: %w", err)
 	}
 	pc := cfg.Probe
 	pc.Device = cfg.Device
@@ -293,7 +324,7 @@ func SimCLR(cfg SimCLRConfig) (*Result, error) {
 		}
 		probe, r, err := ProbeBackboneLBFGS(bb, probeTrain, probeTest, lc, pc.BatchSize, cfg.Device)
 		if err != nil {
-			return nil, err
+			return 0, err
 		}
 		probe.Free()
 		acc = r.Accuracy
@@ -301,19 +332,18 @@ func SimCLR(cfg SimCLRConfig) (*Result, error) {
 	} else {
 		probe, a, err := Probe(bb, probeTrain, probeTest, pc)
 		if err != nil {
-			return nil, err
+			return 0, err
 		}
 		probe.Free()
 		acc = a
 		meta.Note = fmt.Sprintf("test_accuracy is a linear probe's: %d epochs of Adam (LR %g, batch %d) on the frozen backbone's "+
 			"standardised pooled features of %d training images, tested on %d", pc.Epochs, pc.LR, pc.BatchSize, probeTrain.N, probeTest.N)
 	}
-	res.TestAccuracy = acc
 	meta.TestAccuracy = &acc
 	if err := models.Save(cfg.Out, net, meta); err != nil {
-		return nil, fmt.Errorf("writing %s: %w", cfg.Out, err)
+		return 0, fmt.Errorf("writing %s: %w", cfg.Out, err)
 	}
-	return res, nil
+	return acc, nil
 }
 
 // saveSimCLR writes the head, then the backbone (whose EpochsDone marks the

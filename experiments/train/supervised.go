@@ -70,21 +70,8 @@ type Result struct {
 // Supervised trains a ResNet with cross-entropy and writes it to cfg.Out after
 // every epoch, so an interrupted run resumes from its last finished epoch.
 func Supervised(cfg Config) (*Result, error) {
-	if cfg.Out == "" {
-		return nil, invalid.Errorf("out", "is empty: give the checkpoint file to write")
-	}
-	if cfg.BatchSize < 2 {
-		return nil, invalid.Errorf("batch size", "must be at least 2, got %d", cfg.BatchSize)
-	}
-	if err := loop.CheckEpochs(cfg.Epochs); err != nil {
+	if err := cfg.check(); err != nil {
 		return nil, err
-	}
-	if err := checkBNStats(cfg.BNStats, cfg.Epochs); err != nil {
-		return nil, err
-	}
-	if !slices.Contains(Schedules, cfg.Schedule) {
-		// It used to fall back to cosine silently and record the bad name in the checkpoint.
-		return nil, invalid.Errorf("schedule", "must be one of %s, got %q", strings.Join(Schedules, ", "), cfg.Schedule)
 	}
 	r, err := newRun(cfg.Arch, cfg.Width, cfg.Stem, cfg.Data, cfg.Device, cfg.Epochs, models.Supervised, true)
 	if err != nil {
@@ -98,19 +85,8 @@ func Supervised(cfg Config) (*Result, error) {
 	if err := r.fits(min(cfg.BatchSize, r.train.N), 1, slots, cfg.Epochs > 0); err != nil {
 		return nil, err
 	}
-	trainSet, testSet, netCfg, meta := r.train, r.test, r.net, r.meta
-	meta.Recipe = &models.Recipe{Epochs: cfg.Epochs, BatchSize: cfg.BatchSize, Optimizer: "sgd", LR: cfg.LR,
-		Momentum: cfg.Momentum, WeightDecay: cfg.WeightDecay, Schedule: cfg.Schedule, Augment: augmentName(cfg.Augment),
-		TrainSamples: cfg.Data.TrainSamples, LabelNoise: cfg.Data.LabelNoise, Seed: cfg.Seed}
-	if cfg.BNStats == BNStatsData {
-		meta.Recipe.BNStats = BNStatsData
-	}
-	if cfg.Data.ObjectsVsAnimals {
-		meta.Recipe.Labels = "objects-vs-animals"
-	}
-	if cfg.Data.Task != "" {
-		meta.Recipe.Labels = cfg.Data.Task
-	}
+	trainSet, netCfg, meta := r.train, r.net, r.meta
+	meta.Recipe = cfg.recipe()
 
 	if err := torch.ManualSeed(uint64(cfg.Seed)); err != nil {
 		return nil, err
@@ -183,29 +159,70 @@ func Supervised(cfg Config) (*Result, error) {
 	if res.Seconds > 0 {
 		res.ImagesPerSec = float64(lr.Samples) / res.Seconds
 	}
-	if cfg.BNStats == BNStatsData {
-		plain, err := data.NewLoader(trainSet, data.Config{BatchSize: cfg.BatchSize, Device: cfg.Device})
-		if err != nil {
-			return nil, err
-		}
-		if err := RecomputeBNStats(net, plain, cfg.Progress, "batch-norm statistics on the training images"); err != nil {
-			return nil, err
-		}
-	}
-	acc, err := evaluate.TestAccuracy(net, testSet, meta.Mean, meta.Std, cfg.BatchSize, cfg.Device, cfg.Progress)
-	if err != nil {
-		return nil, err
-	}
-	res.TestAccuracy = acc
-	meta.TestAccuracy = &acc
 	if lr.Scored {
 		trainAcc := lr.LastEpochAccuracy
 		meta.TrainAccuracy = &trainAcc
 	}
-	if err := models.Save(cfg.Out, net, meta); err != nil {
-		return nil, fmt.Errorf("writing %s: %w", cfg.Out, err)
+	if res.TestAccuracy, err = cfg.finish(net, r, meta); err != nil {
+		return nil, err
 	}
 	return res, nil
+}
+
+// check refuses a configuration no run can follow.
+func (cfg Config) check() error {
+	if err := checkRun(cfg.Out, cfg.BatchSize, cfg.Epochs, ""); err != nil {
+		return err
+	}
+	if err := checkBNStats(cfg.BNStats, cfg.Epochs); err != nil {
+		return err
+	}
+	if !slices.Contains(Schedules, cfg.Schedule) {
+		// It used to fall back to cosine silently and record the bad name in the checkpoint.
+		return invalid.Errorf("schedule", "must be one of %s, got %q", strings.Join(Schedules, ", "), cfg.Schedule)
+	}
+	return nil
+}
+
+// recipe is the run's recipe as its checkpoint records it.
+func (cfg Config) recipe() *models.Recipe {
+	rec := &models.Recipe{Epochs: cfg.Epochs, BatchSize: cfg.BatchSize, Optimizer: "sgd", LR: cfg.LR,
+		Momentum: cfg.Momentum, WeightDecay: cfg.WeightDecay, Schedule: cfg.Schedule, Augment: augmentName(cfg.Augment),
+		TrainSamples: cfg.Data.TrainSamples, LabelNoise: cfg.Data.LabelNoise, Seed: cfg.Seed}
+	if cfg.BNStats == BNStatsData {
+		rec.BNStats = BNStatsData
+	}
+	if cfg.Data.ObjectsVsAnimals {
+		rec.Labels = "objects-vs-animals"
+	}
+	if cfg.Data.Task != "" {
+		rec.Labels = cfg.Data.Task
+	}
+	return rec
+}
+
+// finish ends a run whose epochs are all done: it recomputes the batch-norm
+// statistics if asked, measures the test accuracy and writes the
+// checkpoint with it.
+func (cfg Config) finish(net *vision.ResNet, r *run, meta models.Meta) (float64, error) {
+	if cfg.BNStats == BNStatsData {
+		plain, err := data.NewLoader(r.train, data.Config{BatchSize: cfg.BatchSize, Device: cfg.Device})
+		if err != nil {
+			return 0, err
+		}
+		if err := RecomputeBNStats(net, plain, cfg.Progress, "batch-norm statistics on the training images"); err != nil {
+			return 0, err
+		}
+	}
+	acc, err := evaluate.TestAccuracy(net, r.test, meta.Mean, meta.Std, cfg.BatchSize, cfg.Device, cfg.Progress)
+	if err != nil {
+		return 0, err
+	}
+	meta.TestAccuracy = &acc
+	if err := models.Save(cfg.Out, net, meta); err != nil {
+		return 0, fmt.Errorf("writing %s: %w", cfg.Out, err)
+	}
+	return acc, nil
 }
 
 func augmentName(on bool) string {

@@ -8,7 +8,9 @@ package defaults
 import (
 	"embed"
 	"fmt"
+	"io"
 	"io/fs"
+	"os"
 	"sort"
 	"strings"
 )
@@ -31,13 +33,28 @@ func Names() []string {
 	return out
 }
 
-// Bytes returns a shipped checkpoint's file contents by name (with or without
-// the "embedded:" prefix and ".pt" suffix).
-func Bytes(name string) ([]byte, error) {
-	name = strings.TrimSuffix(strings.TrimPrefix(name, Prefix), ".pt")
-	b, err := files.ReadFile(name + ".pt")
-	if err != nil {
-		return nil, fmt.Errorf("no shipped checkpoint %q (have: %s)", name, strings.Join(Names(), ", "))
+// IsEmbedded reports whether path names a shipped checkpoint
+// ("embedded:NAME") rather than a file.
+func IsEmbedded(path string) bool { return strings.HasPrefix(path, Prefix) }
+
+// File is an open checkpoint: read in order or at any offset.
+type File interface {
+	fs.File
+	io.ReaderAt
+}
+
+// Open opens a checkpoint by its name, the one place where a name may be a
+// shipped checkpoint: "embedded:NAME" (IsEmbedded) opens it in the binary,
+// any other name the file of that path. An unknown shipped name is an error
+// listing the shipped ones (wrapping fs.ErrNotExist).
+func Open(path string) (File, error) {
+	if !IsEmbedded(path) {
+		return os.Open(path)
 	}
-	return b, nil
+	name := strings.TrimSuffix(strings.TrimPrefix(path, Prefix), ".pt")
+	f, err := files.Open(name + ".pt")
+	if err != nil {
+		return nil, fmt.Errorf("no shipped checkpoint %q (have: %s): %w", name, strings.Join(Names(), ", "), fs.ErrNotExist)
+	}
+	return f.(File), nil
 }

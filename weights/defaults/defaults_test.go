@@ -1,6 +1,8 @@
 package defaults
 
 import (
+	"errors"
+	"io/fs"
 	"strings"
 	"testing"
 
@@ -13,11 +15,16 @@ func TestShippedCheckpointsRead(t *testing.T) {
 		t.Fatalf("want at least two shipped checkpoints, have %v", names)
 	}
 	for _, n := range names {
-		b, err := Bytes(Prefix + n)
+		f, err := Open(Prefix + n)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ck, err := weights.ReadTorchBytes(b)
+		st, err := f.Stat()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ck, err := weights.ReadFrom(f, st.Size(), Prefix+n, weights.ReadOptions{})
+		f.Close()
 		if err != nil {
 			t.Fatalf("%s: %v", n, err)
 		}
@@ -30,7 +37,7 @@ func TestShippedCheckpointsRead(t *testing.T) {
 		}
 		t.Logf("%s: %s, test accuracy %v%%", n, meta["objective"], meta["test_accuracy"])
 	}
-	if _, err := Bytes("no-such-model"); err == nil || !strings.Contains(err.Error(), names[0]) {
+	if _, err := Open(Prefix + "no-such-model"); err == nil || !strings.Contains(err.Error(), names[0]) || !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("unknown name should list the shipped ones: %v", err)
 	}
 }

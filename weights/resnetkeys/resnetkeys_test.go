@@ -1,10 +1,12 @@
-package weights
+package resnetkeys
 
 import (
 	"errors"
 	"math/rand"
 	"strings"
 	"testing"
+
+	"modelstitch/weights"
 )
 
 // resnetKeys lists a ResNet-18's keys (shapes do not matter to the mapping,
@@ -33,14 +35,14 @@ func resnetKeys(prefix string, rename func(string) string) []string {
 }
 
 // stateWithConvs is stateWithKeys with 4-D tensors for conv weights.
-func stateWithConvs(keys ...string) *StateDict {
-	sd := NewStateDict()
+func stateWithConvs(keys ...string) *weights.StateDict {
+	sd := weights.NewStateDict()
 	for _, k := range keys {
 		shape := []int64{1}
 		if strings.HasSuffix(k, "conv1.weight") || strings.HasSuffix(k, "conv2.weight") || strings.HasSuffix(k, ".0.weight") {
 			shape = []int64{1, 1, 1, 1}
 		}
-		t, _ := NewFloat32(shape, make([]float32, shape[0]))
+		t, _ := weights.NewFloat32(shape, make([]float32, shape[0]))
 		sd.Set(k, t)
 	}
 	return sd
@@ -69,10 +71,11 @@ func TestResolveKeysChoosesByRole(t *testing.T) {
 			for i := 0; i < 5; i++ { // any key order gives the same choice
 				rand.New(rand.NewSource(int64(i))).Shuffle(len(keys), func(a, b int) { keys[a], keys[b] = keys[b], keys[a] })
 				sd := stateWithConvs(keys...)
-				out, _, notes, err := ResolveKeys(sd, "")
+				res, err := ResolveKeys(sd, "")
 				if err != nil {
 					t.Fatal(err)
 				}
+				out, notes := res.State, res.Notes
 				if out.Len() != len(resnetKeys("", nil)) {
 					t.Fatalf("kept %d keys: %v", out.Len(), out.Keys)
 				}
@@ -138,13 +141,14 @@ func TestResolveKeysLayouts(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			sd := stateWithConvs(tc.keys...)
 			if tc.name == "solo-learn" {
-				w, _ := NewFloat32([]int64{10, 512}, make([]float32, 5120))
+				w, _ := weights.NewFloat32([]int64{10, 512}, make([]float32, 5120))
 				sd.Set("classifier.weight", w)
 			}
-			out, meta, notes, err := ResolveKeys(sd, "")
+			res, err := ResolveKeys(sd, "")
 			if err != nil {
 				t.Fatal(err)
 			}
+			out, meta, notes := res.State, res.Meta, res.Notes
 			if out.Len() != tc.want {
 				t.Errorf("kept %d keys, want %d: %v", out.Len(), tc.want, out.Keys)
 			}
@@ -178,21 +182,21 @@ func TestResolveKeysRefusals(t *testing.T) {
 		return k
 	})
 	deep = append(deep, "conv1.1.weight", "conv1.3.weight", "conv1.4.weight", "conv1.6.weight")
-	if _, _, _, err := ResolveKeys(stateWithConvs(deep...), ""); !errors.Is(err, ErrDeepStem) {
+	if _, err := ResolveKeys(stateWithConvs(deep...), ""); !errors.Is(err, ErrDeepStem) {
 		t.Errorf("deep stem: %v", err)
 	}
 	sd := stateWithConvs(resnetKeys("module.encoder_q.", nil)...)
-	_, _, _, err := ResolveKeys(sd, "module.encoder_z")
+	_, err := ResolveKeys(sd, "module.encoder_z")
 	if err == nil || !strings.Contains(err.Error(), "key module.encoder_z") || !strings.Contains(err.Error(), "module.encoder_q.") {
 		t.Errorf("unknown key: %v", err)
 	}
-	if oe := (*OptionError)(nil); !errors.As(err, &oe) || oe.SettingField() != "key" {
+	if oe := (*weights.OptionError)(nil); !errors.As(err, &oe) || oe.SettingField() != "key" {
 		t.Errorf("unknown key: %v is not an OptionError about the key", err)
 	}
 	// A key prefix with or without the final dot.
 	for _, k := range []string{"module.encoder_q", "module.encoder_q.", "module"} {
-		out, _, _, err := ResolveKeys(sd, k)
-		if err != nil || out.Get("conv1.weight") == nil {
+		res, err := ResolveKeys(sd, k)
+		if err != nil || res.State.Get("conv1.weight") == nil {
 			t.Errorf("--key %s: %v", k, err)
 		}
 	}

@@ -1,11 +1,14 @@
 package weights
 
+// This file finds the state dict in an unpickled torch.save object graph:
+// wrapper dicts ({'state_dict': …}, Lightning's, DINO's teacher and student),
+// whole pickled modules, the entries beside it that are metadata (epoch,
+// hyper-parameters), and the wrapper path ReadOptions.Key names. The keys of
+// the state dict found stay as stored (weights/resnetkeys maps them).
+
 import (
-	"errors"
 	"fmt"
 	"math/big"
-	"slices"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -24,13 +27,6 @@ var sideKeys = map[string]bool{
 	"scheduler": true, "lr_scheduler": true, "lr_schedulers": true, "scaler": true, "amp": true,
 	"callbacks": true, "loops": true,
 }
-
-// headPrefixes are projection/prediction heads of self-supervised and other
-// training set-ups; their keys are dropped by NormalizeKeys.
-var headPrefixes = []string{"projector", "projection_head", "head", "heads", "prototypes", "predictor"}
-
-// wrapperPrefixes are the prefixes NormalizeKeys strips when every key has one.
-var wrapperPrefixes = []string{"module.", "_orig_mod.", "model.", "backbone.", "encoder."}
 
 // kv is one entry of a pickled dict.
 type kv struct{ key, val any }
@@ -173,7 +169,7 @@ func search(v any, depth int, seen map[any]bool) (*found, bool) {
 		}
 		if f, ok := search(e.val, depth+1, seen); ok {
 			candidates = append(candidates, k)
-			if best == nil || roleRank(k) < roleRank(bestKey) || roleRank(k) == roleRank(bestKey) && len(f.keys) > len(best.keys) {
+			if best == nil || RoleRank(k) < RoleRank(bestKey) || RoleRank(k) == RoleRank(bestKey) && len(f.keys) > len(best.keys) {
 				best, bestKey = f, k
 			}
 		}
@@ -188,6 +184,25 @@ func search(v any, depth int, seen map[any]bool) (*found, bool) {
 		return best, true
 	}
 	return tensorEntries(v, true)
+}
+
+// RoleRank orders copies of one network by the role their name says: 0 for
+// an online, query, base or teacher network, 2 for a momentum, target, key,
+// EMA, student or attacker copy, 1 for others. Each dotted component of name
+// counts. The search for the state dict uses it to choose among wrapper
+// entries, and resnetkeys among the networks in one state dict (RoleRule).
+func RoleRank(name string) int {
+	rank := 1
+	for _, c := range strings.Split(strings.TrimSuffix(strings.ToLower(name), "."), ".") {
+		switch {
+		case c == "encoder_k" || c == "key_encoder" || strings.Contains(c, "momentum") || strings.Contains(c, "target") ||
+			c == "ema" || strings.HasPrefix(c, "ema_") || strings.HasSuffix(c, "_ema") || c == "student" || c == "attacker":
+			return 2
+		case c == "encoder_q" || c == "query_encoder" || c == "base_encoder" || strings.Contains(c, "online") || c == "teacher":
+			rank = 0
+		}
+	}
+	return rank
 }
 
 // moduleTensors rebuilds the state dict of a pickled nn.Module (torch.save(model)):
@@ -266,7 +281,7 @@ func moduleState(o *pyObject) any {
 }
 
 // checkpointFrom finds the state dict in an unpickled torch.save object,
-// materialises its tensors, collects metadata and normalises the keys.
+// materialises its tensors and collects metadata; the keys stay as stored.
 // The tensors of one file may take at most budgetFactor times the file's size
 // plus budgetSlack bytes once materialised: tied weights repeat a storage, but
 // a hostile file could name one big storage a million times.
@@ -346,9 +361,7 @@ func checkpointFrom(root any, format string, fileSize int64, opt ReadOptions) (*
 	if len(walked) > 0 {
 		ck.Notes = append(ck.Notes, fmt.Sprintf("key %s: took the wrapper entry %s", opt.Key, strings.Join(walked, ".")))
 	}
-	if err := ck.resolve(keyPrefix); err != nil {
-		return nil, err
-	}
+	ck.KeyPrefix = keyPrefix
 	return ck, nil
 }
 
@@ -447,203 +460,6 @@ func listSome(items []string, n int) string {
 	}
 	return strings.Join(items[:n], ", ") + fmt.Sprintf(" and %d more", len(items)-n)
 }
-
-// NormalizeKeys returns sd with wrapper prefixes and heads removed, and notes
-// saying what was done. It repeatedly (1) drops projection and prediction
-// heads (keys whose first component is projector, projection_head, head,
-// heads, prototypes or predictor) and (2) strips one of the prefixes module.,
-// _orig_mod., model., backbone., encoder. when every remaining key has it. A
-// prefix that only some keys have is left alone (with a note when most have it). The tensors are
-// shared with sd, which is not modified.
-func NormalizeKeys(sd *StateDict) (*StateDict, []string) {
-	keys := append([]string(nil), sd.Keys...)
-	orig := make(map[string]string, len(keys)) // current name → original name
-	for _, k := range keys {
-		orig[k] = k
-	}
-	var notes []string
-	for round := 0; round < 16; round++ {
-		changed := false
-		// Drop heads.
-		dropped := map[string]int{}
-		var kept []string
-		for _, k := range keys {
-			first, _, _ := strings.Cut(k, ".")
-			if isHead(first) && len(keys) > 1 {
-				dropped[first]++
-				continue
-			}
-			kept = append(kept, k)
-		}
-		if len(kept) > 0 && len(dropped) > 0 {
-			var names []string
-			for h := range dropped {
-				names = append(names, h)
-			}
-			sort.Strings(names)
-			for _, h := range names {
-				notes = append(notes, fmt.Sprintf("ignored %d %s.* keys (a head)", dropped[h], h))
-			}
-			keys, changed = kept, true
-		}
-		// Strip a prefix all keys share.
-		for _, p := range wrapperPrefixes {
-			n := 0
-			for _, k := range keys {
-				if strings.HasPrefix(k, p) && len(k) > len(p) {
-					n++
-				}
-			}
-			if n == 0 {
-				continue
-			}
-			if n < len(keys) {
-				if 2*n > len(keys) {
-					notes = append(notes, fmt.Sprintf("kept prefix %s: only %d of %d keys have it", p, n, len(keys)))
-				}
-				continue
-			}
-			next := make([]string, len(keys))
-			for i, k := range keys {
-				next[i] = k[len(p):]
-			}
-			if hasDuplicates(next) {
-				continue
-			}
-			renamed := make(map[string]string, len(next))
-			for i, k := range keys {
-				renamed[next[i]] = orig[k]
-			}
-			orig = renamed
-			notes = append(notes, fmt.Sprintf("stripped prefix %s from %d keys", p, len(keys)))
-			keys, changed = next, true
-			break
-		}
-		if !changed {
-			break
-		}
-	}
-	out := &StateDict{Keys: keys, Tensors: make(map[string]*RawTensor, len(keys))}
-	for _, k := range keys {
-		out.Tensors[k] = sd.Tensors[orig[k]]
-	}
-	return out, dedupe(notes)
-}
-
-func isHead(first string) bool {
-	for _, h := range headPrefixes {
-		if first == h {
-			return true
-		}
-	}
-	return false
-}
-
-func hasDuplicates(keys []string) bool {
-	seen := make(map[string]bool, len(keys))
-	for _, k := range keys {
-		if seen[k] {
-			return true
-		}
-		seen[k] = true
-	}
-	return false
-}
-
-func dedupe(s []string) []string {
-	var out []string
-	seen := map[string]bool{}
-	for _, x := range s {
-		if !seen[x] {
-			seen[x] = true
-			out = append(out, x)
-		}
-	}
-	return out
-}
-
-// ShapeMismatch is a key present in both the model and the checkpoint with
-// different shapes.
-type ShapeMismatch struct {
-	Key        string
-	Want, Have []int64
-}
-
-// Mismatch lists how a checkpoint's state dict differs from a model's:
-// keys the model needs but the checkpoint lacks, keys the checkpoint has but
-// the model does not, and keys whose shapes differ. Each list is sorted.
-type Mismatch struct {
-	Missing    []string
-	Unexpected []string
-	WrongShape []ShapeMismatch
-}
-
-// CompareKeys compares the shapes a model wants (name → shape) with a state
-// dict. It returns nil when every key matches. Note that a nil *Mismatch
-// stored in an error variable is not a nil error: use m.Err().
-func CompareKeys(want map[string][]int64, have *StateDict) *Mismatch {
-	m := &Mismatch{}
-	for k, ws := range want {
-		t := have.Get(k)
-		if t == nil {
-			m.Missing = append(m.Missing, k)
-			continue
-		}
-		if !slices.Equal(ws, t.Shape) {
-			m.WrongShape = append(m.WrongShape, ShapeMismatch{Key: k, Want: ws, Have: t.Shape})
-		}
-	}
-	if have != nil {
-		for _, k := range have.Keys {
-			if _, ok := want[k]; !ok {
-				m.Unexpected = append(m.Unexpected, k)
-			}
-		}
-	}
-	if len(m.Missing)+len(m.Unexpected)+len(m.WrongShape) == 0 {
-		return nil
-	}
-	sort.Strings(m.Missing)
-	sort.Strings(m.Unexpected)
-	sort.Slice(m.WrongShape, func(i, j int) bool { return m.WrongShape[i].Key < m.WrongShape[j].Key })
-	return m
-}
-
-// Err returns m as an error, or nil when m is nil.
-func (m *Mismatch) Err() error {
-	if m == nil {
-		return nil
-	}
-	return m
-}
-
-// Error shows the counts and the first few keys of each kind.
-func (m *Mismatch) Error() string {
-	if m == nil {
-		return "weights: state dict matches"
-	}
-	var parts []string
-	if n := len(m.Missing); n > 0 {
-		parts = append(parts, fmt.Sprintf("%d missing (%s)", n, listSome(m.Missing, 5)))
-	}
-	if n := len(m.Unexpected); n > 0 {
-		parts = append(parts, fmt.Sprintf("%d unexpected (%s)", n, listSome(m.Unexpected, 5)))
-	}
-	if n := len(m.WrongShape); n > 0 {
-		var s []string
-		for _, w := range m.WrongShape {
-			s = append(s, fmt.Sprintf("%s: want %v, have %v", w.Key, w.Want, w.Have))
-		}
-		parts = append(parts, fmt.Sprintf("%d of the wrong shape (%s)", n, listSome(s, 5)))
-	}
-	return "weights: state dict does not match the model: " + strings.Join(parts, "; ")
-}
-
-// Is lets errors.Is(err, ErrMismatch) match any *Mismatch.
-func (m *Mismatch) Is(target error) bool { return target == ErrMismatch }
-
-// ErrMismatch matches every *Mismatch under errors.Is.
-var ErrMismatch = errors.New("weights: state dict does not match the model")
 
 // metaKeyFromAttr maps a state-dict attribute name to a Metadata key:
 // _modelstitch → modelstitch, _modelstitch_<k> → <k>.

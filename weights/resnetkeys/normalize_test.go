@@ -1,15 +1,17 @@
-package weights
+package resnetkeys
 
 import (
 	"errors"
 	"strings"
 	"testing"
+
+	"modelstitch/weights"
 )
 
-func stateWithKeys(keys ...string) *StateDict {
-	sd := NewStateDict()
+func stateWithKeys(keys ...string) *weights.StateDict {
+	sd := weights.NewStateDict()
 	for i, k := range keys {
-		t, _ := NewFloat32([]int64{1}, []float32{float32(i)})
+		t, _ := weights.NewFloat32([]int64{1}, []float32{float32(i)})
 		sd.Set(k, t)
 	}
 	return sd
@@ -80,10 +82,10 @@ func TestNormalizeKeysKeepsTensors(t *testing.T) {
 }
 
 func TestCompareKeys(t *testing.T) {
-	have := NewStateDict()
-	w, _ := NewFloat32([]int64{10, 512}, make([]float32, 5120))
+	have := weights.NewStateDict()
+	w, _ := weights.NewFloat32([]int64{10, 512}, make([]float32, 5120))
 	have.Set("fc.weight", w)
-	n, _ := NewInt64(nil, []int64{0})
+	n, _ := weights.NewInt64(nil, []int64{0})
 	have.Set("bn1.num_batches_tracked", n)
 	have.Set("extra", n)
 	want := map[string][]int64{
@@ -116,7 +118,7 @@ func TestCompareKeys(t *testing.T) {
 	for i := 0; i < 30; i++ {
 		many[strings.Repeat("k", i+1)] = []int64{1}
 	}
-	if msg := CompareKeys(many, NewStateDict()).Error(); !strings.Contains(msg, "30 missing") || !strings.Contains(msg, "and 25 more") {
+	if msg := CompareKeys(many, weights.NewStateDict()).Error(); !strings.Contains(msg, "30 missing") || !strings.Contains(msg, "and 25 more") {
 		t.Errorf("long message %q", msg)
 	}
 }

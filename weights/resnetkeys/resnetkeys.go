@@ -1,14 +1,9 @@
-package weights
-
-import (
-	"fmt"
-	"sort"
-	"strconv"
-	"strings"
-)
-
-// This file maps the ResNet layouts of the projects researchers hand over
-// onto torchvision's names. It works from the keys alone:
+// Package resnetkeys brings a state dict as a checkpoint file stores it
+// (weights.Open) to torchvision's ResNet names: it strips wrapper prefixes
+// and heads (NormalizeKeys), chooses one network among several (RoleRule),
+// maps the layouts of the projects researchers hand over (ResolveKeys) and
+// compares a state dict with a model's keys (CompareKeys). It works from the
+// keys alone:
 //
 //   - a network is found wherever a key ends in layer1.0.conv1.weight
 //     (torchvision, timm, VISSL's _feature_blocks, kuangliu's pytorch-cifar,
@@ -18,10 +13,20 @@ import (
 //   - when there are several networks (MoCo's query and key encoders, BYOL's
 //     online and target networks, robustness' model and attacker.model), one
 //     is chosen by RoleRule; the others are left out with a note naming them
-//     and the key setting (ReadOptions.Key) that picks one;
+//     and the key setting (weights.ReadOptions.Key) that picks one;
 //   - keys beside the chosen network (heads, a loss's weight, MoCo's queue)
 //     are left out with a note; a few are understood: solo-learn's online
 //     classifier becomes fc, robustness' input normaliser becomes metadata.
+package resnetkeys
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"modelstitch/weights"
+)
 
 // RoleRule documents how one of several networks in a file is chosen.
 const RoleRule = "the online/query/base/teacher network first (names with encoder_q, base_encoder, online, query, teacher), " +
@@ -48,23 +53,8 @@ type resnetRoot struct {
 	first  int    // for seq: the index of layer1
 }
 
-// roleRank orders networks by RoleRule: 0 preferred, 1 neutral, 2 avoided.
-func roleRank(prefix string) int {
-	rank := 1
-	for _, c := range strings.Split(strings.TrimSuffix(strings.ToLower(prefix), "."), ".") {
-		switch {
-		case c == "encoder_k" || c == "key_encoder" || strings.Contains(c, "momentum") || strings.Contains(c, "target") ||
-			c == "ema" || strings.HasPrefix(c, "ema_") || strings.HasSuffix(c, "_ema") || c == "student" || c == "attacker":
-			return 2
-		case c == "encoder_q" || c == "query_encoder" || c == "base_encoder" || strings.Contains(c, "online") || c == "teacher":
-			rank = 0
-		}
-	}
-	return rank
-}
-
 // findResNetRoots lists the networks among keys, in RoleRule order.
-func findResNetRoots(sd *StateDict) []resnetRoot {
+func findResNetRoots(sd *weights.StateDict) []resnetRoot {
 	var roots []resnetRoot
 	seen := map[string]bool{}
 	for _, k := range sd.Keys {
@@ -102,7 +92,7 @@ func findResNetRoots(sd *StateDict) []resnetRoot {
 		}
 	}
 	sort.SliceStable(roots, func(a, b int) bool {
-		ra, rb := roleRank(roots[a].prefix), roleRank(roots[b].prefix)
+		ra, rb := weights.RoleRank(roots[a].prefix), weights.RoleRank(roots[b].prefix)
 		if ra != rb {
 			return ra < rb
 		}
@@ -124,16 +114,16 @@ var ErrDeepStem = fmt.Errorf("a timm deep stem (conv1.0, conv1.1, conv1.3, ...: 
 // SelectKey keeps the keys of sd under prefix key (a key prefix such as
 // module.encoder_k, with or without the final dot) and strips it. Its error
 // lists the file's key groups.
-func SelectKey(sd *StateDict, key string) (*StateDict, error) {
+func SelectKey(sd *weights.StateDict, key string) (*weights.StateDict, error) {
 	p := strings.TrimSuffix(key, ".") + "."
-	out := NewStateDict()
+	out := weights.NewStateDict()
 	for _, k := range sd.Keys {
 		if rest, ok := strings.CutPrefix(k, p); ok && rest != "" {
 			out.Set(rest, sd.Tensors[k])
 		}
 	}
 	if out.Len() == 0 {
-		return nil, &OptionError{Option: "key", Problem: fmt.Sprintf("%s: no key starts with %q; the keys start with %s", key, p, strings.Join(keyGroups(sd.Keys, 2), ", "))}
+		return nil, &weights.OptionError{Option: "key", Problem: fmt.Sprintf("%s: no key starts with %q; the keys start with %s", key, p, strings.Join(keyGroups(sd.Keys, 2), ", "))}
 	}
 	return out, nil
 }
@@ -187,27 +177,36 @@ func keyGroups(keys []string, n int) []string {
 	return out
 }
 
+// Resolved is what ResolveKeys makes of a state dict.
+type Resolved struct {
+	// State has torchvision's names; its tensors are shared with the input.
+	State *weights.StateDict
+	// Meta is what the keys told: MetaFamily, MetaStemPadding,
+	// MetaInputMean, MetaInputStd.
+	Meta map[string]string
+	// Notes say what was done: prefixes stripped, networks and keys left out.
+	Notes []string
+}
+
 // ResolveKeys brings sd to torchvision's ResNet names. With key set, only the
 // keys under that prefix are considered. When one or more ResNets are found
-// among the keys (see the file comment) the chosen one is mapped; otherwise
-// NormalizeKeys does the generic work. It returns the new state dict (the
-// tensors are shared), metadata the keys told (MetaFamily, MetaStemPadding,
-// MetaInputMean, MetaInputStd), and notes.
-func ResolveKeys(sd *StateDict, key string) (*StateDict, map[string]string, []string, error) {
-	meta := map[string]string{}
-	var notes []string
+// among the keys (see the package comment) the chosen one is mapped;
+// otherwise NormalizeKeys does the generic work.
+func ResolveKeys(sd *weights.StateDict, key string) (Resolved, error) {
+	res := Resolved{Meta: map[string]string{}}
 	if key != "" {
 		sel, err := SelectKey(sd, key)
 		if err != nil {
-			return nil, nil, nil, err
+			return Resolved{}, err
 		}
-		notes = append(notes, fmt.Sprintf("key %s: kept the %d keys under it", key, sel.Len()))
+		res.Notes = append(res.Notes, fmt.Sprintf("key %s: kept the %d keys under it", key, sel.Len()))
 		sd = sel
 	}
 	roots := findResNetRoots(sd)
 	if len(roots) == 0 {
 		out, n := NormalizeKeys(sd)
-		return out, meta, append(notes, n...), nil
+		res.State, res.Notes = out, append(res.Notes, n...)
+		return res, nil
 	}
 	r := roots[0]
 	if len(roots) > 1 {
@@ -215,16 +214,40 @@ func ResolveKeys(sd *StateDict, key string) (*StateDict, map[string]string, []st
 		for _, o := range roots {
 			names = append(names, strings.TrimSuffix(o.prefix, "."))
 		}
-		notes = append(notes, fmt.Sprintf("%d networks in the file (%s); chose %s (online/query/base/teacher networks before "+
+		res.Notes = append(res.Notes, fmt.Sprintf("%d networks in the file (%s); chose %s (online/query/base/teacher networks before "+
 			"momentum/target/EMA/student copies, then the shortest prefix, then alphabetical); the key setting picks another by its prefix (e.g. key %s)",
 			len(roots), strings.Join(names, ", "), rootName(r.prefix), names[1]))
 	}
-	out := NewStateDict()
-	var outside, ignoredInside []string
-	for _, k := range sd.Keys {
+	m := &mapping{sd: sd, root: r, others: roots[1:], res: &res}
+	if err := m.network(); err != nil {
+		return Resolved{}, err
+	}
+	m.beside()
+	res.Meta[MetaFamily] = m.family
+	return res, nil
+}
+
+// mapping is the work of ResolveKeys on one chosen network.
+type mapping struct {
+	sd     *weights.StateDict
+	root   resnetRoot
+	others []resnetRoot // the networks not chosen
+	res    *Resolved
+	family string
+	// outside are sd's keys outside the chosen network.
+	outside []string
+}
+
+// network renames the chosen network's keys to torchvision's and tells its
+// family from them.
+func (m *mapping) network() error {
+	r, notes := m.root, &m.res.Notes
+	out := weights.NewStateDict()
+	var ignoredInside []string
+	for _, k := range m.sd.Keys {
 		rest, ok := strings.CutPrefix(k, r.prefix)
 		if !ok {
-			outside = append(outside, k)
+			m.outside = append(m.outside, k)
 			continue
 		}
 		name, keep := mapResNetKey(rest, r)
@@ -232,23 +255,23 @@ func ResolveKeys(sd *StateDict, key string) (*StateDict, map[string]string, []st
 			ignoredInside = append(ignoredInside, rest)
 			continue
 		}
-		out.Set(name, sd.Tensors[k])
+		out.Set(name, m.sd.Tensors[k])
 	}
-	family := "torchvision"
+	m.family = "torchvision"
 	if out.Get("conv1.0.weight") != nil {
-		return nil, nil, nil, fmt.Errorf("%s: %w", rootName(r.prefix), ErrDeepStem)
+		return fmt.Errorf("%s: %w", rootName(r.prefix), ErrDeepStem)
 	}
 	if r.seq {
-		family = "torchvision children in an nn.Sequential (lightly, sthalles BYOL)"
-		notes = append(notes, fmt.Sprintf("renamed nn.Sequential children %s0, %s1, %s%d..%d to conv1, bn1, layer1..layer4",
+		m.family = "torchvision children in an nn.Sequential (lightly, sthalles BYOL)"
+		*notes = append(*notes, fmt.Sprintf("renamed nn.Sequential children %s0, %s1, %s%d..%d to conv1, bn1, layer1..layer4",
 			r.prefix, r.prefix, r.prefix, r.first, r.first+3))
 	}
-	if sd.Get(r.prefix+"linear.weight") != nil || hasPrefixKey(sd, r.prefix, "shortcut.") {
-		family = "kuangliu pytorch-cifar"
-		notes = append(notes, "renamed kuangliu/pytorch-cifar names shortcut.* → downsample.*, linear → fc")
+	if m.sd.Get(r.prefix+"linear.weight") != nil || hasPrefixKey(m.sd, r.prefix, "shortcut.") {
+		m.family = "kuangliu pytorch-cifar"
+		*notes = append(*notes, "renamed kuangliu/pytorch-cifar names shortcut.* → downsample.*, linear → fc")
 	}
 	if strings.HasSuffix(r.prefix, "_feature_blocks.") {
-		family = "VISSL trunk"
+		m.family = "VISSL trunk"
 	}
 	// An fc that is a projection MLP (MoCo, torchvision's fc replaced by nn.Sequential).
 	if out.Get("fc.weight") == nil {
@@ -260,57 +283,64 @@ func ResolveKeys(sd *StateDict, key string) (*StateDict, map[string]string, []st
 		}
 		if len(mlp) > 0 {
 			out = without(out, mlp)
-			notes = append(notes, fmt.Sprintf("ignored %d fc.* keys: fc is a projection MLP (%s), not a classifier", len(mlp), listSome(mlp, 3)))
+			*notes = append(*notes, fmt.Sprintf("ignored %d fc.* keys: fc is a projection MLP (%s), not a classifier", len(mlp), listSome(mlp, 3)))
 		}
 	}
 	if len(ignoredInside) > 0 {
-		notes = append(notes, fmt.Sprintf("ignored %d keys under %s outside the ResNet (%s)", len(ignoredInside), rootName(r.prefix),
+		*notes = append(*notes, fmt.Sprintf("ignored %d keys under %s outside the ResNet (%s)", len(ignoredInside), rootName(r.prefix),
 			strings.Join(keyGroups(ignoredInside, 1), ", ")))
 	}
-	// What sits beside the network.
+	m.res.State = out
+	return nil
+}
+
+// beside reads what sits beside the chosen network (solo-learn's online
+// classifier, robustness' input normaliser) and notes what is left out.
+func (m *mapping) beside() {
+	r, sd, out, meta, notes := m.root, m.sd, m.res.State, m.res.Meta, &m.res.Notes
 	parent := parentPrefix(r.prefix)
 	var used []string
 	if w, b := sd.Get(parent+"classifier.weight"), sd.Get(parent+"classifier.bias"); r.prefix == parent+"backbone." && w != nil &&
 		out.Get("fc.weight") == nil && len(w.Shape) == 2 {
-		family = "solo-learn"
+		m.family = "solo-learn"
 		out.Set("fc.weight", w)
 		used = append(used, parent+"classifier.weight")
 		if b != nil {
 			out.Set("fc.bias", b)
 			used = append(used, parent+"classifier.bias")
 		}
-		notes = append(notes, "solo-learn layout (backbone.* beside classifier.*): its online linear classifier is loaded as fc")
+		*notes = append(*notes, "solo-learn layout (backbone.* beside classifier.*): its online linear classifier is loaded as fc")
 		if c := out.Get("conv1.weight"); c != nil && len(c.Shape) == 4 && c.Shape[2] == 3 {
 			meta[MetaStemPadding] = "2"
-			notes = append(notes, "solo-learn's CIFAR stem is a 3×3 conv with stride 1 and padding 2 (another stem padding overrides it)")
+			*notes = append(*notes, "solo-learn's CIFAR stem is a 3×3 conv with stride 1 and padding 2 (another stem padding overrides it)")
 		}
 	}
-	if m, s := sd.Get(parent+"normalizer.new_mean"), sd.Get(parent+"normalizer.new_std"); m != nil && s != nil && strings.HasSuffix(r.prefix, "model.") {
-		ms, err1 := m.Float32s()
-		ss, err2 := s.Float32s()
+	if mean, std := sd.Get(parent+"normalizer.new_mean"), sd.Get(parent+"normalizer.new_std"); mean != nil && std != nil && strings.HasSuffix(r.prefix, "model.") {
+		ms, err1 := mean.Float32s()
+		ss, err2 := std.Float32s()
 		if err1 == nil && err2 == nil {
-			family = "MadryLab robustness"
+			m.family = "MadryLab robustness"
 			meta[MetaInputMean], meta[MetaInputStd] = joinFloats(ms), joinFloats(ss)
 			used = append(used, parent+"normalizer.new_mean", parent+"normalizer.new_std")
-			notes = append(notes, fmt.Sprintf("robustness' input normaliser (mean %s, std %s) becomes the model's normalisation", meta[MetaInputMean], meta[MetaInputStd]))
+			*notes = append(*notes, fmt.Sprintf("robustness' input normaliser (mean %s, std %s) becomes the model's normalisation", meta[MetaInputMean], meta[MetaInputStd]))
 		}
 	}
-	if len(outside) > 0 {
-		var rest []string
-		for _, k := range outside {
-			if !contains(used, k) {
-				rest = append(rest, k)
-			}
+	if len(m.outside) == 0 {
+		if r.prefix != "" {
+			*notes = append(*notes, fmt.Sprintf("stripped prefix %s from %d keys", r.prefix, out.Len()))
 		}
-		if len(rest) > 0 {
-			notes = append(notes, fmt.Sprintf("used the ResNet under %s; ignored %d other keys (%s)", rootName(r.prefix), len(rest),
-				strings.Join(outsideGroups(rest, roots[1:], strings.Count(r.prefix, ".")+1), ", ")))
-		}
-	} else if r.prefix != "" {
-		notes = append(notes, fmt.Sprintf("stripped prefix %s from %d keys", r.prefix, out.Len()))
+		return
 	}
-	meta[MetaFamily] = family
-	return out, meta, notes, nil
+	var rest []string
+	for _, k := range m.outside {
+		if !contains(used, k) {
+			rest = append(rest, k)
+		}
+	}
+	if len(rest) > 0 {
+		*notes = append(*notes, fmt.Sprintf("used the ResNet under %s; ignored %d other keys (%s)", rootName(r.prefix), len(rest),
+			strings.Join(outsideGroups(rest, m.others, strings.Count(r.prefix, ".")+1), ", ")))
+	}
 }
 
 // mapResNetKey renames one key under a network's root to torchvision's name;
@@ -348,7 +378,7 @@ func mapResNetKey(k string, r resnetRoot) (string, bool) {
 	return k, false
 }
 
-func hasPrefixKey(sd *StateDict, root, part string) bool {
+func hasPrefixKey(sd *weights.StateDict, root, part string) bool {
 	for _, k := range sd.Keys {
 		if strings.HasPrefix(k, root+"layer") && strings.Contains(k, "."+part) {
 			return true
@@ -374,8 +404,8 @@ func rootName(p string) string {
 	return strings.TrimSuffix(p, ".")
 }
 
-func without(sd *StateDict, drop []string) *StateDict {
-	out := NewStateDict()
+func without(sd *weights.StateDict, drop []string) *weights.StateDict {
+	out := weights.NewStateDict()
 	for _, k := range sd.Keys {
 		if !contains(drop, k) {
 			out.Set(k, sd.Tensors[k])
