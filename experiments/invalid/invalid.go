@@ -91,5 +91,8 @@ type renamedError struct {
 	err error
 }
 
+// Error is the renamed message.
 func (e *renamedError) Error() string { return e.msg }
+
+// Unwrap returns the original error.
 func (e *renamedError) Unwrap() error { return e.err }
