@@ -48,7 +48,7 @@ var errConverged = loop.ErrFinished
 // images every CheckEvery steps and keeps the most accurate state seen (the
 // start included; between equally accurate states, the one with the lower
 // loss). A check improves when the accuracy beats the best or the loss
-// beats the lowest seen by MinLossGain (the loss is the smoother signal: at
+// falls below the lowest seen by MinLossGain (the loss is the smoother signal: at
 // a small rate a fit still improving may not move the accuracy of a few
 // thousand images for a while). After Patience checks without improvement
 // the layer goes back to its best state and the learning rate is cut by
@@ -69,7 +69,7 @@ type plateau struct {
 
 // MinLossGain is the relative fall of the validation loss below the lowest
 // seen that counts as progress.
-const MinLossGain = 0.002
+const MinLossGain = 0.005
 
 // LRCutFactor is what a plateau divides the learning rate by.
 const LRCutFactor = 10

@@ -71,12 +71,13 @@ type Config struct {
 
 // Defaults returns the converged CPU recipe (RecipeCPU): the stitching layer
 // starts from the least-squares (direct) match on 2,000 training images, then
-// Adam, batch 128, fits it on every training image but 5,000 held out for
-// validation, scored there at the start and every 50 steps; the best layer is
-// kept, the rate (1e-2) is cut tenfold after 2 checks without improvement,
-// and the fit stops at the plateau after 2 cuts, or after 4 epochs. So the
-// fit can never end below its start on the held-out images, and doubling
-// its cap or its data changes the penalties little (docs/method.md).
+// Adam, batch 128, fits it on every training image but 2,500 held out for
+// validation, scored there at the start and every 25 steps; the most
+// accurate layer is kept, the rate (1e-2) is cut tenfold after 2 checks in
+// which neither the accuracy nor the loss improved, and the fit stops at the
+// next such plateau, or after 4 epochs. So the fit can never end below its
+// start on the held-out images, and a fit that stopped at a plateau is the
+// same with any larger cap (docs/method.md).
 //
 // The paper starts from PyTorch's default initialisation and trains for many
 // epochs at LR 1e-3 (Paper). In a CPU-sized budget that does not converge:
@@ -86,7 +87,7 @@ type Config struct {
 func Defaults() Config {
 	return Config{Cuts: "all", Epochs: 4, BatchSize: 128, LR: 1e-2, Seed: 0, FitSamples: 0,
 		KernelSize: 1, Init: InitLeastSquares, FrozenBN: "eval", CKASamples: 500, LSSamples: 2000, Data: "fashion-mnist",
-		ValSamples: 5000, CheckEvery: 50, Patience: 2, LRCuts: 2, Device: torch.CPU}
+		ValSamples: 2500, CheckEvery: 25, Patience: 2, LRCuts: 1, Device: torch.CPU}
 }
 
 // Quick returns the one-epoch recipe of earlier versions, for smoke tests
