@@ -12,6 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"modelstitch/experiments/budget"
 	"modelstitch/experiments/invalid"
 	"modelstitch/experiments/models"
 	"modelstitch/experiments/results"
@@ -227,7 +228,7 @@ func stitchAction(c *cli.Context) error {
 	if c.String("out") != "" {
 		say("results in %s", c.String("out"))
 	}
-	say("wall time %s, peak memory (maxrss) %.0f MiB", time.Since(start).Round(time.Second), float64(stitch.PeakRSS())/(1<<20))
+	say("wall time %s, peak memory (maxrss) %.0f MiB", time.Since(start).Round(time.Second), float64(budget.PeakResidentBytes())/(1<<20))
 	return nil
 }
 

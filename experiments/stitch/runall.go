@@ -3,9 +3,9 @@ package stitch
 import (
 	"errors"
 	"fmt"
-	"syscall"
 	"time"
 
+	"modelstitch/experiments/budget"
 	"modelstitch/experiments/evaluate"
 	"modelstitch/experiments/invalid"
 	"modelstitch/experiments/loop"
@@ -22,16 +22,6 @@ func (r *Runner) runPlain() ([]results.Row, error) {
 	plain := *r
 	plain.Config.Speed.Plain = true
 	return plain.runOneByOne()
-}
-
-// PeakRSS returns this process's peak resident set size in bytes
-// (getrusage's ru_maxrss), or 0 when the system does not say.
-func PeakRSS() int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return int64(ru.Maxrss) * 1024 // Linux reports kilobytes
 }
 
 // fastSupported says why RunAll cannot serve cfg ("" when it can): batch
@@ -68,7 +58,8 @@ func fastSupported(cfg Config) string {
 // Batch statistics (FrozenBN "train") make the frozen halves' activations
 // depend on the batch; RunAll then returns Run's plain path.
 //
-// Each row's PeakRSSMiB is the process's peak resident memory so far.
+// Each row's PeakRSSMiB is the process's peak resident memory so far
+// (budget.PeakResidentBytes).
 func (r *Runner) RunAll() ([]results.Row, error) {
 	cfg := r.Config
 	if err := cfg.Validate(); err != nil {
@@ -177,8 +168,8 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 
 	// --- the caches, filled at the first cut to do, in the order of priority
 	// for the memory budget: fitting images (every epoch), test, the rest.
-	budget := &MemoryBudget{Limit: cfg.Speed.MemoryBudget}
-	copts := CacheOptions{Off: cfg.Speed.NoCache, Budget: budget, Batch: evalBatch, Workers: pool}
+	mb := &MemoryBudget{Limit: cfg.Speed.MemoryBudget}
+	copts := CacheOptions{Off: cfg.Speed.NoCache, Budget: mb, Batch: evalBatch, Workers: pool}
 	if cfg.Speed.HalfCache {
 		copts.DType = torch.Float16
 	}
@@ -300,7 +291,7 @@ func (r *Runner) RunAll() ([]results.Row, error) {
 		}
 		row.Seconds = time.Since(start).Seconds()
 		row.Time = time.Now().UTC().Format(time.RFC3339)
-		row.PeakRSSMiB = float64(PeakRSS()) / (1 << 20)
+		row.PeakRSSMiB = float64(budget.PeakResidentBytes()) / (1 << 20)
 		r.finishRow(&row)
 		if err := r.Store.Append(row); err != nil {
 			return rows, fmt.Errorf("writing results: %w", err)
