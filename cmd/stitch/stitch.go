@@ -195,7 +195,7 @@ func stitchAction(c *cli.Context) error {
 			}
 			say("cut %-9s stitched %.2f%%  top %.2f%%  penalty %+.2f pp  CKA %s  (%.0f s)", row.Cut, row.StitchedAcc, row.TopAcc, row.Penalty, cka, row.Seconds)
 		}}
-	rows, err := r.Run()
+	rows, err := r.Run(c.Context)
 	if len(rows) > 0 && !asJSON {
 		fmt.Printf("\n%s → %s on %s (penalty = top accuracy − stitched accuracy, percentage points)\n", bottom.Name, top.Name, cfg.Data)
 		_ = results.WriteTable(os.Stdout, rows)
