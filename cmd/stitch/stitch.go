@@ -12,6 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"modelstitch/experiments/budget"
 	"modelstitch/experiments/invalid"
 	"modelstitch/experiments/models"
 	"modelstitch/experiments/results"
@@ -194,7 +195,7 @@ func stitchAction(c *cli.Context) error {
 			}
 			say("cut %-9s stitched %.2f%%  top %.2f%%  penalty %+.2f pp  CKA %s  (%.0f s)", row.Cut, row.StitchedAcc, row.TopAcc, row.Penalty, cka, row.Seconds)
 		}}
-	rows, err := r.Run()
+	rows, err := r.Run(c.Context)
 	if len(rows) > 0 && !asJSON {
 		fmt.Printf("\n%s → %s on %s (penalty = top accuracy − stitched accuracy, percentage points)\n", bottom.Name, top.Name, cfg.Data)
 		_ = results.WriteTable(os.Stdout, rows)
@@ -227,7 +228,7 @@ func stitchAction(c *cli.Context) error {
 	if c.String("out") != "" {
 		say("results in %s", c.String("out"))
 	}
-	say("wall time %s, peak memory (maxrss) %.0f MiB", time.Since(start).Round(time.Second), float64(stitch.PeakRSS())/(1<<20))
+	say("wall time %s, peak memory (maxrss) %.0f MiB", time.Since(start).Round(time.Second), float64(budget.PeakResidentBytes())/(1<<20))
 	return nil
 }
 

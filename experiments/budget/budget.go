@@ -63,6 +63,16 @@ func ResidentBytes() int64 {
 	return int64(kb) * 1024
 }
 
+// PeakResidentBytes returns this process's peak resident set size
+// (getrusage's ru_maxrss), or 0 where the system does not say.
+func PeakResidentBytes() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return int64(ru.Maxrss) * 1024 // Linux reports kilobytes
+}
+
 // VirtualBytes returns this process's virtual size (VmSize in
 // /proc/self/status), or 0 where the system does not say.
 func VirtualBytes() int64 {

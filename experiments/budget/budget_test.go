@@ -93,3 +93,12 @@ func TestBytes(t *testing.T) {
 		}
 	}
 }
+
+func TestPeakResidentBytesIsPositive(t *testing.T) {
+	// The kernel updates its high-water mark lazily, so it may lag VmRSS by
+	// a few pages: compare loosely.
+	now, peak := ResidentBytes(), PeakResidentBytes()
+	if peak <= 0 || peak < now/2 {
+		t.Errorf("peak resident size %d bytes, resident size now %d", peak, now)
+	}
+}

@@ -179,17 +179,6 @@ func BuildK8s(o K8sOptions, specText []byte) (K8sObjects, error) {
 	if err := o.check(); err != nil {
 		return K8sObjects{}, fmt.Errorf("k8s: %w", err)
 	}
-	meta := func(name, component string) metav1.ObjectMeta {
-		return metav1.ObjectMeta{
-			Name:      name,
-			Namespace: o.Namespace,
-			Labels: map[string]string{
-				"app.kubernetes.io/name":      "stitch-grid",
-				"app.kubernetes.io/instance":  o.Name,
-				"app.kubernetes.io/component": component,
-			},
-		}
-	}
 	specKey := filepath.Base(o.Grid.Spec)
 	if errs := validation.IsConfigMapKey(specKey); len(errs) > 0 {
 		return K8sObjects{}, fmt.Errorf("k8s: %w", invalid.Errorf("spec", "file name %q is not a ConfigMap key: %s", specKey, strings.Join(errs, "; ")))
@@ -197,44 +186,82 @@ func BuildK8s(o K8sOptions, specText []byte) (K8sObjects, error) {
 	var objs K8sObjects
 	objs.ConfigMap = &corev1.ConfigMap{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
-		ObjectMeta: meta(o.Name+"-spec", "spec"),
+		ObjectMeta: o.meta(o.Name+"-spec", "spec"),
 		Data:       map[string]string{specKey: string(specText)},
 	}
-	claim := o.Claim
-	if claim == "" {
-		claim = o.Name + "-data"
-		size, err := quantity("storage", o.Storage)
-		if err != nil {
-			return K8sObjects{}, fmt.Errorf("k8s: %w", err)
-		}
-		pvc := &corev1.PersistentVolumeClaim{
-			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "PersistentVolumeClaim"},
-			ObjectMeta: meta(claim, "data"),
-			Spec: corev1.PersistentVolumeClaimSpec{
-				// Pods of one phase run on several nodes and all write here.
-				AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
-				Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: size}},
-			},
-		}
-		if o.StorageClass != "" {
-			sc := o.StorageClass
-			pvc.Spec.StorageClassName = &sc
-		}
-		objs.Claim = pvc
+	claim, pvc, err := o.dataClaim()
+	if err != nil {
+		return K8sObjects{}, fmt.Errorf("k8s: %w", err)
 	}
+	objs.Claim = pvc
+	res, err := o.resources()
+	if err != nil {
+		return K8sObjects{}, fmt.Errorf("k8s: %w", err)
+	}
+	pods := o.newPods(claim, objs.ConfigMap.Name)
+	g := o.Grid
+	g.Spec = path.Join(specMountDir, specKey)
+	objs.Phases = o.phaseJobs(pods, g, res)
+	objs.Report = o.reportJob(pods, g)
+	return objs, nil
+}
 
+// meta is the metadata of the grid's object name, labelled with the grid
+// and the object's component.
+func (o *K8sOptions) meta(name, component string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{
+		Name:      name,
+		Namespace: o.Namespace,
+		Labels: map[string]string{
+			"app.kubernetes.io/name":      "stitch-grid",
+			"app.kubernetes.io/instance":  o.Name,
+			"app.kubernetes.io/component": component,
+		},
+	}
+}
+
+// dataClaim returns the name of the claim the pods write to and, when no
+// Claim is given, the claim to make (nil: Claim names an existing one).
+func (o *K8sOptions) dataClaim() (string, *corev1.PersistentVolumeClaim, error) {
+	if o.Claim != "" {
+		return o.Claim, nil, nil
+	}
+	claim := o.Name + "-data"
+	size, err := quantity("storage", o.Storage)
+	if err != nil {
+		return "", nil, err
+	}
+	pvc := &corev1.PersistentVolumeClaim{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "PersistentVolumeClaim"},
+		ObjectMeta: o.meta(claim, "data"),
+		Spec: corev1.PersistentVolumeClaimSpec{
+			// Pods of one phase run on several nodes and all write here.
+			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
+			Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: size}},
+		},
+	}
+	if o.StorageClass != "" {
+		sc := o.StorageClass
+		pvc.Spec.StorageClassName = &sc
+	}
+	return claim, pvc, nil
+}
+
+// resources is what a phase's pod asks for: CPU, memory (also its limit)
+// and GPUs, each only when set.
+func (o *K8sOptions) resources() (corev1.ResourceRequirements, error) {
 	res := corev1.ResourceRequirements{Requests: corev1.ResourceList{}, Limits: corev1.ResourceList{}}
 	if o.CPU != "" {
 		q, err := quantity("cpu", o.CPU)
 		if err != nil {
-			return K8sObjects{}, fmt.Errorf("k8s: %w", err)
+			return res, err
 		}
 		res.Requests[corev1.ResourceCPU] = q
 	}
 	if o.Memory != "" {
 		q, err := quantity("memory", o.Memory)
 		if err != nil {
-			return K8sObjects{}, fmt.Errorf("k8s: %w", err)
+			return res, err
 		}
 		res.Requests[corev1.ResourceMemory] = q
 		res.Limits[corev1.ResourceMemory] = q
@@ -244,45 +271,68 @@ func BuildK8s(o K8sOptions, specText []byte) (K8sObjects, error) {
 		res.Requests[GPUResource] = q
 		res.Limits[GPUResource] = q
 	}
-	mounts := []corev1.VolumeMount{
-		{Name: "data", MountPath: o.MountPath},
-		{Name: "spec", MountPath: specMountDir, ReadOnly: true},
+	return res, nil
+}
+
+// pods makes the grid's containers and pod templates: every container
+// mounts the data claim and the spec's ConfigMap.
+type pods struct {
+	o           *K8sOptions
+	mounts      []corev1.VolumeMount
+	volumes     []corev1.Volume
+	tolerations []corev1.Toleration
+}
+
+// newPods returns the pods that mount claim and the ConfigMap configMap.
+func (o *K8sOptions) newPods(claim, configMap string) pods {
+	p := pods{o: o,
+		mounts: []corev1.VolumeMount{
+			{Name: "data", MountPath: o.MountPath},
+			{Name: "spec", MountPath: specMountDir, ReadOnly: true},
+		},
+		volumes: []corev1.Volume{
+			{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claim}}},
+			{Name: "spec", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: configMap}}}},
+		},
 	}
-	volumes := []corev1.Volume{
-		{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claim}}},
-		{Name: "spec", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: objs.ConfigMap.Name}}}},
-	}
-	var tolerations []corev1.Toleration
 	if o.GPUs > 0 {
 		// GPU nodes are commonly tainted so that only pods asking for GPUs land there.
-		tolerations = []corev1.Toleration{{Key: string(GPUResource), Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}}
+		p.tolerations = []corev1.Toleration{{Key: string(GPUResource), Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}}
 	}
-	g := o.Grid
-	g.Spec = path.Join(specMountDir, specKey)
-	container := func(name string, argv []string, r corev1.ResourceRequirements) corev1.Container {
-		return corev1.Container{
-			Name:            name,
-			Image:           o.Image,
-			ImagePullPolicy: corev1.PullPolicy(o.PullPolicy),
-			Command:         o.k8sArgs(argv[:1]),
-			Args:            o.k8sArgs(argv[1:]),
-			VolumeMounts:    mounts,
-			Resources:       r,
-		}
+	return p
+}
+
+// container runs argv in the image with the mounts and resources r.
+func (p pods) container(name string, argv []string, r corev1.ResourceRequirements) corev1.Container {
+	return corev1.Container{
+		Name:            name,
+		Image:           p.o.Image,
+		ImagePullPolicy: corev1.PullPolicy(p.o.PullPolicy),
+		Command:         p.o.k8sArgs(argv[:1]),
+		Args:            p.o.k8sArgs(argv[1:]),
+		VolumeMounts:    p.mounts,
+		Resources:       r,
 	}
-	podSpec := func(cs []corev1.Container, init []corev1.Container) corev1.PodTemplateSpec {
-		return corev1.PodTemplateSpec{
-			ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app.kubernetes.io/name": "stitch-grid", "app.kubernetes.io/instance": o.Name}},
-			Spec: corev1.PodSpec{
-				RestartPolicy:  corev1.RestartPolicyNever,
-				InitContainers: init,
-				Containers:     cs,
-				Volumes:        volumes,
-				NodeSelector:   o.NodeSelector,
-				Tolerations:    tolerations,
-			},
-		}
+}
+
+// template is the pod template of containers cs after init, never restarted.
+func (p pods) template(cs []corev1.Container, init []corev1.Container) corev1.PodTemplateSpec {
+	return corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app.kubernetes.io/name": "stitch-grid", "app.kubernetes.io/instance": p.o.Name}},
+		Spec: corev1.PodSpec{
+			RestartPolicy:  corev1.RestartPolicyNever,
+			InitContainers: init,
+			Containers:     cs,
+			Volumes:        p.volumes,
+			NodeSelector:   p.o.NodeSelector,
+			Tolerations:    p.tolerations,
+		},
 	}
+}
+
+// phaseJobs returns one Indexed Job per phase, a pod per shard, each
+// running g's phase with its completion index as the shard.
+func (o *K8sOptions) phaseJobs(p pods, g Grid, res corev1.ResourceRequirements) map[string]*batchv1.Job {
 	// check bounded every size to int32.
 	shards := int32(o.Shards)
 	par := int32(o.Parallelism)
@@ -294,9 +344,9 @@ func BuildK8s(o K8sOptions, specText []byte) (K8sObjects, error) {
 	// A replacement pod starts only once the failed one has stopped, so two
 	// pods never write one shard's file at once.
 	replace := batchv1.Failed
-	objs.Phases = map[string]*batchv1.Job{}
-	for _, p := range Phases {
-		c := container(p, g.RunArgv(p), res)
+	jobs := map[string]*batchv1.Job{}
+	for _, ph := range Phases {
+		c := p.container(ph, g.RunArgv(ph), res)
 		c.Env = []corev1.EnvVar{{
 			Name: CompletionIndexEnv,
 			ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{
@@ -305,39 +355,46 @@ func BuildK8s(o K8sOptions, specText []byte) (K8sObjects, error) {
 		}}
 		job := &batchv1.Job{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "batch/v1", Kind: "Job"},
-			ObjectMeta: meta(o.Name+"-"+p, p),
+			ObjectMeta: o.meta(o.Name+"-"+ph, ph),
 			Spec: batchv1.JobSpec{
 				CompletionMode:       &indexed,
 				Completions:          &shards,
 				Parallelism:          &par,
 				BackoffLimitPerIndex: &retries,
 				PodReplacementPolicy: &replace,
-				Template:             podSpec([]corev1.Container{c}, nil),
+				Template:             p.template([]corev1.Container{c}, nil),
 			},
 		}
-		job.Spec.Template.Labels["app.kubernetes.io/component"] = p
-		objs.Phases[p] = job
+		job.Spec.Template.Labels["app.kubernetes.io/component"] = ph
+		jobs[ph] = job
 	}
+	return jobs
+}
+
+// reportJob returns the Job that merges the shards' rows (an init
+// container) and then writes g's report; it asks for no GPU.
+func (o *K8sOptions) reportJob(p pods, g Grid) *batchv1.Job {
 	one := int32(1)
 	backoff := int32(o.Retries)
+	replace := batchv1.Failed // as the phases' jobs
 	small := corev1.ResourceRequirements{}
-	objs.Report = &batchv1.Job{
+	job := &batchv1.Job{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "batch/v1", Kind: "Job"},
-		ObjectMeta: meta(o.Name+"-report", "report"),
+		ObjectMeta: o.meta(o.Name+"-report", "report"),
 		Spec: batchv1.JobSpec{
 			Completions:          &one,
 			Parallelism:          &one,
 			BackoffLimit:         &backoff,
 			PodReplacementPolicy: &replace,
-			Template: podSpec(
-				[]corev1.Container{container("report", g.ReportArgv(), small)},
-				[]corev1.Container{container("merge", g.MergeArgv(), small)},
+			Template: p.template(
+				[]corev1.Container{p.container("report", g.ReportArgv(), small)},
+				[]corev1.Container{p.container("merge", g.MergeArgv(), small)},
 			),
 		},
 	}
-	objs.Report.Spec.Template.Labels["app.kubernetes.io/component"] = "report"
-	objs.Report.Spec.Template.Spec.Tolerations = nil // it asks for no GPU
-	return objs, nil
+	job.Spec.Template.Labels["app.kubernetes.io/component"] = "report"
+	job.Spec.Template.Spec.Tolerations = nil // it asks for no GPU
+	return job
 }
 
 // runScript applies the objects phase after phase.

@@ -176,52 +176,8 @@ func Report(p *Plan, dir string) (*ReportResult, error) {
 	b.WriteString("\n")
 
 	for i := range s.Experiments {
-		e := &s.Experiments[i]
-		o := outcomes[i]
-		fmt.Fprintf(&b, "## %d. %s\n\n", i+1, e.Title)
-		if e.Paper != "" {
-			fmt.Fprintf(&b, "Experiment `%s`. **Paper:** %s\n\n", e.ID, e.Paper)
-		} else {
-			fmt.Fprintf(&b, "Experiment `%s`.\n\n", e.ID)
-		}
-		if e.rule != nil {
-			finding := ""
-			if e.Finding != "" {
-				finding = " (" + e.Finding + ")"
-			}
-			fmt.Fprintf(&b, "**Verdict: %s.** Rule%s: `%s`. %s\n\n", o.State, finding, e.Verdict, o.Detail)
-		} else {
-			fmt.Fprintf(&b, "**Verdict: %s.**\n\n", o.State)
-		}
-		if r := readingFor(e, o); r != "" {
-			fmt.Fprintf(&b, "**Reading:** %s\n\n", r)
-		}
-		if e.Figure == nil || *e.Figure {
-			base := filepath.Join(dir, "figures", e.ID)
-			cutNames, series := figureData(p, pts, e)
-			if len(series) > 0 {
-				if err := drawFigure(base, e.Title, e.Y, cutNames, series); err != nil {
-					return nil, err
-				}
-				res.Figures = append(res.Figures, base+".png", base+".svg")
-				fmt.Fprintf(&b, "![%s](figures/%s.png)\n\n([SVG](figures/%s.svg))\n\n", mdCell(e.Title), e.ID, e.ID)
-			} else {
-				fmt.Fprintf(&b, "*Figure: not yet run.*\n\n")
-			}
-		}
-		writeExperimentTable(&b, p, pts, e, "penalty", "penalty (pp) per cut")
-		if s.Control {
-			writeExperimentTable(&b, p, pts, e, MetricSelf, "the top's self-stitch penalty (pp) per cut: each pair's top stitched onto itself by the same recipe and seed")
-			writeExperimentTable(&b, p, pts, e, MetricExcess, "excess penalty (pp) per cut: the penalty minus its top's self-stitch penalty, seed by seed")
-			b.WriteString("A dash in the last two tables: the pair's row is in, its top's self-stitch control's is not yet.\n\n")
-		}
-		if e.CKA || e.Y == "cka" || e.Y == "cka_unbiased" {
-			b.WriteString(ckaReading(p, e))
-			writeExperimentTable(&b, p, pts, e, "cka_unbiased", "unbiased linear CKA per cut (debiased HSIC; bottom's vs top's own activations)")
-			writeExperimentTable(&b, p, pts, e, "cka", "biased linear CKA per cut (the same activations; for comparison, and for rows recorded before the unbiased estimator)")
-		}
-		if e.Note != "" {
-			fmt.Fprintf(&b, "%s\n\n", strings.TrimSpace(e.Note))
+		if err := writeExperiment(&b, p, pts, i, outcomes[i], dir, res); err != nil {
+			return nil, err
 		}
 	}
 
@@ -248,6 +204,59 @@ func Report(p *Plan, dir string) (*ReportResult, error) {
 		return nil, err
 	}
 	return res, writeFile(res.Path, &b)
+}
+
+// writeExperiment writes the section of the i-th experiment, whose outcome is
+// o: its verdict, reading, figure (drawn under dir/figures and listed in
+// res), tables and note.
+func writeExperiment(b *bytes.Buffer, p *Plan, pts pairPoints, i int, o Outcome, dir string, res *ReportResult) error {
+	e := &p.Spec.Experiments[i]
+	fmt.Fprintf(b, "## %d. %s\n\n", i+1, e.Title)
+	if e.Paper != "" {
+		fmt.Fprintf(b, "Experiment `%s`. **Paper:** %s\n\n", e.ID, e.Paper)
+	} else {
+		fmt.Fprintf(b, "Experiment `%s`.\n\n", e.ID)
+	}
+	if e.rule != nil {
+		finding := ""
+		if e.Finding != "" {
+			finding = " (" + e.Finding + ")"
+		}
+		fmt.Fprintf(b, "**Verdict: %s.** Rule%s: `%s`. %s\n\n", o.State, finding, e.Verdict, o.Detail)
+	} else {
+		fmt.Fprintf(b, "**Verdict: %s.**\n\n", o.State)
+	}
+	if r := readingFor(e, o); r != "" {
+		fmt.Fprintf(b, "**Reading:** %s\n\n", r)
+	}
+	if e.Figure == nil || *e.Figure {
+		base := filepath.Join(dir, "figures", e.ID)
+		cutNames, series := figureData(p, pts, e)
+		if len(series) > 0 {
+			if err := drawFigure(base, e.Title, e.Y, cutNames, series); err != nil {
+				return err
+			}
+			res.Figures = append(res.Figures, base+".png", base+".svg")
+			fmt.Fprintf(b, "![%s](figures/%s.png)\n\n([SVG](figures/%s.svg))\n\n", mdCell(e.Title), e.ID, e.ID)
+		} else {
+			fmt.Fprintf(b, "*Figure: not yet run.*\n\n")
+		}
+	}
+	writeExperimentTable(b, p, pts, e, "penalty", "penalty (pp) per cut")
+	if p.Spec.Control {
+		writeExperimentTable(b, p, pts, e, MetricSelf, "the top's self-stitch penalty (pp) per cut: each pair's top stitched onto itself by the same recipe and seed")
+		writeExperimentTable(b, p, pts, e, MetricExcess, "excess penalty (pp) per cut: the penalty minus its top's self-stitch penalty, seed by seed")
+		b.WriteString("A dash in the last two tables: the pair's row is in, its top's self-stitch control's is not yet.\n\n")
+	}
+	if e.CKA || e.Y == "cka" || e.Y == "cka_unbiased" {
+		b.WriteString(ckaReading(p, e))
+		writeExperimentTable(b, p, pts, e, "cka_unbiased", "unbiased linear CKA per cut (debiased HSIC; bottom's vs top's own activations)")
+		writeExperimentTable(b, p, pts, e, "cka", "biased linear CKA per cut (the same activations; for comparison, and for rows recorded before the unbiased estimator)")
+	}
+	if e.Note != "" {
+		fmt.Fprintf(b, "%s\n\n", strings.TrimSpace(e.Note))
+	}
+	return nil
 }
 
 func experimentComplete(p *Plan, recs *Records, e *Experiment) bool {

@@ -34,14 +34,14 @@ func TestBottomAccuracyFromTheLastCut(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		var reported []results.Row
-		r := &Runner{Bottom: bottom, Top: top, Train: tr, Test: te, Config: c, Store: store, Context: ctx,
+		r := &Runner{Bottom: bottom, Top: top, Train: tr, Test: te, Config: c, Store: store,
 			OnRow: func(row results.Row) {
 				reported = append(reported, row)
 				if stopAfterFirst {
 					cancel()
 				}
 			}, CompleteRows: complete}
-		rows, err := r.Run()
+		rows, err := r.Run(ctx)
 		return rows, reported, err
 	}
 	dir := t.TempDir()

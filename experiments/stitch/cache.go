@@ -156,30 +156,27 @@ func (c *ActivationCache) At(cut string) error {
 	if c.acts != nil && c.before(c.cut, cut) {
 		from, src = c.cut, c.acts
 	}
-	keep := !c.opts.Off
-	if !keep {
+	if c.opts.Off {
 		c.drop()
 		c.cut = cut
 		return nil
 	}
-	var out, store *torch.Tensor
-	var per, outBytes int64
-	reuse := false // out lies in c.store, over the activations being read
+	m := cacheMove{keep: true}
 	step := c.opts.Batch
 	nb := (c.n + step - 1) / step
 	// The workers compute batches' activations from rows of src; this
-	// goroutine writes them into out in batch order. When out lies over src
-	// (reuse), batch b's new rows cover old rows of batches ≤ b only, all
-	// of them read by then (inOrder hands over batch b only after every
+	// goroutine writes them into m.out in batch order. When m.out lies over
+	// src (m.reuse), batch b's new rows cover old rows of batches ≤ b only,
+	// all of them read by then (inOrder hands over batch b only after every
 	// earlier one, and a batch's result is complete before it is handed).
 	compute := func(b int) (*torch.Tensor, error) {
 		var h *torch.Tensor
 		err := torch.NoGrad(func() error {
 			start := b * step
-			m := min(step, c.n-start)
+			n := min(step, c.n-start)
 			s := torch.NewScope()
 			defer s.Close()
-			x := s.Track(src.Narrow(0, int64(start), int64(m)))
+			x := s.Track(src.Narrow(0, int64(start), int64(n)))
 			if x.DType() != torch.Float32 {
 				x = x.To(torch.Float32)
 			}
@@ -196,80 +193,98 @@ func (c *ActivationCache) At(cut string) error {
 	consume := func(b int, h *torch.Tensor) error {
 		defer h.Free()
 		start := b * step
-		m := min(step, c.n-start)
-		if keep && out == nil {
-			shape, err := h.Shape()
-			if err != nil {
-				return err
-			}
-			shape[0] = int64(c.n)
-			per = 1
-			for _, d := range shape[1:] {
-				per *= d
-			}
-			switch {
-			case src == c.acts && per <= c.per:
-				reuse, store, outBytes = true, c.store, c.bytes
-			case c.opts.Budget.reserve(per * int64(c.n) * int64(c.opts.DType.Size())):
-				outBytes = per * int64(c.n) * int64(c.opts.DType.Size())
-				store = torch.Empty([]int64{per * int64(c.n)}, torch.Options{DType: c.opts.DType, Device: h.Device()})
-				if err := store.Err(); err != nil {
-					c.opts.Budget.release(outBytes)
-					store = nil
-					return err
-				}
-			default:
-				keep = false
-			}
-			if keep {
-				head := store.Narrow(0, 0, per*int64(c.n))
-				out = head.Reshape(shape...)
-				head.Free()
-				if err := out.Err(); err != nil {
-					return err
-				}
-			}
-		}
-		if keep {
-			dst := out.Narrow(0, int64(start), int64(m))
-			err := dst.CopyFrom(h)
-			dst.Free()
-			if err != nil {
+		n := min(step, c.n-start)
+		if m.keep && m.out == nil {
+			if err := c.allocate(&m, h, src == c.acts); err != nil {
 				return err
 			}
 		}
-		if !keep {
+		if !m.keep {
 			return errNothingToKeep
 		}
-		return nil
+		dst := m.out.Narrow(0, int64(start), int64(n))
+		err := dst.CopyFrom(h)
+		dst.Free()
+		return err
 	}
 	err := inOrder(nb, c.opts.Workers, compute, consume, freeTensor)
 	if errors.Is(err, errNothingToKeep) {
 		err = nil
 	}
 	if err != nil {
-		out.Free()
-		if reuse {
-			// The old activations are partly overwritten: start again from
-			// the images next time.
-			c.drop()
-			c.cut = ""
-		} else if store != nil {
-			store.Free()
-			c.opts.Budget.release(outBytes)
-		}
+		c.abandon(m)
 		return fmt.Errorf("stitch: activations at %s: %w", cut, err)
 	}
-	if reuse {
+	c.install(m, cut)
+	return nil
+}
+
+// cacheMove is where one At puts the activations it computes.
+type cacheMove struct {
+	out, store *torch.Tensor // out: the activations, at the start of store
+	per, bytes int64         // elements per image; store's bytes, reserved from the budget
+	reuse      bool          // out lies in c.store, over the activations being read
+	keep       bool          // false once the budget has no room for them
+}
+
+// allocate places m.out from the first batch's activations h: over the
+// activations being read (fromActs) when the new ones fit there, else in new
+// storage reserved from the budget, else nowhere (m.keep false).
+func (c *ActivationCache) allocate(m *cacheMove, h *torch.Tensor, fromActs bool) error {
+	shape, err := h.Shape()
+	if err != nil {
+		return err
+	}
+	shape[0] = int64(c.n)
+	m.per = 1
+	for _, d := range shape[1:] {
+		m.per *= d
+	}
+	switch {
+	case fromActs && m.per <= c.per:
+		m.reuse, m.store, m.bytes = true, c.store, c.bytes
+	case c.opts.Budget.reserve(m.per * int64(c.n) * int64(c.opts.DType.Size())):
+		m.bytes = m.per * int64(c.n) * int64(c.opts.DType.Size())
+		m.store = torch.Empty([]int64{m.per * int64(c.n)}, torch.Options{DType: c.opts.DType, Device: h.Device()})
+		if err := m.store.Err(); err != nil {
+			c.opts.Budget.release(m.bytes)
+			m.store = nil
+			return err
+		}
+	default:
+		m.keep = false
+		return nil
+	}
+	head := m.store.Narrow(0, 0, m.per*int64(c.n))
+	m.out = head.Reshape(shape...)
+	head.Free()
+	return m.out.Err()
+}
+
+// abandon frees what a failed At made. Old activations partly overwritten
+// (m.reuse) are dropped: the next At starts again from the images.
+func (c *ActivationCache) abandon(m cacheMove) {
+	m.out.Free()
+	if m.reuse {
+		c.drop()
+		c.cut = ""
+	} else if m.store != nil {
+		m.store.Free()
+		c.opts.Budget.release(m.bytes)
+	}
+}
+
+// install makes m's activations the cache's, at cut (none kept: m.out nil).
+func (c *ActivationCache) install(m cacheMove, cut string) {
+	if m.reuse {
 		c.acts.Free()
 	} else {
 		c.drop()
 	}
-	c.acts, c.store, c.per, c.bytes, c.cut = out, store, per, outBytes, cut
-	if out == nil {
+	c.acts, c.store, c.per, c.bytes, c.cut = m.out, m.store, m.per, m.bytes, cut
+	if m.out == nil {
 		c.store, c.per, c.bytes = nil, 0, 0
 	}
-	return nil
 }
 
 // errNothingToKeep ends At's pass early: the budget has no room for the

@@ -1,6 +1,7 @@
 package stitch
 
 import (
+	"context"
 	"math"
 	"testing"
 
@@ -125,7 +126,7 @@ func TestRunAllMatchesRun(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := &Runner{Bottom: bottom, Top: top, Train: tr, Test: te, Config: cfg, Store: store}
-		rows, err := r.Run()
+		rows, err := r.Run(context.Background())
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}

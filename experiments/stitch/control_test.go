@@ -1,6 +1,7 @@
 package stitch
 
 import (
+	"context"
 	"math"
 	"testing"
 
@@ -41,7 +42,7 @@ func TestSelfStitchControl(t *testing.T) {
 	var control []results.Row
 	r := &Runner{Bottom: bottom, Top: top, Train: trainSet, Test: testSet, Config: cfg, Store: store, Control: true,
 		OnControlRow: func(row results.Row) { control = append(control, row) }}
-	rows, err := r.Run()
+	rows, err := r.Run(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package stitch
 
 import (
+	"context"
 	"errors"
 	"math"
 	"slices"
@@ -158,7 +159,7 @@ func TestValidatedFitNeverEndsBelowStart(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := &Runner{Bottom: m, Top: m, Train: trainSet, Test: testSet, Config: cfg, Store: store}
-		rows, err := r.Run()
+		rows, err := r.Run(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}

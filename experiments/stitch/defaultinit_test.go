@@ -1,6 +1,7 @@
 package stitch
 
 import (
+	"context"
 	"testing"
 
 	"modelstitch/experiments/results"
@@ -30,7 +31,7 @@ func TestDefaultInitSelfStitchConverges(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := &Runner{Bottom: m, Top: m, Train: tr, Test: te, Config: cfg, Store: store}
-	rows, err := r.Run()
+	rows, err := r.Run(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package stitch
 
 import (
+	"context"
 	"runtime/debug"
 	"testing"
 
@@ -30,7 +31,7 @@ func TestRunAllFreesEachCut(t *testing.T) {
 	var live []int64
 	r := &Runner{Bottom: bottom, Top: top, Train: tr, Test: te, Config: cfg, Store: store,
 		OnRow: func(results.Row) { live = append(live, torch.LiveTensors()) }}
-	rows, err := r.RunAll()
+	rows, err := r.Run(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package stitch
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"image"
@@ -134,7 +135,7 @@ func stitchOnce(t *testing.T, bottom, top *models.Model, train, test *datasets.D
 		t.Fatal(err)
 	}
 	r := &Runner{Bottom: bottom, Top: top, Train: train, Test: test, Config: cfg, Store: store, BottomNorm: norm, TopNorm: norm}
-	rows, err := r.Run()
+	rows, err := r.Run(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

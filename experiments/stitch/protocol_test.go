@@ -1,6 +1,7 @@
 package stitch
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"strings"
@@ -54,7 +55,7 @@ func TestTopClassCountMustMatchData(t *testing.T) {
 	top := load(t, path)
 	top.Meta.Classes = 2
 	r := &Runner{Bottom: load(t, path), Top: top, Train: tr, Test: te, Config: quickConfig("layer1.0"), Store: store}
-	_, err := r.Run()
+	_, err := r.Run(context.Background())
 	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "2 classes") || !strings.Contains(err.Error(), fmt.Sprint(te.Classes)) {
 		t.Errorf("a 2-class top on %d-class data: %v", te.Classes, err)
 	}
@@ -63,7 +64,7 @@ func TestTopClassCountMustMatchData(t *testing.T) {
 	cfg := quickConfig("layer1.0")
 	cfg.CKASamples = 0
 	r = &Runner{Bottom: bottom, Top: load(t, path), Train: tr, Test: te, Config: cfg, Store: store}
-	rows, err := r.Run()
+	rows, err := r.Run(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package stitch
 
 import (
+	"context"
 	"errors"
 	"math"
 	"testing"
@@ -162,7 +163,7 @@ func TestFitAugmentFastMatchesPlain(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := (&Runner{Bottom: bottom, Top: top, Train: tr, Test: te, Config: c, Store: store}).Run()
+		got, err := (&Runner{Bottom: bottom, Top: top, Train: tr, Test: te, Config: c, Store: store}).Run(context.Background())
 		if err != nil {
 			t.Fatalf("plain %v: %v", plain, err)
 		}

@@ -65,7 +65,7 @@ type Config struct {
 	Device     torch.Device
 	// Progress receives progress events (nil: none).
 	Progress progress.Func
-	// Speed switches RunAll's optimisations (speed hook: see runall.go).
+	// Speed switches the shared path's optimisations (speed hook: see runall.go).
 	Speed Speed
 }
 
@@ -135,25 +135,38 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// RowStore keeps the rows a Runner makes and tells which are done:
+// *results.Store (a results file) satisfies it.
+type RowStore interface {
+	// Done returns the kept row with the same key as row (results.Row.Key),
+	// if there is one.
+	Done(row results.Row) (results.Row, bool)
+	// Append keeps one finished row.
+	Append(row results.Row) error
+	// Update replaces kept rows by the given ones with the same keys
+	// (completing rows written before a value was known).
+	Update(rows []results.Row) error
+}
+
 // Runner stitches Bottom into Top at each requested cut and records results.
 type Runner struct {
 	Bottom, Top *models.Model
 	Train, Test *datasets.Dataset
 	Config      Config
-	Store       *results.Store
-	// OnRow is called after each cut finishes (e.g. to print it). RunAll
-	// reads the bottom's accuracy at the last cut to do, so the rows handed
-	// over before then have no BottomAcc (Store gets it later; the rows Run
-	// returns have it), unless CompleteRows is set.
+	// Store keeps the rows; cuts it holds already are skipped. Nil keeps
+	// nothing: every cut is stitched, and the rows reach the caller only
+	// through Run's result and OnRow.
+	Store RowStore
+	// OnRow is called after each cut finishes (e.g. to print it). The
+	// shared path reads the bottom's accuracy at the last cut to do, so the
+	// rows handed over before then have no BottomAcc (Store gets it later;
+	// the rows Run returns have it), unless CompleteRows is set.
 	OnRow func(results.Row)
-	// CompleteRows makes RunAll read the bottom's accuracy at the first cut
-	// to do (a longer pass through the bottom) so that every row handed to
-	// OnRow is complete: for callers that keep the rows elsewhere than Store.
+	// CompleteRows makes the shared path read the bottom's accuracy at the
+	// first cut to do (a longer pass through the bottom) so that every row
+	// handed to OnRow is complete: for callers that keep the rows elsewhere
+	// than Store.
 	CompleteRows bool
-	// Context, when set, is checked before each cut is started: once it is
-	// done, Run returns the rows finished so far and the context's error (a
-	// cut in progress finishes first).
-	Context context.Context
 
 	// BottomNorm and TopNorm, when set, are the halves' input
 	// normalisations, over what their checkpoints record (Norms).
@@ -185,7 +198,8 @@ func (r *Runner) checkTop() error {
 
 // prepare checks that the two models and the data fit together at the
 // configured cuts, freezes both halves (eval mode, no gradients) and returns
-// the cuts with each model's activation shapes by cut. Run and RunAll share it.
+// the cuts with each model's activation shapes by cut. Both of Run's paths
+// share it.
 func (r *Runner) prepare() (cuts []string, bottomShapes, topShapes map[string][]int64, err error) {
 	cfg := r.Config
 	if err := r.checkTop(); err != nil {
@@ -234,10 +248,17 @@ func (r *Runner) prepare() (cuts []string, bottomShapes, topShapes map[string][]
 // Run fits and scores a stitching layer at every cut, skipping cuts the store
 // already holds, and returns the rows in cut order: with Control, after the
 // top stitched onto itself (whose rows the store holds too). It shares the
-// frozen halves' work between cuts (RunAll) unless Speed.Plain is set.
-func (r *Runner) Run() ([]results.Row, error) {
+// frozen halves' work between cuts (runAll; Speed) unless Speed.Plain is set
+// or the frozen halves use batch statistics, which take the plain path, one
+// cut at a time (runOneByOne). ctx is checked before each cut is started:
+// once it is done, Run returns the rows finished so far and ctx's error (a
+// cut in progress finishes first).
+func (r *Runner) Run(ctx context.Context) ([]results.Row, error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
 	if r.Control && r.selfPenalty == nil && r.Bottom != r.Top {
-		self, err := r.runControl()
+		self, err := r.runControl(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("self-stitch control: %w", err)
 		}
@@ -245,17 +266,17 @@ func (r *Runner) Run() ([]results.Row, error) {
 		defer func() { r.selfPenalty = nil }()
 	}
 	if !r.Config.Speed.Plain {
-		return r.RunAll()
+		return r.runAll(ctx)
 	}
-	return r.runOneByOne()
+	return r.runOneByOne(ctx)
 }
 
 // runControl stitches the top onto itself at the run's cuts with the same
 // recipe and returns the penalties by cut.
-func (r *Runner) runControl() (map[string]float64, error) {
+func (r *Runner) runControl(ctx context.Context) (map[string]float64, error) {
 	c := *r
 	c.Bottom, c.BottomNorm, c.Control, c.OnRow, c.OnControlRow = r.Top, r.TopNorm, false, r.OnControlRow, nil
-	rows, err := c.Run()
+	rows, err := c.Run(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -310,8 +331,8 @@ func (r *Runner) warnings(row results.Row) []string {
 	return w
 }
 
-// runOneByOne is Run's original path: one cut at a time, nothing shared.
-func (r *Runner) runOneByOne() ([]results.Row, error) {
+// runOneByOne is Run's plain path: one cut at a time, nothing shared.
+func (r *Runner) runOneByOne(ctx context.Context) ([]results.Row, error) {
 	cfg := r.Config
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -320,7 +341,6 @@ func (r *Runner) runOneByOne() ([]results.Row, error) {
 	if err != nil {
 		return nil, err
 	}
-
 	fitSet, valSet, err := r.selectData()
 	if err != nil {
 		return nil, err
@@ -335,89 +355,159 @@ func (r *Runner) runOneByOne() ([]results.Row, error) {
 		r.topInput = renorm.apply
 	}
 	defer func() { r.topInput = nil }()
-	testBottom, err := r.loader(r.Test, bottomNorm, false)
-	if err != nil {
-		return nil, err
-	}
-	testTop, err := r.loader(r.Test, topNorm, false)
-	if err != nil {
-		return nil, err
-	}
-	fit, err := r.fitLoader(fitSet, bottomNorm)
-	if err != nil {
-		return nil, err
-	}
-	var val *data.Loader
-	if valSet != nil {
-		if val, err = r.loader(valSet, bottomNorm, false); err != nil {
-			return nil, err
-		}
-	}
-	lsFit := fit
-	if cfg.Init == InitLeastSquares && cfg.FitAugment {
-		// The least-squares start sees the fitting images as they are.
-		if lsFit, err = r.loader(fitSet, bottomNorm, false); err != nil {
-			return nil, err
-		}
-	}
-	if cfg.Init == InitLeastSquares && cfg.LSSamples > 0 && cfg.LSSamples < fitSet.N {
-		lsSet, err := fitSet.Subset(cfg.LSSamples, cfg.Seed)
-		if err != nil {
-			return nil, invalid.Wrap("ls samples", err)
-		}
-		if lsFit, err = r.loader(lsSet, bottomNorm, false); err != nil {
-			return nil, err
-		}
-	}
-
-	bottomSum, topSum, err := results.Digests(r.Bottom.Path, r.Top.Path) // rows are keyed by the files' contents
+	l, err := r.plainLoaders(fitSet, valSet, bottomNorm, topNorm)
 	if err != nil {
 		return nil, err
 	}
 	lsN := 0
 	if cfg.Init == InitLeastSquares {
-		lsN = lsFit.Dataset().N
+		lsN = l.lsFit.Dataset().N
 	}
-	var rows []results.Row
+	rowFor, err := r.rowMaker(fitSet.N, lsN)
+	if err != nil {
+		return nil, err
+	}
 	var topAcc float64
 	var bottomAcc *float64
 	haveAcc := false
+	ownAccs := func() error { // once, before the first cut to do
+		if haveAcc {
+			return nil
+		}
+		var err error
+		topAcc, bottomAcc, err = r.ownAccuracies(l.testTop, l.testBottom)
+		haveAcc = err == nil
+		return err
+	}
+	return r.eachCut(ctx, cuts, rowFor, ownAccs, func(i int, cut string, row *results.Row, _ []results.Row) error {
+		row.TopAcc, row.BottomAcc = topAcc, bottomAcc
+		if err := r.stitchCut(row, cut, bottomShapes[r.bottomCut(cut)], topShapes[cut], l.fit, l.lsFit, l.val, l.testBottom, fmt.Sprintf("[%d/%d]", i+1, len(cuts))); err != nil {
+			return fmt.Errorf("cut %s: %w", cut, err)
+		}
+		if err := r.ckaRow(row, cut, l.testBottom); err != nil {
+			return fmt.Errorf("cut %s: cka: %w", cut, err)
+		}
+		return nil
+	})
+}
+
+// plainLoaders are the plain path's loaders: the fitting images (fit), those
+// the least-squares start is solved on (lsFit, un-augmented), the held-out
+// validation images (val; nil: no validation) and the test images as each
+// half is normalised.
+type plainLoaders struct {
+	fit, lsFit, val     *data.Loader
+	testBottom, testTop *data.Loader
+}
+
+// plainLoaders makes the plain path's loaders of the fitting images fitSet,
+// the validation images valSet (nil: none) and the test images.
+func (r *Runner) plainLoaders(fitSet, valSet *datasets.Dataset, bottomNorm, topNorm [2][]float64) (l plainLoaders, err error) {
+	cfg := r.Config
+	if l.testBottom, err = r.loader(r.Test, bottomNorm, false); err != nil {
+		return l, err
+	}
+	if l.testTop, err = r.loader(r.Test, topNorm, false); err != nil {
+		return l, err
+	}
+	if l.fit, err = r.fitLoader(fitSet, bottomNorm); err != nil {
+		return l, err
+	}
+	if valSet != nil {
+		if l.val, err = r.loader(valSet, bottomNorm, false); err != nil {
+			return l, err
+		}
+	}
+	l.lsFit = l.fit
+	if cfg.Init == InitLeastSquares && cfg.FitAugment {
+		// The least-squares start sees the fitting images as they are.
+		if l.lsFit, err = r.loader(fitSet, bottomNorm, false); err != nil {
+			return l, err
+		}
+	}
+	if cfg.Init == InitLeastSquares && cfg.LSSamples > 0 && cfg.LSSamples < fitSet.N {
+		lsSet, err := fitSet.Subset(cfg.LSSamples, cfg.Seed)
+		if err != nil {
+			return l, invalid.Wrap("ls samples", err)
+		}
+		if l.lsFit, err = r.loader(lsSet, bottomNorm, false); err != nil {
+			return l, err
+		}
+	}
+	return l, nil
+}
+
+// ownAccuracies scores the top on its test images, and the bottom on its
+// own when its classes are the data's (nil otherwise: its own accuracy
+// means nothing then).
+func (r *Runner) ownAccuracies(testTop, testBottom *data.Loader) (top float64, bottom *float64, err error) {
+	report := r.Config.Progress
+	if top, err = evaluate.Accuracy(r.Top.Net.Forward, testTop, report, "top model accuracy"); err != nil {
+		return 0, nil, fmt.Errorf("top model accuracy: %w", err)
+	}
+	if r.Bottom.Net.HasClassifier() && r.Bottom.Meta.Classes == r.Test.Classes {
+		a, err := evaluate.Accuracy(r.Bottom.Net.Forward, testBottom, report, "bottom model accuracy")
+		if err != nil {
+			return 0, nil, fmt.Errorf("bottom model accuracy: %w", err)
+		}
+		bottom = &a
+	}
+	return top, bottom, nil
+}
+
+// rowMaker returns newRow for this run's fitN fitting and lsN least-squares
+// images: rows are keyed by the checkpoints' contents (their digests).
+func (r *Runner) rowMaker(fitN, lsN int) (func(cut string) results.Row, error) {
+	bottomSum, topSum, err := results.Digests(r.Bottom.Path, r.Top.Path)
+	if err != nil {
+		return nil, err
+	}
+	return func(cut string) results.Row { return r.newRow(cut, fitN, lsN, bottomSum, topSum) }, nil
+}
+
+// todo returns the cuts whose rows the store does not hold.
+func (r *Runner) todo(cuts []string, rowFor func(string) results.Row) []string {
+	var todo []string
+	for _, cut := range cuts {
+		if _, ok := r.done(rowFor(cut)); !ok {
+			todo = append(todo, cut)
+		}
+	}
+	return todo
+}
+
+// eachCut makes the rows of cuts in order, as both of Run's paths do. A cut
+// the store holds gives its stored row. For any other, once ctx is done
+// eachCut returns the rows so far and ctx's error; else it runs before
+// (nil: nothing), then stitch, timed, which gets the cut's row (keyed, the
+// run's settings filled in) and the rows so far (which it may complete),
+// and then finishes the row, keeps it and hands it to OnRow.
+func (r *Runner) eachCut(ctx context.Context, cuts []string, rowFor func(string) results.Row, before func() error,
+	stitch func(i int, cut string, row *results.Row, rows []results.Row) error) ([]results.Row, error) {
+	var rows []results.Row
 	for i, cut := range cuts {
-		row := r.newRow(cut, fitSet.N, lsN, bottomSum, topSum)
-		if done, ok := r.Store.Done(row); ok {
+		row := rowFor(cut)
+		if done, ok := r.done(row); ok {
 			rows = append(rows, done)
-			cfg.Progress.Notef("cut %s: already in results, skipped", cut)
+			r.Config.Progress.Notef("cut %s: already in results, skipped", cut)
 			continue
 		}
-		if err := r.stopped(); err != nil {
+		if err := ctx.Err(); err != nil {
 			return rows, err
 		}
-		if !haveAcc {
-			if topAcc, err = evaluate.Accuracy(r.Top.Net.Forward, testTop, cfg.Progress, "top model accuracy"); err != nil {
-				return rows, fmt.Errorf("top model accuracy: %w", err)
+		if before != nil {
+			if err := before(); err != nil {
+				return rows, err
 			}
-			// The bottom's own accuracy means something only when its classes are the data's.
-			if r.Bottom.Net.HasClassifier() && r.Bottom.Meta.Classes == r.Test.Classes {
-				a, err := evaluate.Accuracy(r.Bottom.Net.Forward, testBottom, cfg.Progress, "bottom model accuracy")
-				if err != nil {
-					return rows, fmt.Errorf("bottom model accuracy: %w", err)
-				}
-				bottomAcc = &a
-			}
-			haveAcc = true
 		}
 		start := time.Now()
-		row.TopAcc, row.BottomAcc = topAcc, bottomAcc
-		if err := r.stitchCut(&row, cut, bottomShapes[r.bottomCut(cut)], topShapes[cut], fit, lsFit, val, testBottom, fmt.Sprintf("[%d/%d]", i+1, len(cuts))); err != nil {
-			return rows, fmt.Errorf("cut %s: %w", cut, err)
-		}
-		if err := r.ckaRow(&row, cut, testBottom); err != nil {
-			return rows, fmt.Errorf("cut %s: cka: %w", cut, err)
+		if err := stitch(i, cut, &row, rows); err != nil {
+			return rows, err
 		}
 		row.Seconds = time.Since(start).Seconds()
 		row.Time = time.Now().UTC().Format(time.RFC3339)
 		r.finishRow(&row)
-		if err := r.Store.Append(row); err != nil {
+		if err := r.keep(row); err != nil {
 			return rows, fmt.Errorf("writing results: %w", err)
 		}
 		rows = append(rows, row)
@@ -426,6 +516,30 @@ func (r *Runner) runOneByOne() ([]results.Row, error) {
 		}
 	}
 	return rows, nil
+}
+
+// done returns the stored row with row's key, if the Store holds one.
+func (r *Runner) done(row results.Row) (results.Row, bool) {
+	if r.Store == nil {
+		return results.Row{}, false
+	}
+	return r.Store.Done(row)
+}
+
+// keep appends row to the Store, if there is one.
+func (r *Runner) keep(row results.Row) error {
+	if r.Store == nil {
+		return nil
+	}
+	return r.Store.Append(row)
+}
+
+// update replaces rows in the Store, if there is one.
+func (r *Runner) update(rows []results.Row) error {
+	if r.Store == nil {
+		return nil
+	}
+	return r.Store.Update(rows)
 }
 
 // bottomCut returns the bottom's cut paired with the top's cut.
@@ -474,14 +588,6 @@ func setFit(row *results.Row, o FitOutcome) {
 		start, acc, best := o.StartValAcc, o.ValAcc, o.BestStep
 		row.StartValAcc, row.ValAcc, row.BestStep, row.Stop = &start, &acc, &best, o.Stop
 	}
-}
-
-// stopped returns the Context's error once it is done (nil without one).
-func (r *Runner) stopped() error {
-	if r.Context == nil {
-		return nil
-	}
-	return r.Context.Err()
 }
 
 // stitchCut builds, initialises, fits and scores the stitching layer at one cut.

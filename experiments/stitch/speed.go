@@ -9,11 +9,13 @@ import (
 	"modelstitch/torch"
 )
 
-// Speed switches the optimisations of RunAll, each on by default; the zero
-// value is the fast path. None changes what is computed beyond float
-// rounding (Float16 caches round the bottom's activations to half precision).
+// Speed switches the optimisations of Run's shared path, each on by
+// default; the zero value is the fast path. None changes what is computed
+// beyond float rounding (Float16 caches round the bottom's activations to
+// half precision).
 type Speed struct {
-	// Plain makes Run use its original one-cut-at-a-time path instead of RunAll.
+	// Plain makes Run take its plain path, one cut at a time, nothing
+	// shared between cuts.
 	Plain bool
 	// NoFoldBN keeps the frozen halves' batch norms as separate layers
 	// instead of folding them into the convolutions before them.

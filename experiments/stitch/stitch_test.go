@@ -1,6 +1,7 @@
 package stitch
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"math"
@@ -89,7 +90,7 @@ func TestSelfStitchHasNoPenalty(t *testing.T) {
 	cfg.Init = InitLeastSquares
 	m := load(t, path)
 	r := &Runner{Bottom: m, Top: load(t, path), Train: tr, Test: te, Config: cfg, Store: store}
-	rows, err := r.Run()
+	rows, err := r.Run(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +128,7 @@ func TestRandomBottomPenaltyGrowsWithDepth(t *testing.T) {
 	cfg := quickConfig("stem,layer4.1")
 	cfg.Init, cfg.FitSamples = InitLeastSquares, 1000
 	r := &Runner{Bottom: bottom, Top: top, Train: tr, Test: te, Config: cfg, Store: store}
-	rows, err := r.Run()
+	rows, err := r.Run(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +155,7 @@ func TestResultsResumeAndFields(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := &Runner{Bottom: load(t, path), Top: load(t, path), Train: tr, Test: te, Config: quickConfig(cuts), Store: store}
-		rows, err := r.Run()
+		rows, err := r.Run(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -189,7 +190,7 @@ func TestBadInputs(t *testing.T) {
 	store, _ := results.Open("")
 	bad := quickConfig("layer9.9")
 	r := &Runner{Bottom: load(t, path), Top: load(t, path), Train: tr, Test: te, Config: bad, Store: store}
-	if _, err := r.Run(); err == nil || !strings.Contains(err.Error(), "layer9.9") {
+	if _, err := r.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "layer9.9") {
 		t.Errorf("unknown cut: %v", err)
 	}
 	if _, err := models.Load(filepath.Join(t.TempDir(), "missing.pt"), models.LoadOptions{}); err == nil || !strings.Contains(err.Error(), "missing.pt") {
@@ -286,7 +287,7 @@ func TestWideBottomIntoThinTop(t *testing.T) {
 	cfg := quickConfig("layer2.0,pool")
 	cfg.FitSamples, cfg.CKASamples = 200, 100
 	r := &Runner{Bottom: bottom, Top: top, Train: tr, Test: te, Config: cfg, Store: store}
-	rows, err := r.Run()
+	rows, err := r.Run(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,16 +40,13 @@ func (x *InProcess) stitch(ctx context.Context, p *grid.Plan, us []*grid.Unit, o
 	}
 	cfg := stitchConfig(*u0.Recipe)
 	cfg.Cuts, cfg.Data, cfg.Progress, cfg.Device = strings.Join(cuts, ","), p.Spec.Data, x.Progress, x.Device
-	store, err := results.Open("")
-	if err != nil {
-		return err
-	}
 	// Each row becomes a unit's record as its cut finishes, so it must be
-	// complete then (CompleteRows: the bottom's accuracy comes first).
-	runner := &stitch.Runner{Bottom: bottom, Top: top, Train: trainSet, Test: testSet, Config: cfg, Store: store, Context: ctx,
+	// complete then (CompleteRows: the bottom's accuracy comes first). The
+	// records are the grid's results: the runner keeps nothing (no Store).
+	runner := &stitch.Runner{Bottom: bottom, Top: top, Train: trainSet, Test: testSet, Config: cfg,
 		OnRow: func(row results.Row) { onRow(row, testSet.N) }, CompleteRows: true,
 		BottomNorm: givenNorm(p, u0.Bottom), TopNorm: givenNorm(p, u0.Top)}
-	rows, err := runner.Run()
+	rows, err := runner.Run(ctx)
 	if err != nil {
 		return err
 	}
