@@ -224,21 +224,8 @@ func Train(r Run, objective Objective) (Result, error) {
 		if !r.OneStage {
 			bar.End()
 		}
-		if r.Save != nil {
-			if err := r.Save(epoch + 1); err != nil {
-				return res, err
-			}
-			if r.StateFile != "" && epoch+1 < r.Epochs {
-				if err := saveState(r.StateFile, epoch+1, r.Optimizer, r.Schedule); err != nil {
-					return res, fmt.Errorf("writing %s: %w", r.StateFile, err)
-				}
-			}
-			if r.StateFile != "" && epoch+1 == r.Epochs {
-				// Finished: nothing will resume, and the file would only go stale.
-				if err := os.Remove(r.StateFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
-					return res, err
-				}
-			}
+		if err := r.saveEpoch(epoch + 1); err != nil {
+			return res, err
 		}
 		if r.StopAfter > 0 && epoch+1 >= r.StopAfter && epoch+1 < r.Epochs {
 			res.Stopped = true
@@ -272,4 +259,27 @@ func optimize(loss *torch.Tensor, opt optim.Optimizer, sched *optim.Scheduler) (
 		return l, err
 	}
 	return l, sched.Step()
+}
+
+// saveEpoch writes the checkpoint (Save) after done epochs, and the state
+// file beside it until the last epoch, which removes it.
+func (r Run) saveEpoch(done int) error {
+	if r.Save == nil {
+		return nil
+	}
+	if err := r.Save(done); err != nil {
+		return err
+	}
+	if r.StateFile != "" && done < r.Epochs {
+		if err := saveState(r.StateFile, done, r.Optimizer, r.Schedule); err != nil {
+			return fmt.Errorf("writing %s: %w", r.StateFile, err)
+		}
+	}
+	if r.StateFile != "" && done == r.Epochs {
+		// Finished: nothing will resume, and the file would only go stale.
+		if err := os.Remove(r.StateFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
