@@ -43,7 +43,7 @@ func stitchFlags() []cli.Flag {
 		&cli.IntFlag{Name: "check-every", Value: d.CheckEvery, Usage: "steps between validation checks (0: once per epoch)"},
 		&cli.IntFlag{Name: "patience", Value: d.Patience, Usage: "validation checks without improvement before the learning rate is cut tenfold"},
 		&cli.IntFlag{Name: "lr-cuts", Value: d.LRCuts, Usage: "tenfold learning-rate cuts before the fit stops at a plateau"},
-		&cli.BoolFlag{Name: "control", Value: true, Usage: "first stitch the top onto itself at every cut (the self-stitch control): rows get self_penalty and excess_penalty (--control=false skips it)"},
+		&cli.BoolFlag{Name: "control", Usage: "first stitch the top onto itself at every cut with the same recipe (the self-stitch control; it costs about as much again): rows get self_penalty and excess_penalty"},
 		&cli.StringFlag{Name: "mean", Usage: "input normalisation of both halves: per-channel means of pixels in [0, 1], comma-separated (over the checkpoints' own)"},
 		&cli.StringFlag{Name: "std", Usage: "per-channel standard deviations to go with --mean"},
 		&cli.StringFlag{Name: "bottom-mean", Usage: "the bottom's input means (over --mean and its checkpoint's)"},
