@@ -8,12 +8,34 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"modelstitch/experiments/invalid"
-	"modelstitch/experiments/loop"
-	"modelstitch/experiments/splits"
-	"modelstitch/experiments/stitch"
-	"modelstitch/experiments/train"
-	"modelstitch/torch/vision/datasets"
 )
+
+// Limits are the libraries' own checks of the values a spec sets, handed in
+// by the caller (Vocabulary.Limits; inprocess.Vocabulary gives the real
+// ones), so that grid itself imports none of the libraries that link
+// libtorch. A nil function checks nothing.
+type Limits struct {
+	// Network refuses a network no machine can hold or that gives no channel
+	// (train.CheckNetwork).
+	Network func(arch string, width float64, stem string, training bool) error
+	// Epochs refuses a number of epochs out of range (loop.CheckEpochs).
+	Epochs func(n int) error
+	// Samples refuses training or test sample counts beyond the data set's
+	// published split sizes (splits.CheckSizes; 0 for a count not set); it
+	// checks nothing for a data set whose sizes are not known.
+	Samples func(data string, train, test int) error
+	// Kernel refuses a stitching kernel wider than the data's images allow,
+	// the largest activations any cut has (stitch.CheckLayer).
+	Kernel func(data string, kernel int64) error
+}
+
+// call runs f when it is set.
+func call(f func() error, set bool) error {
+	if !set {
+		return nil
+	}
+	return f()
+}
 
 // checkLimits applies to a resolved spec the limits the commands apply to
 // the same settings, so that a spec that can never run is refused when it
@@ -38,12 +60,13 @@ import (
 // An error names the file, the line and the key that set the value: the
 // model's or pair's own key when the TOML defines it there (md.IsDefined),
 // else the defaults' key.
-func (s *Spec) checkLimits(md toml.MetaData) error {
-	info, known := datasets.Known(s.Data)
-	if known {
-		if err := splits.CheckSizes(splits.Config{TestSamples: s.TestSamples}, info.Train, info.Test); err != nil {
-			return s.limitErr([]string{"test_samples"}, err)
-		}
+func (s *Spec) checkLimits(md toml.MetaData, l Limits) error {
+	epochs := func(n int) error { return call(func() error { return l.Epochs(n) }, l.Epochs != nil) }
+	samples := func(train, test int) error {
+		return call(func() error { return l.Samples(s.Data, train, test) }, l.Samples != nil)
+	}
+	if err := samples(0, s.TestSamples); err != nil {
+		return s.limitErr([]string{"test_samples"}, err)
 	}
 	for _, name := range sortedKeys(s.Models) {
 		m := s.Models[name]
@@ -51,13 +74,11 @@ func (s *Spec) checkLimits(md toml.MetaData) error {
 		where := func(fields ...string) []string { return s.definedAt(md, own, []string{"model_defaults"}, fields...) }
 		switch m.Kind {
 		case KindProbe:
-			if err := loop.CheckEpochs(m.ProbeEpochs); err != nil {
+			if err := epochs(m.ProbeEpochs); err != nil {
 				return s.limitErr(where("probe_epochs"), err)
 			}
-			if known {
-				if err := splits.CheckSizes(splits.Config{TrainSamples: m.ProbeSamples}, info.Train, info.Test); err != nil {
-					return s.limitErr(where("probe_samples"), err)
-				}
+			if err := samples(m.ProbeSamples, 0); err != nil {
+				return s.limitErr(where("probe_samples"), err)
 			}
 		case KindTrain:
 			r := m.Recipe
@@ -69,16 +90,14 @@ func (s *Spec) checkLimits(md toml.MetaData) error {
 					return s.errAt(where(f.key), "must be a finite number, got %v", f.v)
 				}
 			}
-			if err := train.CheckNetwork(r.Arch, r.Width, r.Stem, r.Epochs > 0); err != nil {
+			if err := call(func() error { return l.Network(r.Arch, r.Width, r.Stem, r.Epochs > 0) }, l.Network != nil); err != nil {
 				return s.limitErr(where("width"), err)
 			}
-			if err := loop.CheckEpochs(r.Epochs); err != nil {
+			if err := epochs(r.Epochs); err != nil {
 				return s.limitErr(where("epochs", "steps"), err)
 			}
-			if known {
-				if err := splits.CheckSizes(splits.Config{TrainSamples: r.TrainSamples}, info.Train, info.Test); err != nil {
-					return s.limitErr(where("train_samples"), err)
-				}
+			if err := samples(r.TrainSamples, 0); err != nil {
+				return s.limitErr(where("train_samples"), err)
 			}
 		}
 	}
@@ -91,15 +110,11 @@ func (s *Spec) checkLimits(md toml.MetaData) error {
 		if math.IsNaN(r.LR) || math.IsInf(r.LR, 0) {
 			return s.errAt(where("lr"), "must be a finite number, got %v", r.LR)
 		}
-		if err := loop.CheckEpochs(r.Epochs); err != nil {
+		if err := epochs(r.Epochs); err != nil {
 			return s.limitErr(where("epochs", "recipe"), err)
 		}
-		if known {
-			side := int64(max(info.Height, info.Width))
-			shape := []int64{int64(info.Channels), side, side}
-			if err := stitch.CheckLayer(shape, shape, r.KernelSize); err != nil {
-				return s.limitErr(where("kernel_size", "recipe"), err)
-			}
+		if err := call(func() error { return l.Kernel(s.Data, r.KernelSize) }, l.Kernel != nil); err != nil {
+			return s.limitErr(where("kernel_size", "recipe"), err)
 		}
 	}
 	return nil

@@ -27,6 +27,8 @@ type Vocabulary struct {
 	// "folder:" standing for every folder data set (a data set not listed
 	// is not checked).
 	Channels map[string]int
+	// Limits are the libraries' checks of the values a spec sets (limits.go).
+	Limits Limits
 }
 
 // LabelsOriginal is a model's labels when no relabelling task applies.
@@ -62,11 +64,11 @@ const PaperStitchEpochs = 30
 // package inprocess's tests check that they map onto those configs).
 var stitchRecipes = map[string]StitchRecipe{
 	// The converged fit: least-squares start on 2,000 images, Adam 1e-2 on
-	// every training image but 5,000 held out, checked every 50 steps, the
-	// best kept, the rate cut tenfold after 2 checks without improvement,
-	// stopped at the plateau after 2 cuts or after 4 epochs.
+	// every training image but 2,500 held out, checked every 25 steps, the
+	// best kept, the rate cut tenfold after 2 checks without progress,
+	// stopped at the next plateau or after 4 epochs.
 	StitchRecipeCPU: {Init: "least-squares", Epochs: 4, Batch: 128, LR: 1e-2, FitSamples: 0, LSSamples: 2000,
-		ValSamples: 5000, CheckEvery: 50, Patience: 2, LRCuts: 2, KernelSize: 1, FrozenBN: "eval", CKASamples: 500},
+		ValSamples: 2500, CheckEvery: 25, Patience: 2, LRCuts: 1, KernelSize: 1, FrozenBN: "eval", CKASamples: 500},
 	// The one-epoch fit of earlier versions: least-squares start, one epoch
 	// of Adam 1e-2 (cosine) over 6,000 images, no validation, the end kept.
 	StitchRecipeQuick: {Init: "least-squares", Epochs: 1, Batch: 128, LR: 1e-2, FitSamples: 6000, LSSamples: 2000,

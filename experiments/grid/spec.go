@@ -334,7 +334,7 @@ func Parse(name string, text []byte, v Vocabulary) (*Spec, error) {
 	if err := (&resolver{s: s, f: f, vocab: v}).resolve(); err != nil {
 		return nil, err
 	}
-	if err := s.checkLimits(md); err != nil { // limits.go
+	if err := s.checkLimits(md, v.Limits); err != nil { // limits.go
 		return nil, err
 	}
 	return s, nil

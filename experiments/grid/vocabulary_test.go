@@ -1,13 +1,37 @@
 package grid
 
 import (
+	"modelstitch/experiments/loop"
+	"modelstitch/experiments/splits"
+	"modelstitch/experiments/stitch"
 	"modelstitch/experiments/train"
 	"modelstitch/torch/vision"
 	"modelstitch/torch/vision/datasets"
 )
 
 // testVocabulary is what the tests' specs may name: the training code's
-// (inprocess.Vocabulary, which imports this package).
+// (inprocess.Vocabulary, which imports this package, and a test there checks
+// the two agree), with the libraries' own limits.
 var testVocabulary = Vocabulary{Archs: vision.Archs(), Stems: []string{vision.StemCIFAR, vision.StemImageNet},
 	Schedules: train.Schedules, Tasks: datasets.Tasks(), TrainSplits: datasets.TrainSplitSizes(),
-	Channels: map[string]int{"fashion-mnist": 1, "mnist": 1, "cifar10": 3, "cifar100": 3, "folder:": datasets.FolderChannels}}
+	Channels: map[string]int{"fashion-mnist": 1, "mnist": 1, "cifar10": 3, "cifar100": 3, "folder:": datasets.FolderChannels},
+	Limits: Limits{
+		Network: train.CheckNetwork,
+		Epochs:  loop.CheckEpochs,
+		Samples: func(data string, trainN, testN int) error {
+			info, known := datasets.Known(data)
+			if !known {
+				return nil
+			}
+			return splits.CheckSizes(splits.Config{TrainSamples: trainN, TestSamples: testN}, info.Train, info.Test)
+		},
+		Kernel: func(data string, kernel int64) error {
+			info, known := datasets.Known(data)
+			if !known {
+				return nil
+			}
+			side := int64(max(info.Height, info.Width))
+			shape := []int64{int64(info.Channels), side, side}
+			return stitch.CheckLayer(shape, shape, kernel)
+		},
+	}}

@@ -4,7 +4,10 @@ import (
 	"fmt"
 
 	"modelstitch/experiments/grid"
+	"modelstitch/experiments/loop"
 	"modelstitch/experiments/models"
+	"modelstitch/experiments/splits"
+	"modelstitch/experiments/stitch"
 	"modelstitch/experiments/train"
 	"modelstitch/torch/nn"
 	"modelstitch/torch/vision"
@@ -18,7 +21,33 @@ func Vocabulary() grid.Vocabulary {
 	channels := datasets.ChannelCounts()
 	channels["folder:"] = datasets.FolderChannels
 	return grid.Vocabulary{Archs: vision.Archs(), Stems: []string{vision.StemCIFAR, vision.StemImageNet},
-		Schedules: train.Schedules, Tasks: datasets.Tasks(), TrainSplits: datasets.TrainSplitSizes(), Channels: channels}
+		Schedules: train.Schedules, Tasks: datasets.Tasks(), TrainSplits: datasets.TrainSplitSizes(), Channels: channels,
+		Limits: Limits()}
+}
+
+// Limits are the libraries' own checks of a spec's values (grid.Limits):
+// each is the check the commands apply to the same setting.
+func Limits() grid.Limits {
+	return grid.Limits{
+		Network: train.CheckNetwork,
+		Epochs:  loop.CheckEpochs,
+		Samples: func(data string, trainN, testN int) error {
+			info, known := datasets.Known(data)
+			if !known {
+				return nil
+			}
+			return splits.CheckSizes(splits.Config{TrainSamples: trainN, TestSamples: testN}, info.Train, info.Test)
+		},
+		Kernel: func(data string, kernel int64) error {
+			info, known := datasets.Known(data)
+			if !known {
+				return nil
+			}
+			side := int64(max(info.Height, info.Width))
+			shape := []int64{int64(info.Channels), side, side}
+			return stitch.CheckLayer(shape, shape, kernel)
+		},
+	}
 }
 
 // CutPoints lists the cut points of a model's architecture, in order. A
