@@ -276,7 +276,7 @@ func TestGridSlurmCommandWritesScripts(t *testing.T) {
 		{[]string{"slurm", "grid.toml", "--out", "o", "--shards", "0"}, "--shards"},
 		{[]string{"slurm", "grid.toml", "--out", "o", "--shards", "many"}, "--shards"},
 		{[]string{"slurm", "grid.toml", "--out", "o", "--gpu", "1"}, "--gpu"},
-		{[]string{"slurm", "grid.toml", "--out", "o", "--time", "1 day"}, `--time "1 day": not a value Slurm takes`},
+		{[]string{"slurm", "grid.toml", "--out", "o", "--time", "1 day"}, `--time "1 day" is not a value Slurm takes`},
 		{[]string{"slurm", "grid.toml", "other.toml", "--out", "o"}, "usage"},
 		{[]string{"k8s", "grid.toml"}, "--image"},
 		{[]string{"k8s", "grid.toml", "--image", "x", "--node-selector", "gpu"}, "--node-selector"},

@@ -40,7 +40,10 @@ func TestAvailableHonoursTheAddressSpaceLimit(t *testing.T) {
 	if err := syscall.Setrlimit(syscall.RLIMIT_AS, &old); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(l.From, "address-space") || l.Bytes > 300<<20 {
+	// The process's address space may shrink between the two readings (a
+	// thread's 64 MiB malloc arena given back, as seen once on a loaded
+	// machine: 320 MiB left), so allow two arenas beside the 256 MiB.
+	if !strings.Contains(l.From, "address-space") || l.Bytes > (256+2*64)<<20 {
 		t.Errorf("with 256 MiB of address space left: %s bytes from %q", Bytes(l.Bytes), l.From)
 	}
 }
