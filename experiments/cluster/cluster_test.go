@@ -139,16 +139,6 @@ func TestSlurmScriptRunsTheShard(t *testing.T) {
 	}
 }
 
-// about reports whether err is about the setting want (a bad setting of
-// that field: the command names its flag) or, for an error about no
-// setting, mentions want.
-func about(err error, want string) bool {
-	var s *invalid.Setting
-	if errors.As(err, &s) {
-		return s.Field == want
-	}
-	return err != nil && strings.Contains(err.Error(), want)
-}
 
 func TestSlurmBadOptions(t *testing.T) {
 	dir := t.TempDir()
