@@ -139,7 +139,6 @@ func TestSlurmScriptRunsTheShard(t *testing.T) {
 	}
 }
 
-
 func TestSlurmBadOptions(t *testing.T) {
 	dir := t.TempDir()
 	for _, c := range []struct {
