@@ -2,8 +2,7 @@ package grid
 
 import (
 	"modelstitch/experiments/loop"
-	"modelstitch/experiments/splits"
-	"modelstitch/experiments/stitch"
+	"modelstitch/experiments/speclimits"
 	"modelstitch/experiments/train"
 	"modelstitch/torch/vision"
 	"modelstitch/torch/vision/datasets"
@@ -18,20 +17,6 @@ var testVocabulary = Vocabulary{Archs: vision.Archs(), Stems: []string{vision.St
 	Limits: Limits{
 		Network: train.CheckNetwork,
 		Epochs:  loop.CheckEpochs,
-		Samples: func(data string, trainN, testN int) error {
-			info, known := datasets.Known(data)
-			if !known {
-				return nil
-			}
-			return splits.CheckSizes(splits.Config{TrainSamples: trainN, TestSamples: testN}, info.Train, info.Test)
-		},
-		Kernel: func(data string, kernel int64) error {
-			info, known := datasets.Known(data)
-			if !known {
-				return nil
-			}
-			side := int64(max(info.Height, info.Width))
-			shape := []int64{int64(info.Channels), side, side}
-			return stitch.CheckLayer(shape, shape, kernel)
-		},
+		Samples: speclimits.Samples,
+		Kernel:  speclimits.Kernel,
 	}}

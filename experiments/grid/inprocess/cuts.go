@@ -6,8 +6,7 @@ import (
 	"modelstitch/experiments/grid"
 	"modelstitch/experiments/loop"
 	"modelstitch/experiments/models"
-	"modelstitch/experiments/splits"
-	"modelstitch/experiments/stitch"
+	"modelstitch/experiments/speclimits"
 	"modelstitch/experiments/train"
 	"modelstitch/torch/nn"
 	"modelstitch/torch/vision"
@@ -31,22 +30,8 @@ func Limits() grid.Limits {
 	return grid.Limits{
 		Network: train.CheckNetwork,
 		Epochs:  loop.CheckEpochs,
-		Samples: func(data string, trainN, testN int) error {
-			info, known := datasets.Known(data)
-			if !known {
-				return nil
-			}
-			return splits.CheckSizes(splits.Config{TrainSamples: trainN, TestSamples: testN}, info.Train, info.Test)
-		},
-		Kernel: func(data string, kernel int64) error {
-			info, known := datasets.Known(data)
-			if !known {
-				return nil
-			}
-			side := int64(max(info.Height, info.Width))
-			shape := []int64{int64(info.Channels), side, side}
-			return stitch.CheckLayer(shape, shape, kernel)
-		},
+		Samples: speclimits.Samples,
+		Kernel:  speclimits.Kernel,
 	}
 }
 
